@@ -92,9 +92,11 @@ contract RecordRegistry is IRecordRegistry, IMembershipMirror {
     /// @notice Copy the registry's current state of `accounts` (keys or organisations) into the
     /// mirror. Anyone may call it: it only ever writes what the registry says. Needed only for
     /// accounts registered before this contract was set as the registry's mirror; organisations
-    /// should be synced before their keys.
+    /// should be synced before their keys. Refused unless this contract is the registry's mirror,
+    /// since a copy that receives no pushes would go stale.
     /// @param accounts Member keys and organisation addresses to copy.
     function syncMembership(address[] calldata accounts) external {
+        if (address(REGISTRY.membershipMirror()) != address(this)) revert MirrorNotWired();
         for (uint256 i = 0; i < accounts.length; ++i) {
             address account = accounts[i];
             IProviderRegistry.Status orgStatus = REGISTRY.organisation(account).status;

@@ -9,6 +9,8 @@ pragma solidity ^0.8.28;
 interface IMembershipMirror {
     /// @notice The caller is not the provider registry the mirror follows.
     error MirrorUnauthorizedRegistry(address caller);
+    /// @notice The registry does not push to this contract, so copying state into it is refused.
+    error MirrorNotWired();
 
     /// @notice Member key `key` of organisation `org` became active (`active`) or stopped being active.
     function onMemberStatusChanged(address key, address org, bool active) external;
