@@ -49,5 +49,8 @@ interface IAuditAnchor {
     /// @notice An anchored batch.
     function batch(uint64 batchId) external view returns (Batch memory);
     /// @notice Whether `leafValue` is included by `proof` in batch `batchId`.
-    function verifyInclusion(uint64 batchId, bytes32 leafValue, bytes32[] calldata proof) external view returns (bool);
+    function verifyInclusion(uint64 batchId, bytes32 leafValue, bytes32[] calldata proof)
+        external
+        view
+        returns (bool);
 }

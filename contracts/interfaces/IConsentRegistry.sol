@@ -87,6 +87,8 @@ interface IConsentRegistry {
     error ConsentBreakGlassInvalid(BreakGlassReason reason, uint32 duration, uint32 maxDuration);
     /// @notice There is no open break-glass session to close.
     error ConsentBreakGlassNotOpen(address patient, address org);
+    /// @notice A constructor argument (registry or governor) is the zero address.
+    error ConsentInvalidConfiguration();
 
     /// @notice A consent was granted or replaced. `consentHash` is the keccak-256 of the
     /// canonical (RFC 8785) FHIR Consent JSON. `actor` is the patient or the delegate who acted.
@@ -106,7 +108,9 @@ interface IConsentRegistry {
     /// @notice Outstanding signatures below `newNonce` were cancelled.
     event NoncesInvalidated(address indexed patient, address indexed actor, uint256 newNonce);
     /// @notice A delegate was added or updated.
-    event DelegateSet(address indexed patient, address indexed delegate, DelegateKind kind, uint40 validUntil);
+    event DelegateSet(
+        address indexed patient, address indexed delegate, DelegateKind kind, uint40 validUntil
+    );
     /// @notice A delegate was removed.
     event DelegateRemoved(address indexed patient, address indexed delegate);
     /// @notice A break-glass session was opened; always subject to compliance review.
@@ -155,8 +159,13 @@ interface IConsentRegistry {
     ) external;
 
     /// @notice Revoke by an EIP-712 `Revoke` signature of the patient or an active delegate.
-    function revokeBySig(address patient, address grantee, uint256 deadline, address signer, bytes calldata signature)
-        external;
+    function revokeBySig(
+        address patient,
+        address grantee,
+        uint256 deadline,
+        address signer,
+        bytes calldata signature
+    ) external;
 
     /// @notice Cancel every outstanding signature of `patient` by raising the nonce.
     function invalidateNonces(address patient, uint256 newNonce) external;
@@ -167,7 +176,9 @@ interface IConsentRegistry {
     function removeDelegate(address delegate) external;
 
     /// @notice Open a time-boxed emergency access to `patient` for the caller's organisation.
-    function openBreakGlass(address patient, BreakGlassReason reason, uint32 duration) external returns (uint64 id);
+    function openBreakGlass(address patient, BreakGlassReason reason, uint32 duration)
+        external
+        returns (uint64 id);
     /// @notice Close the caller's organisation's open session for `patient`.
     function closeBreakGlass(address patient) external;
     /// @notice Set the maximum break-glass duration in seconds (governance only).
@@ -183,7 +194,10 @@ interface IConsentRegistry {
     /// @notice The stored consent of `patient` to `grantee`.
     function consentOf(address patient, address grantee) external view returns (Consent memory);
     /// @notice The delegate's kind and expiry.
-    function delegateOf(address patient, address delegate) external view returns (DelegateKind kind, uint40 validUntil);
+    function delegateOf(address patient, address delegate)
+        external
+        view
+        returns (DelegateKind kind, uint40 validUntil);
     /// @notice Whether `delegate` is an unexpired delegate of `patient`.
     function isActiveDelegate(address patient, address delegate) external view returns (bool);
     /// @notice The break-glass session of `patient` for `org` (possibly expired).

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
+import {IMembershipMirror} from "./IMembershipMirror.sol";
+
 /// @title IProviderRegistry
 /// @notice Consortium membership: organisations admitted by governance and the member keys
 /// (practitioners, services) that act for them. An organisation is identified by an address
@@ -60,6 +62,8 @@ interface IProviderRegistry {
     error ProviderInvalidStatus(address account, Status status);
     /// @notice The caller may not manage this organisation's keys.
     error ProviderUnauthorizedManager(address caller, address org);
+    /// @notice The membership mirror is already set; it is wired once.
+    error ProviderMirrorAlreadySet(address mirror);
 
     /// @notice An organisation was admitted by governance.
     event OrganisationAdmitted(address indexed org, OrgKind kind, string name);
@@ -71,6 +75,8 @@ interface IProviderRegistry {
     event MemberStatusChanged(address indexed org, address indexed key, Status status);
     /// @notice A member key was replaced by a new one; the old key is retired.
     event MemberKeyRotated(address indexed org, address indexed oldKey, address indexed newKey);
+    /// @notice The membership mirror that receives every status change was set (governance).
+    event MembershipMirrorSet(address indexed mirror);
 
     /// @notice Admit an organisation (governance only).
     function admitOrganisation(address org, OrgKind kind, string calldata name) external;
@@ -90,6 +96,12 @@ interface IProviderRegistry {
     /// @notice Replace a key by a new one (governance, its organisation, or the key itself).
     function rotateMemberKey(address oldKey, address newKey) external;
 
+    /// @notice Set, once, the mirror that every key and organisation status change is pushed to
+    /// in the same transaction (governance only).
+    function setMembershipMirror(IMembershipMirror mirror) external;
+
+    /// @notice The membership mirror, or the zero address when none is set.
+    function membershipMirror() external view returns (IMembershipMirror);
     /// @notice Stored state of an organisation.
     function organisation(address org) external view returns (Organisation memory);
     /// @notice Stored state of a member key.
