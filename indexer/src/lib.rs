@@ -1,0 +1,1 @@
+//! carechain indexer: mirrors the contracts' events into PostgreSQL (being built).

@@ -1,0 +1,3 @@
+//! `carechain-indexer` binary (being built).
+
+fn main() {}
