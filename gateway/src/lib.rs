@@ -24,7 +24,11 @@ pub enum GatewayError {
 #[derive(Debug, Clone, clap::Args)]
 pub struct GatewayConfig {
     /// Address to serve the FHIR API on.
-    #[arg(long, env = "CARECHAIN_GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: SocketAddr,
     /// PostgreSQL connection URL (the indexer's database).
     #[arg(long, env = "DATABASE_URL")]
@@ -39,5 +43,7 @@ pub struct GatewayConfig {
 
 /// Starts the gateway; always refuses for now.
 pub fn run(config: &GatewayConfig) -> Result<(), GatewayError> {
-    Err(GatewayError::NotImplemented { listen: config.listen })
+    Err(GatewayError::NotImplemented {
+        listen: config.listen,
+    })
 }

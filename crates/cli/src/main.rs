@@ -32,10 +32,12 @@ enum Command {
     Codes,
     /// Ask the chain whether REQUESTER may perform ACTION on PATIENT's resources of TYPE for
     /// PURPOSE, and on what basis (ConsentRegistry.decide).
-    #[command(after_help = "Example:\n  carechain decide --rpc http://127.0.0.1:8545 \\\n    \
+    #[command(
+        after_help = "Example:\n  carechain decide --rpc http://127.0.0.1:8545 \\\n    \
         --manifest deployments/31337.json --patient 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 \\\n    \
         --requester 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC \\\n    \
-        --type Observation --action read --purpose TREAT")]
+        --type Observation --action read --purpose TREAT"
+    )]
     Decide(DecideArgs),
 }
 
@@ -81,7 +83,10 @@ fn print_codes() {
 
 async fn decide(args: DecideArgs) -> eyre::Result<()> {
     let manifest = DeploymentManifest::load(&args.manifest)?;
-    let url = args.rpc.parse().wrap_err_with(|| format!("invalid --rpc URL `{}`", args.rpc))?;
+    let url = args
+        .rpc
+        .parse()
+        .wrap_err_with(|| format!("invalid --rpc URL `{}`", args.rpc))?;
     let provider = RootProvider::<Ethereum>::new_http(url);
     let chain_id = provider
         .get_chain_id()

@@ -13,7 +13,9 @@ pub enum CodeError {
     #[error("unknown FHIR resource type `{0}` (see `carechain codes`)")]
     UnknownResourceType(String),
     /// The name is not one of the SMART v2 actions `c r u d s`.
-    #[error("unknown action `{0}`: expected one of c, r, u, d, s (or create, read, update, delete, search)")]
+    #[error(
+        "unknown action `{0}`: expected one of c, r, u, d, s (or create, read, update, delete, search)"
+    )]
     UnknownAction(String),
     /// The code is not a purpose of use of the table.
     #[error("unknown purpose of use `{0}` (see `carechain codes`)")]
@@ -258,7 +260,9 @@ pub fn parse_resource_types(list: &str) -> Result<u64, CodeError> {
 /// Parses a SMART-style action string (`cruds`, `rs`) or a comma-separated list into a mask.
 pub fn parse_actions(list: &str) -> Result<u8, CodeError> {
     if !list.contains(',') && list.len() <= 5 && list.chars().all(|c| "cruds".contains(c)) {
-        return list.chars().try_fold(0u8, |acc, c| Ok(acc | c.to_string().parse::<Action>()?.bit()));
+        return list.chars().try_fold(0u8, |acc, c| {
+            Ok(acc | c.to_string().parse::<Action>()?.bit())
+        });
     }
     list.split(',')
         .map(str::trim)
@@ -328,7 +332,10 @@ mod tests {
         );
         assert_eq!(
             ResourceType::from_index(14),
-            Err(CodeError::IndexOutOfRange { table: "resource type", index: 14 })
+            Err(CodeError::IndexOutOfRange {
+                table: "resource type",
+                index: 14
+            })
         );
     }
 }

@@ -191,8 +191,18 @@ mod tests {
         assert_eq!(Basis::ALL.len(), 15);
         assert_eq!(Basis::try_from(5), Ok(Basis::BreakGlass));
         assert_eq!(Basis::try_from(14), Ok(Basis::InvalidRequest));
-        assert_eq!(Basis::try_from(15), Err(EnumError { name: "Basis", value: 15 }));
-        let allowed: Vec<u8> = Basis::ALL.iter().filter(|b| b.is_allowed()).map(|b| u8::from(*b)).collect();
+        assert_eq!(
+            Basis::try_from(15),
+            Err(EnumError {
+                name: "Basis",
+                value: 15
+            })
+        );
+        let allowed: Vec<u8> = Basis::ALL
+            .iter()
+            .filter(|b| b.is_allowed())
+            .map(|b| u8::from(*b))
+            .collect();
         assert_eq!(allowed, vec![1, 2, 3, 4, 5]);
         assert_eq!(Basis::PurposeNotCovered.to_string(), "PurposeNotCovered");
     }
@@ -204,6 +214,9 @@ mod tests {
         assert_eq!(Status::try_from(3), Ok(Status::Retired));
         assert_eq!(MemberRole::try_from(1), Ok(MemberRole::Service));
         assert_eq!(DelegateKind::try_from(3), Ok(DelegateKind::Proxy));
-        assert_eq!(BreakGlassReason::try_from(4), Ok(BreakGlassReason::PatientUnableToCommunicate));
+        assert_eq!(
+            BreakGlassReason::try_from(4),
+            Ok(BreakGlassReason::PatientUnableToCommunicate)
+        );
     }
 }

@@ -91,8 +91,10 @@ impl DeploymentManifest {
     /// Reads, parses and validates the manifest at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ManifestError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Self::parse_at(&text, path)
     }
 
@@ -102,11 +104,16 @@ impl DeploymentManifest {
     }
 
     fn parse_at(text: &str, path: &Path) -> Result<Self, ManifestError> {
-        let manifest: Self = serde_json::from_str(text)
-            .map_err(|source| ManifestError::Parse { path: path.to_owned(), source })?;
+        let manifest: Self = serde_json::from_str(text).map_err(|source| ManifestError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
         manifest
             .validate()
-            .map_err(|reason| ManifestError::Invalid { path: path.to_owned(), reason })?;
+            .map_err(|reason| ManifestError::Invalid {
+                path: path.to_owned(),
+                reason,
+            })?;
         Ok(manifest)
     }
 
@@ -121,7 +128,9 @@ impl DeploymentManifest {
                 return Err(format!("contracts.{name} is the zero address"));
             }
             if let Some((other, _)) = named[..i].iter().find(|(_, a)| a == address) {
-                return Err(format!("contracts.{name} and contracts.{other} have the same address {address}"));
+                return Err(format!(
+                    "contracts.{name} and contracts.{other} have the same address {address}"
+                ));
             }
         }
         Ok(())
@@ -150,7 +159,10 @@ mod tests {
         let m = DeploymentManifest::parse(GOOD).expect("valid manifest");
         assert_eq!(m.chain_id, 31337);
         assert_eq!(m.deployment_block, 3);
-        assert_eq!(m.contracts.consent_registry, address!("e7f1725E7734CE288F8367e1Bb143E90bb3F0512"));
+        assert_eq!(
+            m.contracts.consent_registry,
+            address!("e7f1725E7734CE288F8367e1Bb143E90bb3F0512")
+        );
         assert_eq!(m.addresses().len(), 4);
         let round_trip = DeploymentManifest::parse(&serde_json::to_string(&m).expect("serialises"))
             .expect("round trip");
@@ -159,14 +171,32 @@ mod tests {
 
     #[test]
     fn rejects_bad_manifests() {
-        let missing = GOOD.replace(r#""AuditAnchor":"0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9""#, r#""X":"0x00""#);
-        assert!(matches!(DeploymentManifest::parse(&missing), Err(ManifestError::Parse { .. })));
-        let dup = GOOD.replace("0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9", "0x5FbDB2315678afecb367f032d93F642f64180aa3");
+        let missing = GOOD.replace(
+            r#""AuditAnchor":"0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9""#,
+            r#""X":"0x00""#,
+        );
+        assert!(matches!(
+            DeploymentManifest::parse(&missing),
+            Err(ManifestError::Parse { .. })
+        ));
+        let dup = GOOD.replace(
+            "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        );
         let err = DeploymentManifest::parse(&dup).expect_err("duplicate");
         assert!(err.to_string().contains("same address"), "{err}");
-        let zero = GOOD.replace("0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9", "0x0000000000000000000000000000000000000000");
-        assert!(matches!(DeploymentManifest::parse(&zero), Err(ManifestError::Invalid { .. })));
+        let zero = GOOD.replace(
+            "0xCf7Ed3AccA5a467e9e704C703E8D87F634fB0Fc9",
+            "0x0000000000000000000000000000000000000000",
+        );
+        assert!(matches!(
+            DeploymentManifest::parse(&zero),
+            Err(ManifestError::Invalid { .. })
+        ));
         let err = DeploymentManifest::load("/nonexistent/manifest.json").expect_err("missing file");
-        assert!(err.to_string().contains("/nonexistent/manifest.json"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/manifest.json"),
+            "{err}"
+        );
     }
 }

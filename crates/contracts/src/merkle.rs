@@ -55,7 +55,11 @@ impl MerkleTree {
 
     /// The root.
     pub fn root(&self) -> B256 {
-        self.levels.last().and_then(|l| l.first()).copied().unwrap_or_default()
+        self.levels
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Number of leaves.
@@ -92,7 +96,10 @@ pub fn root(values: &[B256]) -> Option<B256> {
 
 /// Whether `proof` includes `value` under `root`.
 pub fn verify(value: B256, proof: &[B256], root: B256) -> bool {
-    proof.iter().fold(leaf_hash(value), |node, sibling| hash_pair(node, *sibling)) == root
+    proof
+        .iter()
+        .fold(leaf_hash(value), |node, sibling| hash_pair(node, *sibling))
+        == root
 }
 
 #[cfg(test)]
@@ -117,8 +124,18 @@ mod tests {
     fn roots_match_known_vectors() {
         // Computed with `cast keccak` (see the module docs for the construction).
         assert_eq!(root(&[value(1)]), Some(leaf_hash(value(1))));
-        assert_eq!(root(&[value(1), value(2)]), Some(b256!("e685571b7e25a4a0391fb8daa09dc8d3fbb3382504525f89a2334fbbf8f8e92c")));
-        assert_eq!(root(&[value(1), value(2), value(3)]), Some(b256!("7bcaa162d2c015da3f7ae4897086d4012ed03a185c8ee8847ff74e236cf58412")));
+        assert_eq!(
+            root(&[value(1), value(2)]),
+            Some(b256!(
+                "e685571b7e25a4a0391fb8daa09dc8d3fbb3382504525f89a2334fbbf8f8e92c"
+            ))
+        );
+        assert_eq!(
+            root(&[value(1), value(2), value(3)]),
+            Some(b256!(
+                "7bcaa162d2c015da3f7ae4897086d4012ed03a185c8ee8847ff74e236cf58412"
+            ))
+        );
         assert_eq!(root(&[]), None);
     }
 
@@ -141,6 +158,9 @@ mod tests {
         let values: Vec<B256> = (1..=3).map(value).collect();
         let tree = MerkleTree::new(&values).expect("non-empty");
         // The third leaf has no sibling on the first level: its proof is just the pair node.
-        assert_eq!(tree.proof(2), Some(vec![hash_pair(leaf_hash(value(1)), leaf_hash(value(2)))]));
+        assert_eq!(
+            tree.proof(2),
+            Some(vec![hash_pair(leaf_hash(value(1)), leaf_hash(value(2)))])
+        );
     }
 }
