@@ -1,49 +1,323 @@
-//! carechain FHIR R4 gateway — placeholder.
+//! carechain FHIR R4 gateway.
 //!
-//! The gateway (wallet sign-in, consent-checked FHIR reads and writes, encrypted records,
-//! hash-chained audit) is not implemented yet; another engineer replaces this crate. For now
-//! it holds the configuration type so the workspace layout and operator flags are settled.
+//! Providers, patients and delegates sign in with their wallet (EIP-4361) and get a short-lived
+//! bearer token; every FHIR interaction then asks `ConsentRegistry.decide` on chain before the
+//! store is touched, and every request, allowed or not, becomes one AuditEvent row in an
+//! append-only, hash-chained table before its response leaves.
+//!
+//! Layout:
+//! - [`config`]: flags and environment;
+//! - [`error`]: the error type and its `OperationOutcome` rendering;
+//! - [`chain`]: contract calls (decide, membership, ERC-1271, anchors);
+//! - [`auth`]: EIP-4361 sign-in and bearer tokens;
+//! - [`consent`]: decisions, their cache and its invalidation by the indexer's notifications;
+//! - [`audit`]: the hash-chained audit log with its group-committing writer;
+//! - [`crypto`], [`store`], [`jcs`]: envelope encryption, the record store, RFC 8785 hashing;
+//! - [`fhir`]: FHIR dates, resource helpers and the CapabilityStatement;
+//! - [`http`]: the axum router (thin handlers over the modules above).
 
-use std::{net::SocketAddr, path::PathBuf};
+pub mod audit;
+pub mod auth;
+pub mod chain;
+pub mod config;
+pub mod consent;
+pub mod crypto;
+pub mod error;
+pub mod fhir;
+pub mod http;
+pub mod jcs;
+pub mod records;
+pub mod signing;
+pub mod store;
 
-/// Why the gateway cannot start.
+pub use config::GatewayConfig;
+
+use crate::{
+    audit::AuditLog,
+    auth::AuthSettings,
+    chain::Chain,
+    config::ConfigError,
+    consent::{ConsentService, ConsentSettings},
+    crypto::SecretKey,
+    signing::TokenSigner,
+    store::TokenHasher,
+};
+use carechain_contracts::DeploymentManifest;
+use sqlx::{
+    PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use std::{future::Future, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// The last block the indexer has fully committed for a chain (`$1`).
+pub(crate) const INDEXER_CURSOR_SQL: &str =
+    "SELECT block_number FROM indexer_cursor WHERE chain_id = $1";
+
+/// Why the gateway cannot start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// The gateway is a placeholder and serves nothing yet.
-    #[error(
-        "the carechain gateway is not implemented yet: this build only validates its configuration \
-         (listen {listen}); use the indexer and the `carechain` CLI meanwhile"
-    )]
-    NotImplemented {
-        /// The address it would have listened on.
-        listen: SocketAddr,
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The deployment manifest cannot be used.
+    #[error(transparent)]
+    Manifest(#[from] carechain_contracts::ManifestError),
+    /// The key-encryption key cannot be loaded.
+    #[error(transparent)]
+    Kek(#[from] crypto::CryptoError),
+    /// The database is unreachable or refused the migrations.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The migrations failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The chain client could not be built.
+    #[error(transparent)]
+    Chain(#[from] chain::ChainError),
+    /// The listening socket failed.
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
 }
 
-/// Gateway configuration, from flags or environment.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GatewayConfig {
-    /// Address to serve the FHIR API on.
-    #[arg(
-        long,
-        env = "CARECHAIN_GATEWAY_LISTEN",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub listen: SocketAddr,
-    /// PostgreSQL connection URL (the indexer's database).
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// JSON-RPC URL of the chain.
-    #[arg(long, env = "CARECHAIN_RPC_URL")]
-    pub rpc_url: Option<String>,
-    /// Path of the deployment manifest.
-    #[arg(long, env = "CARECHAIN_MANIFEST")]
-    pub manifest: Option<PathBuf>,
+/// Everything a request handler needs; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<StateInner>,
 }
 
-/// Starts the gateway; always refuses for now.
-pub fn run(config: &GatewayConfig) -> Result<(), GatewayError> {
-    Err(GatewayError::NotImplemented {
-        listen: config.listen,
-    })
+#[derive(Debug)]
+struct StateInner {
+    config: GatewayConfig,
+    base_url: String,
+    pool: PgPool,
+    chain: Arc<Chain>,
+    consent: Arc<ConsentService>,
+    audit: AuditLog,
+    tokens: TokenSigner,
+    cursors: TokenSigner,
+    auth: AuthSettings,
+    kek: SecretKey,
+    hasher: TokenHasher,
+}
+
+impl AppState {
+    /// The configuration.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+    /// Public base URL, without a trailing slash.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+    /// The database pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+    /// The chain client.
+    pub fn chain(&self) -> &Chain {
+        &self.inner.chain
+    }
+    /// The consent decision service.
+    pub fn consent(&self) -> &ConsentService {
+        &self.inner.consent
+    }
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.audit
+    }
+    /// Signer of bearer tokens.
+    pub fn tokens(&self) -> &TokenSigner {
+        &self.inner.tokens
+    }
+    /// Signer of paging cursors.
+    pub fn cursors(&self) -> &TokenSigner {
+        &self.inner.cursors
+    }
+    /// Sign-in settings.
+    pub fn auth(&self) -> &AuthSettings {
+        &self.inner.auth
+    }
+    /// The key-encryption key.
+    pub fn kek(&self) -> &SecretKey {
+        &self.inner.kek
+    }
+    /// Keyed hashing of search tokens.
+    pub fn hasher(&self) -> &TokenHasher {
+        &self.inner.hasher
+    }
+}
+
+/// A started gateway: its state, background tasks and the address it serves on.
+#[derive(Debug)]
+pub struct Gateway {
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    background: CancellationToken,
+    audit_writer: tokio::task::JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Loads keys and the manifest, connects, migrates, and binds the listening socket.
+    pub async fn start(config: GatewayConfig) -> Result<Self, GatewayError> {
+        config.validate()?;
+        let manifest_path = config
+            .manifest
+            .clone()
+            .ok_or(ConfigError::Missing("manifest"))?;
+        let manifest = DeploymentManifest::load(&manifest_path)?;
+        let kek = match (&config.kek_file, &config.kek) {
+            (Some(path), _) => SecretKey::from_file(path)?,
+            (None, Some(hex)) => SecretKey::from_hex(hex)?,
+            (None, None) => return Err(ConfigError::Missing("kek_file or kek").into()),
+        };
+        let database_url = config
+            .database_url
+            .clone()
+            .ok_or(ConfigError::Missing("database_url"))?;
+        let connect = PgConnectOptions::from_str(&database_url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(connect)
+            .await?;
+        if config.migrate {
+            // Other services of the workspace may have applied migrations this build does not
+            // know yet (one shared folder, binaries built at different times).
+            let mut migrator = sqlx::migrate!("../migrations");
+            migrator.set_ignore_missing(true);
+            migrator.run(&pool).await?;
+        }
+        let chain = Arc::new(Chain::new(
+            &config.rpc_url,
+            manifest.contracts,
+            manifest.chain_id,
+            &config.parsed_service_keys()?,
+            Duration::from_millis(config.chain_timeout_ms),
+        )?);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| GatewayError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| GatewayError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let base_url = config
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let auth = AuthSettings::for_base_url(
+            &base_url,
+            manifest.chain_id,
+            config.token_ttl_secs,
+            config.siwe_max_age_secs,
+        )?;
+        let consent = Arc::new(ConsentService::new(
+            Arc::clone(&chain),
+            pool.clone(),
+            ConsentSettings::from_config(&config),
+        ));
+        let background = CancellationToken::new();
+        consent.spawn_background(background.clone());
+        let (audit, audit_writer) =
+            AuditLog::start(pool.clone(), config.audit_role()?, background.clone());
+        let secret = kek.derive(b"carechain/gateway-secret");
+        let state = AppState {
+            inner: Arc::new(StateInner {
+                base_url,
+                pool,
+                chain,
+                consent,
+                audit,
+                tokens: TokenSigner::new(&secret, "bearer-token"),
+                cursors: TokenSigner::new(&secret, "paging-cursor"),
+                hasher: TokenHasher::new(&secret),
+                auth,
+                kek,
+                config,
+            }),
+        };
+        Ok(Self {
+            state,
+            listener,
+            background,
+            audit_writer,
+        })
+    }
+
+    /// The address the gateway listens on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// The shared state (tests inspect it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish, stops the
+    /// background tasks and drains the audit writer.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let Self {
+            state,
+            listener,
+            background,
+            audit_writer,
+        } = self;
+        let router = http::router(state);
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        background.cancel();
+        // No request is in flight any more: the writer drains its queue and stops.
+        if let Err(err) = audit_writer.await {
+            tracing::error!(%err, "audit writer stopped abnormally");
+        }
+        served
+    }
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -1,23 +1,38 @@
-//! `carechain-gateway` binary: parses its configuration and refuses to start (not implemented).
+//! `carechain-gateway`: serves the FHIR R4 API until SIGINT or SIGTERM.
 
-use carechain_gateway::GatewayConfig;
+use carechain_gateway::{Gateway, GatewayConfig, shutdown_signal};
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
 
-/// carechain FHIR R4 gateway (NOT IMPLEMENTED YET: refuses to start).
+/// carechain FHIR R4 gateway: wallet sign-in, consent decided on chain, encrypted and audited
+/// records.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
     #[command(flatten)]
     config: GatewayConfig,
+    /// Log as JSON lines.
+    #[arg(long, env = "CARECHAIN_LOG_JSON")]
+    log_json: bool,
 }
 
-fn main() -> std::process::ExitCode {
+#[tokio::main]
+async fn main() -> eyre::Result<()> {
     let cli = Cli::parse();
-    match carechain_gateway::run(&cli.config) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::ExitCode::from(2)
-        }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if cli.log_json {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
     }
+    let gateway = Gateway::start(cli.config).await?;
+    if let Some(addr) = gateway.local_addr() {
+        tracing::info!(%addr, "carechain gateway listening");
+    }
+    gateway.serve(shutdown_signal()).await?;
+    tracing::info!("carechain gateway stopped");
+    Ok(())
 }

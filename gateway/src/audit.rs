@@ -1,0 +1,405 @@
+//! The append-only, hash-chained audit log.
+//!
+//! Every request becomes exactly one IHE BALP-shaped `AuditEvent`, written by a single writer
+//! task that batches rows (group commit) and answers each request only once its row is
+//! committed. Rows carry a global, contiguous sequence number (assigned under a transaction
+//! advisory lock, so several gateways can share the table) and the chained hash
+//! `hash = keccak256(prev_hash ‖ seq (8 bytes, big-endian) ‖ JCS(event))`, with 32 zero bytes
+//! before the first row. The table refuses UPDATE, DELETE and TRUNCATE (trigger), and the
+//! writer inserts under a role that holds only INSERT and SELECT on it.
+
+use crate::jcs;
+use alloy::primitives::{B256, keccak256};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Advisory lock key serialising sequence assignment ("carechain audit").
+const AUDIT_LOCK_KEY: i64 = 0x6361_7265_6175_6474;
+/// Most rows committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// Why an audit row could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The writer task has stopped.
+    #[error("the audit writer has stopped")]
+    WriterGone,
+    /// The database refused the batch.
+    #[error("audit batch failed: {0}")]
+    Database(String),
+}
+
+/// What one request did, as the audit layer records it.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRecord {
+    /// BALP subtype: `read`, `vread`, `history-instance`, `search-type`, `create`, `update`,
+    /// `delete`, `transaction`, `batch`, `capabilities`, `login`, `erase`, or `unknown`.
+    pub subtype: String,
+    /// FHIR AuditEvent action: C, R, U, D or E.
+    pub action: char,
+    /// HTTP status of the response.
+    pub status: u16,
+    /// The signed-in requester, when known.
+    pub agent: Option<String>,
+    /// The requester's organisation, when a member.
+    pub agent_org: Option<String>,
+    /// The patient concerned, when known.
+    pub patient: Option<String>,
+    /// The resource touched (`Type/id[/_history/v]`) or the type searched.
+    pub entity: Option<String>,
+    /// Purpose of use (HL7 code).
+    pub purpose: Option<String>,
+    /// Block of the consent decision.
+    pub consent_block: Option<u64>,
+    /// Basis of the consent decision.
+    pub basis: Option<String>,
+    /// Short, PHI-free description of the outcome.
+    pub detail: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// When the request arrived.
+    pub recorded: DateTime<Utc>,
+}
+
+impl AuditRecord {
+    /// The FHIR AuditEvent outcome code: 0 success, 4 minor failure, 8 serious failure.
+    pub fn outcome_code(&self) -> &'static str {
+        match self.status {
+            s if s < 400 => "0",
+            s if s < 500 => "4",
+            _ => "8",
+        }
+    }
+
+    /// The BALP-shaped AuditEvent.
+    pub fn to_audit_event(&self, seq: u64) -> Value {
+        let interaction = matches!(
+            self.subtype.as_str(),
+            "read"
+                | "vread"
+                | "history-instance"
+                | "search-type"
+                | "create"
+                | "update"
+                | "delete"
+                | "transaction"
+                | "batch"
+                | "capabilities"
+        );
+        let subtype_system = if interaction {
+            "http://hl7.org/fhir/restful-interaction"
+        } else {
+            "urn:carechain:audit-subtype"
+        };
+        let mut agents = vec![json!({
+            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110153", "display": "Source Role ID"}]},
+            "who": {"display": "carechain-gateway"},
+            "requestor": false
+        })];
+        if let Some(agent) = &self.agent {
+            let mut who =
+                json!({"who": {"identifier": {"system": "urn:carechain:wallet", "value": agent}}});
+            who["type"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}]});
+            who["requestor"] = json!(true);
+            if let Some(org) = &self.agent_org {
+                who["extension"] = json!([{"url": "urn:carechain:agent-organisation", "valueIdentifier": {"system": "urn:carechain:wallet", "value": org}}]);
+            }
+            if let Some(purpose) = &self.purpose {
+                who["purposeOfUse"] = purpose_concept(purpose);
+            }
+            agents.push(who);
+        }
+        let mut entities = Vec::new();
+        if let Some(patient) = &self.patient {
+            let mut entity = json!({
+                "what": {"reference": format!("Patient/{patient}")},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
+            });
+            let mut details = Vec::new();
+            if let Some(block) = self.consent_block {
+                details.push(json!({"type": "consent-block", "valueString": block.to_string()}));
+            }
+            if let Some(basis) = &self.basis {
+                details.push(json!({"type": "consent-basis", "valueString": basis}));
+            }
+            if !details.is_empty() {
+                entity["detail"] = Value::Array(details);
+            }
+            entities.push(entity);
+        }
+        if let Some(what) = &self.entity {
+            entities.push(json!({
+                "what": {"reference": what},
+                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
+                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
+            }));
+        }
+        let mut event = json!({
+            "resourceType": "AuditEvent",
+            "id": seq.to_string(),
+            "meta": {"profile": ["https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead"]},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
+            "subtype": [{"system": subtype_system, "code": self.subtype}],
+            "action": self.action.to_string(),
+            "recorded": self.recorded.to_rfc3339_opts(SecondsFormat::Micros, true),
+            "outcome": self.outcome_code(),
+            "outcomeDesc": match &self.detail {
+                Some(d) => format!("{} {}: {d}", self.method, self.status),
+                None => format!("{} {}", self.method, self.status),
+            },
+            "agent": agents,
+            "source": {
+                "observer": {"display": "carechain-gateway"},
+                "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
+            }
+        });
+        if let Some(purpose) = &self.purpose {
+            event["purposeOfEvent"] = purpose_concept(purpose);
+        }
+        if !entities.is_empty() {
+            event["entity"] = Value::Array(entities);
+        }
+        event
+    }
+}
+
+fn purpose_concept(code: &str) -> Value {
+    json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": code}]}])
+}
+
+/// The chained hash of one row.
+pub fn chain_hash(prev: B256, seq: u64, event: &Value) -> B256 {
+    let canonical = jcs::canonicalize(event);
+    let mut buf = Vec::with_capacity(40 + canonical.len());
+    buf.extend_from_slice(prev.as_slice());
+    buf.extend_from_slice(&seq.to_be_bytes());
+    buf.extend_from_slice(canonical.as_bytes());
+    keccak256(buf)
+}
+
+type Job = (AuditRecord, oneshot::Sender<Result<u64, AuditError>>);
+
+/// Handle to the writer task.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Job>,
+}
+
+impl AuditLog {
+    /// Starts the writer task; it stops once `stop` is cancelled (or every handle is dropped)
+    /// and the queue is drained.
+    pub fn start(
+        pool: PgPool,
+        role: Option<String>,
+        stop: CancellationToken,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(8192);
+        let handle = tokio::spawn(writer(pool, role, rx, stop));
+        (Self { tx }, handle)
+    }
+
+    /// Appends a record; returns its sequence number once it is committed.
+    pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditError> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send((record, done))
+            .await
+            .map_err(|_| AuditError::WriterGone)?;
+        wait.await.map_err(|_| AuditError::WriterGone)?
+    }
+}
+
+async fn writer(
+    pool: PgPool,
+    role: Option<String>,
+    mut rx: mpsc::Receiver<Job>,
+    stop: CancellationToken,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut closing = false;
+    loop {
+        let next = if closing {
+            rx.recv().await
+        } else {
+            tokio::select! {
+                job = rx.recv() => job,
+                () = stop.cancelled() => {
+                    // Refuse new rows, then write what is queued and stop.
+                    rx.close();
+                    closing = true;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = next else { break };
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let records: Vec<&AuditRecord> = batch.iter().map(|(r, _)| r).collect();
+        match write_batch(&pool, role.as_deref(), &records).await {
+            Ok(first_seq) => {
+                for (i, (_, done)) in batch.drain(..).enumerate() {
+                    let _ = done.send(Ok(first_seq + i as u64));
+                }
+            }
+            Err(err) => {
+                tracing::error!(%err, "audit batch failed; requests are answered with an error");
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(Err(AuditError::Database(err.to_string())));
+                }
+            }
+        }
+    }
+}
+
+async fn write_batch(
+    pool: &PgPool,
+    role: Option<&str>,
+    records: &[&AuditRecord],
+) -> Result<u64, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    if let Some(role) = role {
+        // The role name comes from configuration, validated at start-up to be an identifier.
+        sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {role}")))
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_LOCK_KEY)
+        .execute(&mut *tx)
+        .await?;
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM gateway_audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (mut seq, mut prev) = match last {
+        Some((seq, hash)) => (
+            seq as u64,
+            B256::try_from(hash.as_slice()).unwrap_or_default(),
+        ),
+        None => (0, B256::ZERO),
+    };
+    let first = seq + 1;
+    let n = records.len();
+    let (mut seqs, mut recorded, mut subtypes, mut outcomes, mut statuses) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut agents, mut patients, mut purposes, mut blocks, mut events, mut prevs, mut hashes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for record in records {
+        seq += 1;
+        let event = record.to_audit_event(seq);
+        let hash = chain_hash(prev, seq, &event);
+        seqs.push(seq as i64);
+        recorded.push(record.recorded);
+        subtypes.push(record.subtype.clone());
+        outcomes.push(record.outcome_code().to_owned());
+        statuses.push(i32::from(record.status));
+        agents.push(record.agent.clone());
+        patients.push(record.patient.clone());
+        purposes.push(record.purpose.clone());
+        blocks.push(record.consent_block.map(|b| b as i64));
+        events.push(event.to_string());
+        prevs.push(prev.to_vec());
+        hashes.push(hash.to_vec());
+        prev = hash;
+    }
+    sqlx::query(
+        "INSERT INTO gateway_audit_log
+           (seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event, prev_hash, hash)
+         SELECT seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event::jsonb, prev_hash, hash
+         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+                     $8::text[], $9::bigint[], $10::text[], $11::bytea[], $12::bytea[])
+           AS t(seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event, prev_hash, hash)",
+    )
+    .bind(&seqs)
+    .bind(&recorded)
+    .bind(&subtypes)
+    .bind(&outcomes)
+    .bind(&statuses)
+    .bind(&agents)
+    .bind(&patients)
+    .bind(&purposes)
+    .bind(&blocks)
+    .bind(&events)
+    .bind(&prevs)
+    .bind(&hashes)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(first)
+}
+
+/// Recomputes the chain over the whole table; returns the number of rows, or the first
+/// sequence number whose hash or link does not verify.
+pub async fn verify_chain(pool: &PgPool) -> Result<Result<u64, u64>, sqlx::Error> {
+    let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut prev = B256::ZERO;
+    for (i, (seq, event, prev_hash, hash)) in rows.iter().enumerate() {
+        let seq = *seq as u64;
+        let event: Value = serde_json::from_str(event).unwrap_or(Value::Null);
+        if seq != i as u64 + 1 || prev_hash.as_slice() != prev.as_slice() {
+            return Ok(Err(seq));
+        }
+        let expected = chain_hash(prev, seq, &event);
+        if hash.as_slice() != expected.as_slice() {
+            return Ok(Err(seq));
+        }
+        prev = expected;
+    }
+    Ok(Ok(rows.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_balp_shaped() {
+        let record = AuditRecord {
+            subtype: "read".into(),
+            action: 'R',
+            status: 403,
+            agent: Some("0xaa".into()),
+            patient: Some("0xbb".into()),
+            entity: Some("Observation/1".into()),
+            purpose: Some("TREAT".into()),
+            consent_block: Some(7),
+            basis: Some("NoConsent".into()),
+            method: "GET".into(),
+            ..Default::default()
+        };
+        let event = record.to_audit_event(1);
+        assert_eq!(event["outcome"], "4");
+        assert_eq!(event["subtype"][0]["code"], "read");
+        assert_eq!(event["entity"][0]["what"]["reference"], "Patient/0xbb");
+        assert_eq!(event["entity"][0]["detail"][0]["valueString"], "7");
+        assert_eq!(event["agent"][1]["who"]["identifier"]["value"], "0xaa");
+        let h1 = chain_hash(B256::ZERO, 1, &event);
+        assert_ne!(h1, chain_hash(B256::ZERO, 2, &event));
+        assert_ne!(h1, chain_hash(h1, 1, &event));
+    }
+}

@@ -1,0 +1,266 @@
+//! Wallet sign-in (EIP-4361) and short-lived bearer tokens.
+//!
+//! 1. `POST /auth/nonce` issues a single-use nonce (stored, so any gateway instance can check it).
+//! 2. The wallet signs an EIP-4361 message naming this gateway's domain, URI and chain, the nonce,
+//!    and an issued-at time; EOAs sign with EIP-191, contract wallets answer ERC-1271.
+//! 3. `POST /auth/login` checks all that, consumes the nonce, resolves who the signer is (an
+//!    active member key of an active organisation, or else a patient or delegate wallet; a
+//!    suspended or retired key is refused) and returns an HMAC-signed bearer token bound to the
+//!    address, valid for a few minutes.
+
+pub mod siwe;
+
+use crate::{
+    chain::{Chain, Membership},
+    error::AppError,
+    signing::TokenSigner,
+};
+use aes_gcm::aead::{OsRng, rand_core::RngCore};
+use alloy::primitives::{Address, Bytes, Signature, eip191_hash_message};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use siwe::{SiweExpectations, SiweMessage};
+use sqlx::PgPool;
+
+/// What a signed-in wallet is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An active member key of an active organisation.
+    Member,
+    /// Any other wallet: a patient (own data) or a delegate.
+    Patient,
+}
+
+/// The content of a bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The signed-in address.
+    pub sub: Address,
+    /// Member or patient.
+    pub role: Role,
+    /// The member's organisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<Address>,
+    /// Issued at (unix seconds).
+    pub iat: i64,
+    /// Expires at (unix seconds).
+    pub exp: i64,
+    /// Chain the token is valid for.
+    pub chain: u64,
+}
+
+/// What sign-in needs to know.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// EIP-4361 domain (host[:port] of the base URL).
+    pub domain: String,
+    /// EIP-4361 URI (the base URL).
+    pub uri: String,
+    /// The chain.
+    pub chain_id: u64,
+    /// Token lifetime.
+    pub token_ttl: Duration,
+    /// Oldest accepted message.
+    pub max_message_age: Duration,
+}
+
+impl AuthSettings {
+    /// Settings for a gateway served at `base_url`: the EIP-4361 domain is its authority
+    /// (`host[:port]`), the URI the base URL itself.
+    pub fn for_base_url(
+        base_url: &str,
+        chain_id: u64,
+        token_ttl_secs: i64,
+        max_message_age_secs: i64,
+    ) -> Result<Self, crate::config::ConfigError> {
+        let invalid = |reason: &str| crate::config::ConfigError::Invalid {
+            name: "base_url",
+            reason: reason.to_owned(),
+        };
+        let url: alloy::transports::http::reqwest::Url = base_url
+            .parse()
+            .map_err(|_| invalid("not an absolute URL"))?;
+        let host = url.host_str().ok_or_else(|| invalid("has no host"))?;
+        let domain = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        };
+        Ok(Self {
+            domain,
+            uri: base_url.trim_end_matches('/').to_owned(),
+            chain_id,
+            token_ttl: Duration::seconds(token_ttl_secs),
+            max_message_age: Duration::seconds(max_message_age_secs),
+        })
+    }
+}
+
+/// Issues a single-use nonce valid for five minutes.
+pub async fn issue_nonce(pool: &PgPool) -> Result<String, AppError> {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    let nonce = alloy::hex::encode(bytes);
+    sqlx::query("INSERT INTO gateway_siwe_nonces (nonce, expires_at) VALUES ($1, now() + interval '5 minutes')")
+        .bind(&nonce)
+        .execute(pool)
+        .await?;
+    // Opportunistic clean-up of long-expired nonces.
+    sqlx::query("DELETE FROM gateway_siwe_nonces WHERE expires_at < now() - interval '1 day'")
+        .execute(pool)
+        .await?;
+    Ok(nonce)
+}
+
+fn parse_signature(text: &str) -> Result<Vec<u8>, AppError> {
+    let text = text.trim();
+    let hex = text.strip_prefix("0x").unwrap_or(text);
+    alloy::hex::decode(hex).map_err(|_| AppError::Invalid("the signature is not hex".into()))
+}
+
+/// Checks a signed message and returns a bearer token and its claims.
+pub async fn sign_in(
+    pool: &PgPool,
+    chain: &Chain,
+    signer: &TokenSigner,
+    settings: &AuthSettings,
+    message_text: &str,
+    signature: &str,
+    now: DateTime<Utc>,
+) -> Result<(String, Claims), AppError> {
+    let message = SiweMessage::parse(message_text).map_err(|e| AppError::Invalid(e.to_string()))?;
+    let expectations = SiweExpectations {
+        domain: &settings.domain,
+        uri: &settings.uri,
+        chain_id: settings.chain_id,
+        max_age: settings.max_message_age,
+        skew: Duration::seconds(60),
+    };
+    message
+        .validate(&expectations, now)
+        .map_err(|e| AppError::Unauthenticated(e.to_string()))?;
+    let signature = parse_signature(signature)?;
+    // Consume the nonce first: a message is tried once, whatever the outcome.
+    let consumed = sqlx::query(
+        "UPDATE gateway_siwe_nonces SET used_at = now()
+         WHERE nonce = $1 AND used_at IS NULL AND expires_at > now()",
+    )
+    .bind(&message.nonce)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if consumed == 0 {
+        return Err(AppError::Unauthenticated(
+            "the nonce is unknown, expired or already used".into(),
+        ));
+    }
+    let by_eoa = Signature::try_from(signature.as_slice())
+        .ok()
+        .and_then(|sig| sig.recover_address_from_msg(message_text.as_bytes()).ok())
+        .is_some_and(|recovered| recovered == message.address);
+    if !by_eoa {
+        let contract = chain.is_contract(message.address).await.map_err(|err| {
+            tracing::warn!(%err, "ERC-1271 check unavailable");
+            AppError::Unavailable("sign-in is unavailable: the chain is unreachable")
+        })?;
+        let valid = contract
+            && chain
+                .erc1271_valid(
+                    message.address,
+                    eip191_hash_message(message_text),
+                    Bytes::from(signature),
+                )
+                .await
+                .map_err(|_| {
+                    AppError::Unavailable("sign-in is unavailable: the chain is unreachable")
+                })?;
+        if !valid {
+            return Err(AppError::Unauthenticated(
+                "the signature does not match the address".into(),
+            ));
+        }
+    }
+    let membership = chain.membership(message.address).await.map_err(|err| {
+        tracing::warn!(%err, "membership check unavailable");
+        AppError::Unavailable("sign-in is unavailable: the chain is unreachable")
+    })?;
+    let (role, org) = match membership {
+        Membership::Active { org } => (Role::Member, Some(org)),
+        Membership::Inactive { status } => {
+            return Err(AppError::Forbidden(format!(
+                "the key or its organisation is not active ({status}): sign-in refused"
+            )));
+        }
+        Membership::NotMember => (Role::Patient, None),
+    };
+    let mut exp = now + settings.token_ttl;
+    if let Some(message_exp) = message.expiration_time {
+        exp = exp.min(message_exp);
+    }
+    let claims = Claims {
+        sub: message.address,
+        role,
+        org,
+        iat: now.timestamp(),
+        exp: exp.timestamp(),
+        chain: settings.chain_id,
+    };
+    Ok((signer.sign(&claims), claims))
+}
+
+/// Checks an `Authorization` header value.
+pub fn authenticate(
+    signer: &TokenSigner,
+    chain_id: u64,
+    header: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Claims, AppError> {
+    let header =
+        header.ok_or_else(|| AppError::Unauthenticated("sign in first: no bearer token".into()))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| AppError::Unauthenticated("expected a bearer token".into()))?;
+    let claims: Claims = signer
+        .verify(token.trim())
+        .ok_or_else(|| AppError::Unauthenticated("the bearer token is invalid".into()))?;
+    if claims.exp <= now.timestamp() {
+        return Err(AppError::Unauthenticated(
+            "the bearer token has expired".into(),
+        ));
+    }
+    if claims.chain != chain_id {
+        return Err(AppError::Unauthenticated(
+            "the bearer token is for another chain".into(),
+        ));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_expire_and_bind_the_chain() {
+        let signer = TokenSigner::new(b"k", "token");
+        let now = Utc::now();
+        let claims = Claims {
+            sub: Address::repeat_byte(0xaa),
+            role: Role::Patient,
+            org: None,
+            iat: now.timestamp(),
+            exp: now.timestamp() + 60,
+            chain: 1,
+        };
+        let header = format!("Bearer {}", signer.sign(&claims));
+        assert_eq!(
+            authenticate(&signer, 1, Some(&header), now).expect("valid"),
+            claims
+        );
+        assert!(authenticate(&signer, 2, Some(&header), now).is_err());
+        assert!(authenticate(&signer, 1, Some(&header), now + Duration::seconds(61)).is_err());
+        assert!(authenticate(&signer, 1, None, now).is_err());
+        assert!(authenticate(&signer, 1, Some("Basic abc"), now).is_err());
+    }
+}

@@ -1,0 +1,254 @@
+//! Gateway configuration, from flags or environment variables.
+
+use alloy::primitives::Address;
+use std::{net::SocketAddr, path::PathBuf};
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A required setting is missing.
+    #[error("missing setting: {0}")]
+    Missing(&'static str),
+    /// A setting has an invalid value.
+    #[error("invalid setting {name}: {reason}")]
+    Invalid {
+        /// The setting.
+        name: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Gateway configuration.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GatewayConfig {
+    /// Address to serve the FHIR API on.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+    /// Public base URL of the FHIR API (links, `Location`, and the EIP-4361 domain and URI).
+    /// Defaults to `http://<listen>`.
+    #[arg(long, env = "CARECHAIN_GATEWAY_BASE_URL")]
+    pub base_url: Option<String>,
+    /// PostgreSQL connection URL (the indexer's database).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Maximum connections in the database pool.
+    #[arg(long, env = "CARECHAIN_GATEWAY_DB_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Apply the SQL migrations at start-up.
+    #[arg(long, env = "CARECHAIN_GATEWAY_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate: bool,
+    /// JSON-RPC URL of the chain.
+    #[arg(
+        long,
+        env = "CARECHAIN_RPC_URL",
+        default_value = "http://127.0.0.1:8545"
+    )]
+    pub rpc_url: String,
+    /// Path of the deployment manifest.
+    #[arg(long, env = "CARECHAIN_MANIFEST")]
+    pub manifest: Option<PathBuf>,
+    /// File holding the key-encryption key (64 hex characters).
+    #[arg(long, env = "CARECHAIN_GATEWAY_KEK_FILE")]
+    pub kek_file: Option<PathBuf>,
+    /// The key-encryption key itself (64 hex characters), when no file is given.
+    #[arg(long, env = "CARECHAIN_GATEWAY_KEK", hide_env_values = true)]
+    pub kek: Option<String>,
+    /// Custodian service keys, `<org address>=<private key hex>` separated by commas.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_SERVICE_KEYS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub service_keys: Vec<String>,
+    /// Custodian organisation for records written by patients and delegates.
+    #[arg(long, env = "CARECHAIN_GATEWAY_DEFAULT_CUSTODIAN")]
+    pub default_custodian: Option<Address>,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "CARECHAIN_GATEWAY_MAX_BODY", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Lifetime of bearer tokens in seconds.
+    #[arg(long, env = "CARECHAIN_GATEWAY_TOKEN_TTL", default_value_t = 900)]
+    pub token_ttl_secs: i64,
+    /// Oldest accepted `Issued At` of a sign-in message, in seconds.
+    #[arg(long, env = "CARECHAIN_GATEWAY_SIWE_MAX_AGE", default_value_t = 300)]
+    pub siwe_max_age_secs: i64,
+    /// Per-request time limit in seconds.
+    #[arg(long, env = "CARECHAIN_GATEWAY_REQUEST_TIMEOUT", default_value_t = 60)]
+    pub request_timeout_secs: u64,
+    /// Time limit of one chain call in milliseconds.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_CHAIN_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub chain_timeout_ms: u64,
+    /// Refuse requests when the indexer is more than this many blocks behind the chain.
+    #[arg(long, env = "CARECHAIN_GATEWAY_MAX_INDEX_LAG", default_value_t = 16)]
+    pub max_index_lag_blocks: u64,
+    /// Refuse requests when the chain and index were last seen longer ago (milliseconds).
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_MAX_HEALTH_AGE_MS",
+        default_value_t = 3000
+    )]
+    pub max_health_age_ms: u64,
+    /// Interval of the chain / index health probe in milliseconds.
+    #[arg(long, env = "CARECHAIN_GATEWAY_PROBE_MS", default_value_t = 250)]
+    pub probe_interval_ms: u64,
+    /// Longest time a consent decision is cached, in milliseconds (0 disables the cache).
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_DECISION_TTL_MS",
+        default_value_t = 30_000
+    )]
+    pub decision_cache_ttl_ms: u64,
+    /// Default page size of searches.
+    #[arg(long, env = "CARECHAIN_GATEWAY_PAGE_SIZE", default_value_t = 20)]
+    pub default_page_size: usize,
+    /// Largest page size (`_count` is clamped to it).
+    #[arg(long, env = "CARECHAIN_GATEWAY_MAX_PAGE_SIZE", default_value_t = 100)]
+    pub max_page_size: usize,
+    /// Most distinct patients one search may span.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_MAX_SEARCH_PATIENTS",
+        default_value_t = 1000
+    )]
+    pub max_search_patients: usize,
+    /// Database role the audit writer switches to (INSERT and SELECT only); empty for none.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_AUDIT_ROLE",
+        default_value = "carechain_gateway_audit"
+    )]
+    pub audit_role: String,
+    /// BENCHMARKS ONLY: answer without asking the chain for consent. Refused unless the gateway
+    /// listens on a loopback address.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_BENCH_SKIP_CONSENT",
+        default_value_t = false
+    )]
+    pub bench_skip_consent: bool,
+}
+
+impl GatewayConfig {
+    /// A configuration with every default, for tests and embedding.
+    pub fn with_defaults(
+        database_url: String,
+        rpc_url: String,
+        manifest: PathBuf,
+        kek: String,
+    ) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            base_url: None,
+            database_url: Some(database_url),
+            db_max_connections: 16,
+            migrate: true,
+            rpc_url,
+            manifest: Some(manifest),
+            kek_file: None,
+            kek: Some(kek),
+            service_keys: Vec::new(),
+            default_custodian: None,
+            max_body_bytes: 8 * 1024 * 1024,
+            token_ttl_secs: 900,
+            siwe_max_age_secs: 300,
+            request_timeout_secs: 60,
+            chain_timeout_ms: 5000,
+            max_index_lag_blocks: 16,
+            max_health_age_ms: 3000,
+            probe_interval_ms: 100,
+            decision_cache_ttl_ms: 30_000,
+            default_page_size: 20,
+            max_page_size: 100,
+            max_search_patients: 1000,
+            audit_role: "carechain_gateway_audit".into(),
+            bench_skip_consent: false,
+        }
+    }
+
+    /// Checks settings that flags alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bench_skip_consent && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                name: "bench_skip_consent",
+                reason: "only allowed when listening on a loopback address".into(),
+            });
+        }
+        if self.max_page_size == 0
+            || self.default_page_size == 0
+            || self.default_page_size > self.max_page_size
+        {
+            return Err(ConfigError::Invalid {
+                name: "default_page_size",
+                reason: "page sizes must be positive and the default at most the maximum".into(),
+            });
+        }
+        if self.token_ttl_secs <= 0 || self.siwe_max_age_secs <= 0 {
+            return Err(ConfigError::Invalid {
+                name: "token_ttl_secs",
+                reason: "token lifetime and sign-in message age must be positive".into(),
+            });
+        }
+        if self.db_max_connections < 2 {
+            return Err(ConfigError::Invalid {
+                name: "db_max_connections",
+                reason: "at least 2 (the audit writer holds one while requests use others)".into(),
+            });
+        }
+        self.audit_role()?;
+        self.parsed_service_keys()?;
+        Ok(())
+    }
+
+    /// Parses `service_keys` into `(org, key)` pairs.
+    pub fn parsed_service_keys(&self) -> Result<Vec<(Address, String)>, ConfigError> {
+        self.service_keys
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|entry| {
+                let (org, key) = entry.split_once('=').ok_or(ConfigError::Invalid {
+                    name: "service_keys",
+                    reason: "expected <org address>=<private key>".into(),
+                })?;
+                let org: Address = org.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name: "service_keys",
+                    reason: format!("`{}` is not an address", org.trim()),
+                })?;
+                let key = key.trim();
+                let hex = key.strip_prefix("0x").unwrap_or(key);
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(ConfigError::Invalid {
+                        name: "service_keys",
+                        reason: format!("the key for {org} is not 32 bytes of hex"),
+                    });
+                }
+                Ok((org, key.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Checks the audit role name is a plain identifier (it is spliced into `SET ROLE`).
+    pub fn audit_role(&self) -> Result<Option<String>, ConfigError> {
+        let role = self.audit_role.trim();
+        if role.is_empty() {
+            return Ok(None);
+        }
+        if role.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            Ok(Some(role.to_owned()))
+        } else {
+            Err(ConfigError::Invalid {
+                name: "audit_role",
+                reason: "must be a plain identifier".into(),
+            })
+        }
+    }
+}

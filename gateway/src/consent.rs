@@ -1,0 +1,408 @@
+//! Consent decisions, asked of the chain before the store is touched.
+//!
+//! Each decision is `ConsentRegistry.decide` evaluated by `eth_call` at a pinned block, whose
+//! number travels back to the client in `X-Consent-Block`. The block is the highest of the
+//! probed chain head, the indexer's cursor and the highest block any notification named, so a
+//! change the indexer has announced is always inside the state the decision reads.
+//!
+//! Decisions are cached for a short time. The indexer `NOTIFY`s on `carechain_consent`
+//! (payload names the patient) and `carechain_membership` (names the organisation) in the
+//! transaction that indexes a change; a consent notification drops that patient's entries, any
+//! other drops everything. While the notification stream is down nothing is cached.
+//!
+//! The service fails closed: when the chain cannot be reached, answers for another chain, or
+//! the indexer (which drives the invalidation) lags the chain by more than the configured
+//! number of blocks, every request that needs a decision is refused with 503.
+
+use crate::{chain::Chain, config::GatewayConfig, error::AppError};
+use alloy::primitives::Address;
+use carechain_contracts::{Action, Basis, Purpose, ResourceType};
+use sqlx::{PgPool, postgres::PgListener};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio_util::sync::CancellationToken;
+
+/// Channels the indexer notifies on (see `migrations/0001_indexer.sql`).
+pub const CHANNELS: &[&str] = &["carechain_consent", "carechain_membership"];
+
+/// What a request asks to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DecisionKey {
+    /// The patient whose data is touched.
+    pub patient: Address,
+    /// The signed-in requester.
+    pub requester: Address,
+    /// The resource type.
+    pub resource_type: ResourceType,
+    /// The SMART action.
+    pub action: Action,
+    /// The purpose of use.
+    pub purpose: Purpose,
+}
+
+/// A consent decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether access is allowed.
+    pub allowed: bool,
+    /// Why, as `decide` answered.
+    pub basis: Basis,
+    /// The block the decision was evaluated at (0 when checks are disabled).
+    pub block: u64,
+}
+
+/// Tuning of the decision service.
+#[derive(Debug, Clone)]
+pub struct ConsentSettings {
+    /// How long a cached decision is used at most (zero disables the cache).
+    pub cache_ttl: Duration,
+    /// Maximum entries in the cache.
+    pub cache_capacity: usize,
+    /// Refuse when the indexer is more than this many blocks behind the chain head.
+    pub max_index_lag_blocks: u64,
+    /// Refuse when the last successful health probe is older than this.
+    pub max_health_age: Duration,
+    /// How often the chain head and the indexer cursor are probed.
+    pub probe_interval: Duration,
+    /// Benchmarks only: allow everything without asking the chain.
+    pub disabled_for_benchmark: bool,
+}
+
+impl ConsentSettings {
+    /// The settings a configuration asks for.
+    pub fn from_config(config: &GatewayConfig) -> Self {
+        Self {
+            cache_ttl: Duration::from_millis(config.decision_cache_ttl_ms),
+            cache_capacity: 100_000,
+            max_index_lag_blocks: config.max_index_lag_blocks,
+            max_health_age: Duration::from_millis(config.max_health_age_ms),
+            probe_interval: Duration::from_millis(config.probe_interval_ms),
+            disabled_for_benchmark: config.bench_skip_consent,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Health {
+    head: u64,
+    indexed: u64,
+    at: Instant,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cached {
+    decision: Decision,
+    generation: u64,
+    at: Instant,
+}
+
+/// A change the indexer announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Consent, delegate or break-glass state of one patient.
+    Patient(Address),
+    /// Anything else: drop every cached decision.
+    Everything,
+}
+
+/// Reads a notification payload: a bare `0x` address, or the indexer's JSON
+/// `{"chainId":..,"block":..,"patient":"0x.."}` / `{"org":..}` / `{"all":true}`.
+/// Returns the change and the block it names, when any.
+pub(crate) fn parse_notification(channel: &str, payload: &str) -> (Change, Option<u64>) {
+    let payload = payload.trim();
+    if channel == "carechain_consent"
+        && let Ok(address) = payload.parse::<Address>()
+    {
+        return (Change::Patient(address), None);
+    }
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(payload) else {
+        return (Change::Everything, None);
+    };
+    let block = json.get("block").and_then(serde_json::Value::as_u64);
+    let patient = json
+        .get("patient")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|p| p.parse::<Address>().ok());
+    match patient {
+        Some(patient) if channel == "carechain_consent" => (Change::Patient(patient), block),
+        _ => (Change::Everything, block),
+    }
+}
+
+/// Decides and caches.
+#[derive(Debug)]
+pub struct ConsentService {
+    chain: Arc<Chain>,
+    pool: PgPool,
+    settings: ConsentSettings,
+    cache: Mutex<HashMap<DecisionKey, Cached>>,
+    /// Bumped by every invalidation; a decision computed across a bump is not cached.
+    generation: AtomicU64,
+    /// Whether the notification stream is up (the cache is used only then).
+    listening: AtomicBool,
+    /// Highest block named by a notification.
+    notified_block: AtomicU64,
+    health: RwLock<Option<Health>>,
+}
+
+const CHAIN_DOWN: &str =
+    "consent decisions are unavailable: the chain is unreachable (fail closed)";
+
+impl ConsentService {
+    /// A service over `chain`, reading the indexer's cursor from `pool`.
+    pub fn new(chain: Arc<Chain>, pool: PgPool, settings: ConsentSettings) -> Self {
+        Self {
+            chain,
+            pool,
+            settings,
+            cache: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            listening: AtomicBool::new(false),
+            notified_block: AtomicU64::new(0),
+            health: RwLock::new(None),
+        }
+    }
+
+    /// Whether checks are switched off (benchmark baseline).
+    pub fn disabled(&self) -> bool {
+        self.settings.disabled_for_benchmark
+    }
+
+    fn check_health(&self) -> Result<Health, AppError> {
+        let health = *self.health.read().unwrap_or_else(|e| e.into_inner());
+        let health = health.ok_or(AppError::Unavailable(
+            "consent decisions are unavailable: the chain and the consent index have not been reached yet (fail closed)",
+        ))?;
+        if health.at.elapsed() > self.settings.max_health_age {
+            return Err(AppError::Unavailable(
+                "consent decisions are unavailable: the chain or the consent index is unreachable (fail closed)",
+            ));
+        }
+        if health.head.saturating_sub(health.indexed) > self.settings.max_index_lag_blocks {
+            return Err(AppError::Unavailable(
+                "consent decisions are unavailable: the consent index is stale (fail closed)",
+            ));
+        }
+        Ok(health)
+    }
+
+    /// The decision for `key`.
+    pub async fn decide(&self, key: DecisionKey) -> Result<Decision, AppError> {
+        if self.settings.disabled_for_benchmark {
+            return Ok(Decision {
+                allowed: true,
+                basis: Basis::OwnData,
+                block: 0,
+            });
+        }
+        let health = self.check_health()?;
+        let generation = self.generation.load(Ordering::Acquire);
+        let use_cache =
+            !self.settings.cache_ttl.is_zero() && self.listening.load(Ordering::Acquire);
+        if use_cache
+            && let Some(hit) = self
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .copied()
+            && hit.generation == generation
+            && hit.at.elapsed() < self.settings.cache_ttl
+        {
+            return Ok(hit.decision);
+        }
+        let block = health
+            .head
+            .max(health.indexed)
+            .max(self.notified_block.load(Ordering::Acquire));
+        let (allowed, basis) = self
+            .chain
+            .decide(
+                key.patient,
+                key.requester,
+                key.resource_type,
+                key.action,
+                key.purpose,
+                block,
+            )
+            .await
+            .map_err(|err| {
+                tracing::warn!(%err, "consent decision failed");
+                AppError::Unavailable(CHAIN_DOWN)
+            })?;
+        // Break-glass serves emergency treatment only, whatever the contract answered; and an
+        // answer is trusted only when its basis agrees with its verdict.
+        let allowed = allowed
+            && basis.is_allowed()
+            && (basis != Basis::BreakGlass || key.purpose == Purpose::EmergencyTreat);
+        let decision = Decision {
+            allowed,
+            basis,
+            block,
+        };
+        if use_cache {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            // Only cache what no invalidation raced with.
+            if self.generation.load(Ordering::Acquire) == generation {
+                if cache.len() >= self.settings.cache_capacity {
+                    cache.clear();
+                }
+                cache.insert(
+                    key,
+                    Cached {
+                        decision,
+                        generation,
+                        at: Instant::now(),
+                    },
+                );
+            }
+        }
+        Ok(decision)
+    }
+
+    fn invalidate(&self, change: &Change) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match change {
+            Change::Patient(patient) => cache.retain(|key, _| key.patient != *patient),
+            Change::Everything => cache.clear(),
+        }
+    }
+
+    /// Applies one notification (also used by tests that stand in for the indexer).
+    pub fn notified(&self, channel: &str, payload: &str) {
+        let (change, block) = parse_notification(channel, payload);
+        if let Some(block) = block {
+            self.notified_block.fetch_max(block, Ordering::AcqRel);
+        }
+        self.invalidate(&change);
+    }
+
+    /// Runs the invalidation listener and the health probe until `shutdown`.
+    pub fn spawn_background(self: &Arc<Self>, shutdown: CancellationToken) {
+        if self.settings.disabled_for_benchmark {
+            return;
+        }
+        let this = Arc::clone(self);
+        let stop = shutdown.clone();
+        tokio::spawn(async move { this.listen(stop).await });
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.probe(shutdown).await });
+    }
+
+    async fn listen(&self, shutdown: CancellationToken) {
+        loop {
+            self.listening.store(false, Ordering::Release);
+            self.invalidate(&Change::Everything);
+            let connected = async {
+                let mut listener = PgListener::connect_with(&self.pool).await?;
+                listener.listen_all(CHANNELS.iter().copied()).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = tokio::select! {
+                () = shutdown.cancelled() => return,
+                connected = connected => match connected {
+                    Ok(listener) => listener,
+                    Err(err) => {
+                        tracing::warn!(%err, "cannot LISTEN for consent changes; decisions are not cached");
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                },
+            };
+            self.listening.store(true, Ordering::Release);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    msg = listener.try_recv() => match msg {
+                        Ok(Some(n)) => self.notified(n.channel(), n.payload()),
+                        // The connection dropped: notifications may have been lost. Start over
+                        // (cache off until LISTEN is back).
+                        Ok(None) => break,
+                        Err(err) => {
+                            tracing::warn!(%err, "consent notifications broke; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn probe(&self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.settings.probe_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let head = self.chain.head_checked().await;
+            let indexed = indexed_block(&self.pool, self.chain.chain_id()).await;
+            match (head, indexed) {
+                (Ok(head), Ok(Some(indexed))) => {
+                    *self.health.write().unwrap_or_else(|e| e.into_inner()) = Some(Health {
+                        head,
+                        indexed,
+                        at: Instant::now(),
+                    });
+                }
+                (Err(err), _) => tracing::warn!(%err, "chain probe failed"),
+                (_, Ok(None)) => tracing::warn!("the indexer has not indexed this chain yet"),
+                (_, Err(err)) => tracing::warn!(%err, "indexer cursor probe failed"),
+            }
+        }
+    }
+}
+
+/// The last block the indexer has committed for `chain_id`, if it indexes that chain.
+pub async fn indexed_block(pool: &PgPool, chain_id: u64) -> Result<Option<u64>, sqlx::Error> {
+    let chain_id = i64::try_from(chain_id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let block: Option<i64> = sqlx::query_scalar(crate::INDEXER_CURSOR_SQL)
+        .bind(chain_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(block.map(|b| u64::try_from(b).unwrap_or(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATIENT: &str = "0x00000000000000000000000000000000000000aa";
+
+    #[test]
+    fn reads_bare_and_json_payloads() {
+        let patient: Address = PATIENT.parse().expect("address");
+        assert_eq!(
+            parse_notification("carechain_consent", PATIENT),
+            (Change::Patient(patient), None)
+        );
+        let json = format!(r#"{{"chainId":31337,"block":12,"patient":"{PATIENT}"}}"#);
+        assert_eq!(
+            parse_notification("carechain_consent", &json),
+            (Change::Patient(patient), Some(12))
+        );
+        let org = format!(r#"{{"chainId":31337,"block":13,"org":"{PATIENT}"}}"#);
+        assert_eq!(
+            parse_notification("carechain_membership", &org),
+            (Change::Everything, Some(13))
+        );
+        assert_eq!(
+            parse_notification("carechain_membership", PATIENT),
+            (Change::Everything, None)
+        );
+        assert_eq!(
+            parse_notification("carechain_consent", "garbage"),
+            (Change::Everything, None)
+        );
+    }
+}

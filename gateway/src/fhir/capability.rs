@@ -1,0 +1,102 @@
+//! The CapabilityStatement served at `GET /metadata`.
+//!
+//! It is generated from [`SUPPORTED`], the one list of what the router actually implements, so
+//! it cannot claim more than the gateway does.
+
+use carechain_contracts::ResourceType;
+use serde_json::{Value, json};
+
+/// Resource-level interactions the router implements, for every type in [`TYPES`].
+pub const SUPPORTED: &[&str] = &[
+    "read",
+    "vread",
+    "update",
+    "delete",
+    "history-instance",
+    "create",
+];
+
+/// The resource types served (the consent table, less `AuditEvent`, which only the gateway
+/// writes, and which a separate compliance API serves).
+pub const TYPES: &[ResourceType] = &[
+    ResourceType::Patient,
+    ResourceType::Observation,
+    ResourceType::Condition,
+    ResourceType::MedicationRequest,
+    ResourceType::AllergyIntolerance,
+    ResourceType::Procedure,
+    ResourceType::Immunization,
+    ResourceType::Encounter,
+    ResourceType::DiagnosticReport,
+    ResourceType::DocumentReference,
+    ResourceType::CarePlan,
+    ResourceType::MedicationStatement,
+    ResourceType::Consent,
+];
+
+/// Builds the CapabilityStatement for a gateway at `base_url`.
+pub fn statement(base_url: &str, software_version: &str) -> Value {
+    let resources: Vec<Value> = if SUPPORTED.is_empty() {
+        Vec::new()
+    } else {
+        TYPES
+            .iter()
+            .map(|rt| {
+                json!({
+                    "type": rt.code(),
+                    "interaction": SUPPORTED.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
+                    "versioning": "versioned-update",
+                    "readHistory": SUPPORTED.contains(&"vread"),
+                    "updateCreate": false,
+                    "conditionalCreate": false,
+                    "conditionalUpdate": false,
+                    "conditionalDelete": "not-supported",
+                })
+            })
+            .collect()
+    };
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-23",
+        "kind": "instance",
+        "software": {"name": "carechain-gateway", "version": software_version},
+        "implementation": {
+            "description": "carechain consent-checked FHIR gateway",
+            "url": base_url
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Sign in with Ethereum (EIP-4361): POST /auth/nonce, then POST /auth/login \
+                with the signed message; send the returned token as `Authorization: Bearer`. \
+                Every request is decided on chain (ConsentRegistry.decide) for the purpose of use \
+                given in the `X-Purpose-Of-Use` header or the `_purpose` parameter (default TREAT); \
+                the decision's block is returned in `X-Consent-Block`.",
+            "security": {
+                "cors": false,
+                "description": "Bearer tokens from EIP-4361 wallet sign-in; consent decided on chain per request."
+            },
+            "resource": resources,
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_only_what_is_supported() {
+        let cs = statement("http://127.0.0.1:8080", "0.1.0");
+        assert_eq!(cs["resourceType"], "CapabilityStatement");
+        assert_eq!(cs["fhirVersion"], "4.0.1");
+        let resources = cs["rest"][0]["resource"].as_array().expect("resources");
+        for resource in resources {
+            let interactions = resource["interaction"].as_array().expect("interactions");
+            assert_eq!(interactions.len(), SUPPORTED.len());
+        }
+        assert!(!TYPES.contains(&ResourceType::AuditEvent));
+    }
+}

@@ -1,0 +1,71 @@
+//! `POST /auth/nonce` and `POST /auth/login`.
+
+use super::{AuditCtx, FhirJson};
+use crate::{AppState, error::AppError};
+use axum::{Json, extract::State, response::IntoResponse};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+/// Issues a single-use sign-in nonce.
+pub(super) async fn nonce(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+) -> Result<impl IntoResponse, AppError> {
+    ctx.update(|r| {
+        r.subtype = "login-nonce".into();
+        r.action = 'E';
+    });
+    let nonce = crate::auth::issue_nonce(state.pool()).await?;
+    Ok(Json(json!({
+        "nonce": nonce,
+        "domain": state.auth().domain,
+        "uri": state.auth().uri,
+        "chainId": state.auth().chain_id,
+    })))
+}
+
+/// Checks a signed EIP-4361 message and returns a bearer token.
+///
+/// Body: `{"message": "<EIP-4361 text>", "signature": "0x.."}` (JSON or FHIR JSON).
+pub(super) async fn login(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+    FhirJson(body): FhirJson,
+) -> Result<impl IntoResponse, AppError> {
+    ctx.update(|r| {
+        r.subtype = "login".into();
+        r.action = 'E';
+    });
+    let message = body.get("message").and_then(Value::as_str).ok_or_else(|| {
+        AppError::Invalid("`message` (the signed EIP-4361 text) is required".into())
+    })?;
+    let signature = body
+        .get("signature")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::Invalid("`signature` is required".into()))?;
+    let now = Utc::now();
+    let result = crate::auth::sign_in(
+        state.pool(),
+        state.chain(),
+        state.tokens(),
+        state.auth(),
+        message,
+        signature,
+        now,
+    )
+    .await;
+    // The claimed address is recorded as the agent, whether or not sign-in succeeded.
+    if let Ok(parsed) = crate::auth::siwe::SiweMessage::parse(message) {
+        ctx.update(|r| r.agent = Some(format!("{:#x}", parsed.address)));
+    }
+    let (token, claims) = result?;
+    ctx.update(|r| r.agent_org = claims.org.map(|o| format!("{o:#x}")));
+    Ok(Json(json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": claims.exp - now.timestamp(),
+        "address": format!("{:#x}", claims.sub),
+        "role": claims.role,
+        "organisation": claims.org.map(|o| format!("{o:#x}")),
+    })))
+}

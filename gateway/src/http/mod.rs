@@ -1,0 +1,234 @@
+//! The axum router: thin handlers over the domain modules.
+//!
+//! One middleware wraps every route, the fallback included: it gives the request an
+//! [`AuditCtx`] the handlers fill in, bounds the request's time, and after the handler has
+//! answered appends exactly one AuditEvent and waits until it is committed before the response
+//! leaves. When the audit row cannot be written the response is replaced by a 500: nothing is
+//! answered unaudited.
+
+mod auth;
+mod fhir;
+mod metadata;
+
+use crate::{
+    AppState,
+    audit::AuditRecord,
+    auth::Claims,
+    error::{AppError, ErrorMark, fhir_response},
+};
+use axum::{
+    Router,
+    body::Body,
+    extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State},
+    http::{HeaderName, HeaderValue, StatusCode, header, request::Parts},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use chrono::Utc;
+use serde_json::Value;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+/// Header carrying the block at which the consent decision was made.
+pub const CONSENT_BLOCK_HEADER: HeaderName = HeaderName::from_static("x-consent-block");
+/// Header carrying the purpose of use (HL7 v3 PurposeOfUse code).
+pub const PURPOSE_HEADER: HeaderName = HeaderName::from_static("x-purpose-of-use");
+/// Header carrying the sequence number of the request's audit row.
+pub const AUDIT_SEQ_HEADER: HeaderName = HeaderName::from_static("x-audit-seq");
+
+/// The gateway's router.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config().max_body_bytes;
+    Router::new()
+        .route("/metadata", get(metadata::capability_statement))
+        .route("/auth/nonce", post(auth::nonce))
+        .route("/auth/login", post(auth::login))
+        .merge(fhir::routes())
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            audit_every_request,
+        ))
+        .with_state(state)
+}
+
+/// The audit record of the request being served, shared between the middleware and handlers.
+#[derive(Debug, Clone)]
+pub struct AuditCtx(Arc<Mutex<AuditRecord>>);
+
+impl AuditCtx {
+    /// Changes the record.
+    pub fn update(&self, f: impl FnOnce(&mut AuditRecord)) {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn snapshot(&self) -> AuditRecord {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuditCtx {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        parts.extensions.get::<AuditCtx>().cloned().ok_or_else(|| {
+            AppError::internal(std::io::Error::other("request without audit context"))
+        })
+    }
+}
+
+async fn audit_every_request(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let ctx = AuditCtx(Arc::new(Mutex::new(AuditRecord {
+        subtype: "unknown".into(),
+        action: 'E',
+        method: request.method().as_str().to_owned(),
+        recorded: Utc::now(),
+        ..AuditRecord::default()
+    })));
+    request.extensions_mut().insert(ctx.clone());
+    let limit = Duration::from_secs(state.config().request_timeout_secs);
+    let mut response = match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => AppError::Unavailable("the request took too long").into_response(),
+    };
+    let mark = response.extensions().get::<ErrorMark>().copied();
+    ctx.update(|r| {
+        r.status = response.status().as_u16();
+        if let Some(ErrorMark(code)) = mark
+            && r.detail.is_none()
+        {
+            r.detail = Some(code.to_owned());
+        }
+    });
+    let record = ctx.snapshot();
+    match state.audit().append(record.clone()).await {
+        Ok(seq) => {
+            let headers = response.headers_mut();
+            headers.insert(AUDIT_SEQ_HEADER, HeaderValue::from(seq));
+            if let Some(block) = record.consent_block {
+                headers.insert(CONSENT_BLOCK_HEADER, HeaderValue::from(block));
+            }
+            response
+        }
+        Err(err) => {
+            tracing::error!(%err, "audit row not written; the response is withheld");
+            AppError::internal(err).into_response()
+        }
+    }
+}
+
+async fn fallback(ctx: AuditCtx) -> AppError {
+    ctx.update(|r| r.subtype = "unknown".into());
+    AppError::NotFound("no such endpoint".into())
+}
+
+async fn method_not_allowed(ctx: AuditCtx) -> AppError {
+    ctx.update(|r| r.subtype = "unknown".into());
+    AppError::MethodNotAllowed
+}
+
+/// A FHIR JSON request body: the media type is checked, the size bounded by the configured
+/// limit, and the JSON parsed; every failure is a 4xx `OperationOutcome`.
+#[derive(Debug)]
+pub struct FhirJson(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for FhirJson {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request<Body>, state: &S) -> Result<Self, AppError> {
+        let media = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        match media.as_deref() {
+            Some("application/fhir+json" | "application/json") => {}
+            _ => {
+                return Err(AppError::UnsupportedMediaType(
+                    "the body must be application/fhir+json".into(),
+                ));
+            }
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::PayloadTooLarge
+                } else {
+                    AppError::Invalid("the request body could not be read".into())
+                }
+            })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|err| {
+            // The position helps the client; the message never echoes the content.
+            AppError::Invalid(format!(
+                "the body is not valid JSON (line {}, column {})",
+                err.line(),
+                err.column()
+            ))
+        })?;
+        Ok(Self(value))
+    }
+}
+
+/// Path parameters; a segment that cannot be decoded is a 400 `OperationOutcome`.
+#[derive(Debug)]
+pub struct FhirPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for FhirPath<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|_| AppError::Invalid("the request path is malformed".into()))
+    }
+}
+
+/// The signed-in requester (from the bearer token), recorded as the audit agent.
+#[derive(Debug, Clone)]
+pub struct Requester(pub Claims);
+
+impl FromRequestParts<AppState> for Requester {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.to_str().unwrap_or(""));
+        let claims =
+            crate::auth::authenticate(state.tokens(), state.auth().chain_id, header, Utc::now())?;
+        if let Some(ctx) = parts.extensions.get::<AuditCtx>() {
+            ctx.update(|r| {
+                r.agent = Some(format!("{:#x}", claims.sub));
+                r.agent_org = claims.org.map(|o| format!("{o:#x}"));
+            });
+        }
+        Ok(Self(claims))
+    }
+}
+
+/// Renders a FHIR resource with a status.
+pub(crate) fn respond(status: StatusCode, body: &Value) -> Response {
+    fhir_response(status, body)
+}

@@ -1,0 +1,463 @@
+//! The record service: consent first, then the store, then integrity.
+//!
+//! Every operation resolves the request to (patient, requester, resource type, action,
+//! purpose), asks [`ConsentService::decide`](crate::consent::ConsentService::decide), and only
+//! when allowed opens the patient's data key. The only store access before the decision is
+//! the lookup of which patient a record id belongs to (index metadata, no content): the
+//! decision needs the patient.
+
+use crate::{
+    AppState,
+    auth::{Claims, Role},
+    consent::{Decision, DecisionKey},
+    crypto::{CryptoError, record_aad},
+    error::AppError,
+    fhir::resource::{self, SearchFields},
+    jcs,
+    store::{self, KeyState, NewVersion, StoredVersion},
+};
+use alloy::primitives::Address;
+use carechain_contracts::{Action, Purpose, ResourceType};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+/// What the audit layer learns from an operation.
+pub trait AuditSink {
+    /// The patient concerned.
+    fn patient(&self, patient: Address);
+    /// The consent decision.
+    fn decision(&self, decision: &Decision, purpose: Purpose);
+    /// The resource touched.
+    fn entity(&self, entity: String);
+}
+
+/// A stored resource returned to the client.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The resource JSON (with `id` and `meta`).
+    pub resource: Value,
+    /// Its version.
+    pub version_id: i64,
+    /// When it was written.
+    pub last_updated: DateTime<Utc>,
+}
+
+fn parse_patient(text: &str) -> Result<Address, AppError> {
+    text.parse()
+        .map_err(|_| AppError::internal(std::io::Error::other("stored patient is not an address")))
+}
+
+async fn decide(
+    state: &AppState,
+    claims: &Claims,
+    patient: Address,
+    resource_type: ResourceType,
+    action: Action,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Decision, AppError> {
+    audit.patient(patient);
+    let decision = state
+        .consent()
+        .decide(DecisionKey {
+            patient,
+            requester: claims.sub,
+            resource_type,
+            action,
+            purpose,
+        })
+        .await?;
+    audit.decision(&decision, purpose);
+    if decision.allowed {
+        Ok(decision)
+    } else {
+        Err(AppError::Forbidden(format!(
+            "consent denies {} of {resource_type} for purpose {purpose}: {}",
+            action.long_name(),
+            decision.basis
+        )))
+    }
+}
+
+/// `GET [type]/[id]` and `GET [type]/[id]/_history/[vid]`.
+pub async fn read(
+    state: &AppState,
+    claims: &Claims,
+    resource_type: ResourceType,
+    id: &str,
+    version: Option<i64>,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Served, AppError> {
+    let name = resource_type.code();
+    audit.entity(match version {
+        Some(v) => format!("{name}/{id}/_history/{v}"),
+        None => format!("{name}/{id}"),
+    });
+    let patient = store::patient_of_record(state.pool(), name, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
+    let patient = parse_patient(&patient)?;
+    decide(
+        state,
+        claims,
+        patient,
+        resource_type,
+        Action::Read,
+        purpose,
+        audit,
+    )
+    .await?;
+    let stored = store::version(state.pool(), name, id, version)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} has no such version")))?;
+    if stored.deleted {
+        return Err(AppError::Gone(format!("{name}/{id} was deleted")));
+    }
+    open_verified(state, &stored).await
+}
+
+/// Decrypts a stored version, checks its hash and its on-chain anchor.
+async fn open_verified(state: &AppState, stored: &StoredVersion) -> Result<Served, AppError> {
+    let mut conn = state.pool().acquire().await?;
+    let key = match store::data_key(&mut conn, state.kek(), &stored.patient, false).await? {
+        KeyState::Active(key) => key,
+        KeyState::Erased => return Err(AppError::Gone("the patient's records were erased".into())),
+        KeyState::Missing => {
+            return Err(AppError::internal(std::io::Error::other(
+                "record without a data key",
+            )));
+        }
+    };
+    drop(conn);
+    let sealed = stored.sealed.as_deref().ok_or(AppError::Integrity)?;
+    let aad = record_aad(&stored.resource_type, &stored.id, stored.version_id);
+    let plain = key.open(sealed, aad.as_bytes()).map_err(|err| match err {
+        CryptoError::Tampered => {
+            tracing::error!(resource_type = %stored.resource_type, "stored ciphertext failed authentication");
+            AppError::Integrity
+        }
+        other => AppError::internal(other),
+    })?;
+    let resource: Value = serde_json::from_slice(&plain).map_err(|_| AppError::Integrity)?;
+    let hash = jcs::version_hash(&resource);
+    if Some(hash) != stored.version_hash {
+        tracing::error!(resource_type = %stored.resource_type, "stored version does not match its hash");
+        return Err(AppError::Integrity);
+    }
+    let anchored = match &stored.batch_root {
+        None => state.chain().verify_anchor(hash, stored.custodian).await,
+        Some(root) => {
+            state
+                .chain()
+                .verify_inclusion(hash, *root, stored.batch_proof.clone(), stored.custodian)
+                .await
+        }
+    }
+    .map_err(|err| {
+        tracing::warn!(%err, "anchor check failed");
+        AppError::Unavailable("record verification is unavailable: the chain is unreachable")
+    })?;
+    if !anchored {
+        tracing::error!(resource_type = %stored.resource_type, "stored version is not anchored on chain");
+        return Err(AppError::Integrity);
+    }
+    Ok(Served {
+        resource,
+        version_id: stored.version_id,
+        last_updated: stored.last_updated,
+    })
+}
+
+/// A server-assigned logical id: 128 random bits in hex (no PHI, not guessable).
+fn new_id() -> String {
+    use aes_gcm::aead::{OsRng, rand_core::RngCore};
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    alloy::hex::encode(bytes)
+}
+
+fn custodian(state: &AppState, claims: &Claims) -> Result<Address, AppError> {
+    match (claims.role, claims.org, state.config().default_custodian) {
+        (Role::Member, Some(org), _) => Ok(org),
+        (_, _, Some(org)) => Ok(org),
+        _ => Err(AppError::Unprocessable(
+            "no custodian organisation is configured for records written by patients".into(),
+        )),
+    }
+}
+
+/// Stamps `id` and `meta` on a resource about to be stored.
+fn stamp(body: &mut Value, id: &str, version_id: i64, now: DateTime<Utc>) {
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("id".into(), Value::String(id.to_owned()));
+        let mut meta = obj
+            .remove("meta")
+            .and_then(|m| match m {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .unwrap_or_default();
+        meta.insert("versionId".into(), Value::String(version_id.to_string()));
+        meta.insert(
+            "lastUpdated".into(),
+            Value::String(now.to_rfc3339_opts(SecondsFormat::Micros, true)),
+        );
+        obj.insert("meta".into(), Value::Object(meta));
+    }
+}
+
+/// `POST [type]` and `PUT [type]/[id]`: checks, decides, anchors, encrypts and stores.
+/// `update` carries the id and the `If-Match` version when given.
+pub async fn write(
+    state: &AppState,
+    claims: &Claims,
+    resource_type: ResourceType,
+    update: Option<(&str, Option<i64>)>,
+    mut body: Value,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Served, AppError> {
+    let name = resource_type.code();
+    if resource::body_type(&body)? != resource_type {
+        return Err(AppError::Invalid(format!(
+            "the body's resourceType is not {name}"
+        )));
+    }
+    let (id, _) = match update {
+        Some((id, if_match)) => {
+            if body.get("id").and_then(Value::as_str) != Some(id) {
+                return Err(AppError::Invalid(
+                    "the body's id must equal the id in the URL".into(),
+                ));
+            }
+            (id.to_owned(), if_match)
+        }
+        None if resource_type == ResourceType::Patient => {
+            let patient =
+                resource::patient_of(resource_type, body.get("id").and_then(Value::as_str), &body)?;
+            (patient, None)
+        }
+        None => (new_id(), None),
+    };
+    resource::validate_id(&id)?;
+    audit.entity(format!("{name}/{id}"));
+    let patient_text = resource::patient_of(resource_type, Some(&id), &body)?;
+    let patient = parse_patient(&patient_text)?;
+    let current = store::locate(state.pool(), name, &id).await?;
+    let action = match (&update, &current) {
+        (Some(_), Some(_)) => Action::Update,
+        (Some(_), None) => return Err(AppError::NotFound(format!("{name}/{id} does not exist"))),
+        (None, Some(_)) => return Err(AppError::Conflict(format!("{name}/{id} already exists"))),
+        (None, None) => Action::Create,
+    };
+    if let Some((owner, _, _)) = &current
+        && *owner != patient_text
+    {
+        // Moving a record to another patient would move it out of the first one's consent.
+        return Err(AppError::Unprocessable(
+            "a record cannot change patient".into(),
+        ));
+    }
+    decide(
+        state,
+        claims,
+        patient,
+        resource_type,
+        action,
+        purpose,
+        audit,
+    )
+    .await?;
+    let current_version = current.as_ref().map_or(0, |(_, v, _)| *v);
+    if let Some(Some(wanted)) = update.map(|(_, m)| m)
+        && wanted != current_version
+    {
+        return Err(AppError::PreconditionFailed(format!(
+            "If-Match names version {wanted}, the current version is {current_version}"
+        )));
+    }
+    let version_id = current_version + 1;
+    let now = Utc::now();
+    stamp(&mut body, &id, version_id, now);
+    let hash = jcs::version_hash(&body);
+    let org = custodian(state, claims)?;
+    let fields: SearchFields = resource::search_fields(resource_type, &body);
+    let content = serde_json::to_vec(&body).map_err(AppError::internal)?;
+    // Anchor first: a version in the store is always anchored; an anchor without a stored
+    // version (the write below failed) names nothing and is harmless.
+    state
+        .chain()
+        .anchor(org, hash)
+        .await
+        .map_err(|err| match err {
+            crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
+                "the gateway holds no service key for the custodian organisation".into(),
+            ),
+            err => {
+                tracing::warn!(%err, "anchoring failed");
+                AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
+            }
+        })?;
+    let mut tx = state.pool().begin().await?;
+    let key = match store::data_key(&mut tx, state.kek(), &patient_text, true).await? {
+        KeyState::Active(key) => key,
+        KeyState::Erased => {
+            return Err(AppError::Gone("the patient's records were erased".into()));
+        }
+        KeyState::Missing => {
+            return Err(AppError::internal(std::io::Error::other(
+                "data key not created",
+            )));
+        }
+    };
+    store::write_version(
+        &mut tx,
+        &key,
+        state.hasher(),
+        &NewVersion {
+            resource_type: name.to_owned(),
+            id: id.clone(),
+            version_id,
+            patient: patient_text,
+            last_updated: now,
+            content: Some(content),
+            version_hash: Some(hash),
+            custodian: org,
+            batch: None,
+            fields,
+        },
+        current_version,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Served {
+        resource: body,
+        version_id,
+        last_updated: now,
+    })
+}
+
+/// `DELETE [type]/[id]`: a new version without content.
+pub async fn delete(
+    state: &AppState,
+    claims: &Claims,
+    resource_type: ResourceType,
+    id: &str,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<(), AppError> {
+    let name = resource_type.code();
+    audit.entity(format!("{name}/{id}"));
+    let (patient_text, current, deleted) = store::locate(state.pool(), name, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
+    let patient = parse_patient(&patient_text)?;
+    decide(
+        state,
+        claims,
+        patient,
+        resource_type,
+        Action::Delete,
+        purpose,
+        audit,
+    )
+    .await?;
+    if deleted {
+        // Deleting a deleted resource succeeds (FHIR: idempotent).
+        return Ok(());
+    }
+    let org = custodian(state, claims)?;
+    let mut tx = state.pool().begin().await?;
+    let key = match store::data_key(&mut tx, state.kek(), &patient_text, false).await? {
+        KeyState::Active(key) => key,
+        KeyState::Erased => return Ok(()),
+        KeyState::Missing => {
+            return Err(AppError::internal(std::io::Error::other(
+                "record without a data key",
+            )));
+        }
+    };
+    store::write_version(
+        &mut tx,
+        &key,
+        state.hasher(),
+        &NewVersion {
+            resource_type: name.to_owned(),
+            id: id.to_owned(),
+            version_id: current + 1,
+            patient: patient_text,
+            last_updated: Utc::now(),
+            content: None,
+            version_hash: None,
+            custodian: org,
+            batch: None,
+            fields: SearchFields::default(),
+        },
+        current,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `GET [type]/[id]/_history`: a history Bundle, newest first.
+pub async fn history(
+    state: &AppState,
+    claims: &Claims,
+    resource_type: ResourceType,
+    id: &str,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Value, AppError> {
+    let name = resource_type.code();
+    audit.entity(format!("{name}/{id}/_history"));
+    let patient = store::patient_of_record(state.pool(), name, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
+    let patient = parse_patient(&patient)?;
+    decide(
+        state,
+        claims,
+        patient,
+        resource_type,
+        Action::Read,
+        purpose,
+        audit,
+    )
+    .await?;
+    let limit = i64::try_from(state.config().max_page_size).unwrap_or(100);
+    let versions = store::history(state.pool(), name, id, limit).await?;
+    let base = state.base_url();
+    let mut entries = Vec::with_capacity(versions.len());
+    for stored in &versions {
+        let full_url = format!("{base}/{name}/{id}");
+        let method = if stored.deleted {
+            "DELETE"
+        } else if stored.version_id == 1 {
+            "POST"
+        } else {
+            "PUT"
+        };
+        let mut entry = json!({
+            "fullUrl": full_url,
+            "request": {"method": method, "url": format!("{name}/{id}")},
+            "response": {
+                "status": if stored.deleted { "204" } else if stored.version_id == 1 { "201" } else { "200" },
+                "etag": format!("W/\"{}\"", stored.version_id),
+                "lastModified": stored.last_updated.to_rfc3339_opts(SecondsFormat::Micros, true),
+            }
+        });
+        if !stored.deleted {
+            let served = open_verified(state, stored).await?;
+            entry["resource"] = served.resource;
+        }
+        entries.push(entry);
+    }
+    Ok(json!({
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": entries.len(),
+        "entry": entries,
+    }))
+}

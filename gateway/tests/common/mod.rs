@@ -1,0 +1,458 @@
+//! Test harness: a private anvil with the contracts deployed by the project's deploy script, a
+//! fresh PostgreSQL database per test, and a gateway serving on a loopback port.
+//!
+//! Environment: `DATABASE_URL` (a server URL; each test creates its own database),
+//! `ANVIL_BIN` / `FORGE_BIN` (default `node_modules/.bin/*` of the workspace).
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, B256, U256},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    signers::{SignerSync, local::PrivateKeySigner},
+};
+use carechain_contracts::{ConsentRegistry, DeploymentManifest, ProviderRegistry};
+use carechain_gateway::{Gateway, GatewayConfig, auth::siwe::SiweMessage};
+use serde_json::Value;
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
+use tokio::process::{Child, Command};
+
+/// anvil's first development key (deployer and governance in tests).
+pub const ANVIL_KEY0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn bin(var: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(var) {
+        return PathBuf::from(path);
+    }
+    // Prefer the native binary over the npm wrapper: killing the wrapper would orphan it.
+    let native = repo_root().join(format!(
+        "node_modules/@foundry-rs/{name}-linux-amd64/bin/{name}"
+    ));
+    if native.exists() {
+        return native;
+    }
+    repo_root().join("node_modules/.bin").join(name)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A private chain with the contracts deployed.
+pub struct TestChain {
+    _anvil: Child,
+    pub rpc_url: String,
+    pub manifest_path: PathBuf,
+    pub manifest: DeploymentManifest,
+    pub governance: DynProvider,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(tag: &str) -> TempDir {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("carechain-gw-{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+impl TestChain {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let anvil = Command::new(bin("ANVIL_BIN", "anvil"))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--silent",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start anvil (set ANVIL_BIN)");
+        let rpc_url = format!("http://127.0.0.1:{port}");
+        let probe = ProviderBuilder::new().connect_http(rpc_url.parse().unwrap());
+        for _ in 0..100 {
+            if probe.get_block_number().await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let dir = temp_dir("chain");
+        let root = repo_root();
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        // forge lets scripts write only under deployments/ (foundry.toml fs_permissions).
+        let staged = root.join(format!(
+            "deployments/.staged-gwtest-{}-{n}.json",
+            std::process::id()
+        ));
+        let out = Command::new(bin("FORGE_BIN", "forge"))
+            .current_dir(&root)
+            .env("DEPLOY_MANIFEST", &staged)
+            .args([
+                "script",
+                "contracts/script/Deploy.s.sol",
+                "--rpc-url",
+                &rpc_url,
+                "--broadcast",
+            ])
+            .args(["--private-key", ANVIL_KEY0])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("run forge (set FORGE_BIN)");
+        assert!(
+            out.status.success(),
+            "deploy failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest_path = dir.0.join("manifest.json");
+        std::fs::rename(&staged, &manifest_path).expect("deploy script wrote no manifest");
+        let manifest = DeploymentManifest::load(&manifest_path).unwrap();
+        let governance = wallet_provider(&rpc_url, ANVIL_KEY0.parse().unwrap());
+        Self {
+            _anvil: anvil,
+            rpc_url,
+            manifest_path,
+            manifest,
+            governance,
+            _dir: dir,
+        }
+    }
+
+    pub fn providers(&self) -> ProviderRegistry::ProviderRegistryInstance<DynProvider> {
+        ProviderRegistry::new(
+            self.manifest.contracts.provider_registry,
+            self.governance.clone(),
+        )
+    }
+
+    pub fn consents_as(
+        &self,
+        signer: &PrivateKeySigner,
+    ) -> ConsentRegistry::ConsentRegistryInstance<DynProvider> {
+        ConsentRegistry::new(
+            self.manifest.contracts.consent_registry,
+            wallet_provider(&self.rpc_url, signer.clone()),
+        )
+    }
+
+    /// A new funded wallet.
+    pub async fn wallet(&self) -> PrivateKeySigner {
+        let signer = PrivateKeySigner::random();
+        let _: Value = self
+            .governance
+            .raw_request(
+                "anvil_setBalance".into(),
+                (signer.address(), U256::from(10u128.pow(20))),
+            )
+            .await
+            .unwrap();
+        signer
+    }
+
+    /// Admits an organisation (Hospital) and adds one member key; returns (org, key).
+    pub async fn organisation_with_member(&self) -> (PrivateKeySigner, PrivateKeySigner) {
+        let org = self.wallet().await;
+        let key = self.wallet().await;
+        let registry = self.providers();
+        registry
+            .admitOrganisation(org.address(), 1, "General Hospital".into())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        registry
+            .addMember(org.address(), key.address(), 0)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        (org, key)
+    }
+
+    pub async fn head(&self) -> u64 {
+        self.governance.get_block_number().await.unwrap()
+    }
+}
+
+pub fn wallet_provider(rpc_url: &str, signer: PrivateKeySigner) -> DynProvider {
+    ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(rpc_url.parse().unwrap())
+        .erased()
+}
+
+/// A fresh database on the server of `DATABASE_URL`.
+pub async fn fresh_database() -> String {
+    let server =
+        std::env::var("DATABASE_URL").expect("DATABASE_URL (a PostgreSQL server URL) is required");
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let name = format!("gwtest_{}_{n}_{}", std::process::id(), rand_suffix());
+    let admin = sqlx::PgPool::connect(&server)
+        .await
+        .expect("connect DATABASE_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let mut url = url_parse(&server);
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+fn url_parse(s: &str) -> alloy::transports::http::reqwest::Url {
+    s.parse().expect("DATABASE_URL is a URL")
+}
+
+fn rand_suffix() -> String {
+    let b: [u8; 4] = rand_bytes();
+    alloy::hex::encode(b)
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    let key = PrivateKeySigner::random();
+    let bytes = key.to_bytes();
+    let mut out = [0u8; N];
+    out.copy_from_slice(&bytes[..N]);
+    out
+}
+
+/// A running gateway with a client.
+pub struct TestGateway {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub pool: sqlx::PgPool,
+    pub state: carechain_gateway::AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    pub chain_id: u64,
+}
+
+impl TestGateway {
+    pub async fn start(chain: &TestChain, database_url: &str) -> Self {
+        Self::start_with(chain, database_url, |_| {}).await
+    }
+
+    pub async fn start_with(
+        chain: &TestChain,
+        database_url: &str,
+        tweak: impl FnOnce(&mut GatewayConfig),
+    ) -> Self {
+        let kek = alloy::hex::encode(rand_bytes::<32>());
+        let mut config = GatewayConfig::with_defaults(
+            database_url.to_owned(),
+            chain.rpc_url.clone(),
+            chain.manifest_path.clone(),
+            kek,
+        );
+        tweak(&mut config);
+        let gateway = Gateway::start(config).await.expect("gateway starts");
+        let addr = gateway.local_addr().unwrap();
+        let state = gateway.state().clone();
+        let pool = state.pool().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(gateway.serve(async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            pool,
+            state,
+            shutdown: Some(tx),
+            task: Some(task),
+            chain_id: chain.manifest.chain_id,
+        }
+    }
+
+    /// Stops the gateway gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Signs in `signer` and returns the response status and body.
+    pub async fn sign_in_raw(
+        &self,
+        signer: &PrivateKeySigner,
+        edit: impl FnOnce(&mut SiweMessage),
+    ) -> (u16, Value) {
+        let nonce: Value = self
+            .http
+            .post(self.url("/auth/nonce"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let now = chrono::Utc::now();
+        let mut message = SiweMessage {
+            domain: nonce["domain"].as_str().unwrap().to_owned(),
+            address: signer.address(),
+            statement: Some("Sign in to carechain".into()),
+            uri: nonce["uri"].as_str().unwrap().to_owned(),
+            version: "1".into(),
+            chain_id: self.chain_id,
+            nonce: nonce["nonce"].as_str().unwrap().to_owned(),
+            issued_at: now,
+            expiration_time: Some(now + chrono::Duration::minutes(5)),
+            not_before: None,
+        };
+        edit(&mut message);
+        let text = message.to_text();
+        let signature = signer.sign_message_sync(text.as_bytes()).unwrap();
+        self.login(
+            &text,
+            &format!("0x{}", alloy::hex::encode(signature.as_bytes())),
+        )
+        .await
+    }
+
+    pub async fn login(&self, text: &str, signature: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url("/auth/login"))
+            .json(&serde_json::json!({"message": text, "signature": signature}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn sign_in(&self, signer: &PrivateKeySigner) -> String {
+        let (status, body) = self.sign_in_raw(signer, |_| {}).await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn audit_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM gateway_audit_log")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// Stands in for the indexer until it runs in tests: records the deployment and keeps the
+/// cursor at the chain head, and sends the notifications the indexer sends.
+pub struct IndexerStandIn {
+    pool: sqlx::PgPool,
+    chain_id: i64,
+}
+
+impl IndexerStandIn {
+    pub async fn new(pool: &sqlx::PgPool, chain: &TestChain) -> Self {
+        let c = &chain.manifest.contracts;
+        let chain_id = chain.manifest.chain_id as i64;
+        sqlx::query(
+            "INSERT INTO indexer_deployments (chain_id, deployment_block, provider_registry, consent_registry,
+               record_registry, audit_anchor) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(chain_id)
+        .bind(chain.manifest.deployment_block as i64)
+        .bind(c.provider_registry.to_vec())
+        .bind(c.consent_registry.to_vec())
+        .bind(c.record_registry.to_vec())
+        .bind(c.audit_anchor.to_vec())
+        .execute(pool)
+        .await
+        .unwrap();
+        let this = Self {
+            pool: pool.clone(),
+            chain_id,
+        };
+        this.indexed(chain.head().await).await;
+        this
+    }
+
+    /// Moves the cursor to `block`.
+    pub async fn indexed(&self, block: u64) {
+        sqlx::query(
+            "INSERT INTO indexer_cursor (chain_id, block_number) VALUES ($1, $2)
+             ON CONFLICT (chain_id) DO UPDATE SET block_number = EXCLUDED.block_number, updated_at = now()",
+        )
+        .bind(self.chain_id)
+        .bind(block as i64)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+    }
+
+    /// Indexes up to `block` and announces a consent change of `patient`, as the indexer does.
+    pub async fn consent_changed(&self, block: u64, patient: Address) {
+        self.indexed(block).await;
+        let payload = format!(
+            r#"{{"chainId":{},"block":{block},"patient":"{patient:#x}"}}"#,
+            self.chain_id
+        );
+        sqlx::query("SELECT pg_notify('carechain_consent', $1)")
+            .bind(payload)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits until `f` is true (or fails after 10 s).
+pub async fn eventually<F, Fut>(mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached in 10 s");
+}
+
+pub fn b256(n: u8) -> B256 {
+    B256::repeat_byte(n)
+}

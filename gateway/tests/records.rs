@@ -1,0 +1,354 @@
+//! Consent enforcement and the encrypted, anchored store, end to end against a real anvil
+//! (contracts deployed by the deploy script) and a real PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use alloy::{
+    primitives::{B256, aliases::U40},
+    signers::local::PrivateKeySigner,
+};
+use carechain_contracts::{Action, Purpose, ResourceType};
+use common::{IndexerStandIn, TestChain, TestGateway, fresh_database};
+use serde_json::{Value, json};
+
+struct Client<'a> {
+    gw: &'a TestGateway,
+    token: String,
+    requests: &'a std::cell::Cell<i64>,
+}
+
+impl Client<'_> {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let mut request = self
+            .gw
+            .http
+            .request(method, self.gw.url(path))
+            .bearer_auth(&self.token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        self.requests.set(self.requests.get() + 1);
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json().await.unwrap_or(Value::Null);
+        (status, headers, body)
+    }
+
+    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(reqwest::Method::GET, path, None, &[]).await
+    }
+}
+
+fn observation(patient: &PrivateKeySigner) -> Value {
+    json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": format!("Patient/{:#x}", patient.address())},
+        "effectiveDateTime": "2026-11-20T10:00:00Z",
+        "valueQuantity": {"value": 72.5, "unit": "beats/minute"}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_decides_before_the_store_and_records_are_verified() {
+    let chain = TestChain::start().await;
+    let (org, practitioner) = chain.organisation_with_member().await;
+    // The organisation's service key anchors record versions for it.
+    let service = chain.wallet().await;
+    chain
+        .providers()
+        .addMember(org.address(), service.address(), 1)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let db = fresh_database().await;
+    let service_key = format!(
+        "{}={}",
+        org.address(),
+        alloy::hex::encode_prefixed(service.to_bytes())
+    );
+    let org_address = org.address();
+    let gw = TestGateway::start_with(&chain, &db, move |c| {
+        c.service_keys = vec![service_key];
+        c.default_custodian = Some(org_address);
+    })
+    .await;
+    let indexer = IndexerStandIn::new(&gw.pool, &chain).await;
+    // Let the health probe see the chain and the index.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let requests = std::cell::Cell::new(0i64);
+
+    let patient_wallet = chain.wallet().await;
+    let patient = Client {
+        gw: &gw,
+        token: gw.sign_in(&patient_wallet).await,
+        requests: &requests,
+    };
+    let doctor = Client {
+        gw: &gw,
+        token: gw.sign_in(&practitioner).await,
+        requests: &requests,
+    };
+    requests.set(4);
+
+    // The patient writes their own record (own data); it is anchored for the custodian.
+    let (status, headers, created) = patient
+        .send(
+            reqwest::Method::POST,
+            "/Observation",
+            Some(observation(&patient_wallet)),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        headers["location"].to_str().unwrap(),
+        gw.url(&format!("/Observation/{id}/_history/1"))
+    );
+    assert_eq!(headers["etag"].to_str().unwrap(), "W/\"1\"");
+    assert!(headers.contains_key("x-consent-block"));
+    let path = format!("/Observation/{id}");
+
+    // Content is encrypted at rest: the plaintext is nowhere in the row.
+    let sealed: Vec<u8> =
+        sqlx::query_scalar("SELECT sealed FROM gateway_resource_versions WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&gw.pool)
+            .await
+            .unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("Heart rate"));
+
+    // No consent: the practitioner is refused, with the decision block.
+    let (status, headers, body) = doctor.get(&path).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("NoConsent")
+    );
+    let denied_block: u64 = headers["x-consent-block"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // The patient grants Observation read+search for TREAT to the organisation.
+    let consents = chain.consents_as(&patient_wallet);
+    let receipt = consents
+        .grant(
+            patient_wallet.address(),
+            org.address(),
+            ResourceType::Observation.bit(),
+            Action::Read.bit() | Action::Search.bit(),
+            Purpose::Treat.bit(),
+            U40::ZERO,
+            U40::from(4_000_000_000u64),
+            B256::repeat_byte(7),
+        )
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let granted_at = receipt.block_number.unwrap();
+    indexer
+        .consent_changed(granted_at, patient_wallet.address())
+        .await;
+    common::eventually(|| async {
+        let (status, _, _) = doctor.get(&path).await;
+        status == 200
+    })
+    .await;
+    let (status, headers, body) = doctor.get(&path).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["valueQuantity"]["value"], 72.5);
+    let block: u64 = headers["x-consent-block"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(block >= granted_at && block > denied_block);
+
+    // Another purpose, another type, another action: refused.
+    let (status, _, body) = doctor
+        .send(
+            reqwest::Method::GET,
+            &path,
+            None,
+            &[("X-Purpose-Of-Use", "HRESCH")],
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("PurposeNotCovered")
+    );
+    let (status, _, body) = doctor
+        .get(&format!("/Patient/{:#x}", patient_wallet.address()))
+        .await;
+    assert_eq!(status, 404, "no Patient resource stored yet: {body}");
+    let mut changed = observation(&patient_wallet);
+    changed["id"] = json!(id);
+    let (status, _, body) = doctor
+        .send(reqwest::Method::PUT, &path, Some(changed.clone()), &[])
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("ActionNotCovered")
+    );
+
+    // Update with If-Match: stale is 412, current succeeds.
+    changed["valueQuantity"]["value"] = json!(80);
+    let (status, _, body) = patient
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            Some(changed.clone()),
+            &[("If-Match", "W/\"7\"")],
+        )
+        .await;
+    assert_eq!(status, 412, "{body}");
+    let (status, headers, body) = patient
+        .send(
+            reqwest::Method::PUT,
+            &path,
+            Some(changed.clone()),
+            &[("If-Match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(headers["etag"].to_str().unwrap(), "W/\"2\"");
+    let (status, _, v1) = doctor.get(&format!("{path}/_history/1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(v1["valueQuantity"]["value"], 72.5);
+    let (status, _, history) = doctor.get(&format!("{path}/_history")).await;
+    assert_eq!(status, 200);
+    assert_eq!(history["total"], 2);
+
+    // Bad input is 4xx.
+    for (method, p, body, want) in [
+        (
+            reqwest::Method::GET,
+            "/Observation/bad id!".to_owned(),
+            None,
+            400,
+        ),
+        (reqwest::Method::GET, "/Nonsense/1".to_owned(), None, 400),
+        (reqwest::Method::GET, format!("{path}?foo=bar"), None, 400),
+        (
+            reqwest::Method::GET,
+            format!("{path}?_purpose=NOPE"),
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("{path}/_history/zero"),
+            None,
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/Observation".to_owned(),
+            Some(json!({"resourceType": "Condition"})),
+            400,
+        ),
+        (
+            reqwest::Method::POST,
+            "/Observation".to_owned(),
+            Some(json!({"resourceType": "Observation"})),
+            422,
+        ),
+        (
+            reqwest::Method::POST,
+            "/Observation".to_owned(),
+            Some(json!([1, 2])),
+            400,
+        ),
+    ] {
+        let (status, _, outcome) = patient.send(method, &p, body, &[]).await;
+        assert_eq!(status, want, "{p}: {outcome}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+    }
+
+    // Revocation takes effect on the first request after the indexer has seen it.
+    let receipt = consents
+        .revoke(patient_wallet.address(), org.address())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    indexer
+        .consent_changed(receipt.block_number.unwrap(), patient_wallet.address())
+        .await;
+    common::eventually(|| async {
+        let (status, _, _) = doctor.get(&path).await;
+        status == 403
+    })
+    .await;
+
+    // Tampered ciphertext is detected and refused.
+    sqlx::query(
+        "UPDATE gateway_resource_versions SET sealed = overlay(sealed placing '\\x00'::bytea from 20 for 1)
+         WHERE id = $1 AND version_id = 2",
+    )
+    .bind(&id)
+    .execute(&gw.pool)
+    .await
+    .unwrap();
+    let (status, _, body) = patient.get(&path).await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["issue"][0]["code"], "processing");
+
+    // Delete, then the record is gone.
+    let (status, _, _) = patient
+        .send(reqwest::Method::DELETE, &path, None, &[])
+        .await;
+    assert_eq!(status, 204);
+    let (status, _, body) = patient.get(&path).await;
+    assert_eq!(status, 410, "{body}");
+
+    // Unauthenticated requests are refused and audited too.
+    let response = gw.http.get(gw.url(&path)).send().await.unwrap();
+    requests.set(requests.get() + 1);
+    assert_eq!(response.status(), 401);
+
+    assert_eq!(gw.audit_rows().await, requests.get());
+    assert_eq!(
+        carechain_gateway::audit::verify_chain(&gw.pool)
+            .await
+            .unwrap(),
+        Ok(requests.get() as u64)
+    );
+    let _ = practitioner.address();
+    gw.stop().await;
+}

@@ -1,0 +1,227 @@
+//! Sign-in, the CapabilityStatement, error rendering, auditing and shutdown against a real
+//! anvil (contracts deployed by the deploy script) and a real PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+type Edit = Box<dyn FnOnce(&mut carechain_gateway::auth::siwe::SiweMessage)>;
+
+use common::{IndexerStandIn, TestChain, TestGateway, fresh_database};
+use serde_json::Value;
+
+fn assert_outcome(body: &Value, code: &str) {
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(body["issue"][0]["code"], code, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_metadata_errors_and_audit() {
+    let chain = TestChain::start().await;
+    let db = fresh_database().await;
+    let gw = TestGateway::start(&chain, &db).await;
+    let _indexer = IndexerStandIn::new(&gw.pool, &chain).await;
+    let mut requests = 0;
+
+    // The CapabilityStatement needs no sign-in.
+    let response = gw.http.get(gw.url("/metadata")).send().await.unwrap();
+    requests += 1;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/fhir+json")
+    );
+    let cs: Value = response.json().await.unwrap();
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+
+    // Unknown endpoints and methods are OperationOutcomes.
+    let response = gw.http.get(gw.url("/nope/x/y/z")).send().await.unwrap();
+    requests += 1;
+    assert_eq!(response.status(), 404);
+    assert_outcome(&response.json().await.unwrap(), "not-found");
+    let response = gw.http.delete(gw.url("/metadata")).send().await.unwrap();
+    requests += 1;
+    assert_eq!(response.status(), 405);
+    assert_outcome(&response.json().await.unwrap(), "not-supported");
+
+    // Malformed login bodies are 4xx, never 5xx.
+    for (body, content_type, status) in [
+        ("{not json", "application/json", 400),
+        ("{}", "application/json", 400),
+        ("{}", "text/plain", 415),
+        (
+            r#"{"message":"hello","signature":"0x00"}"#,
+            "application/json",
+            400,
+        ),
+    ] {
+        let response = gw
+            .http
+            .post(gw.url("/auth/login"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        requests += 1;
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let outcome: Value = response.json().await.unwrap();
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        assert_eq!(outcome["issue"][0]["severity"], "error");
+    }
+    // Oversized bodies are refused with 413.
+    let big = format!(r#"{{"message":"{}"}}"#, "a".repeat(9 * 1024 * 1024));
+    let response = gw
+        .http
+        .post(gw.url("/auth/login"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    requests += 1;
+    assert_eq!(response.status(), 413);
+    assert_outcome(&response.json().await.unwrap(), "too-costly");
+
+    // A patient (any non-member wallet) signs in; each sign-in costs two requests.
+    let patient = chain.wallet().await;
+    let token = gw.sign_in(&patient).await;
+    requests += 2;
+    assert!(!token.is_empty());
+
+    // An active member key of an active organisation signs in as a member.
+    let (org, key) = chain.organisation_with_member().await;
+    let (status, body) = gw.sign_in_raw(&key, |_| {}).await;
+    requests += 2;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["role"], "member");
+    assert_eq!(
+        body["organisation"].as_str().unwrap(),
+        format!("{:#x}", org.address())
+    );
+
+    // Suspended organisation: its keys are refused.
+    chain
+        .providers()
+        .suspendOrganisation(org.address())
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let (status, body) = gw.sign_in_raw(&key, |_| {}).await;
+    requests += 2;
+    assert_eq!(status, 403, "{body}");
+    assert_outcome(&body, "forbidden");
+
+    // Every EIP-4361 check.
+    let checks: Vec<(&str, Edit)> = vec![
+        ("domain", Box::new(|m| m.domain = "evil.example".into())),
+        ("uri", Box::new(|m| m.uri = "http://evil.example".into())),
+        ("chain", Box::new(|m| m.chain_id = 1)),
+        (
+            "expired",
+            Box::new(|m| {
+                m.expiration_time = Some(chrono::Utc::now() - chrono::Duration::seconds(1))
+            }),
+        ),
+        (
+            "issued in the future",
+            Box::new(|m| m.issued_at = chrono::Utc::now() + chrono::Duration::minutes(10)),
+        ),
+        (
+            "issued long ago",
+            Box::new(|m| {
+                m.issued_at = chrono::Utc::now() - chrono::Duration::hours(1);
+                m.expiration_time = None;
+            }),
+        ),
+        (
+            "unknown nonce",
+            Box::new(|m| m.nonce = "ffffffffffffffffffff".into()),
+        ),
+    ];
+    for (what, edit) in checks {
+        let (status, body) = gw.sign_in_raw(&patient, edit).await;
+        requests += 2;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_outcome(&body, "login");
+    }
+
+    // A signature by another key is refused, and the nonce cannot be replayed.
+    let other = chain.wallet().await;
+    let nonce: Value = gw
+        .http
+        .post(gw.url("/auth/nonce"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    requests += 1;
+    let now = chrono::Utc::now();
+    let message = carechain_gateway::auth::siwe::SiweMessage {
+        domain: nonce["domain"].as_str().unwrap().into(),
+        address: patient.address(),
+        statement: None,
+        uri: nonce["uri"].as_str().unwrap().into(),
+        version: "1".into(),
+        chain_id: gw.chain_id,
+        nonce: nonce["nonce"].as_str().unwrap().into(),
+        issued_at: now,
+        expiration_time: None,
+        not_before: None,
+    }
+    .to_text();
+    use alloy::signers::SignerSync;
+    let forged = other.sign_message_sync(message.as_bytes()).unwrap();
+    let (status, _) = gw
+        .login(
+            &message,
+            &format!("0x{}", alloy::hex::encode(forged.as_bytes())),
+        )
+        .await;
+    requests += 1;
+    assert_eq!(status, 401);
+    let good = patient.sign_message_sync(message.as_bytes()).unwrap();
+    let (status, body) = gw
+        .login(
+            &message,
+            &format!("0x{}", alloy::hex::encode(good.as_bytes())),
+        )
+        .await;
+    requests += 1;
+    assert_eq!(
+        status, 401,
+        "a nonce is single-use, even after a failed attempt: {body}"
+    );
+
+    // Every request above wrote exactly one audit row, and the chain of hashes verifies.
+    assert_eq!(gw.audit_rows().await, requests);
+    let verified = carechain_gateway::audit::verify_chain(&gw.pool)
+        .await
+        .unwrap();
+    assert_eq!(verified, Ok(requests as u64));
+    // The audit table is append-only.
+    assert!(
+        sqlx::query("UPDATE gateway_audit_log SET outcome = '0'")
+            .execute(&gw.pool)
+            .await
+            .is_err()
+    );
+    assert!(
+        sqlx::query("DELETE FROM gateway_audit_log")
+            .execute(&gw.pool)
+            .await
+            .is_err()
+    );
+
+    // Graceful shutdown returns once in-flight work and the audit writer are done.
+    gw.stop().await;
+    let _ = org;
+}
