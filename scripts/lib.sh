@@ -84,7 +84,7 @@ ensure_apt() {
 }
 
 # _node_modules_fresh: true when node_modules matches package-lock.json.
-# npm ci writes node_modules/.package-lock.json; every non-optional package of
+# npm writes node_modules/.package-lock.json; every non-optional package of
 # the lockfile must be there at the same version, and the native Foundry
 # binaries must exist.
 _node_modules_fresh() {
@@ -99,16 +99,24 @@ _node_modules_fresh() {
     }' "$REPO_ROOT/package-lock.json" "$REPO_ROOT/node_modules/.package-lock.json"
 }
 
-# ensure_node_deps: npm ci when node_modules is missing or stale.
+# ensure_node_deps: install node_modules from package-lock.json when missing or stale.
+# `npm install` rather than `npm ci`: the registry serves only some of Foundry's
+# optional per-platform packages, so the lockfile cannot list them all and `npm ci`
+# refuses it as out of sync. `npm install` honours the lockfile as it is; the check
+# after it makes sure it did not re-resolve anything.
 ensure_node_deps() {
   command -v node >/dev/null || ensure_apt nodejs npm
   command -v npm >/dev/null || ensure_apt npm
   if _node_modules_fresh; then
     return 0
   fi
-  log "npm ci (node_modules missing or stale vs package-lock.json)"
-  (cd "$REPO_ROOT" && npm ci --no-audit --no-fund --loglevel=error </dev/null) || die "npm ci failed"
-  [[ -x "$FORGE_BIN" ]] || die "npm ci finished but $FORGE_BIN is missing (platform $FOUNDRY_PLATFORM?)"
+  log "npm install from package-lock.json (node_modules missing or stale)"
+  local before
+  before="$(sha256sum "$REPO_ROOT/package-lock.json")"
+  (cd "$REPO_ROOT" && npm install --no-audit --no-fund --loglevel=error </dev/null) || die "npm install failed"
+  [[ "$(sha256sum "$REPO_ROOT/package-lock.json")" == "$before" ]] \
+    || die "npm install changed package-lock.json: the lockfile does not match package.json; review and commit it"
+  [[ -x "$FORGE_BIN" ]] || die "npm install finished but $FORGE_BIN is missing (platform $FOUNDRY_PLATFORM?)"
 }
 
 # ensure_python_tools: venv at .venv with the pinned slither-analyzer.
@@ -228,7 +236,7 @@ stop_pid() {
 start_anvil() {
   local port="$1" logfile="$2"
   shift 2
-  [[ -x "$ANVIL_BIN" ]] || die "anvil not found at $ANVIL_BIN (run npm ci)"
+  [[ -x "$ANVIL_BIN" ]] || die "anvil not found at $ANVIL_BIN (run scripts/test or scripts/stack to install it)"
   port_in_use "$port" && die "port $port on 127.0.0.1 is already in use (anvil)"
   mkdir -p "$(dirname "$logfile")"
   "$ANVIL_BIN" --host 127.0.0.1 --port "$port" "$@" >"$logfile" 2>&1 </dev/null &
