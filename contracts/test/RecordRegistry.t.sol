@@ -31,6 +31,13 @@ contract RecordRegistryTest is CarechainFixture {
         }
     }
 
+    /// @dev Distinct member-key addresses for tests that need many keys.
+    function _extraKey(uint256 i) internal pure returns (address) {
+        // Tests pass small indexes only, so the sum always fits in 160 bits.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        return address(uint160(0x100000 + i));
+    }
+
     function _anchorByDoctor(bytes32 hash) internal {
         vm.prank(doctor);
         records.anchor(hash);
@@ -370,20 +377,18 @@ contract RecordRegistryTest is CarechainFixture {
         uint256 limit = records.MAX_ACTIVE_KEYS_PER_ORG();
         vm.startPrank(governor);
         for (uint256 i = 2; i < limit; ++i) {
-            providers.addMember(
-                hospital, address(uint160(0x100000 + i)), IProviderRegistry.MemberRole.Service
-            );
+            providers.addMember(hospital, _extraKey(i), IProviderRegistry.MemberRole.Service);
         }
         assertEq(records.activeKeysOf(hospital).length, limit);
         vm.expectRevert(abi.encodeWithSelector(RecordRegistry.RecordTooManyKeys.selector, hospital));
         providers.addMember(hospital, locum, IProviderRegistry.MemberRole.Service);
 
         // Retiring one frees a place; suspending the full organisation reaches every key.
-        providers.retireMember(address(uint160(0x100000 + 500)));
+        providers.retireMember(_extraKey(500));
         providers.addMember(hospital, locum, IProviderRegistry.MemberRole.Service);
         providers.suspendOrganisation(hospital);
         vm.stopPrank();
-        assertEq(records.anchoringOrganisationOf(address(uint160(0x100000 + limit - 1))), address(0));
+        assertEq(records.anchoringOrganisationOf(_extraKey(limit - 1)), address(0));
         assertEq(records.anchoringOrganisationOf(locum), address(0));
         assertEq(records.anchoringOrganisationOf(doctor), address(0));
     }
@@ -494,7 +499,7 @@ contract RecordRegistryTest is CarechainFixture {
                 providers.reinstateOrganisation(hospital);
             }
             if (op == 4 && keyStatus != IProviderRegistry.Status.Retired) {
-                address fresh = address(uint160(0xE000 + i));
+                address fresh = _extraKey(0x10000 + i);
                 providers.rotateMemberKey(key, fresh);
                 keys[ops[i] % 3] = fresh;
             }
