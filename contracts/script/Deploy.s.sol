@@ -40,6 +40,7 @@ contract Deploy is ScriptBase {
 
     error DeployNoSigner();
     error DeployInvalidBreakGlassDuration(uint256 seconds_);
+    error DeployManifestNotWritable(string path);
 
     function run() external returns (Deployment memory d) {
         // With exactly one `--private-key`, forge runs the script as that key's address.
@@ -89,7 +90,20 @@ contract Deploy is ScriptBase {
             log("dry run (no --broadcast): no manifest written");
             return d;
         }
-        vm.writeFile(manifestPath, _manifest(d, deployer, deploymentBlock));
+        // A path forge may not write makes the whole script revert here, before anything is
+        // broadcast, rather than leave contracts deployed without their manifest.
+        try vm.writeFile(manifestPath, _manifest(d, deployer, deploymentBlock)) {}
+        catch {
+            log(
+                string.concat(
+                    "cannot write ",
+                    manifestPath,
+                    ": forge scripts may only write under deployments/ (fs_permissions in foundry.toml);",
+                    " use scripts/lib.sh deploy_contracts for other paths"
+                )
+            );
+            revert DeployManifestNotWritable(manifestPath);
+        }
         log(string.concat("manifest written to ", manifestPath));
     }
 
