@@ -8,6 +8,7 @@ import {ProviderRegistry} from "../ProviderRegistry.sol";
 import {RecordRegistry} from "../RecordRegistry.sol";
 import {CarechainFixture} from "./base/CarechainFixture.sol";
 import {MerkleBuilder} from "./base/MerkleBuilder.sol";
+import {Test} from "./base/Test.sol";
 
 contract RecordRegistryTest is CarechainFixture {
     bytes32 internal constant VERSION = keccak256("Observation/1/_history/1");
@@ -511,5 +512,137 @@ contract RecordRegistryTest is CarechainFixture {
             assertEq(records.anchoringOrganisationOf(doctor), oldDoctorOrg, "rotated-away key");
         }
         vm.stopPrank();
+    }
+}
+
+/// @dev Invariant campaign: the fuzzer drives `MembershipHandler`, which holds the governance
+/// role and changes keys and organisations in any order; the mirror must always answer as the
+/// registry does.
+contract RecordRegistryInvariantTest is CarechainFixture {
+    MembershipHandler internal handler;
+
+    function setUp() public override {
+        super.setUp();
+        handler = new MembershipHandler(providers);
+        bytes32 role = providers.GOVERNOR_ROLE();
+        vm.prank(governor);
+        providers.grantRole(role, address(handler));
+        handler.track(hospital, doctor);
+        handler.track(hospital, nurse);
+        handler.track(lab, labTech);
+        targetContract(address(handler));
+        // Only the membership changes: `track` and the getters are set-up and reading helpers.
+        bytes4[] memory selectors = new bytes4[](7);
+        selectors[0] = MembershipHandler.addKey.selector;
+        selectors[1] = MembershipHandler.suspendKey.selector;
+        selectors[2] = MembershipHandler.reinstateKey.selector;
+        selectors[3] = MembershipHandler.retireKey.selector;
+        selectors[4] = MembershipHandler.rotateKey.selector;
+        selectors[5] = MembershipHandler.suspendOrganisation.selector;
+        selectors[6] = MembershipHandler.reinstateOrganisation.selector;
+        targetSelector(FuzzSelector({addr: address(handler), selectors: selectors}));
+    }
+
+    /// @dev A key may anchor (and for which organisation) exactly when the registry says it and
+    /// its organisation are active.
+    function invariant_mirrorAnswersAsTheRegistry() public view {
+        uint256 n = handler.keyCount();
+        for (uint256 i = 0; i < n; ++i) {
+            address key = handler.keyAt(i);
+            (address expected,) = providers.activeOrganisationOf(key);
+            assertEq(records.anchoringOrganisationOf(key), expected, "anchoring organisation");
+        }
+    }
+
+    /// @dev The mirror's active-key list of an organisation is exactly its active keys, so an
+    /// organisation suspension reaches every one of them.
+    function invariant_activeKeyListsAreExact() public view {
+        address[2] memory orgs = [hospital, lab];
+        for (uint256 o = 0; o < orgs.length; ++o) {
+            address[] memory listed = records.activeKeysOf(orgs[o]);
+            for (uint256 j = 0; j < listed.length; ++j) {
+                IProviderRegistry.Member memory m = providers.member(listed[j]);
+                assertEq(m.org, orgs[o], "listed under its organisation");
+                assertTrue(m.status == IProviderRegistry.Status.Active, "listed key is active");
+            }
+            uint256 active = 0;
+            uint256 n = handler.keyCount();
+            for (uint256 i = 0; i < n; ++i) {
+                IProviderRegistry.Member memory m = providers.member(handler.keyAt(i));
+                if (m.org == orgs[o] && m.status == IProviderRegistry.Status.Active) ++active;
+            }
+            assertEq(listed.length, active, "every active key is listed once");
+        }
+    }
+}
+
+/// @dev Governance-side driver for the membership invariants; every call picks its target from
+/// the organisations and keys it knows and does nothing when the transition does not apply.
+contract MembershipHandler is Test {
+    ProviderRegistry internal immutable PROVIDERS;
+    address[] internal _orgs;
+    address[] internal _keys;
+    uint160 internal _nextKey = 0xF0000;
+
+    constructor(ProviderRegistry providers_) {
+        PROVIDERS = providers_;
+    }
+
+    function track(address org, address key) external {
+        if (_orgs.length == 0 || _orgs[_orgs.length - 1] != org) _orgs.push(org);
+        _keys.push(key);
+    }
+
+    function keyCount() external view returns (uint256) {
+        return _keys.length;
+    }
+
+    function keyAt(uint256 i) external view returns (address) {
+        return _keys[i];
+    }
+
+    function addKey(uint256 orgIndex) external {
+        address key = address(++_nextKey);
+        PROVIDERS.addMember(_orgs[orgIndex % _orgs.length], key, IProviderRegistry.MemberRole.Practitioner);
+        _keys.push(key);
+    }
+
+    function suspendKey(uint256 keyIndex) external {
+        address key = _keys[keyIndex % _keys.length];
+        if (PROVIDERS.member(key).status == IProviderRegistry.Status.Active) PROVIDERS.suspendMember(key);
+    }
+
+    function reinstateKey(uint256 keyIndex) external {
+        address key = _keys[keyIndex % _keys.length];
+        if (PROVIDERS.member(key).status == IProviderRegistry.Status.Suspended) {
+            PROVIDERS.reinstateMember(key);
+        }
+    }
+
+    function retireKey(uint256 keyIndex) external {
+        address key = _keys[keyIndex % _keys.length];
+        if (PROVIDERS.member(key).status != IProviderRegistry.Status.Retired) PROVIDERS.retireMember(key);
+    }
+
+    function rotateKey(uint256 keyIndex) external {
+        address key = _keys[keyIndex % _keys.length];
+        if (PROVIDERS.member(key).status == IProviderRegistry.Status.Retired) return;
+        address fresh = address(++_nextKey);
+        PROVIDERS.rotateMemberKey(key, fresh);
+        _keys.push(fresh);
+    }
+
+    function suspendOrganisation(uint256 orgIndex) external {
+        address org = _orgs[orgIndex % _orgs.length];
+        if (PROVIDERS.organisation(org).status == IProviderRegistry.Status.Active) {
+            PROVIDERS.suspendOrganisation(org);
+        }
+    }
+
+    function reinstateOrganisation(uint256 orgIndex) external {
+        address org = _orgs[orgIndex % _orgs.length];
+        if (PROVIDERS.organisation(org).status == IProviderRegistry.Status.Suspended) {
+            PROVIDERS.reinstateOrganisation(org);
+        }
     }
 }
