@@ -500,7 +500,7 @@ CREATE TABLE audit_batches (
 );
 
 -- The current maximum break-glass duration (`ConsentRegistry.maxBreakGlassDuration`) as last
--- set by an event; the constructor's value emits no event and is absent until changed.
+-- set by an event (the constructor emits one too).
 CREATE VIEW break_glass_max_duration AS
 SELECT DISTINCT ON (chain_id) chain_id, max_duration, block_number
 FROM ev_break_glass_max_duration_set
