@@ -89,7 +89,7 @@ impl Store {
         let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await
             .map_err(connect_error)?;

@@ -667,7 +667,13 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
 async fn metrics_endpoint_reports_cursor_and_head() {
     let anvil = Anvil::start(&[]).await;
     let deployment = deploy(&anvil);
-    consent_load(&anvil, &deployment, 0, 5).await;
+    consent_load(
+        &anvil.url,
+        deployment.manifest.contracts.consent_registry,
+        0,
+        5,
+    )
+    .await;
     let db = TestDb::create().await;
     let port = free_port();
     let mut args = indexer_args(&anvil.url, &deployment, &db.url);

@@ -218,11 +218,7 @@ impl Anvil {
 
     /// A provider signing with development key `i`.
     pub(crate) fn signer(&self, i: usize) -> DynProvider {
-        let key: PrivateKeySigner = DEV_KEYS[i].parse().expect("dev key");
-        ProviderBuilder::new()
-            .wallet(EthereumWallet::from(key))
-            .connect_http(self.url.parse().expect("URL"))
-            .erased()
+        signer_at(&self.url, i)
     }
 
     pub(crate) async fn head(&self) -> u64 {
@@ -268,6 +264,15 @@ impl Drop for Anvil {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A provider at `url` signing with development key `i`.
+pub(crate) fn signer_at(url: &str, i: usize) -> DynProvider {
+    let key: PrivateKeySigner = DEV_KEYS[i].parse().expect("dev key");
+    ProviderBuilder::new()
+        .wallet(EthereumWallet::from(key))
+        .connect_http(url.parse().expect("URL"))
+        .erased()
 }
 
 pub(crate) fn dev_address(i: usize) -> Address {
@@ -405,6 +410,19 @@ impl IndexerProc {
             .expect("wait")
     }
 
+    /// Waits until the log contains `needle`.
+    pub(crate) async fn wait_log(&self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.log_text().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -452,7 +470,8 @@ pub(crate) async fn cursor(pool: &PgPool) -> Option<(i64, Option<Vec<u8>>)> {
     sqlx::query("SELECT block_number, block_hash FROM indexer_cursor")
         .fetch_optional(pool)
         .await
-        .expect("read cursor")
+        .ok() // no table yet when killed before the migrations ran
+        .flatten()
         .map(|r| (r.get(0), r.get(1)))
 }
 
@@ -527,16 +546,13 @@ pub(crate) async fn clean_snapshot(
 
 /// Sends `count` consent transactions (grants, with a revoke every fifth) from development
 /// keys 1..=9, one block each (anvil automines); returns when all are mined.
-pub(crate) async fn consent_load(anvil: &Anvil, deployment: &Deployment, start: u64, count: u64) {
-    let signers: Vec<DynProvider> = (1..10).map(|i| anvil.signer(i)).collect();
+pub(crate) async fn consent_load(url: &str, consent_registry: Address, start: u64, count: u64) {
+    let signers: Vec<DynProvider> = (1..10).map(|i| signer_at(url, i)).collect();
     let until = U40::from(4_000_000_000u64);
     for i in start..start + count {
         let who = (i % 9) as usize;
         let patient = dev_address(who + 1);
-        let registry = ConsentRegistry::new(
-            deployment.manifest.contracts.consent_registry,
-            &signers[who],
-        );
+        let registry = ConsentRegistry::new(consent_registry, &signers[who]);
         let grantee = Address::left_padding_from(&(1000 + i / 2).to_be_bytes());
         if i % 5 == 4 && i >= 9 {
             let previous = Address::left_padding_from(&(1000 + (i - 9) / 2).to_be_bytes());
@@ -571,5 +587,96 @@ pub(crate) async fn consent_load(anvil: &Anvil, deployment: &Deployment, start: 
             .await
             .expect("grant")
             .tx_hash();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// A TCP proxy that can be taken down and brought back on the same port
+// ------------------------------------------------------------------------------------------
+
+/// Forwards 127.0.0.1:`port` to 127.0.0.1:`target`; `down` closes the listener and every
+/// forwarded connection (clients see resets and refused connections), `up` listens again.
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
+    target: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Proxy {
+    pub(crate) async fn start(target: u16) -> Self {
+        let mut proxy = Self {
+            port: free_port(),
+            target,
+            task: None,
+        };
+        proxy.up().await;
+        proxy
+    }
+
+    pub(crate) async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("proxy listens");
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                connections.spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        }));
+    }
+
+    /// Aborting the task drops the listener and the JoinSet, which aborts every connection.
+    pub(crate) async fn down(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A small deterministic pseudo-random sequence (xorshift), seeded from the clock and
+/// printed so a failing run can be replayed with `CARECHAIN_TEST_SEED`.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn from_env_or_clock() -> Self {
+        let seed = std::env::var("CARECHAIN_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    | 1
+            });
+        eprintln!("CARECHAIN_TEST_SEED={seed}");
+        Self(seed)
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
     }
 }
