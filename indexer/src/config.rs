@@ -74,8 +74,9 @@ pub struct Config {
     )]
     pub poll_interval_ms: u64,
 
-    /// First eth_getLogs range during backfill, in blocks (adapts afterwards).
-    #[arg(long, value_name = "BLOCKS", default_value_t = 1000)]
+    /// First eth_getLogs range during backfill, in blocks; it doubles while ranges return
+    /// fewer than half the target logs and shrinks when they return more.
+    #[arg(long, value_name = "BLOCKS", default_value_t = 10)]
     pub initial_range: u64,
 
     /// Largest eth_getLogs range during backfill, in blocks.
