@@ -67,6 +67,7 @@ contract ProviderRegistry is IProviderRegistry, AccessControl {
 
     /// @inheritdoc IProviderRegistry
     function addMember(address org, address key, MemberRole role) external {
+        // slither-disable-next-line incorrect-equality (an enum read from storage, not a balance or a timestamp)
         if (_organisations[org].status == Status.None) revert ProviderUnknownOrganisation(org);
         _requireManager(org);
         if (key == address(0)) revert ProviderInvalidInput();
@@ -102,9 +103,11 @@ contract ProviderRegistry is IProviderRegistry, AccessControl {
     /// @inheritdoc IProviderRegistry
     function rotateMemberKey(address oldKey, address newKey) external {
         Member memory old = _members[oldKey];
+        // slither-disable-next-line incorrect-equality (an enum read from storage, not a balance or a timestamp)
         if (old.status == Status.None) revert ProviderUnknownMember(oldKey);
         // An active key may replace itself (e.g. a lost device); a suspended one may not.
         if (msg.sender != oldKey || old.status != Status.Active) _requireManager(old.org);
+        // slither-disable-next-line incorrect-equality (an enum read from storage, not a balance or a timestamp)
         if (old.status == Status.Retired) revert ProviderInvalidStatus(oldKey, old.status);
         if (newKey == address(0)) revert ProviderInvalidInput();
         _requireUnregistered(newKey);
@@ -114,6 +117,7 @@ contract ProviderRegistry is IProviderRegistry, AccessControl {
             Member({org: old.org, status: old.status, role: old.role, since: uint40(block.timestamp)});
         emit MemberKeyRotated(old.org, oldKey, newKey);
         _pushMember(oldKey, old.org, false);
+        // slither-disable-next-line incorrect-equality (an enum read from storage, not a balance or a timestamp)
         _pushMember(newKey, old.org, old.status == Status.Active);
     }
 

@@ -34,6 +34,7 @@ contract RecordRegistry is IRecordRegistry, IMembershipMirror {
     }
 
     mapping(address key => KeyEntry) private _keyEntries;
+    // slither-disable-next-line uninitialized-state (a mapping: filled through storage pointers in _setKeyActive)
     mapping(address org => address[]) private _activeKeys;
     mapping(address org => bool) private _orgActive;
 

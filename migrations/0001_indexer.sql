@@ -23,6 +23,9 @@
 --   * strings are TEXT; a NUL character (which PostgreSQL cannot store) is replaced by U+FFFD.
 --
 -- Change notifications (PostgreSQL NOTIFY, delivered on commit) so readers can drop caches:
+-- (`EIP712DomainChanged` of ConsentRegistry is not stored: the domain is immutable, the event is
+-- never emitted.)
+--
 --   * `carechain_consent`    {"chainId":..,"block":..,"patient":"0x.."}      consent, delegate or
 --                                                                           break-glass change
 --   * `carechain_membership` {"chainId":..,"block":..,"org":"0x.."}          organisation or key
@@ -129,6 +132,61 @@ CREATE TABLE ev_member_key_rotated (
     org          BYTEA   NOT NULL,
     old_key      BYTEA   NOT NULL,
     new_key      BYTEA   NOT NULL,
+    PRIMARY KEY (chain_id, block_number, log_index)
+);
+
+-- MembershipMirrorSet(address indexed mirror)
+CREATE TABLE ev_membership_mirror_set (
+    chain_id     BIGINT  NOT NULL,
+    block_number BIGINT  NOT NULL,
+    log_index    INTEGER NOT NULL,
+    tx_hash      BYTEA   NOT NULL,
+    mirror       BYTEA   NOT NULL,
+    PRIMARY KEY (chain_id, block_number, log_index)
+);
+
+-- ---------------------------------------------------------------------------------------------
+-- Event log: OpenZeppelin AccessControl (ProviderRegistry, ConsentRegistry, AuditAnchor); the
+-- emitting contract is in `contract`.
+-- ---------------------------------------------------------------------------------------------
+
+-- RoleGranted(bytes32 indexed role, address indexed account, address indexed sender)
+CREATE TABLE ev_role_granted (
+    chain_id     BIGINT  NOT NULL,
+    block_number BIGINT  NOT NULL,
+    log_index    INTEGER NOT NULL,
+    tx_hash      BYTEA   NOT NULL,
+    contract     BYTEA   NOT NULL,
+    role         BYTEA   NOT NULL,
+    account      BYTEA   NOT NULL,
+    sender       BYTEA   NOT NULL,
+    PRIMARY KEY (chain_id, block_number, log_index)
+);
+
+-- RoleRevoked(bytes32 indexed role, address indexed account, address indexed sender)
+CREATE TABLE ev_role_revoked (
+    chain_id     BIGINT  NOT NULL,
+    block_number BIGINT  NOT NULL,
+    log_index    INTEGER NOT NULL,
+    tx_hash      BYTEA   NOT NULL,
+    contract     BYTEA   NOT NULL,
+    role         BYTEA   NOT NULL,
+    account      BYTEA   NOT NULL,
+    sender       BYTEA   NOT NULL,
+    PRIMARY KEY (chain_id, block_number, log_index)
+);
+
+-- RoleAdminChanged(bytes32 indexed role, bytes32 indexed previousAdminRole,
+--   bytes32 indexed newAdminRole)
+CREATE TABLE ev_role_admin_changed (
+    chain_id            BIGINT  NOT NULL,
+    block_number        BIGINT  NOT NULL,
+    log_index           INTEGER NOT NULL,
+    tx_hash             BYTEA   NOT NULL,
+    contract            BYTEA   NOT NULL,
+    role                BYTEA   NOT NULL,
+    previous_admin_role BYTEA   NOT NULL,
+    new_admin_role      BYTEA   NOT NULL,
     PRIMARY KEY (chain_id, block_number, log_index)
 );
 
@@ -442,7 +500,7 @@ CREATE TABLE audit_batches (
 );
 
 -- The current maximum break-glass duration (`ConsentRegistry.maxBreakGlassDuration`) as last
--- set by an event; the constructor's value emits no event and is absent until changed.
+-- set by an event (the constructor emits one too).
 CREATE VIEW break_glass_max_duration AS
 SELECT DISTINCT ON (chain_id) chain_id, max_duration, block_number
 FROM ev_break_glass_max_duration_set

@@ -84,7 +84,7 @@ ensure_apt() {
 }
 
 # _node_modules_fresh: true when node_modules matches package-lock.json.
-# npm ci writes node_modules/.package-lock.json; every non-optional package of
+# npm writes node_modules/.package-lock.json; every non-optional package of
 # the lockfile must be there at the same version, and the native Foundry
 # binaries must exist.
 _node_modules_fresh() {
@@ -99,16 +99,24 @@ _node_modules_fresh() {
     }' "$REPO_ROOT/package-lock.json" "$REPO_ROOT/node_modules/.package-lock.json"
 }
 
-# ensure_node_deps: npm ci when node_modules is missing or stale.
+# ensure_node_deps: install node_modules from package-lock.json when missing or stale.
+# `npm install` rather than `npm ci`: the registry serves only some of Foundry's
+# optional per-platform packages, so the lockfile cannot list them all and `npm ci`
+# refuses it as out of sync. `npm install` honours the lockfile as it is; the check
+# after it makes sure it did not re-resolve anything.
 ensure_node_deps() {
   command -v node >/dev/null || ensure_apt nodejs npm
   command -v npm >/dev/null || ensure_apt npm
   if _node_modules_fresh; then
     return 0
   fi
-  log "npm ci (node_modules missing or stale vs package-lock.json)"
-  (cd "$REPO_ROOT" && npm ci --no-audit --no-fund --loglevel=error </dev/null) || die "npm ci failed"
-  [[ -x "$FORGE_BIN" ]] || die "npm ci finished but $FORGE_BIN is missing (platform $FOUNDRY_PLATFORM?)"
+  log "npm install from package-lock.json (node_modules missing or stale)"
+  local before
+  before="$(sha256sum "$REPO_ROOT/package-lock.json")"
+  (cd "$REPO_ROOT" && npm install --no-audit --no-fund --loglevel=error </dev/null) || die "npm install failed"
+  [[ "$(sha256sum "$REPO_ROOT/package-lock.json")" == "$before" ]] \
+    || die "npm install changed package-lock.json: the lockfile does not match package.json; review and commit it"
+  [[ -x "$FORGE_BIN" ]] || die "npm install finished but $FORGE_BIN is missing (platform $FOUNDRY_PLATFORM?)"
 }
 
 # ensure_python_tools: venv at .venv with the pinned slither-analyzer.
@@ -228,7 +236,7 @@ stop_pid() {
 start_anvil() {
   local port="$1" logfile="$2"
   shift 2
-  [[ -x "$ANVIL_BIN" ]] || die "anvil not found at $ANVIL_BIN (run npm ci)"
+  [[ -x "$ANVIL_BIN" ]] || die "anvil not found at $ANVIL_BIN (run scripts/test or scripts/stack to install it)"
   port_in_use "$port" && die "port $port on 127.0.0.1 is already in use (anvil)"
   mkdir -p "$(dirname "$logfile")"
   "$ANVIL_BIN" --host 127.0.0.1 --port "$port" "$@" >"$logfile" 2>&1 </dev/null &
@@ -250,17 +258,57 @@ forge_build() {
 
 # deploy_contracts RPC_URL MANIFEST: run the deploy script with anvil's first
 # dev key; the script writes the manifest to $DEPLOY_MANIFEST. Use
-# DEPLOYER_PRIVATE_KEY to deploy with another key.
+# DEPLOYER_PRIVATE_KEY to deploy with another key, GOVERNANCE to hand the
+# governance roles to another address.
+#
+# forge lets scripts write only under deployments/ (fs_permissions in
+# foundry.toml), so the script writes a staged file there, which is moved to
+# MANIFEST (any path) once its deploymentBlock has been checked against the
+# receipts forge saved.
 deploy_contracts() {
   local rpc="$1" manifest="$2"
   local script="contracts/script/Deploy.s.sol"
   [[ -f "$REPO_ROOT/$script" ]] || die "$script does not exist yet: nothing to deploy"
-  mkdir -p "$(dirname "$manifest")"
+  local chain
+  chain="$("$CAST_BIN" chain-id --rpc-url "$rpc" </dev/null)" || die "no chain answers at $rpc"
+  mkdir -p "$(dirname "$manifest")" "$REPO_ROOT/deployments"
+  local staged="$REPO_ROOT/deployments/.staged-$chain-$$-$RANDOM.json"
+  rm -f "$staged"
   log "deploying contracts to $rpc"
-  (cd "$REPO_ROOT" && DEPLOY_MANIFEST="$manifest" "$FORGE_BIN" script "$script" \
-    --rpc-url "$rpc" --broadcast --private-key "${DEPLOYER_PRIVATE_KEY:-$ANVIL_DEV_KEY}" </dev/null) \
-    || die "deployment failed"
-  [[ -s "$manifest" ]] || die "deploy script finished but wrote no manifest at $manifest"
+  if ! (cd "$REPO_ROOT" && DEPLOY_MANIFEST="$staged" "$FORGE_BIN" script "$script" \
+    --rpc-url "$rpc" --broadcast --private-key "${DEPLOYER_PRIVATE_KEY:-$ANVIL_DEV_KEY}" </dev/null); then
+    rm -f "$staged"
+    die "deployment failed"
+  fi
+  [[ -s "$staged" ]] || die "deploy script finished but wrote no manifest (expected $staged)"
+  _manifest_set_block_from_receipts "$staged" "$REPO_ROOT/broadcast/Deploy.s.sol/$chain/run-latest.json" \
+    || warn "could not confirm deploymentBlock from forge's receipts; kept the script's lower bound"
+  mv -f "$staged" "$manifest"
+}
+
+# _manifest_set_block_from_receipts MANIFEST BROADCAST_JSON: set deploymentBlock
+# to the block of the ProviderRegistry creation receipt (the script's first
+# transaction). The script can only predict it (next block after the one it ran
+# against); on a chain that does not mine at once the real block is later.
+# Fails, changing nothing, when the broadcast file is not this deployment's
+# (e.g. another deployment to the same chain id ran at the same time).
+_manifest_set_block_from_receipts() {
+  node -e '
+    const fs = require("fs");
+    const [manifestPath, broadcastPath] = process.argv.slice(1);
+    const manifest = JSON.parse(fs.readFileSync(manifestPath, "utf8"));
+    const run = JSON.parse(fs.readFileSync(broadcastPath, "utf8"));
+    const want = manifest.contracts.ProviderRegistry.toLowerCase();
+    const receipt = (run.receipts || []).find(
+      (r) => (r.contractAddress || "").toLowerCase() === want);
+    if (!receipt) process.exit(1);
+    const block = Number(BigInt(receipt.blockNumber));
+    if (block !== manifest.deploymentBlock) {
+      console.error(`deploymentBlock: ${manifest.deploymentBlock} (predicted) -> ${block} (receipt)`);
+      manifest.deploymentBlock = block;
+      fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2) + "\n");
+    }' "$1" "$2" 2>&1 >/dev/null | sed 's/^/  /' >&2
+  return "${PIPESTATUS[0]}"
 }
 
 # manifest_field FILE KEY: print a field of a deployment manifest

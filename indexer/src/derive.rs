@@ -247,7 +247,12 @@ pub async fn apply_range(
         AUDIT_GATEWAYS,
         AUDIT_BATCHES,
     ] {
-        sqlx::query(sql).bind(chain_id).bind(from).bind(to).execute(&mut *conn).await?;
+        sqlx::query(sql)
+            .bind(chain_id)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *conn)
+            .await?;
     }
     if membership {
         apply_membership(conn, chain_id, from, to).await?;
@@ -262,7 +267,12 @@ async fn apply_membership(
     to: i64,
 ) -> Result<(), sqlx::Error> {
     for sql in [ORGANISATIONS_ADMITTED, ORGANISATIONS_STATUS] {
-        sqlx::query(sql).bind(chain_id).bind(from).bind(to).execute(&mut *conn).await?;
+        sqlx::query(sql)
+            .bind(chain_id)
+            .bind(from)
+            .bind(to)
+            .execute(&mut *conn)
+            .await?;
     }
     let events = sqlx::query(MEMBER_EVENTS)
         .bind(chain_id)
@@ -321,10 +331,12 @@ async fn apply_membership(
 /// Rebuilds every derived table of `chain_id` from the event log up to block `to`.
 pub async fn recompute(conn: &mut PgConnection, chain_id: i64, to: i64) -> Result<(), sqlx::Error> {
     for table in DERIVED_TABLES {
-        sqlx::query(&format!("DELETE FROM {table} WHERE chain_id = $1"))
-            .bind(chain_id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE chain_id = $1"
+        )))
+        .bind(chain_id)
+        .execute(&mut *conn)
+        .await?;
     }
     apply_range(conn, chain_id, 0, to, true).await
 }

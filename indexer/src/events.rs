@@ -199,6 +199,23 @@ event_tables! {
     MemberKeyRotatedRows.member_key_rotated => "ev_member_key_rotated" {
         org: Vec<u8> = "bytea", old_key: Vec<u8> = "bytea", new_key: Vec<u8> = "bytea",
     }
+    /// `ProviderRegistry.MembershipMirrorSet`.
+    MembershipMirrorSetRows.membership_mirror_set => "ev_membership_mirror_set" {
+        mirror: Vec<u8> = "bytea",
+    }
+    /// AccessControl `RoleGranted` of any of the contracts.
+    RoleGrantedRows.role_granted => "ev_role_granted" {
+        contract: Vec<u8> = "bytea", role: Vec<u8> = "bytea", account: Vec<u8> = "bytea", sender: Vec<u8> = "bytea",
+    }
+    /// AccessControl `RoleRevoked` of any of the contracts.
+    RoleRevokedRows.role_revoked => "ev_role_revoked" {
+        contract: Vec<u8> = "bytea", role: Vec<u8> = "bytea", account: Vec<u8> = "bytea", sender: Vec<u8> = "bytea",
+    }
+    /// AccessControl `RoleAdminChanged` of any of the contracts.
+    RoleAdminChangedRows.role_admin_changed => "ev_role_admin_changed" {
+        contract: Vec<u8> = "bytea", role: Vec<u8> = "bytea", previous_admin_role: Vec<u8> = "bytea",
+        new_admin_role: Vec<u8> = "bytea",
+    }
     /// `ConsentRegistry.ConsentGranted`.
     ConsentGrantedRows.consent_granted => "ev_consent_granted" {
         patient: Vec<u8> = "bytea", grantee: Vec<u8> = "bytea", actor: Vec<u8> = "bytea",
@@ -293,6 +310,10 @@ pub fn event_signatures() -> Vec<B256> {
         ProviderRegistry::MemberAdded::SIGNATURE_HASH,
         ProviderRegistry::MemberStatusChanged::SIGNATURE_HASH,
         ProviderRegistry::MemberKeyRotated::SIGNATURE_HASH,
+        ProviderRegistry::MembershipMirrorSet::SIGNATURE_HASH,
+        ProviderRegistry::RoleGranted::SIGNATURE_HASH,
+        ProviderRegistry::RoleRevoked::SIGNATURE_HASH,
+        ProviderRegistry::RoleAdminChanged::SIGNATURE_HASH,
         ConsentRegistry::ConsentGranted::SIGNATURE_HASH,
         ConsentRegistry::ConsentRevoked::SIGNATURE_HASH,
         ConsentRegistry::NoncesInvalidated::SIGNATURE_HASH,
@@ -347,19 +368,29 @@ impl EventBatch {
     }
 
     /// Decodes `log` into its table. Logs of other contracts or events are ignored (`false`).
-    pub fn push_log(&mut self, log: &Log, contracts: &ContractAddresses) -> Result<bool, DecodeError> {
+    pub fn push_log(
+        &mut self,
+        log: &Log,
+        contracts: &ContractAddresses,
+    ) -> Result<bool, DecodeError> {
         let Some(topic0) = log.topic0().copied() else {
             return Ok(false);
         };
         let address = log.address();
-        let block_number = log.block_number.ok_or(DecodeError::Incomplete("blockNumber"))?;
+        let block_number = log
+            .block_number
+            .ok_or(DecodeError::Incomplete("blockNumber"))?;
         let block_hash = log.block_hash.ok_or(DecodeError::Incomplete("blockHash"))?;
         let log_index = log.log_index.ok_or(DecodeError::Incomplete("logIndex"))?;
-        let tx_hash = log.transaction_hash.ok_or(DecodeError::Incomplete("transactionHash"))?;
+        let tx_hash = log
+            .transaction_hash
+            .ok_or(DecodeError::Incomplete("transactionHash"))?;
         let meta = LogMeta {
             block_number: checked_i64("block number", block_number)?,
-            log_index: i32::try_from(log_index)
-                .map_err(|_| DecodeError::OutOfRange { what: "log index", value: log_index })?,
+            log_index: i32::try_from(log_index).map_err(|_| DecodeError::OutOfRange {
+                what: "log index",
+                value: log_index,
+            })?,
             tx_hash,
         };
         let data = &log.inner.data;
@@ -377,28 +408,75 @@ impl EventBatch {
 
         let rows = &mut self.rows;
         let subjects = &mut self.subjects;
-        if address == contracts.provider_registry {
+        // AccessControl events have the same signature in every contract.
+        let access_control = address == contracts.provider_registry
+            || address == contracts.consent_registry
+            || address == contracts.audit_anchor;
+        if access_control && topic0 == ProviderRegistry::RoleGranted::SIGNATURE_HASH {
+            let e = decode!(ProviderRegistry::RoleGranted);
+            rows.role_granted.push(
+                &meta,
+                addr(address),
+                word(e.role),
+                addr(e.account),
+                addr(e.sender),
+            );
+        } else if access_control && topic0 == ProviderRegistry::RoleRevoked::SIGNATURE_HASH {
+            let e = decode!(ProviderRegistry::RoleRevoked);
+            rows.role_revoked.push(
+                &meta,
+                addr(address),
+                word(e.role),
+                addr(e.account),
+                addr(e.sender),
+            );
+        } else if access_control && topic0 == ProviderRegistry::RoleAdminChanged::SIGNATURE_HASH {
+            let e = decode!(ProviderRegistry::RoleAdminChanged);
+            rows.role_admin_changed.push(
+                &meta,
+                addr(address),
+                word(e.role),
+                word(e.previousAdminRole),
+                word(e.newAdminRole),
+            );
+        } else if address == contracts.provider_registry {
             use ProviderRegistry as P;
             if topic0 == P::OrganisationAdmitted::SIGNATURE_HASH {
                 let e = decode!(P::OrganisationAdmitted);
-                rows.organisation_admitted.push(&meta, addr(e.org), i16::from(e.kind), text(&e.name));
+                rows.organisation_admitted.push(
+                    &meta,
+                    addr(e.org),
+                    i16::from(e.kind),
+                    text(&e.name),
+                );
                 subjects.organisations.insert(e.org);
             } else if topic0 == P::OrganisationStatusChanged::SIGNATURE_HASH {
                 let e = decode!(P::OrganisationStatusChanged);
-                rows.organisation_status_changed.push(&meta, addr(e.org), i16::from(e.status));
+                rows.organisation_status_changed
+                    .push(&meta, addr(e.org), i16::from(e.status));
                 subjects.organisations.insert(e.org);
             } else if topic0 == P::MemberAdded::SIGNATURE_HASH {
                 let e = decode!(P::MemberAdded);
-                rows.member_added.push(&meta, addr(e.org), addr(e.key), i16::from(e.role));
+                rows.member_added
+                    .push(&meta, addr(e.org), addr(e.key), i16::from(e.role));
                 subjects.organisations.insert(e.org);
             } else if topic0 == P::MemberStatusChanged::SIGNATURE_HASH {
                 let e = decode!(P::MemberStatusChanged);
-                rows.member_status_changed.push(&meta, addr(e.org), addr(e.key), i16::from(e.status));
+                rows.member_status_changed.push(
+                    &meta,
+                    addr(e.org),
+                    addr(e.key),
+                    i16::from(e.status),
+                );
                 subjects.organisations.insert(e.org);
             } else if topic0 == P::MemberKeyRotated::SIGNATURE_HASH {
                 let e = decode!(P::MemberKeyRotated);
-                rows.member_key_rotated.push(&meta, addr(e.org), addr(e.oldKey), addr(e.newKey));
+                rows.member_key_rotated
+                    .push(&meta, addr(e.org), addr(e.oldKey), addr(e.newKey));
                 subjects.organisations.insert(e.org);
+            } else if topic0 == P::MembershipMirrorSet::SIGNATURE_HASH {
+                let e = decode!(P::MembershipMirrorSet);
+                rows.membership_mirror_set.push(&meta, addr(e.mirror));
             } else {
                 return Ok(false);
             }
@@ -422,11 +500,17 @@ impl EventBatch {
                 subjects.patients.insert(e.patient);
             } else if topic0 == C::ConsentRevoked::SIGNATURE_HASH {
                 let e = decode!(C::ConsentRevoked);
-                rows.consent_revoked.push(&meta, addr(e.patient), addr(e.grantee), addr(e.actor));
+                rows.consent_revoked
+                    .push(&meta, addr(e.patient), addr(e.grantee), addr(e.actor));
                 subjects.patients.insert(e.patient);
             } else if topic0 == C::NoncesInvalidated::SIGNATURE_HASH {
                 let e = decode!(C::NoncesInvalidated);
-                rows.nonces_invalidated.push(&meta, addr(e.patient), addr(e.actor), decimal(e.newNonce));
+                rows.nonces_invalidated.push(
+                    &meta,
+                    addr(e.patient),
+                    addr(e.actor),
+                    decimal(e.newNonce),
+                );
             } else if topic0 == C::DelegateSet::SIGNATURE_HASH {
                 let e = decode!(C::DelegateSet);
                 rows.delegate_set.push(
@@ -439,7 +523,8 @@ impl EventBatch {
                 subjects.patients.insert(e.patient);
             } else if topic0 == C::DelegateRemoved::SIGNATURE_HASH {
                 let e = decode!(C::DelegateRemoved);
-                rows.delegate_removed.push(&meta, addr(e.patient), addr(e.delegate));
+                rows.delegate_removed
+                    .push(&meta, addr(e.patient), addr(e.delegate));
                 subjects.patients.insert(e.patient);
             } else if topic0 == C::BreakGlassOpened::SIGNATURE_HASH {
                 let e = decode!(C::BreakGlassOpened);
@@ -465,7 +550,8 @@ impl EventBatch {
                 subjects.patients.insert(e.patient);
             } else if topic0 == C::BreakGlassMaxDurationSet::SIGNATURE_HASH {
                 let e = decode!(C::BreakGlassMaxDurationSet);
-                rows.break_glass_max_duration_set.push(&meta, i64::from(e.maxDuration));
+                rows.break_glass_max_duration_set
+                    .push(&meta, i64::from(e.maxDuration));
             } else {
                 return Ok(false);
             }
@@ -473,7 +559,12 @@ impl EventBatch {
             use RecordRegistry as R;
             if topic0 == R::RecordAnchored::SIGNATURE_HASH {
                 let e = decode!(R::RecordAnchored);
-                rows.record_anchored.push(&meta, addr(e.org), word(e.versionHash), addr(e.anchorer));
+                rows.record_anchored.push(
+                    &meta,
+                    addr(e.org),
+                    word(e.versionHash),
+                    addr(e.anchorer),
+                );
                 subjects.anchor_orgs.insert(e.org);
             } else if topic0 == R::RecordBatchAnchored::SIGNATURE_HASH {
                 let e = decode!(R::RecordBatchAnchored);

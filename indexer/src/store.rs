@@ -1,0 +1,361 @@
+//! PostgreSQL: the cursor, the window of block hashes, atomic commits of decoded events with
+//! their derived state and notifications, and reorg rollbacks.
+
+use crate::{
+    derive,
+    error::IndexerError,
+    events::{EVENT_TABLES, EventBatch, Subjects},
+};
+use alloy::primitives::{Address, B256};
+use carechain_contracts::DeploymentManifest;
+use sqlx::{
+    AssertSqlSafe, PgConnection, PgPool, Row,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use std::{str::FromStr, time::Duration};
+
+/// Notification channel for consent, delegate and break-glass changes (payload names the
+/// patient).
+pub const CHANNEL_CONSENT: &str = "carechain_consent";
+/// Notification channel for organisation and member key changes (payload names the
+/// organisation).
+pub const CHANNEL_MEMBERSHIP: &str = "carechain_membership";
+/// Notification channel for record anchors (payload names the organisation) and audit batches
+/// (payload names the gateway).
+pub const CHANNEL_ANCHOR: &str = "carechain_anchor";
+
+/// Above this many subjects in one commit, each channel gets one `"all":true` notification.
+const MAX_SUBJECT_NOTIFICATIONS: usize = 256;
+
+/// The last indexed block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// Its number (the deployment block minus one before anything is indexed).
+    pub number: u64,
+    /// Its hash, `None` before anything is indexed.
+    pub hash: Option<B256>,
+}
+
+/// The events of blocks `[from, to]`, ready to commit.
+#[derive(Debug, Default)]
+pub struct RangeCommit {
+    /// First block.
+    pub from: u64,
+    /// Last block; the cursor moves here.
+    pub to: u64,
+    /// Hash of block `to`.
+    pub to_hash: B256,
+    /// Block hashes to keep for reorg detection: (number, hash, parent hash).
+    pub blocks: Vec<(u64, B256, Option<B256>)>,
+    /// The decoded events.
+    pub events: EventBatch,
+}
+
+/// The indexer's database.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+    chain_id: i64,
+    window: u64,
+}
+
+fn db_i64(v: u64) -> i64 {
+    // Block numbers and chain ids beyond i64::MAX do not exist on any EVM chain.
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn db_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn hash_from(bytes: &[u8]) -> Option<B256> {
+    (bytes.len() == 32).then(|| B256::from_slice(bytes))
+}
+
+impl Store {
+    /// Connects (failing fast with a clear error when the server is unreachable) and applies
+    /// the migrations.
+    pub async fn connect(
+        url: &str,
+        redacted: &str,
+        max_connections: u32,
+        chain_id: u64,
+        window: u64,
+    ) -> Result<Self, IndexerError> {
+        let connect_error = |source| IndexerError::DatabaseConnect {
+            url: redacted.to_owned(),
+            source,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+        sqlx::migrate!("../migrations").run(&pool).await?;
+        Ok(Self {
+            pool,
+            chain_id: db_i64(chain_id),
+            window,
+        })
+    }
+
+    /// The pool (for tests and tools).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Records the deployment on first use, refuses a database that indexes another
+    /// deployment of the same chain, and creates the cursor.
+    pub async fn init_deployment(&self, manifest: &DeploymentManifest) -> Result<(), IndexerError> {
+        let c = &manifest.contracts;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO indexer_deployments (chain_id, deployment_block, provider_registry, \
+             consent_registry, record_registry, audit_anchor) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (chain_id) DO NOTHING",
+        )
+        .bind(self.chain_id)
+        .bind(db_i64(manifest.deployment_block))
+        .bind(c.provider_registry.as_slice())
+        .bind(c.consent_registry.as_slice())
+        .bind(c.record_registry.as_slice())
+        .bind(c.audit_anchor.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT deployment_block, provider_registry, consent_registry, record_registry, \
+             audit_anchor FROM indexer_deployments WHERE chain_id = $1",
+        )
+        .bind(self.chain_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored_block: i64 = row.try_get(0)?;
+        let stored: [Vec<u8>; 4] = [
+            row.try_get(1)?,
+            row.try_get(2)?,
+            row.try_get(3)?,
+            row.try_get(4)?,
+        ];
+        let expected = [
+            c.provider_registry,
+            c.consent_registry,
+            c.record_registry,
+            c.audit_anchor,
+        ];
+        let same = stored_block == db_i64(manifest.deployment_block)
+            && stored
+                .iter()
+                .zip(expected)
+                .all(|(s, e)| s.as_slice() == e.as_slice());
+        if !same {
+            return Err(IndexerError::DeploymentMismatch {
+                chain_id: manifest.chain_id,
+                stored_block,
+                stored_consent: format!("0x{}", alloy::hex::encode(&stored[1])),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO indexer_cursor (chain_id, block_number, block_hash) VALUES ($1, $2, NULL) \
+             ON CONFLICT (chain_id) DO NOTHING",
+        )
+        .bind(self.chain_id)
+        .bind(db_i64(manifest.deployment_block) - 1)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The cursor.
+    pub async fn cursor(&self) -> Result<Cursor, IndexerError> {
+        let row =
+            sqlx::query("SELECT block_number, block_hash FROM indexer_cursor WHERE chain_id = $1")
+                .bind(self.chain_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let number: i64 = row.try_get(0)?;
+        let hash: Option<Vec<u8>> = row.try_get(1)?;
+        Ok(Cursor {
+            number: db_u64(number),
+            hash: hash.as_deref().and_then(hash_from),
+        })
+    }
+
+    /// Stored block hashes from `from` upwards, newest first.
+    pub async fn stored_hashes(&self, from: u64) -> Result<Vec<(u64, B256)>, IndexerError> {
+        let rows = sqlx::query(
+            "SELECT block_number, block_hash FROM indexer_blocks \
+             WHERE chain_id = $1 AND block_number >= $2 ORDER BY block_number DESC",
+        )
+        .bind(self.chain_id)
+        .bind(db_i64(from))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let number: i64 = row.try_get(0)?;
+            let hash: Vec<u8> = row.try_get(1)?;
+            if let Some(hash) = hash_from(&hash) {
+                out.push((db_u64(number), hash));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the events of `range`, its block hashes, its derived state and the cursor in one
+    /// transaction, and notifies listeners on commit. Fails with
+    /// [`IndexerError::CursorMoved`] unless the cursor is at `range.from - 1`.
+    pub async fn commit(&self, range: &RangeCommit) -> Result<(), IndexerError> {
+        let mut tx = self.pool.begin().await?;
+        let expected = db_i64(range.from) - 1;
+        let moved = sqlx::query(
+            "UPDATE indexer_cursor SET block_number = $2, block_hash = $3, updated_at = now() \
+             WHERE chain_id = $1 AND block_number = $4",
+        )
+        .bind(self.chain_id)
+        .bind(db_i64(range.to))
+        .bind(range.to_hash.as_slice())
+        .bind(expected)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() != 1 {
+            let found: i64 =
+                sqlx::query_scalar("SELECT block_number FROM indexer_cursor WHERE chain_id = $1")
+                    .bind(self.chain_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            return Err(IndexerError::CursorMoved { expected, found });
+        }
+        range.events.rows.insert(&mut tx, self.chain_id).await?;
+        if !range.blocks.is_empty() {
+            let numbers: Vec<i64> = range.blocks.iter().map(|b| db_i64(b.0)).collect();
+            let hashes: Vec<Vec<u8>> = range.blocks.iter().map(|b| b.1.to_vec()).collect();
+            let parents: Vec<Option<Vec<u8>>> = range
+                .blocks
+                .iter()
+                .map(|b| b.2.map(|p| p.to_vec()))
+                .collect();
+            sqlx::query(
+                "INSERT INTO indexer_blocks (chain_id, block_number, block_hash, parent_hash) \
+                 SELECT $1, n, h, p FROM UNNEST($2::int8[], $3::bytea[], $4::bytea[]) AS u(n, h, p) \
+                 ON CONFLICT (chain_id, block_number) DO UPDATE \
+                 SET block_hash = EXCLUDED.block_hash, parent_hash = EXCLUDED.parent_hash",
+            )
+            .bind(self.chain_id)
+            .bind(&numbers)
+            .bind(&hashes)
+            .bind(&parents)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM indexer_blocks WHERE chain_id = $1 AND block_number <= $2")
+            .bind(self.chain_id)
+            .bind(db_i64(range.to) - db_i64(self.window))
+            .execute(&mut *tx)
+            .await?;
+        if !range.events.is_empty() {
+            derive::apply_range(
+                &mut tx,
+                self.chain_id,
+                db_i64(range.from),
+                db_i64(range.to),
+                range.events.has_membership,
+            )
+            .await?;
+            self.notify(&mut tx, &range.events.subjects, range.to)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn notify(
+        &self,
+        conn: &mut PgConnection,
+        subjects: &Subjects,
+        block: u64,
+    ) -> Result<(), sqlx::Error> {
+        let mut channels = Vec::new();
+        let mut payloads = Vec::new();
+        let groups: [(&str, &str, &std::collections::BTreeSet<Address>); 4] = [
+            (CHANNEL_CONSENT, "patient", &subjects.patients),
+            (CHANNEL_MEMBERSHIP, "org", &subjects.organisations),
+            (CHANNEL_ANCHOR, "org", &subjects.anchor_orgs),
+            (CHANNEL_ANCHOR, "gateway", &subjects.audit_gateways),
+        ];
+        let total: usize = groups.iter().map(|g| g.2.len()).sum();
+        if total > MAX_SUBJECT_NOTIFICATIONS {
+            for channel in [CHANNEL_CONSENT, CHANNEL_MEMBERSHIP, CHANNEL_ANCHOR] {
+                channels.push(channel.to_owned());
+                payloads.push(all_payload(self.chain_id, block));
+            }
+        } else {
+            for (channel, key, set) in groups {
+                for subject in set {
+                    channels.push(channel.to_owned());
+                    payloads.push(format!(
+                        r#"{{"chainId":{},"block":{block},"{key}":"{subject:#x}"}}"#,
+                        self.chain_id
+                    ));
+                }
+            }
+        }
+        send_notifications(conn, &channels, &payloads).await
+    }
+
+    /// Deletes everything above block `fork`, moves the cursor to `fork`, rebuilds the derived
+    /// state from the event log and tells every channel to drop its caches, in one transaction.
+    pub async fn rollback_to(&self, fork: u64, fork_hash: B256) -> Result<(), IndexerError> {
+        let mut tx = self.pool.begin().await?;
+        let fork_db = db_i64(fork);
+        for table in EVENT_TABLES.iter().chain(["indexer_blocks"].iter()) {
+            sqlx::query(AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE chain_id = $1 AND block_number > $2"
+            )))
+            .bind(self.chain_id)
+            .bind(fork_db)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "UPDATE indexer_cursor SET block_number = $2, block_hash = $3, updated_at = now() \
+             WHERE chain_id = $1",
+        )
+        .bind(self.chain_id)
+        .bind(fork_db)
+        .bind(fork_hash.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        derive::recompute(&mut tx, self.chain_id, fork_db).await?;
+        let channels: Vec<String> = [CHANNEL_CONSENT, CHANNEL_MEMBERSHIP, CHANNEL_ANCHOR]
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        let payloads = vec![all_payload(self.chain_id, fork); 3];
+        send_notifications(&mut tx, &channels, &payloads).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn all_payload(chain_id: i64, block: u64) -> String {
+    format!(r#"{{"chainId":{chain_id},"block":{block},"all":true}}"#)
+}
+
+async fn send_notifications(
+    conn: &mut PgConnection,
+    channels: &[String],
+    payloads: &[String],
+) -> Result<(), sqlx::Error> {
+    if channels.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("SELECT pg_notify(c, p) FROM UNNEST($1::text[], $2::text[]) AS u(c, p)")
+        .bind(channels)
+        .bind(payloads)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
