@@ -10,7 +10,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{Action, Purpose, ResourceType};
-use common::{IndexerStandIn, TestChain, TestGateway, fresh_database};
+use common::{TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 
 struct Client<'a> {
@@ -91,7 +91,7 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         c.default_custodian = Some(org_address);
     })
     .await;
-    let indexer = IndexerStandIn::new(&gw.pool, &chain).await;
+    let _indexer = TestIndexer::start(&chain, &db).await;
     // Let the health probe see the chain and the index.
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let requests = std::cell::Cell::new(0i64);
@@ -173,9 +173,6 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         .await
         .unwrap();
     let granted_at = receipt.block_number.unwrap();
-    indexer
-        .consent_changed(granted_at, patient_wallet.address())
-        .await;
     common::eventually(|| async {
         let (status, _, _) = doctor.get(&path).await;
         status == 200
@@ -299,7 +296,7 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     }
 
     // Revocation takes effect on the first request after the indexer has seen it.
-    let receipt = consents
+    consents
         .revoke(patient_wallet.address(), org.address())
         .send()
         .await
@@ -307,9 +304,6 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         .get_receipt()
         .await
         .unwrap();
-    indexer
-        .consent_changed(receipt.block_number.unwrap(), patient_wallet.address())
-        .await;
     common::eventually(|| async {
         let (status, _, _) = doctor.get(&path).await;
         status == 403

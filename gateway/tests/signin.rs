@@ -7,7 +7,7 @@ mod common;
 
 type Edit = Box<dyn FnOnce(&mut carechain_gateway::auth::siwe::SiweMessage)>;
 
-use common::{IndexerStandIn, TestChain, TestGateway, fresh_database};
+use common::{TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::Value;
 
 fn assert_outcome(body: &Value, code: &str) {
@@ -20,7 +20,7 @@ async fn sign_in_metadata_errors_and_audit() {
     let chain = TestChain::start().await;
     let db = fresh_database().await;
     let gw = TestGateway::start(&chain, &db).await;
-    let _indexer = IndexerStandIn::new(&gw.pool, &chain).await;
+    let _indexer = TestIndexer::start(&chain, &db).await;
     let mut requests = 0;
 
     // The CapabilityStatement needs no sign-in.

@@ -7,7 +7,7 @@
 
 use alloy::{
     network::EthereumWallet,
-    primitives::{Address, B256, U256},
+    primitives::{B256, U256},
     providers::{DynProvider, Provider, ProviderBuilder},
     signers::{SignerSync, local::PrivateKeySigner},
 };
@@ -378,63 +378,40 @@ impl TestGateway {
     }
 }
 
-/// Stands in for the indexer until it runs in tests: records the deployment and keeps the
-/// cursor at the chain head, and sends the notifications the indexer sends.
-pub struct IndexerStandIn {
-    pool: sqlx::PgPool,
-    chain_id: i64,
+/// The real indexer, in process, following the test chain into the test database.
+pub struct TestIndexer {
+    task: tokio::task::JoinHandle<()>,
 }
 
-impl IndexerStandIn {
-    pub async fn new(pool: &sqlx::PgPool, chain: &TestChain) -> Self {
-        let c = &chain.manifest.contracts;
-        let chain_id = chain.manifest.chain_id as i64;
-        sqlx::query(
-            "INSERT INTO indexer_deployments (chain_id, deployment_block, provider_registry, consent_registry,
-               record_registry, audit_anchor) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-        )
-        .bind(chain_id)
-        .bind(chain.manifest.deployment_block as i64)
-        .bind(c.provider_registry.to_vec())
-        .bind(c.consent_registry.to_vec())
-        .bind(c.record_registry.to_vec())
-        .bind(c.audit_anchor.to_vec())
-        .execute(pool)
-        .await
+impl TestIndexer {
+    pub async fn start(chain: &TestChain, database_url: &str) -> Self {
+        use clap::Parser;
+        let config = carechain_indexer::Config::try_parse_from([
+            "carechain-indexer",
+            "--rpc-url",
+            &chain.rpc_url,
+            "--manifest",
+            chain.manifest_path.to_str().unwrap(),
+            "--database-url",
+            database_url,
+            "--poll-interval-ms",
+            "50",
+            "--no-progress",
+        ])
         .unwrap();
-        let this = Self {
-            pool: pool.clone(),
-            chain_id,
-        };
-        this.indexed(chain.head().await).await;
-        this
+        let indexer = carechain_indexer::Indexer::start(config).await.unwrap();
+        let task = tokio::spawn(async move {
+            if let Err(err) = indexer.run().await {
+                eprintln!("indexer stopped: {err}");
+            }
+        });
+        Self { task }
     }
+}
 
-    /// Moves the cursor to `block`.
-    pub async fn indexed(&self, block: u64) {
-        sqlx::query(
-            "INSERT INTO indexer_cursor (chain_id, block_number) VALUES ($1, $2)
-             ON CONFLICT (chain_id) DO UPDATE SET block_number = EXCLUDED.block_number, updated_at = now()",
-        )
-        .bind(self.chain_id)
-        .bind(block as i64)
-        .execute(&self.pool)
-        .await
-        .unwrap();
-    }
-
-    /// Indexes up to `block` and announces a consent change of `patient`, as the indexer does.
-    pub async fn consent_changed(&self, block: u64, patient: Address) {
-        self.indexed(block).await;
-        let payload = format!(
-            r#"{{"chainId":{},"block":{block},"patient":"{patient:#x}"}}"#,
-            self.chain_id
-        );
-        sqlx::query("SELECT pg_notify('carechain_consent', $1)")
-            .bind(payload)
-            .execute(&self.pool)
-            .await
-            .unwrap();
+impl Drop for TestIndexer {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
