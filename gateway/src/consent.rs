@@ -99,7 +99,7 @@ struct Health {
 struct Cached {
     decision: Decision,
     generation: u64,
-    at: Instant,
+    expires: Instant,
 }
 
 /// A change the indexer announced.
@@ -213,7 +213,7 @@ impl ConsentService {
                 .get(&key)
                 .copied()
             && hit.generation == generation
-            && hit.at.elapsed() < self.settings.cache_ttl
+            && Instant::now() < hit.expires
         {
             return Ok(hit.decision);
         }
@@ -238,9 +238,32 @@ impl ConsentService {
             })?;
         // Break-glass serves emergency treatment only, whatever the contract answered; and an
         // answer is trusted only when its basis agrees with its verdict.
-        let allowed = allowed
+        let mut allowed = allowed
             && basis.is_allowed()
             && (basis != Basis::BreakGlass || key.purpose == Purpose::EmergencyTreat);
+        let mut basis = basis;
+        // A grant ends at its validUntil by the wall clock too: the pinned block may be older
+        // than the end (no block since), and a cached answer must not outlive it.
+        let mut cache_for = self.settings.cache_ttl;
+        if allowed {
+            let until = self
+                .chain
+                .allowed_until(key.patient, key.requester, basis, block)
+                .await
+                .map_err(|err| {
+                    tracing::warn!(%err, "consent validity lookup failed");
+                    AppError::Unavailable(CHAIN_DOWN)
+                })?;
+            if let Some(until) = until {
+                let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+                if until <= now {
+                    allowed = false;
+                    basis = Basis::ConsentExpired;
+                } else {
+                    cache_for = cache_for.min(Duration::from_secs(until - now));
+                }
+            }
+        }
         let decision = Decision {
             allowed,
             basis,
@@ -258,7 +281,7 @@ impl ConsentService {
                     Cached {
                         decision,
                         generation,
-                        at: Instant::now(),
+                        expires: Instant::now() + cache_for,
                     },
                 );
             }

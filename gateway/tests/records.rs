@@ -346,3 +346,199 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     let _ = practitioner.address();
     gw.stop().await;
 }
+
+async fn mined<T: alloy::network::Network>(
+    pending: Result<alloy::providers::PendingTransactionBuilder<T>, alloy::contract::Error>,
+) -> u64 {
+    let receipt = pending.unwrap().get_receipt().await.unwrap();
+    alloy::network::ReceiptResponse::block_number(&receipt).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_matrix() {
+    let chain = TestChain::start().await;
+    let (org, practitioner) = chain.organisation_with_member().await;
+    let (_other_org, emergency) = chain.organisation_with_member().await;
+    let service = chain.wallet().await;
+    let registry = chain.providers();
+    mined(
+        registry
+            .addMember(org.address(), service.address(), 1)
+            .send()
+            .await,
+    )
+    .await;
+    let db = fresh_database().await;
+    let service_key = format!(
+        "{}={}",
+        org.address(),
+        alloy::hex::encode_prefixed(service.to_bytes())
+    );
+    let org_address = org.address();
+    let gw = TestGateway::start_with(&chain, &db, move |c| {
+        c.service_keys = vec![service_key];
+        c.default_custodian = Some(org_address);
+    })
+    .await;
+    let _indexer = TestIndexer::start(&chain, &db).await;
+    let requests = std::cell::Cell::new(0i64);
+    let patient_wallet = chain.wallet().await;
+    let guardian = chain.wallet().await;
+    let patient = Client {
+        gw: &gw,
+        token: gw.sign_in(&patient_wallet).await,
+        requests: &requests,
+    };
+    let doctor = Client {
+        gw: &gw,
+        token: gw.sign_in(&practitioner).await,
+        requests: &requests,
+    };
+    let er = Client {
+        gw: &gw,
+        token: gw.sign_in(&emergency).await,
+        requests: &requests,
+    };
+    let guardian_client = Client {
+        gw: &gw,
+        token: gw.sign_in(&guardian).await,
+        requests: &requests,
+    };
+    requests.set(8);
+    common::eventually(|| async {
+        let (status, _, _) = patient
+            .send(reqwest::Method::GET, "/Observation/none", None, &[])
+            .await;
+        status == 404
+    })
+    .await;
+    let (status, _, created) = patient
+        .send(
+            reqwest::Method::POST,
+            "/Observation",
+            Some(observation(&patient_wallet)),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/Observation/{}", created["id"].as_str().unwrap());
+    let diagnostics = |body: &Value| {
+        body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+
+    // Delegate (guardian) acts for the patient.
+    let (status, _, _) = guardian_client.get(&path).await;
+    assert_eq!(status, 403);
+    let consents = chain.consents_as(&patient_wallet);
+    mined(
+        consents
+            .setDelegate(guardian.address(), 1, U40::from(4_000_000_000u64))
+            .send()
+            .await,
+    )
+    .await;
+    common::eventually(|| async { guardian_client.get(&path).await.0 == 200 }).await;
+
+    // A consent to the member key that expires: allowed, then refused once it has ended.
+    let now = chrono::Utc::now().timestamp() as u64;
+    mined(
+        consents
+            .grant(
+                patient_wallet.address(),
+                practitioner.address(),
+                ResourceType::Observation.bit(),
+                Action::Read.bit(),
+                Purpose::Treat.bit(),
+                U40::ZERO,
+                U40::from(now + 6),
+                B256::repeat_byte(1),
+            )
+            .send()
+            .await,
+    )
+    .await;
+    common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let (status, _, body) = doctor.get(&path).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(diagnostics(&body).contains("ConsentExpired"), "{body}");
+
+    // A consent to the organisation; then the key, then the organisation, are suspended.
+    mined(
+        consents
+            .grant(
+                patient_wallet.address(),
+                org.address(),
+                ResourceType::Observation.bit(),
+                Action::Read.bit(),
+                Purpose::Treat.bit(),
+                U40::ZERO,
+                U40::from(4_000_000_000u64),
+                B256::repeat_byte(2),
+            )
+            .send()
+            .await,
+    )
+    .await;
+    common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
+    mined(registry.suspendMember(practitioner.address()).send().await).await;
+    common::eventually(|| async { doctor.get(&path).await.0 == 403 }).await;
+    let (_, _, body) = doctor.get(&path).await;
+    assert!(diagnostics(&body).contains("KeySuspended"), "{body}");
+    mined(
+        registry
+            .reinstateMember(practitioner.address())
+            .send()
+            .await,
+    )
+    .await;
+    common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
+    mined(registry.suspendOrganisation(org.address()).send().await).await;
+    common::eventually(|| async { doctor.get(&path).await.0 == 403 }).await;
+    let (_, _, body) = doctor.get(&path).await;
+    assert!(
+        diagnostics(&body).contains("OrganisationSuspended"),
+        "{body}"
+    );
+    mined(registry.reinstateOrganisation(org.address()).send().await).await;
+
+    // Break-glass: another organisation's key opens an emergency session; it counts for
+    // ETREAT only.
+    let (status, _, _) = er.get(&path).await;
+    assert_eq!(status, 403);
+    let er_consents = chain.consents_as(&emergency);
+    mined(
+        er_consents
+            .openBreakGlass(patient_wallet.address(), 1, 600)
+            .send()
+            .await,
+    )
+    .await;
+    common::eventually(|| async {
+        er.send(
+            reqwest::Method::GET,
+            &path,
+            None,
+            &[("X-Purpose-Of-Use", "ETREAT")],
+        )
+        .await
+        .0 == 200
+    })
+    .await;
+    let (status, headers, body) = er.get(&path).await;
+    assert_eq!(status, 403, "break-glass is for ETREAT only: {body}");
+    assert!(headers.contains_key("x-consent-block"));
+
+    assert_eq!(gw.audit_rows().await, requests.get());
+    let breakglass_rows: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM gateway_audit_log WHERE purpose = 'ETREAT' AND outcome = '0'",
+    )
+    .fetch_one(&gw.pool)
+    .await
+    .unwrap();
+    assert!(breakglass_rows >= 1);
+    gw.stop().await;
+}
