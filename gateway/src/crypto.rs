@@ -48,6 +48,11 @@ impl SecretKey {
         Self(bytes)
     }
 
+    /// A key from raw bytes (e.g. a secret derived with [`SecretKey::derive`]).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// Parses 64 hex characters (an optional `0x` and surrounding whitespace are accepted).
     pub fn from_hex(text: &str) -> Result<Self, CryptoError> {
         let text = text.trim();

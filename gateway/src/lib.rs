@@ -27,6 +27,7 @@ pub mod fhir;
 pub mod http;
 pub mod jcs;
 pub mod records;
+pub mod search;
 pub mod signing;
 pub mod store;
 
@@ -101,7 +102,7 @@ struct StateInner {
     consent: Arc<ConsentService>,
     audit: AuditLog,
     tokens: TokenSigner,
-    cursors: TokenSigner,
+    cursors: search::CursorCodec,
     auth: AuthSettings,
     kek: SecretKey,
     hasher: TokenHasher,
@@ -136,8 +137,8 @@ impl AppState {
     pub fn tokens(&self) -> &TokenSigner {
         &self.inner.tokens
     }
-    /// Signer of paging cursors.
-    pub fn cursors(&self) -> &TokenSigner {
+    /// Sealer of paging cursors.
+    pub fn cursors(&self) -> &search::CursorCodec {
         &self.inner.cursors
     }
     /// Sign-in settings.
@@ -243,7 +244,9 @@ impl Gateway {
                 consent,
                 audit,
                 tokens: TokenSigner::new(&secret, "bearer-token"),
-                cursors: TokenSigner::new(&secret, "paging-cursor"),
+                cursors: search::CursorCodec::new(SecretKey::from_bytes(
+                    kek.derive(b"carechain/paging-cursor"),
+                )),
                 hasher: TokenHasher::new(&secret),
                 auth,
                 kek,

@@ -461,3 +461,103 @@ pub async fn history(
         "entry": entries,
     }))
 }
+
+/// `GET [type]?patient=..` (or the next page of one, from its cursor): a searchset Bundle.
+pub async fn search(
+    state: &AppState,
+    claims: &Claims,
+    resource_type: ResourceType,
+    params: &[(String, String)],
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Value, AppError> {
+    let name = resource_type.code();
+    audit.entity(name.to_owned());
+    let cursor = params
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| v.as_str());
+    let (query, after) = match cursor {
+        Some(token) => {
+            if params
+                .iter()
+                .any(|(k, _)| !matches!(k.as_str(), "_cursor" | "_purpose" | "_format"))
+            {
+                return Err(AppError::Invalid("a paging cursor is used alone".into()));
+            }
+            let (query, after) = state.cursors().resume(token, claims.sub)?;
+            if query.resource_type != name {
+                return Err(AppError::Invalid(
+                    "the paging cursor is for another type".into(),
+                ));
+            }
+            (query, Some(after))
+        }
+        None => (
+            crate::search::SearchQuery::parse(
+                resource_type,
+                params,
+                state.config().default_page_size,
+                state.config().max_page_size,
+            )?,
+            None,
+        ),
+    };
+    let patient = query.patient_address()?;
+    // One decision covers the compartment; it is made again for every page.
+    decide(
+        state,
+        claims,
+        patient,
+        resource_type,
+        Action::Search,
+        purpose,
+        audit,
+    )
+    .await?;
+    if store::is_erased(state.pool(), &query.patient).await? {
+        return Err(AppError::Gone("the patient's records were erased".into()));
+    }
+    let page = crate::search::run(
+        state.pool(),
+        state.hasher(),
+        state.cursors(),
+        &query,
+        after.as_ref(),
+        claims.sub,
+    )
+    .await?;
+    let versions = store::current_versions(state.pool(), &page.keys).await?;
+    let base = state.base_url();
+    let mut entries = Vec::with_capacity(versions.len());
+    for stored in &versions {
+        let served = open_verified(state, stored).await?;
+        entries.push(json!({
+            "fullUrl": format!("{base}/{}/{}", stored.resource_type, stored.id),
+            "resource": served.resource,
+            "search": {"mode": "match"},
+        }));
+    }
+    let mut links = vec![json!({
+        "relation": "self",
+        "url": match cursor {
+            Some(token) => format!("{base}/{name}?_cursor={token}"),
+            None => format!(
+                "{base}/{name}?patient={}&_count={}&_sort={}",
+                query.patient,
+                query.count,
+                crate::search::sort_code(&query)
+            ),
+        },
+    })];
+    if let Some(next) = &page.next {
+        links.push(json!({"relation": "next", "url": format!("{base}/{name}?_cursor={next}")}));
+    }
+    Ok(json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": page.total,
+        "link": links,
+        "entry": entries,
+    }))
+}

@@ -188,6 +188,77 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         .unwrap();
     assert!(block >= granted_at && block > denied_block);
 
+    // Search: the patient adds three more observations; the practitioner pages through them.
+    for (day, code) in [
+        ("2026-11-01", "8867-4"),
+        ("2026-10-01", "2339-0"),
+        ("2026-09-01", "8867-4"),
+    ] {
+        let mut obs = observation(&patient_wallet);
+        obs["effectiveDateTime"] = json!(format!("{day}T08:00:00Z"));
+        obs["code"]["coding"][0]["code"] = json!(code);
+        let (status, _, body) = patient
+            .send(reqwest::Method::POST, "/Observation", Some(obs), &[])
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let me = format!("{:#x}", patient_wallet.address());
+    let (status, _, page1) = doctor
+        .get(&format!("/Observation?patient={me}&_count=2&_sort=-date"))
+        .await;
+    assert_eq!(status, 200, "{page1}");
+    assert_eq!(page1["total"], 4);
+    assert_eq!(page1["entry"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        page1["entry"][0]["resource"]["effectiveDateTime"],
+        "2026-11-20T10:00:00Z"
+    );
+    let next = page1["link"][1]["url"].as_str().unwrap().to_owned();
+    assert!(
+        !next.contains(&me),
+        "cursors carry no patient in clear: {next}"
+    );
+    let (status, _, page2) = doctor.get(next.strip_prefix(&gw.base).unwrap()).await;
+    assert_eq!(status, 200, "{page2}");
+    assert_eq!(page2["entry"].as_array().unwrap().len(), 2);
+    assert!(
+        page2["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["relation"] != "next")
+    );
+    let mut seen: Vec<String> = page1["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(page2["entry"].as_array().unwrap())
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "pages never overlap");
+    // The cursor belongs to the practitioner.
+    let (status, _, _) = patient.get(next.strip_prefix(&gw.base).unwrap()).await;
+    assert_eq!(status, 400);
+    let (status, _, body) = doctor
+        .get(&format!(
+            "/Observation?patient={me}&code=http://loinc.org|8867-4&date=ge2026-10-15"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 2, "{body}");
+    let (status, _, body) = doctor
+        .get(&format!(
+            "/Observation?patient={me}&_lastUpdated=lt2000-01-01"
+        ))
+        .await;
+    assert_eq!((status, body["total"].as_i64()), (200, Some(0)));
+    let (status, _, body) = doctor.get("/Observation?code=8867-4").await;
+    assert_eq!(status, 400, "a search names the patient: {body}");
+    let (status, _, body) = doctor.get(&format!("/Condition?patient={me}")).await;
+    assert_eq!(status, 403, "no consent for Condition: {body}");
+
     // Another purpose, another type, another action: refused.
     let (status, _, body) = doctor
         .send(

@@ -34,6 +34,20 @@ pub const TYPES: &[ResourceType] = &[
     ResourceType::Consent,
 ];
 
+/// The search parameters of a type (`patient` is required: consent is decided per patient).
+fn search_params(rt: ResourceType) -> Vec<Value> {
+    let mut params = vec![
+        json!({"name": "patient", "type": "reference", "documentation": "Required: the patient's wallet address or Patient/<address>."}),
+        json!({"name": "_lastUpdated", "type": "date"}),
+    ];
+    if crate::fhir::resource::has_clinical_params(rt) {
+        params.push(json!({"name": "code", "type": "token"}));
+        params.push(json!({"name": "category", "type": "token"}));
+        params.push(json!({"name": "date", "type": "date"}));
+    }
+    params
+}
+
 /// Builds the CapabilityStatement for a gateway at `base_url`.
 pub fn statement(base_url: &str, software_version: &str) -> Value {
     let resources: Vec<Value> = if SUPPORTED.is_empty() {
@@ -51,6 +65,7 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
                     "conditionalCreate": false,
                     "conditionalUpdate": false,
                     "conditionalDelete": "not-supported",
+                    "searchParam": search_params(*rt),
                 })
             })
             .collect()

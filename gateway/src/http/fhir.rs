@@ -21,7 +21,7 @@ use carechain_contracts::{Purpose, ResourceType};
 /// The FHIR resource routes.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/{rtype}", axum::routing::post(create))
+        .route("/{rtype}", get(search).post(create))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
         .route("/{rtype}/{id}/_history", get(history))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
@@ -42,6 +42,22 @@ impl AuditSink for AuditCtx {
         self.update(|r| r.entity = Some(entity));
     }
 }
+
+/// Query parameters a search accepts (the search module checks which apply to a type).
+const SEARCH_PARAMS: &[&str] = &[
+    "patient",
+    "subject",
+    "_id",
+    "_count",
+    "_lastUpdated",
+    "_sort",
+    "code",
+    "category",
+    "date",
+    "_purpose",
+    "_format",
+    "_cursor",
+];
 
 /// Query parameters the instance interactions accept.
 const INSTANCE_PARAMS: &[&str] = &["_purpose", "_format", "_pretty"];
@@ -280,6 +296,25 @@ async fn history(
     let id = checked_id(&id)?;
     let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
     let bundle = records::history(&state, &claims, rt, id, purpose, &ctx).await?;
+    Ok(respond(StatusCode::OK, &bundle))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+    FhirPath(rtype): FhirPath<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Requester(claims): Requester,
+) -> Result<Response, AppError> {
+    audit_kind(&ctx, "search-type", 'E');
+    let rt = resource_type(&rtype)?;
+    let purpose = purpose(&headers, query.as_deref(), SEARCH_PARAMS)?;
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let bundle = records::search(&state, &claims, rt, &params, purpose, &ctx).await?;
     Ok(respond(StatusCode::OK, &bundle))
 }
 

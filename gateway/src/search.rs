@@ -1,0 +1,519 @@
+//! Patient-compartment search: `GET [type]?patient=..` with `_count`, `_lastUpdated`, `_sort`,
+//! `code`, `category` and `date`, paged by stateless cursors.
+//!
+//! A search names one patient, so one consent decision (action `s`) covers every match: the
+//! decision is made before the index is queried, `total` counts only that patient's records,
+//! and each page (a cursor request) is decided again. Paging is keyset (sort value, id), so
+//! pages never overlap. A cursor is sealed (AES-256-GCM under a key derived from the KEK): it
+//! carries the query, which may hold codes, yet shows the client nothing, and it is bound to
+//! the requester who made the search.
+
+use crate::{
+    crypto::SecretKey,
+    error::AppError,
+    fhir::{date::DateFilter, resource},
+    store::TokenHasher,
+};
+use alloy::primitives::Address;
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use carechain_contracts::ResourceType;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Postgres, QueryBuilder};
+
+/// Sentinel sort value for records without a clinical date (sorted first ascending).
+const NO_DATE: &str = "'0001-01-01 00:00:00+00'::timestamptz";
+
+/// The sort order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sort {
+    /// `_lastUpdated`.
+    LastUpdated,
+    /// `-_lastUpdated`.
+    LastUpdatedDesc,
+    /// `date`.
+    Date,
+    /// `-date`.
+    DateDesc,
+}
+
+impl Sort {
+    fn parse(value: &str) -> Result<Self, AppError> {
+        match value {
+            "_lastUpdated" => Ok(Self::LastUpdated),
+            "-_lastUpdated" => Ok(Self::LastUpdatedDesc),
+            "date" => Ok(Self::Date),
+            "-date" => Ok(Self::DateDesc),
+            _ => Err(AppError::NotSupported(
+                "_sort supports _lastUpdated, -_lastUpdated, date and -date".into(),
+            )),
+        }
+    }
+
+    fn column(self) -> String {
+        match self {
+            Self::LastUpdated | Self::LastUpdatedDesc => "last_updated".into(),
+            Self::Date | Self::DateDesc => format!("COALESCE(date_start, {NO_DATE})"),
+        }
+    }
+
+    fn descending(self) -> bool {
+        matches!(self, Self::LastUpdatedDesc | Self::DateDesc)
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::LastUpdated => "_lastUpdated",
+            Self::LastUpdatedDesc => "-_lastUpdated",
+            Self::Date => "date",
+            Self::DateDesc => "-date",
+        }
+    }
+}
+
+/// A parsed search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchQuery {
+    /// The type searched.
+    pub resource_type: String,
+    /// The patient (lower-case address).
+    pub patient: String,
+    /// Page size (already clamped).
+    pub count: usize,
+    /// `_lastUpdated` filters (all must match).
+    pub last_updated: Vec<String>,
+    /// `date` filters.
+    pub date: Vec<String>,
+    /// `code` values (one parameter: any of the comma-separated values).
+    pub code: Vec<Vec<String>>,
+    /// `category` values.
+    pub category: Vec<Vec<String>>,
+    /// Order.
+    pub sort: Sort,
+}
+
+/// The state a cursor carries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Cursor {
+    query: SearchQuery,
+    /// Requester the cursor was issued to.
+    requester: Address,
+    /// Sort value (microseconds since the epoch) and id of the last entry served.
+    after: (i64, String),
+    /// Expiry (unix seconds).
+    exp: i64,
+}
+
+impl SearchQuery {
+    /// Parses the parameters of `GET [type]?..` (every one must be known).
+    pub fn parse(
+        resource_type: ResourceType,
+        params: &[(String, String)],
+        default_count: usize,
+        max_count: usize,
+    ) -> Result<Self, AppError> {
+        let mut query = Self {
+            resource_type: resource_type.code().to_owned(),
+            patient: String::new(),
+            count: default_count,
+            last_updated: Vec::new(),
+            date: Vec::new(),
+            code: Vec::new(),
+            category: Vec::new(),
+            sort: Sort::LastUpdated,
+        };
+        let clinical = resource::has_clinical_params(resource_type);
+        for (name, value) in params {
+            match name.as_str() {
+                "patient" | "subject" => {
+                    let patient = resource::patient_reference(value)
+                        .or_else(|| resource::normalize_address(value))
+                        .ok_or_else(|| {
+                            AppError::Invalid(
+                                "patient must be a wallet address or Patient/<address>".into(),
+                            )
+                        })?;
+                    if !query.patient.is_empty() && query.patient != patient {
+                        return Err(AppError::Invalid("a search names one patient".into()));
+                    }
+                    query.patient = patient;
+                }
+                "_id" if resource_type == ResourceType::Patient => {
+                    query.patient = resource::normalize_address(value).ok_or_else(|| {
+                        AppError::Invalid("a Patient id is a wallet address".into())
+                    })?;
+                }
+                "_count" => {
+                    let count: usize = value.parse().map_err(|_| {
+                        AppError::Invalid("_count must be a non-negative integer".into())
+                    })?;
+                    query.count = count.min(max_count);
+                }
+                "_lastUpdated" => {
+                    DateFilter::parse(value)?;
+                    query.last_updated.push(value.clone());
+                }
+                "_sort" => query.sort = Sort::parse(value)?,
+                "date" if clinical => {
+                    DateFilter::parse(value)?;
+                    query.date.push(value.clone());
+                }
+                "code" if clinical => query.code.push(token_values(value)?),
+                "category" if clinical => query.category.push(token_values(value)?),
+                "_purpose" | "_format" => {}
+                other => {
+                    return Err(AppError::NotSupported(format!(
+                        "unknown or unsupported search parameter `{}`",
+                        other.chars().take(40).collect::<String>()
+                    )));
+                }
+            }
+        }
+        if query.patient.is_empty() {
+            return Err(AppError::Invalid(
+                "a search must name the patient (`patient=<wallet address>`): consent is per patient".into(),
+            ));
+        }
+        Ok(query)
+    }
+
+    /// The patient as an address.
+    pub fn patient_address(&self) -> Result<Address, AppError> {
+        self.patient
+            .parse()
+            .map_err(|_| AppError::Invalid("patient must be a wallet address".into()))
+    }
+
+    fn filters(
+        &self,
+        sql: &mut QueryBuilder<Postgres>,
+        hasher: &TokenHasher,
+    ) -> Result<(), AppError> {
+        sql.push(" FROM gateway_resources WHERE NOT deleted AND resource_type = ");
+        sql.push_bind(self.resource_type.clone());
+        sql.push(" AND patient = ");
+        sql.push_bind(self.patient.clone());
+        for value in &self.last_updated {
+            let filter = DateFilter::parse(value)?;
+            push_date(
+                sql,
+                &filter,
+                "last_updated",
+                "(last_updated + interval '1 microsecond')",
+            );
+        }
+        for value in &self.date {
+            let filter = DateFilter::parse(value)?;
+            sql.push(" AND date_start IS NOT NULL");
+            push_date(sql, &filter, "date_start", "date_end");
+        }
+        for (column, groups) in [("codes", &self.code), ("categories", &self.category)] {
+            for values in groups {
+                let hashes: Vec<Vec<u8>> = values.iter().map(|v| hasher.query_form(v)).collect();
+                sql.push(format!(" AND {column} && "));
+                sql.push_bind(hashes);
+                sql.push("::bytea[]");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Appends a date condition: the prefix's comparison over `[start_col, end_col)`.
+fn push_date(
+    sql: &mut QueryBuilder<Postgres>,
+    filter: &DateFilter,
+    start_col: &str,
+    end_col: &str,
+) {
+    use crate::fhir::date::Prefix;
+    let (start, end) = (filter.range.start, filter.range.end);
+    sql.push(" AND ");
+    match filter.prefix {
+        Prefix::Eq | Prefix::Ne => {
+            if filter.prefix == Prefix::Ne {
+                sql.push("NOT ");
+            }
+            sql.push(format!("({start_col} < "));
+            sql.push_bind(end);
+            sql.push(format!(" AND {end_col} > "));
+            sql.push_bind(start);
+            sql.push(")");
+        }
+        Prefix::Gt => {
+            sql.push(format!("{end_col} > "));
+            sql.push_bind(end);
+        }
+        Prefix::Lt => {
+            sql.push(format!("{start_col} < "));
+            sql.push_bind(start);
+        }
+        Prefix::Ge => {
+            sql.push(format!("{end_col} > "));
+            sql.push_bind(start);
+        }
+        Prefix::Le => {
+            sql.push(format!("{start_col} < "));
+            sql.push_bind(end);
+        }
+        Prefix::Sa => {
+            sql.push(format!("{start_col} >= "));
+            sql.push_bind(end);
+        }
+        Prefix::Eb => {
+            sql.push(format!("{end_col} <= "));
+            sql.push_bind(start);
+        }
+    }
+}
+
+fn token_values(value: &str) -> Result<Vec<String>, AppError> {
+    let values: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if values.is_empty() || values.len() > 50 {
+        return Err(AppError::Invalid(
+            "a token parameter needs 1 to 50 values".into(),
+        ));
+    }
+    Ok(values)
+}
+
+/// One page of matches.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// Matches in the requester's view (the whole compartment search, not just this page).
+    pub total: i64,
+    /// `(resource_type, id)` of the page's records, in order.
+    pub keys: Vec<(String, String)>,
+    /// The cursor of the next page, when there is one.
+    pub next: Option<String>,
+}
+
+/// Seals and opens paging cursors.
+#[derive(Debug, Clone)]
+pub struct CursorCodec {
+    key: SecretKey,
+}
+
+impl CursorCodec {
+    /// A codec keyed from the gateway secret.
+    pub fn new(key: SecretKey) -> Self {
+        Self { key }
+    }
+
+    fn seal(&self, cursor: &Cursor) -> Result<String, AppError> {
+        let json = serde_json::to_vec(cursor).map_err(AppError::internal)?;
+        let sealed = self
+            .key
+            .seal(&json, b"carechain/cursor")
+            .map_err(AppError::internal)?;
+        Ok(URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    fn open(&self, token: &str) -> Option<Cursor> {
+        let sealed = URL_SAFE_NO_PAD.decode(token).ok()?;
+        let json = self.key.open(&sealed, b"carechain/cursor").ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    /// Opens a cursor for `requester`; returns the query and the keyset position.
+    pub fn resume(
+        &self,
+        token: &str,
+        requester: Address,
+    ) -> Result<(SearchQuery, (i64, String)), AppError> {
+        let cursor = self
+            .open(token)
+            .ok_or_else(|| AppError::Invalid("the paging cursor is invalid".into()))?;
+        if cursor.requester != requester {
+            return Err(AppError::Invalid(
+                "the paging cursor was issued to someone else".into(),
+            ));
+        }
+        if cursor.exp < Utc::now().timestamp() {
+            return Err(AppError::Invalid(
+                "the paging cursor has expired; search again".into(),
+            ));
+        }
+        Ok((cursor.query, cursor.after))
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Runs a search page: counts every match, returns the page after `after`.
+pub async fn run(
+    pool: &sqlx::PgPool,
+    hasher: &TokenHasher,
+    codec: &CursorCodec,
+    query: &SearchQuery,
+    after: Option<&(i64, String)>,
+    requester: Address,
+) -> Result<Page, AppError> {
+    let mut count_sql = QueryBuilder::<Postgres>::new("SELECT count(*)");
+    query.filters(&mut count_sql, hasher)?;
+    let total: i64 = count_sql.build_query_scalar().fetch_one(pool).await?;
+    if query.count == 0 {
+        return Ok(Page {
+            total,
+            keys: Vec::new(),
+            next: None,
+        });
+    }
+    let column = query.sort.column();
+    let mut page_sql =
+        QueryBuilder::<Postgres>::new(format!("SELECT resource_type, id, {column} AS sort_key"));
+    query.filters(&mut page_sql, hasher)?;
+    let (cmp, dir) = if query.sort.descending() {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some((value, id)) = after {
+        let value = DateTime::<Utc>::from_timestamp_micros(*value)
+            .ok_or_else(|| AppError::Invalid("the paging cursor is invalid".into()))?;
+        page_sql.push(format!(" AND ({column}, id) {cmp} ("));
+        page_sql.push_bind(value);
+        page_sql.push(", ");
+        page_sql.push_bind(id.clone());
+        page_sql.push(")");
+    }
+    page_sql.push(format!(" ORDER BY {column} {dir}, id {dir} LIMIT "));
+    page_sql.push_bind(i64::try_from(query.count + 1).unwrap_or(i64::MAX));
+    let mut rows: Vec<(String, String, DateTime<Utc>)> =
+        page_sql.build_query_as().fetch_all(pool).await?;
+    let more = rows.len() > query.count;
+    rows.truncate(query.count);
+    let next = match (more, rows.last()) {
+        (true, Some((_, id, key))) => Some(codec.seal(&Cursor {
+            query: query.clone(),
+            requester,
+            after: (micros(*key), id.clone()),
+            exp: Utc::now().timestamp() + 3600,
+        })?),
+        _ => None,
+    };
+    Ok(Page {
+        total,
+        keys: rows.into_iter().map(|(t, id, _)| (t, id)).collect(),
+        next,
+    })
+}
+
+/// The `_sort` code of a query (for self links).
+pub fn sort_code(query: &SearchQuery) -> &'static str {
+    query.sort.code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "0x00000000000000000000000000000000000000aa";
+
+    fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_and_clamps() {
+        let q = SearchQuery::parse(
+            ResourceType::Observation,
+            &params(&[
+                ("patient", &format!("Patient/{P}")),
+                ("_count", "5000"),
+                ("code", "a|b,c"),
+            ]),
+            20,
+            100,
+        )
+        .expect("query");
+        assert_eq!(q.patient, P);
+        assert_eq!(q.count, 100);
+        assert_eq!(q.code, vec![vec!["a|b".to_owned(), "c".to_owned()]]);
+        assert!(
+            SearchQuery::parse(
+                ResourceType::Observation,
+                &params(&[("code", "x")]),
+                20,
+                100
+            )
+            .is_err()
+        );
+        assert!(
+            SearchQuery::parse(
+                ResourceType::Observation,
+                &params(&[("patient", P), ("foo", "1")]),
+                20,
+                100
+            )
+            .is_err()
+        );
+        assert!(
+            SearchQuery::parse(
+                ResourceType::Observation,
+                &params(&[("patient", P), ("_count", "-1")]),
+                20,
+                100
+            )
+            .is_err()
+        );
+        assert!(
+            SearchQuery::parse(
+                ResourceType::Observation,
+                &params(&[("patient", P), ("date", "2020-13")]),
+                20,
+                100
+            )
+            .is_err()
+        );
+        assert!(
+            SearchQuery::parse(
+                ResourceType::Patient,
+                &params(&[("patient", P), ("code", "x")]),
+                20,
+                100
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn cursors_are_sealed_and_bound() {
+        let codec = CursorCodec::new(SecretKey::generate());
+        let q = SearchQuery::parse(
+            ResourceType::Observation,
+            &params(&[("patient", P), ("code", "secret-code")]),
+            20,
+            100,
+        )
+        .expect("query");
+        let me = Address::repeat_byte(1);
+        let token = codec
+            .seal(&Cursor {
+                query: q.clone(),
+                requester: me,
+                after: (5, "x".into()),
+                exp: Utc::now().timestamp() + 60,
+            })
+            .expect("seal");
+        assert!(
+            !String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(&token).expect("b64"))
+                .contains("secret-code")
+        );
+        assert_eq!(
+            codec.resume(&token, me).expect("resume"),
+            (q, (5, "x".into()))
+        );
+        assert!(codec.resume(&token, Address::repeat_byte(2)).is_err());
+        assert!(codec.resume("garbage", me).is_err());
+    }
+}
