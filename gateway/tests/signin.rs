@@ -201,6 +201,51 @@ async fn sign_in_metadata_errors_and_audit() {
         "a nonce is single-use, even after a failed attempt: {body}"
     );
 
+    // A contract wallet (ERC-1271) signs in through its owner's signature.
+    let owner = chain.wallet().await;
+    let wallet = chain
+        .deploy_artifact(
+            "MockERC1271Wallet.sol",
+            "MockERC1271Wallet",
+            &alloy::sol_types::SolValue::abi_encode(&owner.address()),
+        )
+        .await;
+    let nonce: Value = gw
+        .http
+        .post(gw.url("/auth/nonce"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    requests += 1;
+    let now = chrono::Utc::now();
+    let text = carechain_gateway::auth::siwe::SiweMessage {
+        domain: nonce["domain"].as_str().unwrap().into(),
+        address: wallet,
+        statement: Some("Sign in to carechain".into()),
+        uri: nonce["uri"].as_str().unwrap().into(),
+        version: "1".into(),
+        chain_id: gw.chain_id,
+        nonce: nonce["nonce"].as_str().unwrap().into(),
+        issued_at: now,
+        expiration_time: None,
+        not_before: None,
+    }
+    .to_text();
+    let by_owner = owner.sign_message_sync(text.as_bytes()).unwrap();
+    let (status, body) = gw
+        .login(
+            &text,
+            &format!("0x{}", alloy::hex::encode(by_owner.as_bytes())),
+        )
+        .await;
+    requests += 1;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["address"].as_str().unwrap(), format!("{wallet:#x}"));
+    assert_eq!(body["role"], "patient");
+
     // Every request above wrote exactly one audit row, and the chain of hashes verifies.
     assert_eq!(gw.audit_rows().await, requests);
     let verified = carechain_gateway::audit::verify_chain(&gw.pool)
@@ -221,7 +266,24 @@ async fn sign_in_metadata_errors_and_audit() {
             .is_err()
     );
 
-    // Graceful shutdown returns once in-flight work and the audit writer are done.
+    // The chain goes away: consent cannot be decided, so requests fail closed with 503 and an
+    // OperationOutcome that names no internals.
+    let mut chain = chain;
+    chain.anvil.kill().await.unwrap();
+    let response = gw
+        .http
+        .get(gw.url(&format!("/Observation?patient={:#x}", patient.address())))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let outcome: Value = response.json().await.unwrap();
+    assert_outcome(&outcome, "transient");
+    assert!(!outcome.to_string().contains("127.0.0.1"), "{outcome}");
+    let (status, body) = gw.sign_in_raw(&patient, |_| {}).await;
+    assert_eq!(status, 503, "{body}");
+
     gw.stop().await;
     let _ = org;
 }

@@ -58,7 +58,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A private chain with the contracts deployed.
 pub struct TestChain {
-    _anvil: Child,
+    pub anvil: Child,
     pub rpc_url: String,
     pub manifest_path: PathBuf,
     pub manifest: DeploymentManifest,
@@ -140,7 +140,7 @@ impl TestChain {
         let manifest = DeploymentManifest::load(&manifest_path).unwrap();
         let governance = wallet_provider(&rpc_url, ANVIL_KEY0.parse().unwrap());
         Self {
-            _anvil: anvil,
+            anvil,
             rpc_url,
             manifest_path,
             manifest,
@@ -202,6 +202,34 @@ impl TestChain {
             .await
             .unwrap();
         (org, key)
+    }
+
+    /// Deploys a contract compiled by forge (`out/<file>/<name>.json`) with ABI-encoded
+    /// constructor arguments; returns its address.
+    pub async fn deploy_artifact(
+        &self,
+        file: &str,
+        name: &str,
+        args: &[u8],
+    ) -> alloy::primitives::Address {
+        use alloy::network::TransactionBuilder;
+        let artifact: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo_root().join(format!("out/{file}/{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let mut code =
+            alloy::hex::decode(artifact["bytecode"]["object"].as_str().unwrap()).unwrap();
+        code.extend_from_slice(args);
+        let tx = alloy::rpc::types::TransactionRequest::default().with_deploy_code(code);
+        let receipt = self
+            .governance
+            .send_transaction(tx)
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        receipt.contract_address.unwrap()
     }
 
     pub async fn head(&self) -> u64 {
