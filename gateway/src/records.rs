@@ -561,3 +561,47 @@ pub async fn search(
         "entry": entries,
     }))
 }
+
+/// `POST Patient/[address]/$erase`: destroys the patient's data key, so every version of every
+/// record of theirs becomes unreadable (reported gone). Only the patient or an active delegate.
+pub async fn erase(
+    state: &AppState,
+    claims: &Claims,
+    patient_id: &str,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<(), AppError> {
+    let patient_text = resource::normalize_address(patient_id)
+        .ok_or_else(|| AppError::Invalid("a Patient id is a wallet address".into()))?;
+    audit.entity(format!("Patient/{patient_text}"));
+    let patient = parse_patient(&patient_text)?;
+    let decision = decide(
+        state,
+        claims,
+        patient,
+        ResourceType::Patient,
+        Action::Delete,
+        Purpose::PatientRequest,
+        audit,
+    )
+    .await?;
+    if !matches!(
+        decision.basis,
+        carechain_contracts::Basis::OwnData | carechain_contracts::Basis::Delegate
+    ) {
+        return Err(AppError::Forbidden(
+            "only the patient or an active delegate may erase the patient's records".into(),
+        ));
+    }
+    let by = format!("{:#x}", claims.sub);
+    if store::erase_patient(state.pool(), &patient_text, &by).await? {
+        Ok(())
+    } else if store::is_erased(state.pool(), &patient_text).await? {
+        Err(AppError::Gone(
+            "the patient's records were already erased".into(),
+        ))
+    } else {
+        Err(AppError::NotFound(
+            "no records are stored for this patient".into(),
+        ))
+    }
+}

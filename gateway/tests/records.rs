@@ -402,6 +402,24 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     let (status, _, body) = patient.get(&path).await;
     assert_eq!(status, 410, "{body}");
 
+    // Erasure: only the patient (or a delegate); afterwards every record is gone.
+    let erase = format!("/Patient/{me}/$erase");
+    let (status, _, body) = doctor.send(reqwest::Method::POST, &erase, None, &[]).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = patient.send(reqwest::Method::POST, &erase, None, &[]).await;
+    assert_eq!(status, 204, "{body}");
+    let remaining = seen
+        .iter()
+        .find(|id| !path.ends_with(id.as_str()))
+        .unwrap()
+        .clone();
+    let (status, _, body) = patient.get(&format!("/Observation/{remaining}")).await;
+    assert_eq!(status, 410, "{body}");
+    let (status, _, body) = patient.get(&format!("/Observation?patient={me}")).await;
+    assert_eq!(status, 410, "{body}");
+    let (status, _, _) = patient.send(reqwest::Method::POST, &erase, None, &[]).await;
+    assert_eq!(status, 410);
+
     // Unauthenticated requests are refused and audited too.
     let response = gw.http.get(gw.url(&path)).send().await.unwrap();
     requests.set(requests.get() + 1);

@@ -94,6 +94,11 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
                 "description": "Bearer tokens from EIP-4361 wallet sign-in; consent decided on chain per request."
             },
             "resource": resources,
+            "operation": [{
+                "name": "erase",
+                "definition": "urn:carechain:operation:erase",
+                "documentation": "POST Patient/[wallet address]/$erase: the patient or an active delegate destroys the patient's data key; every record becomes unreadable (410)."
+            }],
         }]
     })
 }

@@ -25,6 +25,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
         .route("/{rtype}/{id}/_history", get(history))
         .route("/{rtype}/{id}/_history/{vid}", get(vread))
+        .route("/Patient/{id}/$erase", axum::routing::post(erase))
 }
 
 impl AuditSink for AuditCtx {
@@ -297,6 +298,21 @@ async fn history(
     let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
     let bundle = records::history(&state, &claims, rt, id, purpose, &ctx).await?;
     Ok(respond(StatusCode::OK, &bundle))
+}
+
+async fn erase(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+    FhirPath(id): FhirPath<String>,
+    RawQuery(query): RawQuery,
+    Requester(claims): Requester,
+) -> Result<Response, AppError> {
+    audit_kind(&ctx, "erase", 'D');
+    if query.is_some_and(|q| !q.is_empty()) {
+        return Err(AppError::NotSupported("$erase takes no parameters".into()));
+    }
+    records::erase(&state, &claims, &id, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn search(
