@@ -363,6 +363,7 @@ impl ConsentService {
     async fn probe(&self, shutdown: CancellationToken) {
         let mut interval = tokio::time::interval(self.settings.probe_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_problem: Option<String> = Some(String::new());
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -370,17 +371,28 @@ impl ConsentService {
             }
             let head = self.chain.head_checked().await;
             let indexed = indexed_block(&self.pool, self.chain.chain_id()).await;
-            match (head, indexed) {
+            // Log transitions, not every failed probe (four a second).
+            let problem = match (head, indexed) {
                 (Ok(head), Ok(Some(indexed))) => {
                     *self.health.write().unwrap_or_else(|e| e.into_inner()) = Some(Health {
                         head,
                         indexed,
                         at: Instant::now(),
                     });
+                    None
                 }
-                (Err(err), _) => tracing::warn!(%err, "chain probe failed"),
-                (_, Ok(None)) => tracing::warn!("the indexer has not indexed this chain yet"),
-                (_, Err(err)) => tracing::warn!(%err, "indexer cursor probe failed"),
+                (Err(err), _) => Some(format!("chain probe failed: {err}")),
+                (_, Ok(None)) => Some("the indexer has not indexed this chain yet".to_owned()),
+                (_, Err(err)) => Some(format!("indexer cursor probe failed: {err}")),
+            };
+            if problem != last_problem {
+                match &problem {
+                    Some(problem) => {
+                        tracing::warn!(%problem, "consent decisions unavailable (fail closed)")
+                    }
+                    None => tracing::info!("chain and consent index reachable"),
+                }
+                last_problem = problem;
             }
         }
     }

@@ -424,6 +424,13 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     let response = gw.http.get(gw.url(&path)).send().await.unwrap();
     requests.set(requests.get() + 1);
     assert_eq!(response.status(), 401);
+    let (subtype, agent): (String, Option<String>) = sqlx::query_as(
+        "SELECT subtype, agent FROM gateway_audit_log WHERE http_status = 401 ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_one(&gw.pool)
+    .await
+    .unwrap();
+    assert_eq!((subtype.as_str(), agent), ("read", None));
 
     assert_eq!(gw.audit_rows().await, requests.get());
     assert_eq!(

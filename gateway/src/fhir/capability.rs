@@ -14,6 +14,7 @@ pub const SUPPORTED: &[&str] = &[
     "delete",
     "history-instance",
     "create",
+    "search-type",
 ];
 
 /// The resource types served (the consent table, less `AuditEvent`, which only the gateway

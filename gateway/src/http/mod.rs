@@ -87,9 +87,12 @@ async fn audit_every_request(
     mut request: Request,
     next: Next,
 ) -> Response {
+    // Classified from the request line, so that requests refused before their handler runs
+    // (no token, malformed path) are audited with the interaction they attempted.
+    let (subtype, action) = classify(request.method(), request.uri().path());
     let ctx = AuditCtx(Arc::new(Mutex::new(AuditRecord {
-        subtype: "unknown".into(),
-        action: 'E',
+        subtype: subtype.into(),
+        action,
         method: request.method().as_str().to_owned(),
         recorded: Utc::now(),
         ..AuditRecord::default()
@@ -123,6 +126,26 @@ async fn audit_every_request(
             tracing::error!(%err, "audit row not written; the response is withheld");
             AppError::internal(err).into_response()
         }
+    }
+}
+
+/// The BALP subtype and AuditEvent action of a request line.
+fn classify(method: &axum::http::Method, path: &str) -> (&'static str, char) {
+    use axum::http::Method;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["metadata"]) => ("capabilities", 'R'),
+        (&Method::POST, ["auth", "nonce"]) => ("login-nonce", 'E'),
+        (&Method::POST, ["auth", "login"]) => ("login", 'E'),
+        (&Method::POST, ["Patient", _, "$erase"]) => ("erase", 'D'),
+        (&Method::GET, [_]) => ("search-type", 'E'),
+        (&Method::POST, [_]) => ("create", 'C'),
+        (&Method::GET, [_, _]) => ("read", 'R'),
+        (&Method::PUT, [_, _]) => ("update", 'U'),
+        (&Method::DELETE, [_, _]) => ("delete", 'D'),
+        (&Method::GET, [_, _, "_history"]) => ("history-instance", 'R'),
+        (&Method::GET, [_, _, "_history", _]) => ("vread", 'R'),
+        _ => ("unknown", 'E'),
     }
 }
 
@@ -231,4 +254,26 @@ impl FromRequestParts<AppState> for Requester {
 /// Renders a FHIR resource with a status.
 pub(crate) fn respond(status: StatusCode, body: &Value) -> Response {
     fhir_response(status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::classify;
+    use axum::http::Method;
+
+    #[test]
+    fn classifies_request_lines() {
+        assert_eq!(classify(&Method::GET, "/Observation/1"), ("read", 'R'));
+        assert_eq!(classify(&Method::GET, "/Observation"), ("search-type", 'E'));
+        assert_eq!(classify(&Method::PUT, "/Observation/1"), ("update", 'U'));
+        assert_eq!(
+            classify(&Method::GET, "/Observation/1/_history/2"),
+            ("vread", 'R')
+        );
+        assert_eq!(
+            classify(&Method::POST, "/Patient/0xab/$erase"),
+            ("erase", 'D')
+        );
+        assert_eq!(classify(&Method::PATCH, "/Observation/1"), ("unknown", 'E'));
+    }
 }
