@@ -605,3 +605,214 @@ pub async fn erase(
         ))
     }
 }
+
+/// Most entries a transaction Bundle may carry.
+const MAX_TRANSACTION_ENTRIES: usize = 5000;
+
+/// One entry of a transaction, prepared.
+struct Prepared {
+    resource_type: ResourceType,
+    id: String,
+    patient: String,
+    body: Value,
+}
+
+/// `POST [base]` with a `transaction` Bundle of `POST` entries (how an EHR feeds records in):
+/// all or nothing. `urn:uuid` full URLs become `Type/id` and every reference to them is
+/// rewritten; consent (create) is decided for every (patient, type) before anything is
+/// stored; the versions are anchored as one Merkle batch and written in one database
+/// transaction, each with its inclusion proof.
+pub async fn transaction(
+    state: &AppState,
+    claims: &Claims,
+    bundle: Value,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Value, AppError> {
+    use std::collections::{HashMap, HashSet};
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(AppError::Invalid("POST [base] takes a Bundle".into()));
+    }
+    match bundle.get("type").and_then(Value::as_str) {
+        Some("transaction") => {}
+        Some("batch") => {
+            return Err(AppError::NotSupported(
+                "batch Bundles are not supported yet; use a transaction".into(),
+            ));
+        }
+        _ => {
+            return Err(AppError::Invalid(
+                "the Bundle type must be transaction".into(),
+            ));
+        }
+    }
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
+    if entries.is_empty() || entries.len() > MAX_TRANSACTION_ENTRIES {
+        return Err(AppError::TooCostly(format!(
+            "a transaction carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
+        )));
+    }
+    audit.entity(format!("Bundle/transaction ({} entries)", entries.len()));
+    // Pass 1: types, ids, and the fullUrl -> Type/id map.
+    let mut prepared = Vec::with_capacity(entries.len());
+    let mut references: HashMap<String, String> = HashMap::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let at = |msg: &str| AppError::Invalid(format!("entry {index}: {msg}"));
+        let method = entry.pointer("/request/method").and_then(Value::as_str);
+        if method != Some("POST") {
+            return Err(AppError::NotSupported(format!(
+                "entry {index}: only POST entries are supported in a transaction"
+            )));
+        }
+        let body = entry
+            .get("resource")
+            .cloned()
+            .ok_or_else(|| at("no resource"))?;
+        let resource_type =
+            resource::body_type(&body).map_err(|_| at("unsupported or missing resourceType"))?;
+        let url = entry
+            .pointer("/request/url")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if url.trim_end_matches('/') != resource_type.code() {
+            return Err(at("request.url must be the resource type"));
+        }
+        let id = if resource_type == ResourceType::Patient {
+            resource::patient_of(resource_type, None, &body)?
+        } else {
+            new_id()
+        };
+        if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+            references.insert(
+                full_url.to_owned(),
+                format!("{}/{id}", resource_type.code()),
+            );
+        }
+        prepared.push(Prepared {
+            resource_type,
+            id,
+            patient: String::new(),
+            body,
+        });
+    }
+    // Pass 2: rewrite references, find each entry's patient, decide consent per (patient, type).
+    let mut decided: HashSet<(String, ResourceType)> = HashSet::new();
+    for item in &mut prepared {
+        resource::for_each_reference(&mut item.body, &mut |reference| {
+            if let Some(target) = references.get(reference.as_str()) {
+                reference.clone_from(target);
+            }
+        });
+        item.patient = resource::patient_of(item.resource_type, Some(&item.id), &item.body)?;
+        if store::locate(state.pool(), item.resource_type.code(), &item.id)
+            .await?
+            .is_some()
+        {
+            return Err(AppError::Conflict(format!(
+                "{}/{} already exists",
+                item.resource_type, item.id
+            )));
+        }
+        if decided.insert((item.patient.clone(), item.resource_type)) {
+            let patient = parse_patient(&item.patient)?;
+            decide(
+                state,
+                claims,
+                patient,
+                item.resource_type,
+                Action::Create,
+                purpose,
+                audit,
+            )
+            .await?;
+        }
+    }
+    // Hash every version, anchor one Merkle root for the custodian.
+    let org = custodian(state, claims)?;
+    let now = Utc::now();
+    let mut hashes = Vec::with_capacity(prepared.len());
+    for item in &mut prepared {
+        stamp(&mut item.body, &item.id, 1, now);
+        hashes.push(jcs::version_hash(&item.body));
+    }
+    let tree = carechain_contracts::merkle::MerkleTree::new(&hashes)
+        .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
+    let root = tree.root();
+    let count = u32::try_from(hashes.len()).map_err(AppError::internal)?;
+    state
+        .chain()
+        .anchor_batch(org, root, count)
+        .await
+        .map_err(|err| match err {
+            crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
+                "the gateway holds no service key for the custodian organisation".into(),
+            ),
+            err => {
+                tracing::warn!(%err, "batch anchoring failed");
+                AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
+            }
+        })?;
+    let mut tx = state.pool().begin().await?;
+    let mut keys: HashMap<String, crate::crypto::SecretKey> = HashMap::new();
+    let mut response_entries = Vec::with_capacity(prepared.len());
+    for (index, item) in prepared.into_iter().enumerate() {
+        let key = match keys.get(&item.patient) {
+            Some(key) => key.clone(),
+            None => {
+                let key = match store::data_key(&mut tx, state.kek(), &item.patient, true).await? {
+                    KeyState::Active(key) => key,
+                    KeyState::Erased => {
+                        return Err(AppError::Gone("a patient's records were erased".into()));
+                    }
+                    KeyState::Missing => {
+                        return Err(AppError::internal(std::io::Error::other(
+                            "data key not created",
+                        )));
+                    }
+                };
+                keys.insert(item.patient.clone(), key.clone());
+                key
+            }
+        };
+        let proof = tree
+            .proof(index)
+            .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle proof")))?;
+        let name = item.resource_type.code();
+        store::write_version(
+            &mut tx,
+            &key,
+            state.hasher(),
+            &NewVersion {
+                resource_type: name.to_owned(),
+                id: item.id.clone(),
+                version_id: 1,
+                patient: item.patient,
+                last_updated: now,
+                content: Some(serde_json::to_vec(&item.body).map_err(AppError::internal)?),
+                version_hash: Some(hashes[index]),
+                custodian: org,
+                batch: Some((root, proof)),
+                fields: resource::search_fields(item.resource_type, &item.body),
+            },
+            0,
+        )
+        .await?;
+        response_entries.push(json!({
+            "response": {
+                "status": "201 Created",
+                "location": format!("{name}/{}/_history/1", item.id),
+                "etag": "W/\"1\"",
+                "lastModified": now.to_rfc3339_opts(SecondsFormat::Micros, true),
+            }
+        }));
+    }
+    tx.commit().await?;
+    Ok(json!({
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": response_entries,
+    }))
+}

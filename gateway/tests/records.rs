@@ -109,6 +109,9 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     };
     requests.set(4);
 
+    // Wait until the gateway has seen the chain and the index (a decision is possible).
+    let own = format!("/Observation?patient={:#x}", patient_wallet.address());
+    common::eventually(|| async { patient.get(&own).await.0 == 200 }).await;
     // The patient writes their own record (own data); it is anchored for the custodian.
     let (status, headers, created) = patient
         .send(
@@ -502,10 +505,14 @@ async fn consent_matrix() {
     };
     requests.set(8);
     common::eventually(|| async {
+        // Wait until the gateway has seen the chain and the index (a decision is possible).
         let (status, _, _) = patient
-            .send(reqwest::Method::GET, "/Observation/none", None, &[])
+            .get(&format!(
+                "/Observation?patient={:#x}",
+                patient_wallet.address()
+            ))
             .await;
-        status == 404
+        status == 200
     })
     .await;
     let (status, _, created) = patient
@@ -627,6 +634,58 @@ async fn consent_matrix() {
     let (status, headers, body) = er.get(&path).await;
     assert_eq!(status, 403, "break-glass is for ETREAT only: {body}");
     assert!(headers.contains_key("x-consent-block"));
+
+    // A transaction Bundle (Synthea style: urn:uuid references) imports all or nothing.
+    let me = format!("{:#x}", patient_wallet.address());
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:p1", "request": {"method": "POST", "url": "Patient"},
+             "resource": {"resourceType": "Patient",
+                          "identifier": [{"system": "urn:carechain:wallet", "value": me}]}},
+            {"fullUrl": "urn:uuid:e1", "request": {"method": "POST", "url": "Encounter"},
+             "resource": {"resourceType": "Encounter", "status": "finished",
+                          "class": {"code": "AMB"}, "subject": {"reference": "urn:uuid:p1"}}},
+            {"fullUrl": "urn:uuid:o1", "request": {"method": "POST", "url": "Observation"},
+             "resource": {"resourceType": "Observation", "status": "final",
+                          "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+                          "subject": {"reference": "urn:uuid:p1"},
+                          "encounter": {"reference": "urn:uuid:e1"}}}
+        ]
+    });
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway_resource_versions")
+        .fetch_one(&gw.pool)
+        .await
+        .unwrap();
+    let mut broken = bundle.clone();
+    broken["entry"][2]["resource"]["subject"] = json!({"reference": "Patient/123"});
+    let (status, _, body) = patient
+        .send(reqwest::Method::POST, "/", Some(broken), &[])
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway_resource_versions")
+        .fetch_one(&gw.pool)
+        .await
+        .unwrap();
+    assert_eq!(before, after, "no partial write");
+    let (status, _, body) = patient
+        .send(reqwest::Method::POST, "/", Some(bundle), &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "transaction-response");
+    let location = body["entry"][2]["response"]["location"].as_str().unwrap();
+    let observation_path = format!("/{}", location.trim_end_matches("/_history/1"));
+    let encounter = body["entry"][1]["response"]["location"].as_str().unwrap();
+    let (status, _, obs) = patient.get(&observation_path).await;
+    assert_eq!(status, 200, "batch-anchored version verifies: {obs}");
+    assert_eq!(obs["subject"]["reference"], format!("Patient/{me}"));
+    assert_eq!(
+        obs["encounter"]["reference"].as_str().unwrap(),
+        encounter.trim_end_matches("/_history/1")
+    );
+    let (status, _, p) = patient.get(&format!("/Patient/{me}")).await;
+    assert_eq!((status, p["id"].as_str()), (200, Some(me.as_str())));
 
     assert_eq!(gw.audit_rows().await, requests.get());
     let breakglass_rows: i64 = sqlx::query_scalar(

@@ -21,6 +21,7 @@ use carechain_contracts::{Purpose, ResourceType};
 /// The FHIR resource routes.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", axum::routing::post(transaction))
         .route("/{rtype}", get(search).post(create))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
         .route("/{rtype}/{id}/_history", get(history))
@@ -297,6 +298,20 @@ async fn history(
     let id = checked_id(&id)?;
     let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
     let bundle = records::history(&state, &claims, rt, id, purpose, &ctx).await?;
+    Ok(respond(StatusCode::OK, &bundle))
+}
+
+async fn transaction(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Requester(claims): Requester,
+    FhirJson(body): FhirJson,
+) -> Result<Response, AppError> {
+    audit_kind(&ctx, "transaction", 'E');
+    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
+    let bundle = records::transaction(&state, &claims, body, purpose, &ctx).await?;
     Ok(respond(StatusCode::OK, &bundle))
 }
 

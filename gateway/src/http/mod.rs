@@ -138,6 +138,7 @@ fn classify(method: &axum::http::Method, path: &str) -> (&'static str, char) {
         (&Method::POST, ["auth", "nonce"]) => ("login-nonce", 'E'),
         (&Method::POST, ["auth", "login"]) => ("login", 'E'),
         (&Method::POST, ["Patient", _, "$erase"]) => ("erase", 'D'),
+        (&Method::POST, [""]) => ("transaction", 'E'),
         (&Method::GET, [_]) => ("search-type", 'E'),
         (&Method::POST, [_]) => ("create", 'C'),
         (&Method::GET, [_, _]) => ("read", 'R'),
