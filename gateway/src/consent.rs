@@ -99,6 +99,8 @@ struct Health {
 struct Cached {
     decision: Decision,
     generation: u64,
+    /// The indexer cursor when the decision was made.
+    cursor: u64,
     expires: Instant,
 }
 
@@ -202,6 +204,26 @@ impl ConsentService {
             });
         }
         let health = self.check_health()?;
+        // The indexer's cursor as of now: a cached decision is used only while the cursor has
+        // not moved since it was made, so a change the indexer has committed takes effect on
+        // the very next request even before its notification has been read (the notification
+        // then also drops the entry; it matters when blocks come faster than changes).
+        let cursor = indexed_block(&self.pool, self.chain.chain_id())
+            .await
+            .map_err(|err| {
+                tracing::warn!(%err, "indexer cursor unavailable");
+                AppError::Unavailable(
+                    "consent decisions are unavailable: the consent index is unreachable (fail closed)",
+                )
+            })?
+            .ok_or(AppError::Unavailable(
+                "consent decisions are unavailable: the consent index is stale (fail closed)",
+            ))?;
+        if health.head.saturating_sub(cursor) > self.settings.max_index_lag_blocks {
+            return Err(AppError::Unavailable(
+                "consent decisions are unavailable: the consent index is stale (fail closed)",
+            ));
+        }
         let generation = self.generation.load(Ordering::Acquire);
         let use_cache =
             !self.settings.cache_ttl.is_zero() && self.listening.load(Ordering::Acquire);
@@ -213,13 +235,14 @@ impl ConsentService {
                 .get(&key)
                 .copied()
             && hit.generation == generation
+            && hit.cursor == cursor
             && Instant::now() < hit.expires
         {
             return Ok(hit.decision);
         }
         let block = health
             .head
-            .max(health.indexed)
+            .max(cursor)
             .max(self.notified_block.load(Ordering::Acquire));
         let (allowed, basis) = self
             .chain
@@ -281,6 +304,7 @@ impl ConsentService {
                     Cached {
                         decision,
                         generation,
+                        cursor,
                         expires: Instant::now() + cache_for,
                     },
                 );

@@ -369,8 +369,11 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         assert_eq!(outcome["resourceType"], "OperationOutcome");
     }
 
-    // Revocation takes effect on the first request after the indexer has seen it.
-    consents
+    // Revocation takes effect on the first request after the indexer has seen it: the
+    // decision is cached (allowed) until then.
+    let (status, _, _) = doctor.get(&path).await;
+    assert_eq!(status, 200);
+    let receipt = consents
         .revoke(patient_wallet.address(), org.address())
         .send()
         .await
@@ -378,11 +381,26 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         .get_receipt()
         .await
         .unwrap();
+    let revoked_at = receipt.block_number.unwrap() as i64;
     common::eventually(|| async {
-        let (status, _, _) = doctor.get(&path).await;
-        status == 403
+        let cursor: Option<i64> = sqlx::query_scalar("SELECT block_number FROM indexer_cursor")
+            .fetch_optional(&gw.pool)
+            .await
+            .unwrap();
+        cursor.is_some_and(|c| c >= revoked_at)
     })
     .await;
+    let (status, headers, body) = doctor.get(&path).await;
+    assert_eq!(
+        status, 403,
+        "the first request after indexing is refused: {body}"
+    );
+    let block: i64 = headers["x-consent-block"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(block >= revoked_at);
 
     // Tampered ciphertext is detected and refused.
     sqlx::query(
