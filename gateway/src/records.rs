@@ -538,6 +538,56 @@ pub async fn search(
             "search": {"mode": "match"},
         }));
     }
+    // _include: only targets of the same patient, only where consent covers reading them; a
+    // denied target is left out silently (the matches themselves were allowed).
+    for target in &query.include {
+        let target: ResourceType = target
+            .parse()
+            .map_err(|_| AppError::Invalid("the paging cursor is invalid".into()))?;
+        let target = &target;
+        let allowed = state
+            .consent()
+            .decide(DecisionKey {
+                patient,
+                requester: claims.sub,
+                resource_type: *target,
+                action: Action::Read,
+                purpose,
+            })
+            .await?
+            .allowed;
+        if !allowed {
+            continue;
+        }
+        let mut ids: Vec<String> = Vec::new();
+        if *target == ResourceType::Patient {
+            ids.push(query.patient.clone());
+        } else {
+            for entry in &entries {
+                let encounter =
+                    resource::search_fields(resource_type, &entry["resource"]).encounter;
+                if let Some(id) = encounter
+                    && !ids.contains(&id)
+                {
+                    ids.push(id);
+                }
+            }
+        }
+        for id in ids {
+            let Some(stored) = store::version(state.pool(), target.code(), &id, None).await? else {
+                continue;
+            };
+            if stored.deleted || stored.patient != query.patient {
+                continue;
+            }
+            let served = open_verified(state, &stored).await?;
+            entries.push(json!({
+                "fullUrl": format!("{base}/{}/{id}", target.code()),
+                "resource": served.resource,
+                "search": {"mode": "include"},
+            }));
+        }
+    }
     let mut links = vec![json!({
         "relation": "self",
         "url": match cursor {

@@ -90,6 +90,9 @@ pub struct SearchQuery {
     pub category: Vec<Vec<String>>,
     /// Order.
     pub sort: Sort,
+    /// `_include` targets: `Patient` (the compartment's patient) or `Encounter`.
+    #[serde(default)]
+    pub include: Vec<String>,
 }
 
 /// The state a cursor carries.
@@ -121,6 +124,7 @@ impl SearchQuery {
             code: Vec::new(),
             category: Vec::new(),
             sort: Sort::LastUpdated,
+            include: Vec::new(),
         };
         let clinical = resource::has_clinical_params(resource_type);
         for (name, value) in params {
@@ -160,6 +164,12 @@ impl SearchQuery {
                 }
                 "code" if clinical => query.code.push(token_values(value)?),
                 "category" if clinical => query.category.push(token_values(value)?),
+                "_include" => {
+                    let target = include_target(resource_type, value)?.code().to_owned();
+                    if !query.include.contains(&target) {
+                        query.include.push(target);
+                    }
+                }
                 "_purpose" | "_format" => {}
                 other => {
                     return Err(AppError::NotSupported(format!(
@@ -264,6 +274,27 @@ fn push_date(
             sql.push(format!("{end_col} <= "));
             sql.push_bind(start);
         }
+    }
+}
+
+/// `_include=[type]:patient|subject|encounter`: the patient-centric references the gateway
+/// follows. The target is read only where consent covers it.
+fn include_target(resource_type: ResourceType, value: &str) -> Result<ResourceType, AppError> {
+    let unsupported = || {
+        AppError::NotSupported(
+            "_include supports [type]:patient, [type]:subject and [type]:encounter of the searched type".into(),
+        )
+    };
+    let (source, param) = value.split_once(':').ok_or_else(unsupported)?;
+    if source != resource_type.code() || resource_type == ResourceType::Patient {
+        return Err(unsupported());
+    }
+    match param.split(':').next() {
+        Some("patient" | "subject") => Ok(ResourceType::Patient),
+        Some("encounter") if resource_type != ResourceType::Encounter => {
+            Ok(ResourceType::Encounter)
+        }
+        _ => Err(unsupported()),
     }
 }
 

@@ -475,7 +475,7 @@ async fn mined<T: alloy::network::Network>(
 async fn consent_matrix() {
     let chain = TestChain::start().await;
     let (org, practitioner) = chain.organisation_with_member().await;
-    let (_other_org, emergency) = chain.organisation_with_member().await;
+    let (other_org, emergency) = chain.organisation_with_member().await;
     let service = chain.wallet().await;
     let registry = chain.providers();
     mined(
@@ -704,6 +704,58 @@ async fn consent_matrix() {
     );
     let (status, _, p) = patient.get(&format!("/Patient/{me}")).await;
     assert_eq!((status, p["id"].as_str()), (200, Some(me.as_str())));
+
+    // _include follows patient-centric references, only where consent covers the target.
+    let search = format!(
+        "/Observation?patient={me}&code=2339-0&_include=Observation:encounter&_include=Observation:patient"
+    );
+    let (status, _, own) = patient.get(&search).await;
+    assert_eq!(status, 200, "{own}");
+    let modes: Vec<(&str, &str)> = own["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["resource"]["resourceType"].as_str().unwrap(),
+                e["search"]["mode"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("Observation", "match"),
+            ("Encounter", "include"),
+            ("Patient", "include")
+        ]
+    );
+    assert_eq!(own["total"], 1);
+    mined(
+        consents
+            .grant(
+                patient_wallet.address(),
+                other_org.address(),
+                ResourceType::Observation.bit(),
+                Action::Read.bit() | Action::Search.bit(),
+                Purpose::Treat.bit(),
+                U40::ZERO,
+                U40::from(4_000_000_000u64),
+                B256::repeat_byte(3),
+            )
+            .send()
+            .await,
+    )
+    .await;
+    common::eventually(|| async { er.get(&search).await.0 == 200 }).await;
+    let (_, _, theirs) = er.get(&search).await;
+    let entries = theirs["entry"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        1,
+        "no Patient or Encounter without consent: {theirs}"
+    );
+    assert_eq!(entries[0]["search"]["mode"], "match");
 
     assert_eq!(gw.audit_rows().await, requests.get());
     let breakglass_rows: i64 = sqlx::query_scalar(

@@ -49,6 +49,15 @@ fn search_params(rt: ResourceType) -> Vec<Value> {
     params
 }
 
+/// The `_include` values of a type (patient-centric references only).
+fn search_includes(rt: ResourceType) -> Vec<String> {
+    match rt {
+        ResourceType::Patient => Vec::new(),
+        ResourceType::Encounter => vec![format!("{rt}:patient")],
+        _ => vec![format!("{rt}:patient"), format!("{rt}:encounter")],
+    }
+}
+
 /// Builds the CapabilityStatement for a gateway at `base_url`.
 pub fn statement(base_url: &str, software_version: &str) -> Value {
     let resources: Vec<Value> = if SUPPORTED.is_empty() {
@@ -67,6 +76,7 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
                     "conditionalUpdate": false,
                     "conditionalDelete": "not-supported",
                     "searchParam": search_params(*rt),
+                    "searchInclude": search_includes(*rt),
                 })
             })
             .collect()

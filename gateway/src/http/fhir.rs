@@ -59,6 +59,7 @@ const SEARCH_PARAMS: &[&str] = &[
     "_purpose",
     "_format",
     "_cursor",
+    "_include",
 ];
 
 /// Query parameters the instance interactions accept.
