@@ -685,11 +685,7 @@ pub async fn transaction(
     }
     match bundle.get("type").and_then(Value::as_str) {
         Some("transaction") => {}
-        Some("batch") => {
-            return Err(AppError::NotSupported(
-                "batch Bundles are not supported yet; use a transaction".into(),
-            ));
-        }
+        Some("batch") => return batch(state, claims, &bundle, purpose, audit).await,
         _ => {
             return Err(AppError::Invalid(
                 "the Bundle type must be transaction".into(),
@@ -864,5 +860,77 @@ pub async fn transaction(
         "resourceType": "Bundle",
         "type": "transaction-response",
         "entry": response_entries,
+    }))
+}
+
+/// `POST [base]` with a `batch` Bundle of `POST` entries: each entry is an independent create
+/// (its own decision, anchor and write); the answer reports each entry's outcome.
+async fn batch(
+    state: &AppState,
+    claims: &Claims,
+    bundle: &Value,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Value, AppError> {
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
+    if entries.is_empty() || entries.len() > MAX_TRANSACTION_ENTRIES {
+        return Err(AppError::TooCostly(format!(
+            "a batch carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
+        )));
+    }
+    audit.entity(format!("Bundle/batch ({} entries)", entries.len()));
+    let mut responses = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let result = async {
+            if entry.pointer("/request/method").and_then(Value::as_str) != Some("POST") {
+                return Err(AppError::NotSupported(format!(
+                    "entry {index}: only POST entries are supported in a batch"
+                )));
+            }
+            let body = entry
+                .get("resource")
+                .cloned()
+                .ok_or_else(|| AppError::Invalid(format!("entry {index}: no resource")))?;
+            let resource_type = resource::body_type(&body)?;
+            let url = entry
+                .pointer("/request/url")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if url.trim_end_matches('/') != resource_type.code() {
+                return Err(AppError::Invalid(format!(
+                    "entry {index}: request.url must be the resource type"
+                )));
+            }
+            let served = write(state, claims, resource_type, None, body, purpose, audit).await?;
+            Ok((resource_type, served))
+        }
+        .await;
+        responses.push(match result {
+            Ok((resource_type, served)) => json!({"response": {
+                "status": "201 Created",
+                "location": format!(
+                    "{}/{}/_history/{}",
+                    resource_type.code(),
+                    served.resource.get("id").and_then(Value::as_str).unwrap_or_default(),
+                    served.version_id
+                ),
+                "etag": format!("W/\"{}\"", served.version_id),
+            }}),
+            // A dependency failure stops the batch: the remaining entries would fail alike,
+            // and a 5xx must not be reported as an entry outcome with internals.
+            Err(err) if err.status().is_server_error() => return Err(err),
+            Err(err) => json!({"response": {
+                "status": err.status().as_u16().to_string(),
+                "outcome": err.outcome(),
+            }}),
+        });
+    }
+    Ok(json!({
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": responses,
     }))
 }

@@ -705,6 +705,35 @@ async fn consent_matrix() {
     let (status, _, p) = patient.get(&format!("/Patient/{me}")).await;
     assert_eq!((status, p["id"].as_str()), (200, Some(me.as_str())));
 
+    // A batch Bundle: each entry stands alone.
+    let batch = json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "POST", "url": "Observation"}, "resource": observation(&patient_wallet)},
+            {"request": {"method": "POST", "url": "Observation"},
+             "resource": {"resourceType": "Observation", "subject": {"reference": "Patient/123"}}},
+            {"request": {"method": "GET", "url": "Observation"}}
+        ]
+    });
+    let (status, _, body) = patient
+        .send(reqwest::Method::POST, "/", Some(batch), &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "batch-response");
+    assert_eq!(body["entry"][0]["response"]["status"], "201 Created");
+    assert_eq!(body["entry"][1]["response"]["status"], "422");
+    assert_eq!(
+        body["entry"][1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(body["entry"][2]["response"]["status"], "400");
+    let first = body["entry"][0]["response"]["location"].as_str().unwrap();
+    let (status, _, _) = patient
+        .get(&format!("/{}", first.trim_end_matches("/_history/1")))
+        .await;
+    assert_eq!(status, 200);
+
     // _include follows patient-centric references, only where consent covers the target.
     let search = format!(
         "/Observation?patient={me}&code=2339-0&_include=Observation:encounter&_include=Observation:patient"

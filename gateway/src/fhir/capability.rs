@@ -105,7 +105,10 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
                 "description": "Bearer tokens from EIP-4361 wallet sign-in; consent decided on chain per request."
             },
             "resource": resources,
-            "interaction": [{"code": "transaction", "documentation": "POST entries only, all or nothing; urn:uuid references rewritten; anchored as one Merkle batch."}],
+            "interaction": [
+                {"code": "transaction", "documentation": "POST entries only, all or nothing; urn:uuid references rewritten; anchored as one Merkle batch."},
+                {"code": "batch", "documentation": "POST entries only, each an independent create."}
+            ],
             "operation": [{
                 "name": "erase",
                 "definition": "urn:carechain:operation:erase",
