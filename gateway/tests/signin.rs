@@ -201,6 +201,29 @@ async fn sign_in_metadata_errors_and_audit() {
         "a nonce is single-use, even after a failed attempt: {body}"
     );
 
+    // The role the audit writer uses may insert and read, never change or delete.
+    let mut conn = gw.pool.acquire().await.unwrap();
+    sqlx::query("SET ROLE carechain_gateway_audit")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for statement in [
+        "UPDATE gateway_audit_log SET outcome = '0'",
+        "DELETE FROM gateway_audit_log",
+    ] {
+        let err = sqlx::query(statement)
+            .execute(&mut *conn)
+            .await
+            .unwrap_err();
+        let code = err
+            .as_database_error()
+            .and_then(|e| e.code())
+            .unwrap_or_default();
+        assert_eq!(code, "42501", "{statement}: {err}");
+    }
+    sqlx::query("RESET ROLE").execute(&mut *conn).await.unwrap();
+    drop(conn);
+
     // A contract wallet (ERC-1271) signs in through its owner's signature.
     let owner = chain.wallet().await;
     let wallet = chain
