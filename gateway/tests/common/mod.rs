@@ -114,6 +114,17 @@ impl TestChain {
             "deployments/.staged-gwtest-{}-{n}.json",
             std::process::id()
         ));
+        // forge writes its cache and broadcast files in the project: one deploy at a time,
+        // across this suite and the indexer's (same lock file).
+        let lock_path = root.join("target/carechain-indexer-tests-forge.lock");
+        let lock = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+            let lock = std::fs::File::create(&lock_path).unwrap();
+            lock.lock().unwrap();
+            lock
+        })
+        .await
+        .unwrap();
         let out = Command::new(bin("FORGE_BIN", "forge"))
             .current_dir(&root)
             .env("DEPLOY_MANIFEST", &staged)
@@ -129,6 +140,7 @@ impl TestChain {
             .output()
             .await
             .expect("run forge (set FORGE_BIN)");
+        drop(lock);
         assert!(
             out.status.success(),
             "deploy failed:\n{}\n{}",
