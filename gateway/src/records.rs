@@ -119,17 +119,31 @@ pub async fn read(
 
 /// Decrypts a stored version, checks its hash and its on-chain anchor.
 async fn open_verified(state: &AppState, stored: &StoredVersion) -> Result<Served, AppError> {
+    let key = patient_key(state, &stored.patient).await?;
+    open_verified_with(state, stored, &key).await
+}
+
+/// The data key of a patient whose records exist (erased: gone).
+async fn patient_key(
+    state: &AppState,
+    patient: &str,
+) -> Result<crate::crypto::SecretKey, AppError> {
     let mut conn = state.pool().acquire().await?;
-    let key = match store::data_key(&mut conn, state.kek(), &stored.patient, false).await? {
-        KeyState::Active(key) => key,
-        KeyState::Erased => return Err(AppError::Gone("the patient's records were erased".into())),
-        KeyState::Missing => {
-            return Err(AppError::internal(std::io::Error::other(
-                "record without a data key",
-            )));
-        }
-    };
-    drop(conn);
+    match store::data_key(&mut conn, state.kek(), patient, false).await? {
+        KeyState::Active(key) => Ok(key),
+        KeyState::Erased => Err(AppError::Gone("the patient's records were erased".into())),
+        KeyState::Missing => Err(AppError::internal(std::io::Error::other(
+            "record without a data key",
+        ))),
+    }
+}
+
+/// Decrypts a stored version with its patient's key, checks its hash and its on-chain anchor.
+async fn open_verified_with(
+    state: &AppState,
+    stored: &StoredVersion,
+    key: &crate::crypto::SecretKey,
+) -> Result<Served, AppError> {
     let sealed = stored.sealed.as_deref().ok_or(AppError::Integrity)?;
     let aad = record_aad(&stored.resource_type, &stored.id, stored.version_id);
     let plain = key.open(sealed, aad.as_bytes()).map_err(|err| match err {
@@ -529,14 +543,26 @@ pub async fn search(
     .await?;
     let versions = store::current_versions(state.pool(), &page.keys).await?;
     let base = state.base_url();
+    // One key for the compartment; the page's anchors are verified a few at a time.
     let mut entries = Vec::with_capacity(versions.len());
-    for stored in &versions {
-        let served = open_verified(state, stored).await?;
-        entries.push(json!({
-            "fullUrl": format!("{base}/{}/{}", stored.resource_type, stored.id),
-            "resource": served.resource,
-            "search": {"mode": "match"},
-        }));
+    if !versions.is_empty() {
+        use futures::{StreamExt, TryStreamExt};
+        let key = patient_key(state, &query.patient).await?;
+        let mut pending = Vec::with_capacity(versions.len());
+        for stored in &versions {
+            pending.push(open_verified_with(state, stored, &key));
+        }
+        let served: Vec<Served> = futures::stream::iter(pending)
+            .buffered(8)
+            .try_collect()
+            .await?;
+        for (stored, served) in versions.iter().zip(served) {
+            entries.push(json!({
+                "fullUrl": format!("{base}/{}/{}", stored.resource_type, stored.id),
+                "resource": served.resource,
+                "search": {"mode": "match"},
+            }));
+        }
     }
     // _include: only targets of the same patient, only where consent covers reading them; a
     // denied target is left out silently (the matches themselves were allowed).
