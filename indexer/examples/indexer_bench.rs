@@ -359,7 +359,8 @@ async fn measure(
     let ratio = events_rate / getlogs_rate.min(insert_rate);
     let peak_mb = peak_kib as f64 / 1024.0;
     eprintln!(
-        "{label}: indexer {indexed} events in {indexer_secs:.2} s (wall clock, start-up and migrations included)"
+        "{label}: indexer backfilled {indexed} events in {indexer_secs:.2} s \
+         (process wall clock {wall_secs:.2} s, start-up and migrations included)"
     );
     println!("FIGURE indexer.events_per_s.{label} {events_rate:.0} events/s");
     println!("FIGURE indexer.getlogs_events_per_s.{label} {getlogs_rate:.0} events/s");

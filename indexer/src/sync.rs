@@ -160,24 +160,42 @@ impl Indexer {
             }
         }
         loop {
-            let head = self.chain.head().await;
-            let target = self.backfill_target(head).await;
-            if target > cursor.number {
-                cursor = self.backfill(cursor, target).await?;
-                continue;
+            loop {
+                let head = self.chain.head().await;
+                let target = self.backfill_target(head).await;
+                if target > cursor.number {
+                    cursor = self.backfill(cursor, target).await?;
+                    continue;
+                }
+                break;
             }
-            break;
-        }
-        tracing::info!(cursor = cursor.number, "following the chain block by block");
-        loop {
-            match self.live_step(&mut cursor).await? {
-                Step::Progress => {}
-                Step::Synced => {
-                    if self.config.exit_when_synced {
-                        tracing::info!(cursor = cursor.number, "synced; exiting as asked");
-                        return Ok(());
+            tracing::info!(cursor = cursor.number, "following the chain block by block");
+            let mut steps: u64 = 0;
+            loop {
+                match self.live_step(&mut cursor).await? {
+                    Step::Progress => {
+                        steps += 1;
+                        // Far behind (e.g. after a long RPC outage): go back to ranges.
+                        if steps.is_multiple_of(64) {
+                            let head = self.chain.head().await;
+                            let target = self.backfill_target(head).await;
+                            if target > cursor.number + self.config.reorg_window {
+                                tracing::info!(
+                                    cursor = cursor.number,
+                                    target,
+                                    "far behind the chain; backfilling in ranges again"
+                                );
+                                break;
+                            }
+                        }
                     }
-                    tokio::time::sleep(self.config.poll_interval()).await;
+                    Step::Synced => {
+                        if self.config.exit_when_synced {
+                            tracing::info!(cursor = cursor.number, "synced; exiting as asked");
+                            return Ok(());
+                        }
+                        tokio::time::sleep(self.config.poll_interval()).await;
+                    }
                 }
             }
         }

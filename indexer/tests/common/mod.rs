@@ -300,7 +300,8 @@ pub(crate) fn deploy(anvil: &Anvil) -> Deployment {
     let name = unique("indexer-test");
     let relative = format!("deployments/{name}.json");
     // forge writes its cache and broadcast files in the project: one deploy at a time.
-    let lock_path = root.join("target/carechain-indexer-tests-forge.lock");
+    let lock_path = std::env::temp_dir().join("carechain-indexer-tests-forge.lock");
+    std::fs::create_dir_all(root.join("deployments")).expect("deployments/ directory");
     let lock = std::fs::File::create(&lock_path).expect("lock file");
     lock.lock().expect("lock forge");
     let output = Command::new(tool("FORGE_BIN", "forge"))
