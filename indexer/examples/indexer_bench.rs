@@ -206,6 +206,13 @@ async fn fresh_database(admin_url: &str, name: &str) -> eyre::Result<String> {
     with_database(admin_url, name)
 }
 
+/// Flushes dirty buffers so that one phase's writes are not paid for by the next phase.
+async fn checkpoint(admin_url: &str) -> eyre::Result<()> {
+    let mut conn = PgConnection::connect(admin_url).await?;
+    sqlx::query("CHECKPOINT").execute(&mut conn).await?;
+    Ok(())
+}
+
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -245,6 +252,7 @@ async fn measure(
         .collect();
 
     // 1. Raw getLogs, no database (logs deserialised, nothing else).
+    checkpoint(admin_url).await?;
     let started = Instant::now();
     let mut fetched = futures::stream::iter(ranges.clone())
         .map(|(a, b)| {
@@ -280,6 +288,7 @@ async fn measure(
     let mut conn = PgConnection::connect(&insert_url).await?;
     sqlx::migrate!("../migrations").run(&mut conn).await?;
     let chain_id = i64::try_from(manifest.chain_id)?;
+    checkpoint(admin_url).await?;
     let started = Instant::now();
     let mut rows = 0u64;
     for batch in &batches {
@@ -294,7 +303,10 @@ async fn measure(
     eprintln!("{label}: inserted {rows} rows in {insert_secs:.2} s");
 
     // 3. The indexer itself, a fresh database, backfill of the whole range.
+    drop(conn);
+    fresh_database(admin_url, &format!("bench_insert_{label}")).await?;
     let indexer_url = fresh_database(admin_url, &format!("bench_indexer_{label}")).await?;
+    checkpoint(admin_url).await?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(indexer_bin)
         .args([

@@ -230,10 +230,15 @@ impl Indexer {
         let (committed_tx, mut committed_rx) = tokio::sync::watch::channel(cursor.number);
         let deriver = {
             let store = self.store.clone();
+            let batch = self.config.derive_batch_blocks;
+            let mut folded = cursor.number;
             tokio::spawn(async move {
                 loop {
                     let to = *committed_rx.borrow_and_update();
-                    store.catch_up_derived(to).await?;
+                    if to >= folded.saturating_add(batch) {
+                        store.catch_up_derived(to).await?;
+                        folded = to;
+                    }
                     if committed_rx.changed().await.is_err() {
                         let to = *committed_rx.borrow();
                         store.catch_up_derived(to).await?;
