@@ -5,6 +5,7 @@ import {ConsentRegistry} from "../ConsentRegistry.sol";
 import {IConsentRegistry} from "../interfaces/IConsentRegistry.sol";
 import {FhirCodes} from "../libraries/FhirCodes.sol";
 import {ConsentFixture} from "./base/ConsentFixture.sol";
+import {GrantArgs} from "./base/ConsentTypedData.sol";
 
 /// @notice Fuzz tests of the packed consent (bitmaps and validity period), of `decide` against a
 /// small reference model, and of the signature path (keys, nonces, chain id, deployment, encoding).

@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {ConsentRegistry} from "../ConsentRegistry.sol";
 import {IConsentRegistry} from "../interfaces/IConsentRegistry.sol";
 import {ConsentFixture} from "./base/ConsentFixture.sol";
+import {GrantArgs} from "./base/ConsentTypedData.sol";
 import {MockERC1271Wallet} from "./mocks/MockERC1271Wallet.sol";
 
 /// @notice Unit tests of the gas-free path: EIP-712 domain and digests, `grantBySig`,

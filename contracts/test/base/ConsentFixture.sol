@@ -3,39 +3,15 @@ pragma solidity ^0.8.28;
 
 import {IConsentRegistry} from "../../interfaces/IConsentRegistry.sol";
 import {CarechainFixture} from "./CarechainFixture.sol";
+import {ConsentTypedData, GrantArgs} from "./ConsentTypedData.sol";
 
 /// @title ConsentFixture
-/// @notice Shared helpers of the ConsentRegistry suites: a test-side EIP-712 encoder written from
-/// the type strings (not from the contract's own `grantDigest`, so a wrong hash in the contract
-/// fails the tests instead of agreeing with itself), signing helpers and short aliases for the
-/// `Basis` and break-glass codes.
+/// @notice Shared helpers of the ConsentRegistry suites: the test-side EIP-712 encoder bound to the
+/// fixture's registry, building and submitting signed calls, and decision assertions.
 abstract contract ConsentFixture is CarechainFixture {
-    /// @dev Every argument of `grantBySig` but the signer and signature, kept in memory so that
-    /// tests stay below the legacy code generator's stack limit.
-    struct GrantArgs {
-        address patient;
-        address grantee;
-        uint64 resourceTypes;
-        uint8 actions;
-        uint16 purposes;
-        uint40 validFrom;
-        uint40 validUntil;
-        bytes32 consentHash;
-        uint256 deadline;
-    }
-
-    bytes32 internal constant DOMAIN_TYPEHASH =
-        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
-    bytes32 internal constant GRANT_TYPEHASH = keccak256(
-        "Grant(address patient,address grantee,uint64 resourceTypes,uint8 actions,uint16 purposes,"
-        "uint40 validFrom,uint40 validUntil,bytes32 consentHash,uint256 nonce,uint256 deadline)"
-    );
-    bytes32 internal constant REVOKE_TYPEHASH =
-        keccak256("Revoke(address patient,address grantee,uint256 nonce,uint256 deadline)");
-
-    /// @dev Order of the secp256k1 group: `s` above half of it is the malleable twin of a signature.
-    uint256 internal constant SECP256K1_N =
-        0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141;
+    bytes32 internal constant GRANT_TYPEHASH = ConsentTypedData.GRANT_TYPEHASH;
+    bytes32 internal constant REVOKE_TYPEHASH = ConsentTypedData.REVOKE_TYPEHASH;
+    uint256 internal constant SECP256K1_N = ConsentTypedData.SECP256K1_N;
 
     bytes32 internal constant CONSENT_HASH = keccak256("canonical FHIR Consent JSON");
 
@@ -43,39 +19,11 @@ abstract contract ConsentFixture is CarechainFixture {
     uint16 internal constant ETREAT = uint16(1) << 1;
 
     // ------------------------------------------------------------------------------------------
-    // EIP-712, from the specification
+    // EIP-712, from the specification (see `ConsentTypedData`)
     // ------------------------------------------------------------------------------------------
 
     function _domainSeparator(address verifyingContract, uint256 chainId) internal pure returns (bytes32) {
-        return keccak256(
-            abi.encode(
-                DOMAIN_TYPEHASH,
-                keccak256("carechain ConsentRegistry"),
-                keccak256("1"),
-                chainId,
-                verifyingContract
-            )
-        );
-    }
-
-    function _typedDigest(address verifyingContract, uint256 chainId, bytes32 structHash)
-        internal
-        pure
-        returns (bytes32)
-    {
-        return
-            keccak256(abi.encodePacked("\x19\x01", _domainSeparator(verifyingContract, chainId), structHash));
-    }
-
-    function _grantStructHash(GrantArgs memory g, uint256 nonce) internal pure returns (bytes32) {
-        // Two halves because every field is one 32-byte word: their concatenation is `abi.encode`
-        // of the whole struct, and the legacy code generator cannot hold eleven values at once.
-        return keccak256(
-            bytes.concat(
-                abi.encode(GRANT_TYPEHASH, g.patient, g.grantee, g.resourceTypes, g.actions, g.purposes),
-                abi.encode(g.validFrom, g.validUntil, g.consentHash, nonce, g.deadline)
-            )
-        );
+        return ConsentTypedData.domainSeparator(verifyingContract, chainId);
     }
 
     function _grantDigestFor(GrantArgs memory g, uint256 nonce, address verifyingContract, uint256 chainId)
@@ -83,7 +31,7 @@ abstract contract ConsentFixture is CarechainFixture {
         pure
         returns (bytes32)
     {
-        return _typedDigest(verifyingContract, chainId, _grantStructHash(g, nonce));
+        return ConsentTypedData.grantDigest(g, nonce, verifyingContract, chainId);
     }
 
     /// @dev Digest of `g` for the fixture's registry on the current chain at the patient's current nonce.
@@ -99,11 +47,7 @@ abstract contract ConsentFixture is CarechainFixture {
         address verifyingContract,
         uint256 chainId
     ) internal pure returns (bytes32) {
-        return _typedDigest(
-            verifyingContract,
-            chainId,
-            keccak256(abi.encode(REVOKE_TYPEHASH, patient_, grantee, nonce, deadline))
-        );
+        return ConsentTypedData.revokeDigest(patient_, grantee, nonce, deadline, verifyingContract, chainId);
     }
 
     function _revokeDigest(address patient_, address grantee, uint256 deadline)
@@ -194,18 +138,8 @@ abstract contract ConsentFixture is CarechainFixture {
         );
     }
 
-    /// @dev The same signature with `s` replaced by `n - s` and `v` flipped: valid for plain
-    /// `ecrecover`, and exactly the malleable form EIP-2 and OpenZeppelin reject.
     function _highS(bytes memory signature) internal pure returns (bytes memory) {
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        assembly ("memory-safe") {
-            r := mload(add(signature, 0x20))
-            s := mload(add(signature, 0x40))
-            v := byte(0, mload(add(signature, 0x60)))
-        }
-        return abi.encodePacked(r, bytes32(SECP256K1_N - uint256(s)), v == 27 ? uint8(28) : uint8(27));
+        return ConsentTypedData.highS(signature);
     }
 
     function _isAllowedBasis(IConsentRegistry.Basis basis) internal pure returns (bool) {
