@@ -210,6 +210,8 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
 
     /// @inheritdoc IConsentRegistry
     function closeBreakGlass(address patient) external {
+        // Any active member of the organisation may end its session, whatever the kind.
+        // slither-disable-next-line unused-return (the kind is deliberately not checked)
         (address org,) = REGISTRY.activeOrganisationOf(msg.sender);
         if (org == address(0)) revert ConsentBreakGlassUnauthorized(msg.sender);
         BreakGlassSession storage session = _breakGlass[patient][org];
