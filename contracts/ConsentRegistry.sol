@@ -15,16 +15,18 @@ import {FhirCodes} from "./libraries/FhirCodes.sol";
 ///
 /// Decision rules, in order:
 /// 1. an index outside the `FhirCodes` tables (or a zero patient or requester) is an invalid request;
-/// 2. the patient may do anything with their own data;
-/// 3. an active delegate may read and search the patient's data; for other actions a delegate is
+/// 2. a requester that is a member key in the `ProviderRegistry` is denied while the key or its
+///    organisation is not active, whatever else it is: a suspended key is denied everywhere,
+///    also as a delegate or for its holder's own data;
+/// 3. the patient may do anything with their own data;
+/// 4. an active delegate may read and search the patient's data; for other actions a delegate is
 ///    resolved like any other requester;
-/// 4. any other requester must be a member key in the `ProviderRegistry`: an organisation address
-///    is an identifier that consent can name, never a requester itself; the key and its
-///    organisation must both be active;
-/// 5. a consent to the key itself, then a consent to its organisation, allows;
-/// 6. an open break-glass session of the key's organisation allows purpose ETREAT, for every
+/// 5. any other requester must be a member key: an organisation address is an identifier that
+///    consent can name, never a requester itself;
+/// 6. a consent to the key itself, then a consent to its organisation, allows;
+/// 7. an open break-glass session of the key's organisation allows purpose ETREAT, for every
 ///    resource type and every action except delete;
-/// 7. otherwise the most specific denial found while looking: expired < not yet valid < resource
+/// 8. otherwise the most specific denial found while looking: expired < not yet valid < resource
 ///    type < action < purpose not covered, and `NoConsent` when nothing applied at all.
 ///
 /// Granting never calls the registry: a patient may consent to an organisation before it is
@@ -208,6 +210,8 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
 
     /// @inheritdoc IConsentRegistry
     function closeBreakGlass(address patient) external {
+        // Any active member of the organisation may end its session, whatever the kind.
+        // slither-disable-next-line unused-return (the kind is deliberately not checked)
         (address org,) = REGISTRY.activeOrganisationOf(msg.sender);
         if (org == address(0)) revert ConsentBreakGlassUnauthorized(msg.sender);
         BreakGlassSession storage session = _breakGlass[patient][org];
@@ -237,18 +241,21 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
             resourceType >= FhirCodes.RESOURCE_TYPE_COUNT || action >= FhirCodes.ACTION_COUNT
                 || purpose >= FhirCodes.PURPOSE_COUNT || patient == address(0) || requester == address(0)
         ) return (false, Basis.InvalidRequest);
+
+        // Statuses first: a suspension must not be bypassed through the own-data or delegate rule.
+        IProviderRegistry.Member memory m = REGISTRY.member(requester);
+        if (m.status != IProviderRegistry.Status.None) {
+            if (m.status != IProviderRegistry.Status.Active) return (false, Basis.KeySuspended);
+            if (REGISTRY.organisation(m.org).status != IProviderRegistry.Status.Active) {
+                return (false, Basis.OrganisationSuspended);
+            }
+        }
         if (requester == patient) return (true, Basis.OwnData);
         if (
             (action == FhirCodes.ACTION_READ || action == FhirCodes.ACTION_SEARCH)
                 && isActiveDelegate(patient, requester)
         ) return (true, Basis.Delegate);
-
-        IProviderRegistry.Member memory m = REGISTRY.member(requester);
         if (m.status == IProviderRegistry.Status.None) return (false, Basis.UnknownRequester);
-        if (m.status != IProviderRegistry.Status.Active) return (false, Basis.KeySuspended);
-        if (REGISTRY.organisation(m.org).status != IProviderRegistry.Status.Active) {
-            return (false, Basis.OrganisationSuspended);
-        }
 
         Basis denial = _check(_consents[patient][requester], resourceType, action, purpose);
         if (denial == Basis.MemberConsent) return (true, Basis.MemberConsent);

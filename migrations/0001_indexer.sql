@@ -9,8 +9,10 @@
 --   * current state derived from the event log (`organisations`, `members`, `consents`,
 --     `delegates`, `break_glass_sessions`, `record_anchors`, `record_batches`,
 --     `audit_gateways`, `audit_batches`). The indexer rewrites these in the same transaction
---     as the events they derive from, and recomputes them from the event log after a reorg.
---     Readers (the gateway) may rely on them being consistent with `indexer_cursor`.
+--     as the events they derive from while following the chain (in batches just behind the
+--     cursor during backfill), and recomputes them from the event log after a reorg. Readers
+--     (the gateway) may rely on them being the fold of the event log up to
+--     `indexer_derived_cursor`.
 --
 -- Column conventions:
 --   * addresses and hashes are BYTEA (20 and 32 bytes, raw, not hex);
@@ -57,6 +59,16 @@ CREATE TABLE indexer_cursor (
     block_number BIGINT      NOT NULL,
     -- Hash of block `block_number`, NULL before the first block is indexed.
     block_hash   BYTEA,
+    updated_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- The last block folded into the derived state tables (never above `indexer_cursor`). While
+-- following the chain it moves with the cursor in the same transaction; during backfill a
+-- second connection folds the committed ranges in batches, so it trails the cursor briefly.
+-- The derived tables are always exactly the fold of the event log up to this block.
+CREATE TABLE indexer_derived_cursor (
+    chain_id     BIGINT      PRIMARY KEY REFERENCES indexer_deployments (chain_id),
+    block_number BIGINT      NOT NULL,
     updated_at   TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 

@@ -164,6 +164,14 @@ impl Store {
         .bind(db_i64(manifest.deployment_block) - 1)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT INTO indexer_derived_cursor (chain_id, block_number) VALUES ($1, $2) \
+             ON CONFLICT (chain_id) DO NOTHING",
+        )
+        .bind(self.chain_id)
+        .bind(db_i64(manifest.deployment_block) - 1)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -204,10 +212,13 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes the events of `range`, its block hashes, its derived state and the cursor in one
-    /// transaction, and notifies listeners on commit. Fails with
-    /// [`IndexerError::CursorMoved`] unless the cursor is at `range.from - 1`.
-    pub async fn commit(&self, range: &RangeCommit) -> Result<(), IndexerError> {
+    /// Writes the events of `range`, its block hashes and the cursor in one transaction. With
+    /// `derive`, the derived state, its cursor and the notifications go in the same
+    /// transaction (the derived cursor must then be at the cursor); without, they are left to
+    /// [`Store::catch_up_derived`]. Fails with [`IndexerError::CursorMoved`] unless the cursor
+    /// is at `range.from - 1`.
+    pub async fn commit(&self, range: &RangeCommit, derive: bool) -> Result<(), IndexerError> {
+        let started = std::time::Instant::now();
         let mut tx = self.pool.begin().await?;
         let expected = db_i64(range.from) - 1;
         let moved = sqlx::query(
@@ -255,7 +266,24 @@ impl Store {
             .bind(db_i64(range.to) - db_i64(self.window))
             .execute(&mut *tx)
             .await?;
-        if !range.events.is_empty() {
+        let inserted = std::time::Instant::now();
+        if derive {
+            let moved = sqlx::query(
+                "UPDATE indexer_derived_cursor SET block_number = $2, updated_at = now() \
+                 WHERE chain_id = $1 AND block_number = $3",
+            )
+            .bind(self.chain_id)
+            .bind(db_i64(range.to))
+            .bind(expected)
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() != 1 {
+                return Err(IndexerError::Task(
+                    "the derived state is behind the cursor while following the chain".into(),
+                ));
+            }
+        }
+        if derive && !range.events.is_empty() {
             derive::apply_range(
                 &mut tx,
                 self.chain_id,
@@ -267,8 +295,65 @@ impl Store {
             self.notify(&mut tx, &range.events.subjects, range.to)
                 .await?;
         }
+        let derived = std::time::Instant::now();
         tx.commit().await?;
+        tracing::debug!(
+            from = range.from,
+            to = range.to,
+            events = range.events.len(),
+            insert_ms = (inserted - started).as_secs_f64() * 1e3,
+            derive_ms = (derived - inserted).as_secs_f64() * 1e3,
+            commit_ms = derived.elapsed().as_secs_f64() * 1e3,
+            "range committed"
+        );
         Ok(())
+    }
+
+    /// The derived-state cursor.
+    pub async fn derived_cursor(&self) -> Result<u64, IndexerError> {
+        let number: i64 = sqlx::query_scalar(
+            "SELECT block_number FROM indexer_derived_cursor WHERE chain_id = $1",
+        )
+        .bind(self.chain_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(db_u64(number))
+    }
+
+    /// Folds the committed events above the derived cursor up to block `to` (at most the
+    /// cursor) into the derived tables, moves the derived cursor there and tells every channel
+    /// to drop its caches, in one transaction. Returns whether anything was folded.
+    pub async fn catch_up_derived(&self, to: u64) -> Result<bool, IndexerError> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "SELECT d.block_number, c.block_number FROM indexer_derived_cursor d \
+             JOIN indexer_cursor c USING (chain_id) WHERE chain_id = $1 FOR UPDATE OF d",
+        )
+        .bind(self.chain_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let derived: i64 = row.try_get(0)?;
+        let cursor: i64 = row.try_get(1)?;
+        let to = db_i64(to).min(cursor);
+        if to <= derived {
+            return Ok(false);
+        }
+        derive::apply_range(&mut tx, self.chain_id, derived + 1, to, true).await?;
+        sqlx::query(
+            "UPDATE indexer_derived_cursor SET block_number = $2, updated_at = now() WHERE chain_id = $1",
+        )
+        .bind(self.chain_id)
+        .bind(to)
+        .execute(&mut *tx)
+        .await?;
+        let channels: Vec<String> = [CHANNEL_CONSENT, CHANNEL_MEMBERSHIP, CHANNEL_ANCHOR]
+            .iter()
+            .map(|c| (*c).to_owned())
+            .collect();
+        let payloads = vec![all_payload(self.chain_id, db_u64(to)); 3];
+        send_notifications(&mut tx, &channels, &payloads).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn notify(
@@ -329,6 +414,13 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         derive::recompute(&mut tx, self.chain_id, fork_db).await?;
+        sqlx::query(
+            "UPDATE indexer_derived_cursor SET block_number = $2, updated_at = now() WHERE chain_id = $1",
+        )
+        .bind(self.chain_id)
+        .bind(fork_db)
+        .execute(&mut *tx)
+        .await?;
         let channels: Vec<String> = [CHANNEL_CONSENT, CHANNEL_MEMBERSHIP, CHANNEL_ANCHOR]
             .iter()
             .map(|c| (*c).to_owned())

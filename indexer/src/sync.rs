@@ -129,6 +129,13 @@ impl Indexer {
     /// One pass: verify the stored window, backfill, follow.
     async fn pass(&self) -> Result<(), IndexerError> {
         let mut cursor = self.store.cursor().await?;
+        // A backfill stopped before its derived state was folded in finishes that first.
+        if self.store.catch_up_derived(cursor.number).await? {
+            tracing::info!(
+                cursor = cursor.number,
+                "derived state caught up with the cursor"
+            );
+        }
         Metrics::set(&self.metrics.cursor, cursor.number);
         // A restart (or a pass after an outage) first re-checks the stored hashes.
         if let Some(hash) = cursor.hash {
@@ -153,24 +160,42 @@ impl Indexer {
             }
         }
         loop {
-            let head = self.chain.head().await;
-            let target = self.backfill_target(head).await;
-            if target > cursor.number {
-                cursor = self.backfill(cursor, target).await?;
-                continue;
+            loop {
+                let head = self.chain.head().await;
+                let target = self.backfill_target(head).await;
+                if target > cursor.number {
+                    cursor = self.backfill(cursor, target).await?;
+                    continue;
+                }
+                break;
             }
-            break;
-        }
-        tracing::info!(cursor = cursor.number, "following the chain block by block");
-        loop {
-            match self.live_step(&mut cursor).await? {
-                Step::Progress => {}
-                Step::Synced => {
-                    if self.config.exit_when_synced {
-                        tracing::info!(cursor = cursor.number, "synced; exiting as asked");
-                        return Ok(());
+            tracing::info!(cursor = cursor.number, "following the chain block by block");
+            let mut steps: u64 = 0;
+            loop {
+                match self.live_step(&mut cursor).await? {
+                    Step::Progress => {
+                        steps += 1;
+                        // Far behind (e.g. after a long RPC outage): go back to ranges.
+                        if steps.is_multiple_of(64) {
+                            let head = self.chain.head().await;
+                            let target = self.backfill_target(head).await;
+                            if target > cursor.number + self.config.reorg_window {
+                                tracing::info!(
+                                    cursor = cursor.number,
+                                    target,
+                                    "far behind the chain; backfilling in ranges again"
+                                );
+                                break;
+                            }
+                        }
                     }
-                    tokio::time::sleep(self.config.poll_interval()).await;
+                    Step::Synced => {
+                        if self.config.exit_when_synced {
+                            tracing::info!(cursor = cursor.number, "synced; exiting as asked");
+                            return Ok(());
+                        }
+                        tokio::time::sleep(self.config.poll_interval()).await;
+                    }
                 }
             }
         }
@@ -200,6 +225,28 @@ impl Indexer {
         let progress = self.progress_bar(blocks);
         let range_size = self.range_size.clone();
         let (tx, mut rx) = mpsc::channel::<Result<RangeCommit, IndexerError>>(2);
+        // The derived state is folded in on a second connection, in batches just behind the
+        // writer, so that the writer only inserts events.
+        let (committed_tx, mut committed_rx) = tokio::sync::watch::channel(cursor.number);
+        let deriver = {
+            let store = self.store.clone();
+            let batch = self.config.derive_batch_blocks;
+            let mut folded = cursor.number;
+            tokio::spawn(async move {
+                loop {
+                    let to = *committed_rx.borrow_and_update();
+                    if to >= folded.saturating_add(batch) {
+                        store.catch_up_derived(to).await?;
+                        folded = to;
+                    }
+                    if committed_rx.changed().await.is_err() {
+                        let to = *committed_rx.borrow();
+                        store.catch_up_derived(to).await?;
+                        return Ok::<(), IndexerError>(());
+                    }
+                }
+            })
+        };
         let fetcher = {
             let this = self.clone();
             let range_size = range_size.clone();
@@ -235,10 +282,19 @@ impl Indexer {
         let mut events_total: u64 = 0;
         let mut last_log = Instant::now();
         let mut cursor = cursor;
+        // Where the writer's time goes: waiting for fetches vs. committing.
+        let mut waiting = Duration::ZERO;
+        let mut writing = Duration::ZERO;
         let outcome = async {
-            while let Some(range) = rx.recv().await {
+            loop {
+                let wait_start = Instant::now();
+                let Some(range) = rx.recv().await else { break };
+                waiting += wait_start.elapsed();
                 let range = range?;
-                self.store.commit(&range).await?;
+                let write_start = Instant::now();
+                self.store.commit(&range, false).await?;
+                writing += write_start.elapsed();
+                committed_tx.send_replace(range.to);
                 let n = range.events.len() as u64;
                 events_total += n;
                 Metrics::add(&self.metrics.events_indexed, n);
@@ -274,14 +330,26 @@ impl Indexer {
         }
         .await;
         fetcher.abort();
+        drop(committed_tx);
+        if let Err(error) = outcome {
+            deriver.abort();
+            return Err(error);
+        }
+        if let Some(bar) = &progress {
+            bar.set_message("folding the derived state");
+        }
+        deriver
+            .await
+            .map_err(|e| IndexerError::Task(e.to_string()))??;
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
-        outcome?;
         tracing::info!(
             cursor = cursor.number,
             events = events_total,
             seconds = started.elapsed().as_secs_f64(),
+            writer_waiting_s = waiting.as_secs_f64(),
+            writer_committing_s = writing.as_secs_f64(),
             "backfill pass done"
         );
         Ok(cursor)
@@ -404,13 +472,16 @@ impl Indexer {
         let events = decode(&logs, &self.manifest.contracts)?;
         let n = events.len() as u64;
         self.store
-            .commit(&RangeCommit {
-                from: number,
-                to: number,
-                to_hash: block.hash,
-                blocks: vec![(number, block.hash, Some(block.parent_hash))],
-                events,
-            })
+            .commit(
+                &RangeCommit {
+                    from: number,
+                    to: number,
+                    to_hash: block.hash,
+                    blocks: vec![(number, block.hash, Some(block.parent_hash))],
+                    events,
+                },
+                true,
+            )
             .await?;
         Metrics::add(&self.metrics.events_indexed, n);
         Metrics::add(&self.metrics.commits, 1);

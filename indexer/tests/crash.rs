@@ -79,17 +79,17 @@ async fn kill_9_during_backfill_loses_and_duplicates_nothing() {
     args.extend(
         [
             "--initial-range",
-            "4",
+            "1",
             "--max-range",
-            "8",
+            "2",
             "--target-logs",
-            "4",
+            "1",
             "--fetch-concurrency",
             "3",
         ]
         .map(String::from),
     );
-    let cursors = kill_cycles(&args, &db, 12, 350, &mut rng).await;
+    let cursors = kill_cycles(&args, &db, 12, 200, &mut rng).await;
     let target = anvil.head().await as i64 - 2;
     let mid_backfill = kills_between(
         &cursors,

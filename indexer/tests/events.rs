@@ -680,14 +680,8 @@ async fn metrics_endpoint_reports_cursor_and_head() {
     args.extend(["--metrics-listen".into(), format!("127.0.0.1:{port}")]);
     let proc = IndexerProc::spawn(&args);
     let pool = db.pool().await;
+    wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
     let head = anvil.head().await;
-    wait_cursor(
-        &pool,
-        head,
-        anvil.block_hash(head).await,
-        Duration::from_secs(30),
-    )
-    .await;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect metrics");

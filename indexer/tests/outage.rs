@@ -19,14 +19,7 @@ async fn rpc_outage_is_retried_and_nothing_is_lost() {
     args.extend(["--rpc-timeout-s", "2", "--max-backoff-ms", "400"].map(String::from));
     let mut proc = IndexerProc::spawn(&args);
     consent_load(&anvil.url, registry, 0, 10).await;
-    let head = anvil.head().await;
-    wait_cursor(
-        &pool,
-        head,
-        anvil.block_hash(head).await,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
 
     proxy.down().await;
     // The chain goes on while the indexer cannot see it.
@@ -41,14 +34,7 @@ async fn rpc_outage_is_retried_and_nothing_is_lost() {
     );
     proxy.up().await;
 
-    let head = anvil.head().await;
-    wait_cursor(
-        &pool,
-        head,
-        anvil.block_hash(head).await,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
     assert!(
         proc.log_text().contains("RPC call succeeded after retries"),
         "{}",
@@ -71,14 +57,7 @@ async fn postgres_connection_loss_is_retried_and_nothing_is_lost() {
     let args = indexer_args(&anvil.url, &deployment, &db.url_via(proxy.port));
     let mut proc = IndexerProc::spawn(&args);
     consent_load(&anvil.url, registry, 0, 10).await;
-    let head = anvil.head().await;
-    wait_cursor(
-        &pool,
-        head,
-        anvil.block_hash(head).await,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
 
     // What a restart looks like to a client: every session ends, new connections are refused.
     proxy.down().await;
@@ -98,14 +77,7 @@ async fn postgres_connection_loss_is_retried_and_nothing_is_lost() {
     );
     proxy.up().await;
 
-    let head = anvil.head().await;
-    wait_cursor(
-        &pool,
-        head,
-        anvil.block_hash(head).await,
-        Duration::from_secs(60),
-    )
-    .await;
+    wait_synced(&proc, &pool, &anvil, Duration::from_secs(60)).await;
     assert_same_tables(
         &snapshot(&pool).await,
         &clean_snapshot(&anvil, &deployment).await,

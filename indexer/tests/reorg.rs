@@ -20,42 +20,25 @@ async fn reorgs_of_depth_1_3_and_10_leave_the_canonical_chain() {
         // Blocks with events, indexed live, then replaced by empty ones.
         consent_load(&anvil.url, registry, next, depth + 12).await;
         next += depth + 12;
+        wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
         let head = anvil.head().await;
-        wait_cursor(
-            &pool,
-            head,
-            anvil.block_hash(head).await,
-            Duration::from_secs(30),
-        )
-        .await;
         let before = snapshot(&pool).await;
         anvil.reorg(depth).await;
         assert_eq!(anvil.head().await, head, "anvil_reorg keeps the height");
         // Same height, new hash: found while idle at the head.
-        wait_cursor(
-            &pool,
-            head,
-            anvil.block_hash(head).await,
-            Duration::from_secs(30),
-        )
-        .await;
+        wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
         // And the chain goes on from the new fork.
         consent_load(&anvil.url, registry, next, 3).await;
         next += 3;
-        let head = anvil.head().await;
-        wait_cursor(
-            &pool,
-            head,
-            anvil.block_hash(head).await,
-            Duration::from_secs(30),
-        )
-        .await;
+        wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
         let got = snapshot(&pool).await;
         assert_ne!(got["ev_consent_granted"], before["ev_consent_granted"]);
         assert_same_tables(&got, &clean_snapshot(&anvil, &deployment).await);
     }
     let log = std::fs::read_to_string(&proc.log).unwrap_or_default();
-    assert_eq!(log.matches("reorg handled").count(), 3, "{log}");
+    // At least one rollback per reorg (a reorg seen while anvil is still replacing blocks may
+    // take two).
+    assert!(log.matches("reorg handled").count() >= 3, "{log}");
     for depth in [1, 3, 10] {
         assert!(
             log.contains(&format!("depth={depth} ")),
@@ -76,14 +59,7 @@ async fn a_reorg_deeper_than_the_window_is_refused() {
     args.extend(["--reorg-window".into(), "4".into()]);
     let mut proc = IndexerProc::spawn(&args);
     consent_load(&anvil.url, registry, 0, 20).await;
-    let head = anvil.head().await;
-    wait_cursor(
-        &pool,
-        head,
-        anvil.block_hash(head).await,
-        Duration::from_secs(30),
-    )
-    .await;
+    wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
     let before = snapshot(&pool).await;
     anvil.reorg(10).await;
     let status = proc.wait_exit(Duration::from_secs(30)).await;

@@ -300,7 +300,8 @@ pub(crate) fn deploy(anvil: &Anvil) -> Deployment {
     let name = unique("indexer-test");
     let relative = format!("deployments/{name}.json");
     // forge writes its cache and broadcast files in the project: one deploy at a time.
-    let lock_path = root.join("target/carechain-indexer-tests-forge.lock");
+    let lock_path = std::env::temp_dir().join("carechain-indexer-tests-forge.lock");
+    std::fs::create_dir_all(root.join("deployments")).expect("deployments/ directory");
     let lock = std::fs::File::create(&lock_path).expect("lock file");
     lock.lock().expect("lock forge");
     let output = Command::new(tool("FORGE_BIN", "forge"))
@@ -442,6 +443,57 @@ pub(crate) async fn run_to_sync(args: &[String]) {
     let _ = std::fs::remove_file(&proc.log);
 }
 
+/// Waits until the cursor is at the chain's current head (number and hash, read afresh each
+/// time: a reorg may still be settling); on timeout, fails with the indexer's log.
+pub(crate) async fn wait_synced(
+    proc: &IndexerProc,
+    pool: &PgPool,
+    anvil: &Anvil,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let head = anvil.head().await;
+        let hash = anvil.block_hash(head).await;
+        if let Some((n, h)) = cursor(pool).await
+            && n == head as i64
+            && h.as_deref() == Some(hash.as_slice())
+        {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "cursor did not reach the head {head} ({hash}) in {timeout:?}; cursor {:?}; indexer log:\n{}",
+                cursor(pool).await,
+                proc.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `proc`'s cursor is at `block` with hash `hash`; on timeout, fails with its log.
+pub(crate) async fn wait_indexed(
+    proc: &IndexerProc,
+    pool: &PgPool,
+    block: u64,
+    hash: B256,
+    timeout: Duration,
+) {
+    let log = proc.log.clone();
+    let waited = tokio::spawn({
+        let pool = pool.clone();
+        async move { wait_cursor(&pool, block, hash, timeout).await }
+    })
+    .await;
+    if waited.is_err() {
+        panic!(
+            "cursor did not reach block {block} ({hash}) in {timeout:?}; indexer log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
 /// Waits until the cursor is at `block` with hash `hash`.
 pub(crate) async fn wait_cursor(pool: &PgPool, block: u64, hash: B256, timeout: Duration) {
     let deadline = Instant::now() + timeout;
@@ -480,7 +532,7 @@ pub(crate) async fn snapshot(pool: &PgPool) -> BTreeMap<String, (i64, String)> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
          WHERE table_schema = 'public' AND table_type = 'BASE TABLE' \
-           AND table_name NOT IN ('indexer_deployments', 'indexer_cursor', '_sqlx_migrations') \
+           AND table_name NOT IN ('indexer_deployments', 'indexer_cursor', 'indexer_derived_cursor', '_sqlx_migrations') \
          ORDER BY 1",
     )
     .fetch_all(pool)
@@ -505,6 +557,11 @@ pub(crate) async fn snapshot(pool: &PgPool) -> BTreeMap<String, (i64, String)> {
         "indexer_cursor".into(),
         (row.get(0), hash.unwrap_or_default()),
     );
+    let derived: i64 = sqlx::query_scalar("SELECT block_number FROM indexer_derived_cursor")
+        .fetch_one(pool)
+        .await
+        .expect("derived cursor");
+    out.insert("indexer_derived_cursor".into(), (derived, String::new()));
     out
 }
 
