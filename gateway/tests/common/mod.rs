@@ -116,9 +116,9 @@ impl TestChain {
         ));
         // forge writes its cache and broadcast files in the project: one deploy at a time,
         // across this suite and the indexer's (same lock file).
-        let lock_path = root.join("target/carechain-indexer-tests-forge.lock");
+        let lock_path = std::env::temp_dir().join("carechain-indexer-tests-forge.lock");
+        std::fs::create_dir_all(root.join("deployments")).unwrap();
         let lock = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
             let lock = std::fs::File::create(&lock_path).unwrap();
             lock.lock().unwrap();
             lock
