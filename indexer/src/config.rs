@@ -91,12 +91,6 @@ pub struct Config {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub fetch_concurrency: usize,
 
-    /// During backfill, fold the derived state (on a second connection, behind the writer)
-    /// once at least this many blocks are committed and not yet folded; the rest is folded
-    /// when the backfill pass ends.
-    #[arg(long, value_name = "BLOCKS", default_value_t = 1)]
-    pub derive_batch_blocks: u64,
-
     /// Timeout of one JSON-RPC request, in seconds.
     #[arg(
         long,

@@ -2,9 +2,12 @@
 //!
 //! [`apply_range`] folds the events of blocks `[from, to]` (already inserted, in the same
 //! transaction) into the derived tables. Applied to consecutive ranges it gives the same
-//! result as applied once to their union, so [`recompute`] (after a reorg) is simply: empty the
-//! derived tables and apply the whole event log. Every statement reads the event tables, never
-//! decoded values held in memory, so there is one definition of the state.
+//! result as applied once to their union. [`build`] computes the same state from scratch, set
+//! based over the whole event log up to a block (latest event per key with `DISTINCT ON`
+//! instead of upserts), into derived tables that hold nothing of the chain yet: the end of the
+//! first backfill uses it (with the large tables' indexes built after the rows), and
+//! [`recompute`] (after a reorg) empties the derived tables and calls it. Every statement reads
+//! the event tables, never decoded values held in memory.
 
 use sqlx::{PgConnection, Row};
 
@@ -229,6 +232,72 @@ const MEMBER_ROTATED_OLD: &str = r#"
 UPDATE members SET status = 3, updated_block = $3 WHERE chain_id = $1 AND member_key = $2
 "#;
 
+/// [`build`]: the stored consents, the latest grant-or-revoke per (patient, grantee) when it
+/// is a grant (what folding every range with [`CONSENTS`] leaves).
+const CONSENTS_BUILD: &str = r#"
+INSERT INTO consents (chain_id, patient, grantee, resource_types, actions, purposes, valid_from,
+                      valid_until, consent_hash, actor, granted_block, granted_tx)
+SELECT $1, patient, grantee, resource_types, actions, purposes, valid_from, valid_until,
+       consent_hash, actor, block_number, tx_hash
+FROM (
+    SELECT DISTINCT ON (patient, grantee) *
+    FROM (
+        SELECT patient, grantee, TRUE AS granted, actor, resource_types, actions, purposes,
+               valid_from, valid_until, consent_hash, block_number, log_index, tx_hash
+        FROM ev_consent_granted
+        WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+        UNION ALL
+        SELECT patient, grantee, FALSE, actor, NULL, NULL, NULL, NULL, NULL, NULL,
+               block_number, log_index, tx_hash
+        FROM ev_consent_revoked
+        WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+    ) e
+    ORDER BY patient, grantee, block_number DESC, log_index DESC
+) latest
+WHERE granted
+"#;
+
+/// [`build`]: the first anchoring of each version hash (a later one is `DO NOTHING` in
+/// [`RECORD_ANCHORS`]).
+const RECORD_ANCHORS_BUILD: &str = r#"
+INSERT INTO record_anchors (chain_id, version_hash, org, anchorer, block_number, tx_hash)
+SELECT DISTINCT ON (version_hash) $1, version_hash, org, anchorer, block_number, tx_hash
+FROM ev_record_anchored
+WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+ORDER BY version_hash, block_number, log_index
+"#;
+
+/// [`build`]: the first anchoring of each audit batch id (as [`AUDIT_BATCHES`]).
+const AUDIT_BATCHES_BUILD: &str = r#"
+INSERT INTO audit_batches (chain_id, batch_id, gateway, from_seq, to_seq, root, block_number, tx_hash)
+SELECT DISTINCT ON (batch_id) $1, batch_id, gateway, from_seq, to_seq, root, block_number, tx_hash
+FROM ev_audit_batch_anchored
+WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
+ORDER BY batch_id, block_number, log_index
+"#;
+
+/// Indexes of the tables [`build`] fills with one row per event, dropped before a bulk build
+/// and created again after it (a sorted index build instead of one insertion per row), with
+/// the same names and definitions as in `migrations/`: (drop, create).
+const BULK_INDEXES: &[(&str, &str)] = &[
+    (
+        "ALTER TABLE consents DROP CONSTRAINT consents_pkey",
+        "ALTER TABLE consents ADD CONSTRAINT consents_pkey PRIMARY KEY (chain_id, patient, grantee)",
+    ),
+    (
+        "DROP INDEX consents_grantee",
+        "CREATE INDEX consents_grantee ON consents (chain_id, grantee)",
+    ),
+    (
+        "ALTER TABLE record_anchors DROP CONSTRAINT record_anchors_pkey",
+        "ALTER TABLE record_anchors ADD CONSTRAINT record_anchors_pkey PRIMARY KEY (chain_id, version_hash)",
+    ),
+    (
+        "ALTER TABLE audit_batches DROP CONSTRAINT audit_batches_pkey",
+        "ALTER TABLE audit_batches ADD CONSTRAINT audit_batches_pkey PRIMARY KEY (chain_id, batch_id)",
+    ),
+];
+
 /// Folds the events of blocks `[from, to]` into the derived tables.
 pub async fn apply_range(
     conn: &mut PgConnection,
@@ -328,6 +397,57 @@ async fn apply_membership(
     Ok(())
 }
 
+/// Computes the derived state of `chain_id` from the event log up to block `to` into derived
+/// tables that hold no row of `chain_id`. With `bulk`, the indexes of the large tables are
+/// dropped and built again after their rows are in: the transaction then holds those tables
+/// exclusively until it ends (DDL is transactional: a failure or a kill leaves them as they
+/// were).
+pub async fn build(
+    conn: &mut PgConnection,
+    chain_id: i64,
+    to: i64,
+    bulk: bool,
+) -> Result<(), sqlx::Error> {
+    // Sorts for DISTINCT ON and the index builds stay in memory (this transaction only).
+    sqlx::query("SELECT set_config('work_mem', '128MB', true), set_config('maintenance_work_mem', '256MB', true)")
+        .execute(&mut *conn)
+        .await?;
+    if bulk {
+        for (drop_sql, _) in BULK_INDEXES {
+            sqlx::query(*drop_sql).execute(&mut *conn).await?;
+        }
+    }
+    for sql in [CONSENTS_BUILD, RECORD_ANCHORS_BUILD, AUDIT_BATCHES_BUILD] {
+        sqlx::query(sql)
+            .bind(chain_id)
+            .bind(0_i64)
+            .bind(to)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if bulk {
+        for (_, create_sql) in BULK_INDEXES {
+            sqlx::query(*create_sql).execute(&mut *conn).await?;
+        }
+    }
+    // The other tables get few rows per event: the range fold on empty tables builds them.
+    for sql in [
+        DELEGATES,
+        BREAK_GLASS_OPENED,
+        BREAK_GLASS_CLOSED,
+        RECORD_BATCHES,
+        AUDIT_GATEWAYS,
+    ] {
+        sqlx::query(sql)
+            .bind(chain_id)
+            .bind(0_i64)
+            .bind(to)
+            .execute(&mut *conn)
+            .await?;
+    }
+    apply_membership(conn, chain_id, 0, to).await
+}
+
 /// Rebuilds every derived table of `chain_id` from the event log up to block `to`.
 pub async fn recompute(conn: &mut PgConnection, chain_id: i64, to: i64) -> Result<(), sqlx::Error> {
     for table in DERIVED_TABLES {
@@ -338,5 +458,5 @@ pub async fn recompute(conn: &mut PgConnection, chain_id: i64, to: i64) -> Resul
         .execute(&mut *conn)
         .await?;
     }
-    apply_range(conn, chain_id, 0, to, true).await
+    build(conn, chain_id, to, false).await
 }

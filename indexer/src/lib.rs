@@ -14,8 +14,11 @@
 //! Backfill runs up to the safe head (the node's `finalized` block, else head - confirmations -
 //! reorg window) in ranges fetched ahead of the writer and committed in order; the blocks above
 //! are followed one by one with a parent-hash check, their logs fetched by block hash. Each
-//! range or block is one transaction holding its events, derived state, block hash and the
-//! cursor, so a crash at any point loses and duplicates nothing.
+//! followed block is one transaction holding its events, derived state, block hash and the
+//! cursor; each backfill range one holding its events, block hashes and the cursor, and the
+//! backfill ends by folding the derived state over all of them in one transaction with the
+//! derived-state cursor (set-based, in bulk on the first backfill). A crash at any point loses
+//! and duplicates nothing.
 
 pub mod config;
 pub mod derive;

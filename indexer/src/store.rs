@@ -322,23 +322,44 @@ impl Store {
 
     /// Folds the committed events above the derived cursor up to block `to` (at most the
     /// cursor) into the derived tables, moves the derived cursor there and tells every channel
-    /// to drop its caches, in one transaction. Returns whether anything was folded.
+    /// to drop its caches, in one transaction. When nothing was folded yet (the first
+    /// backfill), the derived state is built in bulk instead ([`derive::build`]). Returns
+    /// whether anything was folded.
     pub async fn catch_up_derived(&self, to: u64) -> Result<bool, IndexerError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "SELECT d.block_number, c.block_number FROM indexer_derived_cursor d \
-             JOIN indexer_cursor c USING (chain_id) WHERE chain_id = $1 FOR UPDATE OF d",
+            "SELECT d.block_number, c.block_number, p.deployment_block \
+             FROM indexer_derived_cursor d JOIN indexer_cursor c USING (chain_id) \
+             JOIN indexer_deployments p USING (chain_id) WHERE chain_id = $1 FOR UPDATE OF d",
         )
         .bind(self.chain_id)
         .fetch_one(&mut *tx)
         .await?;
         let derived: i64 = row.try_get(0)?;
         let cursor: i64 = row.try_get(1)?;
+        let deployment_block: i64 = row.try_get(2)?;
         let to = db_i64(to).min(cursor);
         if to <= derived {
             return Ok(false);
         }
-        derive::apply_range(&mut tx, self.chain_id, derived + 1, to, true).await?;
+        if derived < deployment_block {
+            // The derived tables hold the fold of no event: nothing of this chain.
+            tracing::info!(to, "building the derived state");
+            derive::build(&mut tx, self.chain_id, to, true).await?;
+        } else {
+            derive::apply_range(&mut tx, self.chain_id, derived + 1, to, true).await?;
+        }
+        // Test hook (undocumented): hold the transaction open so that a test can kill the
+        // process inside it.
+        if let Some(ms) = std::env::var("CARECHAIN_TEST_FOLD_PAUSE_MS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+        {
+            sqlx::query("SELECT pg_sleep($1)")
+                .bind(f64::from(ms) / 1e3)
+                .execute(&mut *tx)
+                .await?;
+        }
         sqlx::query(
             "UPDATE indexer_derived_cursor SET block_number = $2, updated_at = now() WHERE chain_id = $1",
         )

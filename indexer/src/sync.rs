@@ -129,13 +129,6 @@ impl Indexer {
     /// One pass: verify the stored window, backfill, follow.
     async fn pass(&self) -> Result<(), IndexerError> {
         let mut cursor = self.store.cursor().await?;
-        // A backfill stopped before its derived state was folded in finishes that first.
-        if self.store.catch_up_derived(cursor.number).await? {
-            tracing::info!(
-                cursor = cursor.number,
-                "derived state caught up with the cursor"
-            );
-        }
         Metrics::set(&self.metrics.cursor, cursor.number);
         // A restart (or a pass after an outage) first re-checks the stored hashes.
         if let Some(hash) = cursor.hash {
@@ -168,6 +161,15 @@ impl Indexer {
                     continue;
                 }
                 break;
+            }
+            // A backfill stopped before its derived state was folded in (killed, or a failed
+            // fold) left the derived cursor behind: the next backfill's fold catches up, and
+            // without one it is done here, before following block by block.
+            if self.store.catch_up_derived(cursor.number).await? {
+                tracing::info!(
+                    cursor = cursor.number,
+                    "derived state caught up with the cursor"
+                );
             }
             tracing::info!(cursor = cursor.number, "following the chain block by block");
             let mut steps: u64 = 0;
@@ -225,28 +227,6 @@ impl Indexer {
         let progress = self.progress_bar(blocks);
         let range_size = self.range_size.clone();
         let (tx, mut rx) = mpsc::channel::<Result<RangeCommit, IndexerError>>(2);
-        // The derived state is folded in on a second connection, in batches just behind the
-        // writer, so that the writer only inserts events.
-        let (committed_tx, mut committed_rx) = tokio::sync::watch::channel(cursor.number);
-        let deriver = {
-            let store = self.store.clone();
-            let batch = self.config.derive_batch_blocks;
-            let mut folded = cursor.number;
-            tokio::spawn(async move {
-                loop {
-                    let to = *committed_rx.borrow_and_update();
-                    if to >= folded.saturating_add(batch) {
-                        store.catch_up_derived(to).await?;
-                        folded = to;
-                    }
-                    if committed_rx.changed().await.is_err() {
-                        let to = *committed_rx.borrow();
-                        store.catch_up_derived(to).await?;
-                        return Ok::<(), IndexerError>(());
-                    }
-                }
-            })
-        };
         let fetcher = {
             let this = self.clone();
             let range_size = range_size.clone();
@@ -294,7 +274,6 @@ impl Indexer {
                 let write_start = Instant::now();
                 self.store.commit(&range, false).await?;
                 writing += write_start.elapsed();
-                committed_tx.send_replace(range.to);
                 let n = range.events.len() as u64;
                 events_total += n;
                 Metrics::add(&self.metrics.events_indexed, n);
@@ -330,17 +309,15 @@ impl Indexer {
         }
         .await;
         fetcher.abort();
-        drop(committed_tx);
-        if let Err(error) = outcome {
-            deriver.abort();
-            return Err(error);
-        }
+        outcome?;
+        // The derived state is folded in once, set-based, over the whole pass (and anything an
+        // earlier, interrupted pass left unfolded), in one transaction with its cursor.
         if let Some(bar) = &progress {
             bar.set_message("folding the derived state");
         }
-        deriver
-            .await
-            .map_err(|e| IndexerError::Task(e.to_string()))??;
+        let fold_start = Instant::now();
+        self.store.catch_up_derived(cursor.number).await?;
+        let folding = fold_start.elapsed();
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
@@ -350,6 +327,7 @@ impl Indexer {
             seconds = started.elapsed().as_secs_f64(),
             writer_waiting_s = waiting.as_secs_f64(),
             writer_committing_s = writing.as_secs_f64(),
+            derived_fold_s = folding.as_secs_f64(),
             "backfill pass done"
         );
         Ok(cursor)

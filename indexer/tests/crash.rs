@@ -138,3 +138,56 @@ async fn kill_9_during_live_following_loses_and_duplicates_nothing() {
     assert_same_tables(&got, &clean_snapshot(&anvil, &deployment).await);
     assert!(got["ev_consent_granted"].0 > 100, "{got:?}");
 }
+
+/// A kill while the end of the first backfill builds the derived state in bulk (its
+/// transaction held open by a test-only pause) leaves neither rows nor a moved derived cursor,
+/// and the indexes dropped for the build are all there; the next run builds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_the_derived_state_build_loses_nothing() {
+    let anvil = Anvil::start(&["--slots-in-an-epoch", "1"]).await;
+    let deployment = deploy(&anvil);
+    consent_load(
+        &anvil.url,
+        deployment.manifest.contracts.consent_registry,
+        0,
+        40,
+    )
+    .await;
+    let want = clean_snapshot(&anvil, &deployment).await;
+
+    let db = TestDb::create().await;
+    let args = indexer_args(&anvil.url, &deployment, &db.url);
+    let proc = IndexerProc::spawn_with_env(&args, &[("CARECHAIN_TEST_FOLD_PAUSE_MS", "3000")]);
+    proc.wait_log("building the derived state", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proc.kill9().await;
+
+    let pool = db.pool().await;
+    let derived: i64 = sqlx::query_scalar("SELECT block_number FROM indexer_derived_cursor")
+        .fetch_one(&pool)
+        .await
+        .expect("derived cursor");
+    assert_eq!(derived, deployment.manifest.deployment_block as i64 - 1);
+    let (indexed,) = cursor(&pool).await.map(|c| (c.0,)).expect("cursor");
+    assert!(
+        indexed > derived,
+        "the events were committed before the build"
+    );
+    let consents: i64 = sqlx::query_scalar("SELECT count(*) FROM consents")
+        .fetch_one(&pool)
+        .await
+        .expect("consents");
+    assert_eq!(consents, 0);
+    let indexes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_indexes WHERE indexname IN \
+         ('consents_pkey', 'consents_grantee', 'record_anchors_pkey', 'audit_batches_pkey')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("indexes");
+    assert_eq!(indexes, 4);
+
+    run_to_sync(&args).await;
+    assert_same_tables(&snapshot(&pool).await, &want);
+}

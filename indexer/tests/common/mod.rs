@@ -371,10 +371,16 @@ pub(crate) fn indexer_args<'a>(
 
 impl IndexerProc {
     pub(crate) fn spawn(args: &[String]) -> Self {
+        Self::spawn_with_env(args, &[])
+    }
+
+    /// As [`IndexerProc::spawn`], with extra environment variables.
+    pub(crate) fn spawn_with_env(args: &[String], env: &[(&str, &str)]) -> Self {
         let log = std::env::temp_dir().join(format!("{}.log", unique("indexer")));
         let file = std::fs::File::create(&log).expect("log file");
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_carechain-indexer"))
             .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,carechain_indexer=debug,sqlx=warn")
             .env_remove("DATABASE_URL")
             .env_remove("CARECHAIN_RPC_URL")
