@@ -38,8 +38,11 @@ contract RecordRegistry is IRecordRegistry, IMembershipMirror {
     mapping(address org => address[]) private _activeKeys;
     mapping(address org => bool) private _orgActive;
 
-    mapping(bytes32 versionHash => Anchor) private _anchors;
-    mapping(bytes32 root => BatchAnchor) private _batches;
+    // Keyed by organisation first: an anchor only ever speaks for its own organisation, so a
+    // member of another organisation who learns a hash (from the mempool, say) cannot take
+    // it first and leave the custodian unable to anchor its own record.
+    mapping(address org => mapping(bytes32 versionHash => Anchor)) private _anchors;
+    mapping(address org => mapping(bytes32 root => BatchAnchor)) private _batches;
 
     /// @notice An organisation would exceed `MAX_ACTIVE_KEYS_PER_ORG` active keys.
     error RecordTooManyKeys(address org);
@@ -60,8 +63,10 @@ contract RecordRegistry is IRecordRegistry, IMembershipMirror {
     function anchor(bytes32 versionHash) external {
         if (versionHash == bytes32(0)) revert RecordInvalidInput();
         address org = _anchoringOrg();
-        if (_anchors[versionHash].org != address(0)) revert RecordAlreadyAnchored(versionHash);
-        _anchors[versionHash] = Anchor({org: org, anchoredAt: uint40(block.timestamp)});
+        Anchor storage entry = _anchors[org][versionHash];
+        if (entry.org != address(0)) revert RecordAlreadyAnchored(versionHash);
+        entry.org = org;
+        entry.anchoredAt = uint40(block.timestamp);
         emit RecordAnchored(org, versionHash, msg.sender);
     }
 
@@ -69,8 +74,11 @@ contract RecordRegistry is IRecordRegistry, IMembershipMirror {
     function anchorBatch(bytes32 root, uint32 count) external {
         if (root == bytes32(0) || count == 0) revert RecordInvalidInput();
         address org = _anchoringOrg();
-        if (_batches[root].org != address(0)) revert RecordAlreadyAnchored(root);
-        _batches[root] = BatchAnchor({org: org, anchoredAt: uint40(block.timestamp), count: count});
+        BatchAnchor storage entry = _batches[org][root];
+        if (entry.org != address(0)) revert RecordAlreadyAnchored(root);
+        entry.org = org;
+        entry.anchoredAt = uint40(block.timestamp);
+        entry.count = count;
         emit RecordBatchAnchored(org, root, count, msg.sender);
     }
 
@@ -116,18 +124,18 @@ contract RecordRegistry is IRecordRegistry, IMembershipMirror {
     // ----------------------------------------------------------------------------------------
 
     /// @inheritdoc IRecordRegistry
-    function anchorOf(bytes32 versionHash) external view returns (Anchor memory) {
-        return _anchors[versionHash];
+    function anchorOf(bytes32 versionHash, address org) external view returns (Anchor memory) {
+        return _anchors[org][versionHash];
     }
 
     /// @inheritdoc IRecordRegistry
-    function batchOf(bytes32 root) external view returns (BatchAnchor memory) {
-        return _batches[root];
+    function batchOf(bytes32 root, address org) external view returns (BatchAnchor memory) {
+        return _batches[org][root];
     }
 
     /// @inheritdoc IRecordRegistry
     function verifyAnchor(bytes32 versionHash, address org) external view returns (bool) {
-        return org != address(0) && _anchors[versionHash].org == org;
+        return org != address(0) && _anchors[org][versionHash].org == org;
     }
 
     /// @inheritdoc IRecordRegistry
@@ -136,7 +144,8 @@ contract RecordRegistry is IRecordRegistry, IMembershipMirror {
         view
         returns (bool)
     {
-        return org != address(0) && _batches[root].org == org && AnchorTree.verify(proof, root, versionHash);
+        return
+            org != address(0) && _batches[org][root].org == org && AnchorTree.verify(proof, root, versionHash);
     }
 
     /// @notice The organisation `key` may anchor for: its own when both the key and the

@@ -24,7 +24,7 @@ interface IRecordRegistry {
     error RecordUnauthorizedAnchorer(address caller);
     /// @notice The hash or root is zero, or the batch count is zero.
     error RecordInvalidInput();
-    /// @notice The version hash or batch root is already anchored.
+    /// @notice The caller's organisation has already anchored this version hash or batch root.
     error RecordAlreadyAnchored(bytes32 hash);
 
     /// @notice One version hash was anchored for `org`.
@@ -37,10 +37,11 @@ interface IRecordRegistry {
     /// @notice Anchor a Merkle root over `count` version hashes for the caller's organisation.
     function anchorBatch(bytes32 root, uint32 count) external;
 
-    /// @notice The anchor of a single version hash (zero org when none).
-    function anchorOf(bytes32 versionHash) external view returns (Anchor memory);
-    /// @notice The anchor of a batch root (zero org when none).
-    function batchOf(bytes32 root) external view returns (BatchAnchor memory);
+    /// @notice `org`'s anchor of a single version hash (zero org when none). Anchors are per
+    /// organisation: another organisation anchoring the same hash neither blocks nor counts.
+    function anchorOf(bytes32 versionHash, address org) external view returns (Anchor memory);
+    /// @notice `org`'s anchor of a batch root (zero org when none).
+    function batchOf(bytes32 root, address org) external view returns (BatchAnchor memory);
     /// @notice Whether `versionHash` is anchored for `org`, singly.
     function verifyAnchor(bytes32 versionHash, address org) external view returns (bool);
     /// @notice Whether `versionHash` is included, by `proof`, in a batch root anchored for `org`.

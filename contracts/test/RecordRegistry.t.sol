@@ -82,7 +82,7 @@ contract RecordRegistryTest is CarechainFixture {
         emit RecordAnchored(hospital, VERSION, doctor);
         _anchorByDoctor(VERSION);
 
-        IRecordRegistry.Anchor memory a = records.anchorOf(VERSION);
+        IRecordRegistry.Anchor memory a = records.anchorOf(VERSION, hospital);
         assertEq(a.org, hospital, "org");
         assertEq(a.anchoredAt, START + 123, "anchoredAt");
         assertTrue(records.verifyAnchor(VERSION, hospital), "verifies for the custodian");
@@ -95,16 +95,31 @@ contract RecordRegistryTest is CarechainFixture {
         _anchorByDoctor(bytes32(0));
     }
 
-    function test_anchor_revertsWhenAlreadyAnchored_evenByAnotherOrganisation() public {
+    function test_anchor_revertsWhenTheOrganisationAnchoredItAlready() public {
         _anchorByDoctor(VERSION);
+        // Another member of the same organisation.
         vm.expectRevert(abi.encodeWithSelector(IRecordRegistry.RecordAlreadyAnchored.selector, VERSION));
         vm.prank(nurse);
         records.anchor(VERSION);
-        vm.expectRevert(abi.encodeWithSelector(IRecordRegistry.RecordAlreadyAnchored.selector, VERSION));
+        assertEq(records.anchorOf(VERSION, hospital).anchoredAt, START, "the first anchor stands");
+    }
+
+    function test_anchor_anotherOrganisationCannotPreemptTheCustodian() public {
+        // A lab member who learns the hospital's version hash (from the mempool) anchors it first.
         vm.prank(labTech);
         records.anchor(VERSION);
-        // The first anchor stands.
-        assertEq(records.anchorOf(VERSION).org, hospital);
+        assertFalse(
+            records.verifyAnchor(VERSION, hospital), "the lab's anchor does not speak for the hospital"
+        );
+
+        // The custodian can still anchor its own record, and each anchor speaks only for its own.
+        vm.warp(START + 5);
+        _anchorByDoctor(VERSION);
+        assertTrue(records.verifyAnchor(VERSION, hospital), "hospital");
+        assertTrue(records.verifyAnchor(VERSION, lab), "lab");
+        assertEq(records.anchorOf(VERSION, hospital).anchoredAt, START + 5, "hospital's own time");
+        assertEq(records.anchorOf(VERSION, lab).anchoredAt, START, "lab's own time");
+        assertEq(records.anchorOf(VERSION, stranger).org, address(0), "none for others");
     }
 
     function test_anchor_revertsForNonMembers() public {
@@ -132,7 +147,7 @@ contract RecordRegistryTest is CarechainFixture {
         vm.prank(labTech);
         records.anchorBatch(root, 7);
 
-        IRecordRegistry.BatchAnchor memory b = records.batchOf(root);
+        IRecordRegistry.BatchAnchor memory b = records.batchOf(root, lab);
         assertEq(b.org, lab, "org");
         assertEq(b.anchoredAt, START + 60, "anchoredAt");
         assertEq(b.count, 7, "count");
@@ -147,13 +162,22 @@ contract RecordRegistryTest is CarechainFixture {
         vm.stopPrank();
     }
 
-    function test_anchorBatch_revertsWhenAlreadyAnchored() public {
+    function test_anchorBatch_revertsWhenTheOrganisationAnchoredItAlready() public {
         vm.prank(doctor);
         records.anchorBatch(VERSION, 2);
         vm.expectRevert(abi.encodeWithSelector(IRecordRegistry.RecordAlreadyAnchored.selector, VERSION));
+        vm.prank(nurse);
+        records.anchorBatch(VERSION, 5);
+        assertEq(records.batchOf(VERSION, hospital).count, 2, "the first batch stands");
+    }
+
+    function test_anchorBatch_anotherOrganisationCannotPreemptTheCustodian() public {
         vm.prank(labTech);
         records.anchorBatch(VERSION, 5);
-        assertEq(records.batchOf(VERSION).count, 2, "the first batch stands");
+        vm.prank(doctor);
+        records.anchorBatch(VERSION, 2);
+        assertEq(records.batchOf(VERSION, hospital).count, 2, "hospital");
+        assertEq(records.batchOf(VERSION, lab).count, 5, "lab");
     }
 
     function test_singleAndBatchAnchorsAreSeparate() public {
@@ -161,8 +185,8 @@ contract RecordRegistryTest is CarechainFixture {
         _anchorByDoctor(VERSION);
         vm.prank(labTech);
         records.anchorBatch(VERSION, 1);
-        assertEq(records.anchorOf(VERSION).org, hospital);
-        assertEq(records.batchOf(VERSION).org, lab);
+        assertEq(records.anchorOf(VERSION, hospital).org, hospital);
+        assertEq(records.batchOf(VERSION, lab).org, lab);
     }
 
     // ---- Merkle inclusion ----
