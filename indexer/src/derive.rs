@@ -123,7 +123,7 @@ INSERT INTO record_anchors (chain_id, version_hash, org, anchorer, block_number,
 SELECT $1, version_hash, org, anchorer, block_number, tx_hash
 FROM ev_record_anchored
 WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-ON CONFLICT (chain_id, version_hash) DO NOTHING
+ON CONFLICT (chain_id, org, version_hash) DO NOTHING
 "#;
 
 const RECORD_BATCHES: &str = r#"
@@ -131,7 +131,7 @@ INSERT INTO record_batches (chain_id, root, org, leaf_count, anchorer, block_num
 SELECT $1, root, org, leaf_count, anchorer, block_number, tx_hash
 FROM ev_record_batch_anchored
 WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-ON CONFLICT (chain_id, root) DO NOTHING
+ON CONFLICT (chain_id, org, root) DO NOTHING
 "#;
 
 const AUDIT_BATCHES: &str = r#"
@@ -257,14 +257,14 @@ FROM (
 WHERE granted
 "#;
 
-/// [`build`]: the first anchoring of each version hash (a later one is `DO NOTHING` in
+/// [`build`]: each organisation's first anchoring of each version hash (a later one is `DO NOTHING` in
 /// [`RECORD_ANCHORS`]).
 const RECORD_ANCHORS_BUILD: &str = r#"
 INSERT INTO record_anchors (chain_id, version_hash, org, anchorer, block_number, tx_hash)
-SELECT DISTINCT ON (version_hash) $1, version_hash, org, anchorer, block_number, tx_hash
+SELECT DISTINCT ON (org, version_hash) $1, version_hash, org, anchorer, block_number, tx_hash
 FROM ev_record_anchored
 WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-ORDER BY version_hash, block_number, log_index
+ORDER BY org, version_hash, block_number, log_index
 "#;
 
 /// [`build`]: the first anchoring of each audit batch id (as [`AUDIT_BATCHES`]).
@@ -290,7 +290,7 @@ const BULK_INDEXES: &[(&str, &str)] = &[
     ),
     (
         "ALTER TABLE record_anchors DROP CONSTRAINT record_anchors_pkey",
-        "ALTER TABLE record_anchors ADD CONSTRAINT record_anchors_pkey PRIMARY KEY (chain_id, version_hash)",
+        "ALTER TABLE record_anchors ADD CONSTRAINT record_anchors_pkey PRIMARY KEY (chain_id, org, version_hash)",
     ),
     (
         "ALTER TABLE audit_batches DROP CONSTRAINT audit_batches_pkey",

@@ -536,16 +536,18 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
             .expect("view")
     );
     let records_view = RecordRegistry::new(c.record_registry, anvil.provider());
+    // Anchors are per organisation: the practitioner anchored for the hospital.
     let anchored: Vec<u8> =
         sqlx::query_scalar("SELECT org FROM record_anchors WHERE version_hash = $1")
             .bind(version.as_slice())
             .fetch_one(&pool)
             .await
             .expect("anchor");
+    assert_eq!(anchored, hospital.to_vec());
     assert_eq!(
         anchored,
         records_view
-            .anchorOf(version)
+            .anchorOf(version, hospital)
             .call()
             .await
             .expect("anchorOf")
@@ -558,7 +560,12 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
             .fetch_one(&pool)
             .await
             .expect("batch");
-    let batch = records_view.batchOf(root).call().await.expect("batchOf");
+    let batch = records_view
+        .batchOf(root, hospital)
+        .call()
+        .await
+        .expect("batchOf");
+    assert_eq!(org, hospital.to_vec());
     assert_eq!((org, count), (batch.org.to_vec(), i64::from(batch.count)));
     let audit_view = AuditAnchor::new(c.audit_anchor, anvil.provider());
     let gateways: Vec<Vec<u8>> = sqlx::query_scalar("SELECT gateway FROM audit_gateways")
