@@ -79,6 +79,33 @@ async fn decide(
     }
 }
 
+/// Resolve an existing record to its patient and decide the read on chain (404 when the
+/// record does not exist, 403 when consent denies it).
+async fn decide_read_of_record(
+    state: &AppState,
+    claims: &Claims,
+    resource_type: ResourceType,
+    id: &str,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Decision, AppError> {
+    let name = resource_type.code();
+    let patient = store::patient_of_record(state.pool(), name, id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
+    let patient = parse_patient(&patient)?;
+    decide(
+        state,
+        claims,
+        patient,
+        resource_type,
+        Action::Read,
+        purpose,
+        audit,
+    )
+    .await
+}
+
 /// `GET [type]/[id]` and `GET [type]/[id]/_history/[vid]`.
 pub async fn read(
     state: &AppState,
@@ -94,20 +121,7 @@ pub async fn read(
         Some(v) => format!("{name}/{id}/_history/{v}"),
         None => format!("{name}/{id}"),
     });
-    let patient = store::patient_of_record(state.pool(), name, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
-    let patient = parse_patient(&patient)?;
-    decide(
-        state,
-        claims,
-        patient,
-        resource_type,
-        Action::Read,
-        purpose,
-        audit,
-    )
-    .await?;
+    decide_read_of_record(state, claims, resource_type, id, purpose, audit).await?;
     let stored = store::version(state.pool(), name, id, version)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("{name}/{id} has no such version")))?;
@@ -426,20 +440,7 @@ pub async fn history(
 ) -> Result<Value, AppError> {
     let name = resource_type.code();
     audit.entity(format!("{name}/{id}/_history"));
-    let patient = store::patient_of_record(state.pool(), name, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
-    let patient = parse_patient(&patient)?;
-    decide(
-        state,
-        claims,
-        patient,
-        resource_type,
-        Action::Read,
-        purpose,
-        audit,
-    )
-    .await?;
+    decide_read_of_record(state, claims, resource_type, id, purpose, audit).await?;
     let limit = i64::try_from(state.config().max_page_size).unwrap_or(100);
     let versions = store::history(state.pool(), name, id, limit).await?;
     let base = state.base_url();
