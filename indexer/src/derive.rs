@@ -24,9 +24,11 @@ const DERIVED_TABLES: &[&str] = &[
     "audit_batches",
 ];
 
-/// Latest grant-or-revoke per (patient, grantee) in the range: a grant upserts, a revoke deletes.
-const CONSENTS: &str = r#"
-WITH latest AS (
+/// The latest grant-or-revoke event per (patient, grantee) in blocks $2..=$3, as a query
+/// (`granted` tells which); shared by [`CONSENTS`] and [`CONSENTS_BUILD`], which must agree.
+macro_rules! latest_consent_events {
+    () => {
+        r#"
     SELECT DISTINCT ON (patient, grantee) *
     FROM (
         SELECT patient, grantee, TRUE AS granted, actor, resource_types, actions, purposes,
@@ -40,7 +42,16 @@ WITH latest AS (
         WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
     ) e
     ORDER BY patient, grantee, block_number DESC, log_index DESC
-), revoked AS (
+"#
+    };
+}
+
+/// Latest grant-or-revoke per (patient, grantee) in the range: a grant upserts, a revoke deletes.
+const CONSENTS: &str = concat!(
+    r#"
+WITH latest AS ("#,
+    latest_consent_events!(),
+    r#"), revoked AS (
     DELETE FROM consents c
     USING latest l
     WHERE NOT l.granted AND c.chain_id = $1 AND c.patient = l.patient AND c.grantee = l.grantee
@@ -61,7 +72,8 @@ ON CONFLICT (chain_id, patient, grantee) DO UPDATE SET
     actor = EXCLUDED.actor,
     granted_block = EXCLUDED.granted_block,
     granted_tx = EXCLUDED.granted_tx
-"#;
+"#
+);
 
 /// Latest set-or-remove per (patient, delegate).
 const DELEGATES: &str = r#"
@@ -234,28 +246,18 @@ UPDATE members SET status = 3, updated_block = $3 WHERE chain_id = $1 AND member
 
 /// [`build`]: the stored consents, the latest grant-or-revoke per (patient, grantee) when it
 /// is a grant (what folding every range with [`CONSENTS`] leaves).
-const CONSENTS_BUILD: &str = r#"
+const CONSENTS_BUILD: &str = concat!(
+    r#"
 INSERT INTO consents (chain_id, patient, grantee, resource_types, actions, purposes, valid_from,
                       valid_until, consent_hash, actor, granted_block, granted_tx)
 SELECT $1, patient, grantee, resource_types, actions, purposes, valid_from, valid_until,
        consent_hash, actor, block_number, tx_hash
-FROM (
-    SELECT DISTINCT ON (patient, grantee) *
-    FROM (
-        SELECT patient, grantee, TRUE AS granted, actor, resource_types, actions, purposes,
-               valid_from, valid_until, consent_hash, block_number, log_index, tx_hash
-        FROM ev_consent_granted
-        WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-        UNION ALL
-        SELECT patient, grantee, FALSE, actor, NULL, NULL, NULL, NULL, NULL, NULL,
-               block_number, log_index, tx_hash
-        FROM ev_consent_revoked
-        WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-    ) e
-    ORDER BY patient, grantee, block_number DESC, log_index DESC
-) latest
+FROM ("#,
+    latest_consent_events!(),
+    r#") latest
 WHERE granted
-"#;
+"#
+);
 
 /// [`build`]: each organisation's first anchoring of each version hash (a later one is `DO NOTHING` in
 /// [`RECORD_ANCHORS`]).
