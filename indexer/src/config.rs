@@ -75,8 +75,9 @@ pub struct Config {
     pub poll_interval_ms: u64,
 
     /// First eth_getLogs range during backfill, in blocks; it doubles while ranges return
-    /// fewer than half the target logs and shrinks when they return more.
-    #[arg(long, value_name = "BLOCKS", default_value_t = 10)]
+    /// fewer than half the target logs and shrinks when they return more. Small, so that the
+    /// writer starts on the first range at once on a dense chain.
+    #[arg(long, value_name = "BLOCKS", default_value_t = 1)]
     pub initial_range: u64,
 
     /// Largest eth_getLogs range during backfill, in blocks.

@@ -300,6 +300,21 @@ const BULK_INDEXES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Secondary indexes of the event tables that only readers need (a patient's consent history).
+/// A first backfill into empty event tables drops them ([`crate::store::Store::defer_event_indexes`])
+/// so that its inserts maintain only the primary keys; [`build`] creates them again after the
+/// rows, in its transaction. `(name, CREATE INDEX IF NOT EXISTS ...)`, as in the migrations.
+pub(crate) const DEFERRED_EVENT_INDEXES: &[(&str, &str)] = &[
+    (
+        "ev_consent_granted_patient",
+        "CREATE INDEX IF NOT EXISTS ev_consent_granted_patient ON ev_consent_granted (chain_id, patient, grantee)",
+    ),
+    (
+        "ev_consent_revoked_patient",
+        "CREATE INDEX IF NOT EXISTS ev_consent_revoked_patient ON ev_consent_revoked (chain_id, patient, grantee)",
+    ),
+];
+
 /// Folds the events of blocks `[from, to]` into the derived tables.
 pub async fn apply_range(
     conn: &mut PgConnection,
@@ -447,7 +462,13 @@ pub async fn build(
             .execute(&mut *conn)
             .await?;
     }
-    apply_membership(conn, chain_id, 0, to).await
+    apply_membership(conn, chain_id, 0, to).await?;
+    // Whatever dropped them (a first backfill), the event tables have all their indexes again
+    // once the derived state exists.
+    for (_, create_sql) in DEFERRED_EVENT_INDEXES {
+        sqlx::query(*create_sql).execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Rebuilds every derived table of `chain_id` from the event log up to block `to`.

@@ -224,6 +224,9 @@ impl Indexer {
         let start = cursor.number + 1;
         let blocks = target - cursor.number;
         tracing::info!(from = start, to = target, blocks, "backfilling");
+        if self.store.defer_event_indexes().await? {
+            tracing::info!("first backfill: the event tables' reader indexes are built at its end");
+        }
         let progress = self.progress_bar(blocks);
         let range_size = self.range_size.clone();
         let (tx, mut rx) = mpsc::channel::<Result<RangeCommit, IndexerError>>(2);

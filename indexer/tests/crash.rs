@@ -103,6 +103,20 @@ async fn kill_9_during_backfill_loses_and_duplicates_nothing() {
     run_to_sync(&args).await;
     let pool = db.pool().await;
     assert_same_tables(&snapshot(&pool).await, &want);
+    // The first backfill drops the event tables' reader indexes; killed or not, they are
+    // back once it has completed.
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexname::text FROM pg_indexes \
+         WHERE indexname IN ('ev_consent_granted_patient', 'ev_consent_revoked_patient') \
+         ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("list indexes");
+    assert_eq!(
+        indexes,
+        ["ev_consent_granted_patient", "ev_consent_revoked_patient"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
