@@ -1,5 +1,6 @@
-//! The RPC endpoint going away for a while and PostgreSQL dropping every connection (as in a
-//! server restart): the indexer logs, retries, and catches up with nothing lost.
+//! The RPC endpoint going away for a while, PostgreSQL dropping every connection, and the
+//! PostgreSQL server itself restarting: the indexer logs, retries, and catches up with nothing
+//! lost.
 
 mod common;
 
@@ -77,6 +78,100 @@ async fn postgres_connection_loss_is_retried_and_nothing_is_lost() {
     );
     proxy.up().await;
 
+    wait_synced(&proc, &pool, &anvil, Duration::from_secs(60)).await;
+    assert_same_tables(
+        &snapshot(&pool).await,
+        &clean_snapshot(&anvil, &deployment).await,
+    );
+}
+
+/// A private PostgreSQL cluster of this test, started and stopped with the project's own
+/// `scripts/lib.sh` (which runs the server as the `postgres` user when the tests run as root).
+struct PrivateCluster {
+    dir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivateCluster {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("carechain_pg_restart"));
+        std::fs::create_dir_all(&dir).expect("create the cluster directory");
+        // The server runs as the postgres user when we are root: it must reach the directory.
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod the cluster directory");
+        Self {
+            dir,
+            port: free_port(),
+        }
+    }
+
+    /// Runs `script` after sourcing scripts/lib.sh; returns its standard output.
+    fn lib(&self, script: &str) -> String {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -e; source scripts/lib.sh; {script}"))
+            .env("PG_DIR_ARG", &self.dir)
+            .env("PG_PORT_ARG", self.port.to_string())
+            .env(
+                "PG_SERVER_OPTS",
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            )
+            .current_dir(repo_root())
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run bash");
+        assert!(out.status.success(), "scripts/lib.sh: {script} failed");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Starts the server; returns the URL of its `carechain` database.
+    fn start(&self) -> String {
+        self.lib(r#"pg_start "$PG_DIR_ARG" "$PG_PORT_ARG" >&2; echo "$DATABASE_URL""#)
+    }
+
+    fn stop(&self) {
+        self.lib(r#"pg_stop "$PG_DIR_ARG" >&2"#);
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_server_restart_is_survived_and_nothing_is_lost() {
+    let anvil = Anvil::start(&[]).await;
+    let deployment = deploy(&anvil);
+    let registry = deployment.manifest.contracts.consent_registry;
+    let cluster = PrivateCluster::new();
+    let url = cluster.start();
+    let mut proc = IndexerProc::spawn(&indexer_args(&anvil.url, &deployment, &url));
+    consent_load(&anvil.url, registry, 0, 10).await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    wait_synced(&proc, &pool, &anvil, Duration::from_secs(30)).await;
+    pool.close().await;
+
+    // The server goes down (fast shutdown), the chain moves on, the server comes back.
+    cluster.stop();
+    consent_load(&anvil.url, registry, 10, 25).await;
+    proc.wait_log(
+        "indexing pass failed; resuming from the stored cursor",
+        Duration::from_secs(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        proc.is_running(),
+        "the indexer must not exit while PostgreSQL is down:\n{}",
+        proc.log_text()
+    );
+    assert_eq!(cluster.start(), url);
+
+    let pool = sqlx::PgPool::connect(&url).await.expect("reconnect");
     wait_synced(&proc, &pool, &anvil, Duration::from_secs(60)).await;
     assert_same_tables(
         &snapshot(&pool).await,
