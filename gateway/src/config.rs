@@ -128,6 +128,13 @@ pub struct GatewayConfig {
         default_value = "carechain_gateway_audit"
     )]
     pub audit_role: String,
+    /// Private key (hex) of the funded account that submits patients' signed grants and
+    /// revocations (`POST /relay/consent`); without it, gas-free consent is switched off.
+    #[arg(long, env = "CARECHAIN_GATEWAY_RELAY_KEY", hide_env_values = true)]
+    pub relay_key: Option<String>,
+    /// Gas-free consent submissions accepted per patient per hour.
+    #[arg(long, env = "CARECHAIN_GATEWAY_RELAY_PER_HOUR", default_value_t = 20)]
+    pub relay_per_patient_per_hour: u32,
     /// BENCHMARKS ONLY: answer without asking the chain for consent. Refused unless the gateway
     /// listens on a loopback address.
     #[arg(
@@ -171,6 +178,8 @@ impl GatewayConfig {
             max_page_size: 100,
             max_search_patients: 1000,
             audit_role: "carechain_gateway_audit".into(),
+            relay_key: None,
+            relay_per_patient_per_hour: 20,
             bench_skip_consent: false,
         }
     }

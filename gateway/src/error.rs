@@ -55,6 +55,12 @@ pub enum AppError {
     /// The search would touch more than the gateway allows.
     #[error("{0}")]
     TooCostly(String),
+    /// Too many requests of this kind from this client or for this patient.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// A transaction the gateway sent on someone's behalf failed or could not be sent.
+    #[error("{0}")]
+    BadGateway(String),
     /// A dependency (chain, index, database) is unavailable: fail closed.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -88,6 +94,8 @@ impl AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Integrity | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,7 +115,8 @@ impl AppError {
             Self::Conflict(_) | Self::PreconditionFailed(_) => "conflict",
             Self::PayloadTooLarge | Self::TooCostly(_) => "too-costly",
             Self::Unprocessable(_) => "processing",
-            Self::Unavailable(_) => "transient",
+            Self::TooManyRequests(_) => "throttled",
+            Self::Unavailable(_) | Self::BadGateway(_) => "transient",
             Self::Integrity => "processing",
             Self::Internal(_) => "exception",
         }

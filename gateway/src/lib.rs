@@ -14,6 +14,7 @@
 //! - [`audit`]: the hash-chained audit log with its group-committing writer;
 //! - [`crypto`], [`store`], [`jcs`]: envelope encryption, the record store, RFC 8785 hashing;
 //! - [`fhir`]: FHIR dates, resource helpers and the CapabilityStatement;
+//! - [`relay`]: gas-free consent (signed grants and revocations submitted with the gateway's key);
 //! - [`http`]: the axum router (thin handlers over the modules above).
 
 pub mod audit;
@@ -27,6 +28,7 @@ pub mod fhir;
 pub mod http;
 pub mod jcs;
 pub mod records;
+pub mod relay;
 pub mod search;
 pub mod signing;
 pub mod store;
@@ -106,6 +108,7 @@ struct StateInner {
     auth: AuthSettings,
     kek: SecretKey,
     hasher: TokenHasher,
+    relay: Option<relay::Relay>,
 }
 
 impl AppState {
@@ -152,6 +155,10 @@ impl AppState {
     /// Keyed hashing of search tokens.
     pub fn hasher(&self) -> &TokenHasher {
         &self.inner.hasher
+    }
+    /// The gas-free consent submitter, when a relay key is configured.
+    pub fn relay(&self) -> Option<&relay::Relay> {
+        self.inner.relay.as_ref()
     }
 }
 
@@ -235,6 +242,25 @@ impl Gateway {
         consent.spawn_background(background.clone());
         let (audit, audit_writer) =
             AuditLog::start(pool.clone(), config.audit_role()?, background.clone());
+        let relay = config
+            .relay_key
+            .as_deref()
+            .map(|key| {
+                relay::Relay::new(
+                    &config.rpc_url,
+                    key,
+                    manifest.contracts.consent_registry,
+                    manifest.chain_id,
+                    pool.clone(),
+                    config.relay_per_patient_per_hour,
+                    Duration::from_millis(config.chain_timeout_ms),
+                )
+            })
+            .transpose()
+            .map_err(|e| ConfigError::Invalid {
+                name: "relay_key",
+                reason: e.to_string(),
+            })?;
         let secret = kek.derive(b"carechain/gateway-secret");
         let state = AppState {
             inner: Arc::new(StateInner {
@@ -250,6 +276,7 @@ impl Gateway {
                 hasher: TokenHasher::new(&secret),
                 auth,
                 kek,
+                relay,
                 config,
             }),
         };

@@ -9,6 +9,7 @@
 mod auth;
 mod fhir;
 mod metadata;
+mod relay;
 
 use crate::{
     AppState,
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metadata", get(metadata::capability_statement))
         .route("/auth/nonce", post(auth::nonce))
         .route("/auth/login", post(auth::login))
+        .route("/relay/consent", post(relay::submit))
         .merge(fhir::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1,0 +1,807 @@
+//! Gas-free consent: a patient or delegate signs an EIP-712 `Grant` or `Revoke` (in any
+//! wallet, with `eth_signTypedData_v4`) and the gateway submits it with its own funded key.
+//!
+//! Nothing is sent before the submission has been checked: the typed data must be bound to
+//! this chain and this ConsentRegistry, its deadline must lie ahead, its nonce must be the
+//! patient's current one, the signature must recover to the signer (or be accepted by the
+//! signer contract, ERC-1271), and the call is simulated (`eth_call`) so that any other revert
+//! is refused with the contract's own error before gas is spent. Submissions are rate-limited
+//! per patient and recorded in `relay_submissions` before sending, so a failure is retried and
+//! then reported with its row, never lost silently.
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, B256, Bytes, Signature, U256, aliases::U40},
+    providers::{DynProvider, Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+    sol,
+    sol_types::{Eip712Domain, SolStruct, eip712_domain},
+};
+use carechain_contracts::ConsentRegistry::{self, ConsentRegistryErrors};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::{
+    collections::{HashMap, VecDeque},
+    str::FromStr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+sol! {
+    /// EIP-712 `Grant` of ConsentRegistry (its `GRANT_TYPEHASH`).
+    #[derive(Debug)]
+    struct Grant {
+        address patient;
+        address grantee;
+        uint64 resourceTypes;
+        uint8 actions;
+        uint16 purposes;
+        uint40 validFrom;
+        uint40 validUntil;
+        bytes32 consentHash;
+        uint256 nonce;
+        uint256 deadline;
+    }
+
+    /// EIP-712 `Revoke` of ConsentRegistry (its `REVOKE_TYPEHASH`).
+    #[derive(Debug)]
+    struct Revoke {
+        address patient;
+        address grantee;
+        uint256 nonce;
+        uint256 deadline;
+    }
+}
+
+/// The EIP-712 domain name and version of ConsentRegistry.
+pub const DOMAIN_NAME: &str = "carechain ConsentRegistry";
+/// See [`DOMAIN_NAME`].
+pub const DOMAIN_VERSION: &str = "1";
+
+/// Why a submission was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The body is not a signed grant or revocation.
+    #[error("{0}")]
+    Invalid(String),
+    /// The signature was made for another chain or contract.
+    #[error("{0}")]
+    WrongDomain(String),
+    /// The deadline has passed.
+    #[error("the signature's deadline {0} has passed; sign again with a later deadline")]
+    Expired(u64),
+    /// The nonce is not the patient's current one (already used, or cancelled).
+    #[error(
+        "nonce {signed} is not the patient's current nonce {current}: the signature was already used or cancelled; sign again"
+    )]
+    StaleNonce {
+        /// The nonce in the signed message.
+        signed: U256,
+        /// The patient's nonce on chain.
+        current: U256,
+    },
+    /// The signature does not come from the signer.
+    #[error("{0}")]
+    BadSignature(String),
+    /// The contract would revert: nothing was sent.
+    #[error("the ConsentRegistry refuses this submission ({0}); nothing was sent")]
+    WouldRevert(String),
+    /// Too many submissions for this patient.
+    #[error("too many consent submissions for this patient; try again in {0} s")]
+    RateLimited(u64),
+    /// The chain could not be reached or the transaction failed after sending.
+    #[error("{0}")]
+    Chain(String),
+    /// The submission table failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// What a signed submission asks for, decoded.
+#[derive(Debug, Clone)]
+pub enum SignedConsent {
+    /// A grant.
+    Grant(Grant),
+    /// A revocation.
+    Revoke(Revoke),
+}
+
+impl SignedConsent {
+    /// The patient whose consent this is.
+    pub fn patient(&self) -> Address {
+        match self {
+            Self::Grant(g) => g.patient,
+            Self::Revoke(r) => r.patient,
+        }
+    }
+
+    fn grantee(&self) -> Address {
+        match self {
+            Self::Grant(g) => g.grantee,
+            Self::Revoke(r) => r.grantee,
+        }
+    }
+
+    fn nonce(&self) -> U256 {
+        match self {
+            Self::Grant(g) => g.nonce,
+            Self::Revoke(r) => r.nonce,
+        }
+    }
+
+    fn deadline(&self) -> U256 {
+        match self {
+            Self::Grant(g) => g.deadline,
+            Self::Revoke(r) => r.deadline,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Grant(_) => "grant",
+            Self::Revoke(_) => "revoke",
+        }
+    }
+
+    fn signing_hash(&self, domain: &Eip712Domain) -> B256 {
+        match self {
+            Self::Grant(g) => g.eip712_signing_hash(domain),
+            Self::Revoke(r) => r.eip712_signing_hash(domain),
+        }
+    }
+}
+
+/// A submission as received: the typed data a wallet signed, its signature, and the signer
+/// when it is not the address the signature recovers to (a contract wallet).
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The decoded message.
+    pub consent: SignedConsent,
+    /// The 65-byte signature (or a contract wallet's signature bytes).
+    pub signature: Bytes,
+    /// The signer named by the submitter, if any.
+    pub signer: Option<Address>,
+    /// The domain the typed data names.
+    pub claimed: ClaimedDomain,
+}
+
+/// The answer to an accepted submission.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// Row id in `relay_submissions`.
+    pub id: i64,
+    /// What was submitted.
+    pub kind: &'static str,
+    /// The patient.
+    pub patient: Address,
+    /// The signer (patient or delegate).
+    pub signer: Address,
+    /// The transaction.
+    pub tx_hash: B256,
+    /// The block it was mined in.
+    pub block: u64,
+}
+
+fn field<'a>(message: &'a Value, name: &str) -> Result<&'a Value, RelayError> {
+    message
+        .get(name)
+        .ok_or_else(|| RelayError::Invalid(format!("message.{name} is missing")))
+}
+
+fn address(message: &Value, name: &str) -> Result<Address, RelayError> {
+    field(message, name)?
+        .as_str()
+        .and_then(|s| Address::from_str(s).ok())
+        .ok_or_else(|| RelayError::Invalid(format!("message.{name} must be an address")))
+}
+
+/// A number given as a JSON number, a decimal string or a 0x-hex string, as wallets emit.
+fn uint(message: &Value, name: &str) -> Result<U256, RelayError> {
+    let bad = || RelayError::Invalid(format!("message.{name} must be an unsigned integer"));
+    match field(message, name)? {
+        Value::Number(n) => n.as_u64().map(U256::from).ok_or_else(bad),
+        Value::String(s) => {
+            if let Some(hex) = s.strip_prefix("0x") {
+                U256::from_str_radix(hex, 16).map_err(|_| bad())
+            } else {
+                U256::from_str_radix(s, 10).map_err(|_| bad())
+            }
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn small<T: TryFrom<U256>>(message: &Value, name: &str) -> Result<T, RelayError> {
+    T::try_from(uint(message, name)?)
+        .map_err(|_| RelayError::Invalid(format!("message.{name} is out of range")))
+}
+
+fn uint40(message: &Value, name: &str) -> Result<U40, RelayError> {
+    U40::try_from(small::<u64>(message, name)?)
+        .map_err(|_| RelayError::Invalid(format!("message.{name} is out of range")))
+}
+
+/// The struct fields the contract's type hashes name, in order.
+const GRANT_FIELDS: &[(&str, &str)] = &[
+    ("patient", "address"),
+    ("grantee", "address"),
+    ("resourceTypes", "uint64"),
+    ("actions", "uint8"),
+    ("purposes", "uint16"),
+    ("validFrom", "uint40"),
+    ("validUntil", "uint40"),
+    ("consentHash", "bytes32"),
+    ("nonce", "uint256"),
+    ("deadline", "uint256"),
+];
+const REVOKE_FIELDS: &[(&str, &str)] = &[
+    ("patient", "address"),
+    ("grantee", "address"),
+    ("nonce", "uint256"),
+    ("deadline", "uint256"),
+];
+
+fn check_types(typed: &Value, primary: &str, want: &[(&str, &str)]) -> Result<(), RelayError> {
+    let fields = typed
+        .pointer(&format!("/types/{primary}"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| RelayError::Invalid(format!("typedData.types.{primary} is missing")))?;
+    let got: Vec<(Option<&str>, Option<&str>)> = fields
+        .iter()
+        .map(|f| {
+            (
+                f.get("name").and_then(Value::as_str),
+                f.get("type").and_then(Value::as_str),
+            )
+        })
+        .collect();
+    let expected: Vec<(Option<&str>, Option<&str>)> =
+        want.iter().map(|(n, t)| (Some(*n), Some(*t))).collect();
+    if got != expected {
+        return Err(RelayError::Invalid(format!(
+            "typedData.types.{primary} differs from ConsentRegistry's {primary} type"
+        )));
+    }
+    Ok(())
+}
+
+impl Submission {
+    /// Parses `{"typedData": <eth_signTypedData_v4 object>, "signature": "0x..", "signer"?}`.
+    pub fn from_json(body: &Value) -> Result<Self, RelayError> {
+        let typed = body.get("typedData").ok_or_else(|| {
+            RelayError::Invalid("`typedData` (the signed EIP-712 typed data) is required".into())
+        })?;
+        let signature = body
+            .get("signature")
+            .and_then(Value::as_str)
+            .and_then(|s| alloy::hex::decode(s).ok())
+            .ok_or_else(|| RelayError::Invalid("`signature` (0x hex) is required".into()))?;
+        let signer = match body.get("signer") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_str()
+                    .and_then(|s| Address::from_str(s).ok())
+                    .ok_or_else(|| RelayError::Invalid("`signer` must be an address".into()))?,
+            ),
+        };
+        let message = typed
+            .get("message")
+            .ok_or_else(|| RelayError::Invalid("typedData.message is missing".into()))?;
+        let consent = match typed.get("primaryType").and_then(Value::as_str) {
+            Some("Grant") => {
+                check_types(typed, "Grant", GRANT_FIELDS)?;
+                let hash = field(message, "consentHash")?
+                    .as_str()
+                    .and_then(|s| B256::from_str(s).ok())
+                    .ok_or_else(|| {
+                        RelayError::Invalid("message.consentHash must be 32 bytes of hex".into())
+                    })?;
+                SignedConsent::Grant(Grant {
+                    patient: address(message, "patient")?,
+                    grantee: address(message, "grantee")?,
+                    resourceTypes: small(message, "resourceTypes")?,
+                    actions: small(message, "actions")?,
+                    purposes: small(message, "purposes")?,
+                    validFrom: uint40(message, "validFrom")?,
+                    validUntil: uint40(message, "validUntil")?,
+                    consentHash: hash,
+                    nonce: uint(message, "nonce")?,
+                    deadline: uint(message, "deadline")?,
+                })
+            }
+            Some("Revoke") => {
+                check_types(typed, "Revoke", REVOKE_FIELDS)?;
+                SignedConsent::Revoke(Revoke {
+                    patient: address(message, "patient")?,
+                    grantee: address(message, "grantee")?,
+                    nonce: uint(message, "nonce")?,
+                    deadline: uint(message, "deadline")?,
+                })
+            }
+            _ => {
+                return Err(RelayError::Invalid(
+                    "typedData.primaryType must be Grant or Revoke".into(),
+                ));
+            }
+        };
+        let domain = typed
+            .get("domain")
+            .ok_or_else(|| RelayError::Invalid("typedData.domain is missing".into()))?;
+        let claimed = ClaimedDomain {
+            name: domain
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            version: domain
+                .get("version")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            chain_id: uint(domain, "chainId").ok(),
+            verifying_contract: address(domain, "verifyingContract").ok(),
+        };
+        Ok(Self {
+            consent,
+            signature: signature.into(),
+            signer,
+            claimed,
+        })
+    }
+}
+
+/// The EIP-712 domain a submission says it was signed for.
+#[derive(Debug, Clone)]
+pub struct ClaimedDomain {
+    name: Option<String>,
+    version: Option<String>,
+    chain_id: Option<U256>,
+    verifying_contract: Option<Address>,
+}
+
+/// Submissions per patient within a sliding window.
+#[derive(Debug)]
+struct RateLimiter {
+    limit: usize,
+    window: Duration,
+    seen: Mutex<HashMap<Address, VecDeque<Instant>>>,
+}
+
+impl RateLimiter {
+    /// Counts a submission for `patient`, or says how many seconds to wait.
+    fn admit(&self, patient: Address) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() > 100_000 {
+            // Bounded memory: forget patients whose window has passed.
+            seen.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < self.window)
+            });
+        }
+        let times = seen.entry(patient).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
+            times.pop_front();
+        }
+        if times.len() >= self.limit {
+            let oldest = times.front().copied().unwrap_or(now);
+            let wait = self.window.saturating_sub(now.duration_since(oldest));
+            return Err(wait.as_secs().max(1));
+        }
+        times.push_back(now);
+        Ok(())
+    }
+}
+
+/// The gas-free submitter.
+pub struct Relay {
+    provider: DynProvider,
+    relayer: Address,
+    registry: Address,
+    domain: Eip712Domain,
+    chain_id: u64,
+    pool: PgPool,
+    limiter: RateLimiter,
+    timeout: Duration,
+    /// One submission at a time from the relay key (nonce order).
+    send_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("relayer", &self.relayer)
+            .field("registry", &self.registry)
+            .finish_non_exhaustive()
+    }
+}
+
+fn chain_err(err: impl std::fmt::Display) -> RelayError {
+    RelayError::Chain(format!("the chain could not be reached: {err}"))
+}
+
+/// The contract's custom error, by name and arguments, for an OperationOutcome.
+fn revert_reason(err: &alloy::contract::Error) -> String {
+    match err.as_decoded_interface_error::<ConsentRegistryErrors>() {
+        Some(decoded) => format!("{decoded:?}"),
+        None => err.to_string(),
+    }
+}
+
+impl Relay {
+    /// A relay sending from `key` to the ConsentRegistry at `registry` on `chain_id`.
+    pub fn new(
+        rpc_url: &str,
+        key: &str,
+        registry: Address,
+        chain_id: u64,
+        pool: PgPool,
+        per_patient_per_hour: u32,
+        timeout: Duration,
+    ) -> Result<Self, RelayError> {
+        let signer: PrivateKeySigner = key
+            .trim()
+            .parse()
+            .map_err(|_| RelayError::Invalid("the relay key is not a private key".into()))?;
+        let relayer = signer.address();
+        let url: alloy::transports::http::reqwest::Url = rpc_url
+            .parse()
+            .map_err(|_| RelayError::Invalid(format!("bad RPC URL {rpc_url}")))?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(url)
+            .erased();
+        Ok(Self {
+            provider,
+            relayer,
+            registry,
+            domain: eip712_domain! {
+                name: DOMAIN_NAME,
+                version: DOMAIN_VERSION,
+                chain_id: chain_id,
+                verifying_contract: registry,
+            },
+            chain_id,
+            pool,
+            limiter: RateLimiter {
+                limit: per_patient_per_hour.max(1) as usize,
+                window: Duration::from_secs(3600),
+                seen: Mutex::new(HashMap::new()),
+            },
+            timeout,
+            send_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The address gas is paid from.
+    pub fn relayer(&self) -> Address {
+        self.relayer
+    }
+
+    fn check_domain(&self, claimed: &ClaimedDomain) -> Result<(), RelayError> {
+        if claimed.name.as_deref() != Some(DOMAIN_NAME)
+            || claimed.version.as_deref() != Some(DOMAIN_VERSION)
+        {
+            return Err(RelayError::WrongDomain(format!(
+                "typedData.domain must name \"{DOMAIN_NAME}\" version \"{DOMAIN_VERSION}\""
+            )));
+        }
+        if claimed.chain_id != Some(U256::from(self.chain_id)) {
+            return Err(RelayError::WrongDomain(format!(
+                "signed for chain {}, but this gateway submits to chain {}",
+                claimed
+                    .chain_id
+                    .map_or_else(|| "(none)".to_owned(), |c| c.to_string()),
+                self.chain_id
+            )));
+        }
+        if claimed.verifying_contract != Some(self.registry) {
+            return Err(RelayError::WrongDomain(format!(
+                "signed for contract {}, but this gateway's ConsentRegistry is {:#x}",
+                claimed
+                    .verifying_contract
+                    .map_or_else(|| "(none)".to_owned(), |a| format!("{a:#x}")),
+                self.registry
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a submission without spending gas; returns the signer.
+    pub async fn check(&self, sub: &Submission, now_unix: u64) -> Result<Address, RelayError> {
+        self.check_domain(&sub.claimed)?;
+        let consent = &sub.consent;
+        if consent.deadline() <= U256::from(now_unix) {
+            return Err(RelayError::Expired(
+                u64::try_from(consent.deadline()).unwrap_or(u64::MAX),
+            ));
+        }
+        let hash = consent.signing_hash(&self.domain);
+        let recovered = Signature::try_from(sub.signature.as_ref())
+            .ok()
+            .and_then(|sig| sig.recover_address_from_prehash(&hash).ok());
+        let signer = match (sub.signer, recovered) {
+            (Some(named), _) => named,
+            (None, Some(recovered)) => recovered,
+            (None, None) => {
+                return Err(RelayError::BadSignature(
+                    "the signature is not a 65-byte ECDSA signature; name the `signer` for a contract wallet".into(),
+                ));
+            }
+        };
+        let registry = ConsentRegistry::new(self.registry, self.provider.clone());
+        let current = tokio::time::timeout(self.timeout, registry.nonces(consent.patient()).call())
+            .await
+            .map_err(|_| chain_err("timed out"))?
+            .map_err(chain_err)?;
+        if consent.nonce() != current {
+            return Err(RelayError::StaleNonce {
+                signed: consent.nonce(),
+                current,
+            });
+        }
+        // Simulate: a wrong signer, a high-s signature, an unauthorised delegate, a bad scope
+        // or period all revert here with the contract's own error, before any gas is spent.
+        let simulated = match consent {
+            SignedConsent::Grant(g) => tokio::time::timeout(
+                self.timeout,
+                self.grant_call(&registry, g, signer, &sub.signature).call(),
+            )
+            .await
+            .map(|r| r.map(|_| ())),
+            SignedConsent::Revoke(r) => tokio::time::timeout(
+                self.timeout,
+                self.revoke_call(&registry, r, signer, &sub.signature)
+                    .call(),
+            )
+            .await
+            .map(|r| r.map(|_| ())),
+        }
+        .map_err(|_| chain_err("timed out"))?;
+        if let Err(err) = simulated {
+            if err.as_revert_data().is_some() {
+                let reason = revert_reason(&err);
+                if reason.starts_with("ConsentUnauthorizedActor") {
+                    return Err(RelayError::BadSignature(format!(
+                        "{signer:#x} signed, but is neither the patient nor an active delegate of the patient; nothing was sent"
+                    )));
+                }
+                if reason.starts_with("ConsentInvalidSignature") {
+                    return Err(RelayError::BadSignature(format!(
+                        "the signature does not come from {signer:#x}, or {signer:#x} is neither the patient nor an active delegate ({reason}); nothing was sent"
+                    )));
+                }
+                return Err(RelayError::WouldRevert(reason));
+            }
+            return Err(chain_err(err));
+        }
+        Ok(signer)
+    }
+
+    fn grant_call<'a>(
+        &self,
+        registry: &'a ConsentRegistry::ConsentRegistryInstance<DynProvider>,
+        g: &Grant,
+        signer: Address,
+        signature: &Bytes,
+    ) -> alloy::contract::SolCallBuilder<&'a DynProvider, ConsentRegistry::grantBySigCall> {
+        registry.grantBySig(
+            g.patient,
+            g.grantee,
+            g.resourceTypes,
+            g.actions,
+            g.purposes,
+            g.validFrom,
+            g.validUntil,
+            g.consentHash,
+            g.deadline,
+            signer,
+            signature.clone(),
+        )
+    }
+
+    fn revoke_call<'a>(
+        &self,
+        registry: &'a ConsentRegistry::ConsentRegistryInstance<DynProvider>,
+        r: &Revoke,
+        signer: Address,
+        signature: &Bytes,
+    ) -> alloy::contract::SolCallBuilder<&'a DynProvider, ConsentRegistry::revokeBySigCall> {
+        registry.revokeBySig(r.patient, r.grantee, r.deadline, signer, signature.clone())
+    }
+
+    /// Checks, records, sends and waits for the transaction. Transient RPC failures while
+    /// sending are retried; whatever happens is written to the submission's row.
+    pub async fn submit(&self, sub: &Submission, now_unix: u64) -> Result<Submitted, RelayError> {
+        let patient = sub.consent.patient();
+        self.limiter
+            .admit(patient)
+            .map_err(RelayError::RateLimited)?;
+        let signer = self.check(sub, now_unix).await?;
+        let digest = sub.consent.signing_hash(&self.domain);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO relay_submissions (chain_id, kind, patient, grantee, signer, digest, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'checked') RETURNING id",
+        )
+        .bind(i64::try_from(self.chain_id).unwrap_or(i64::MAX))
+        .bind(sub.consent.kind())
+        .bind(patient.as_slice())
+        .bind(sub.consent.grantee().as_slice())
+        .bind(signer.as_slice())
+        .bind(digest.as_slice())
+        .fetch_one(&self.pool)
+        .await?;
+        let outcome = self.send(sub, signer).await;
+        let (status, tx, block, error) = match &outcome {
+            Ok((tx, block)) => ("mined", Some(tx.to_vec()), Some(*block), None),
+            Err((tx, err)) => (
+                if tx.is_some() {
+                    "failed-after-send"
+                } else {
+                    "not-sent"
+                },
+                tx.map(|t| t.to_vec()),
+                None,
+                Some(err.to_string()),
+            ),
+        };
+        sqlx::query(
+            "UPDATE relay_submissions SET status = $2, tx_hash = $3, block_number = $4, error = $5, \
+             updated_at = now() WHERE id = $1",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(tx)
+        .bind(block.map(|b| i64::try_from(b).unwrap_or(i64::MAX)))
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        match outcome {
+            Ok((tx_hash, block)) => Ok(Submitted {
+                id,
+                kind: sub.consent.kind(),
+                patient,
+                signer,
+                tx_hash,
+                block,
+            }),
+            Err((tx, err)) => Err(RelayError::Chain(match tx {
+                Some(tx) => format!("submission {id}: transaction {tx:#x} failed: {err}"),
+                None => format!("submission {id} could not be sent: {err}"),
+            })),
+        }
+    }
+
+    /// Sends (retrying transient failures) and waits for the receipt.
+    async fn send(
+        &self,
+        sub: &Submission,
+        signer: Address,
+    ) -> Result<(B256, u64), (Option<B256>, String)> {
+        let registry = ConsentRegistry::new(self.registry, self.provider.clone());
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 0;
+        let tx_hash = loop {
+            attempt += 1;
+            let sent = {
+                let _guard = self.send_lock.lock().await;
+                let pending = match &sub.consent {
+                    SignedConsent::Grant(g) => {
+                        tokio::time::timeout(
+                            self.timeout,
+                            self.grant_call(&registry, g, signer, &sub.signature).send(),
+                        )
+                        .await
+                    }
+                    SignedConsent::Revoke(r) => {
+                        tokio::time::timeout(
+                            self.timeout,
+                            self.revoke_call(&registry, r, signer, &sub.signature)
+                                .send(),
+                        )
+                        .await
+                    }
+                };
+                match pending {
+                    Ok(Ok(pending)) => Ok(*pending.tx_hash()),
+                    Ok(Err(err)) if err.as_revert_data().is_some() => {
+                        // Raced with another submission of the same signature: not transient.
+                        return Err((None, revert_reason(&err)));
+                    }
+                    Ok(Err(err)) => Err(err.to_string()),
+                    Err(_) => Err("timed out".to_owned()),
+                }
+            };
+            match sent {
+                Ok(hash) => break hash,
+                Err(err) if attempt >= 3 => return Err((None, err)),
+                Err(err) => {
+                    tracing::warn!(attempt, error = %err, "consent relay: sending failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        };
+        let wait = async {
+            let mut delay = Duration::from_millis(5);
+            loop {
+                match self.provider.get_transaction_receipt(tx_hash).await {
+                    Ok(Some(receipt)) => {
+                        return if receipt.status() {
+                            Ok((tx_hash, receipt.block_number.unwrap_or_default()))
+                        } else {
+                            Err((Some(tx_hash), "reverted".to_owned()))
+                        };
+                    }
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(error = %err, "consent relay: receipt poll failed"),
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+        };
+        tokio::time::timeout(self.timeout * 12, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err((
+                    Some(tx_hash),
+                    "no receipt yet; it may still be mined: look it up by its hash".to_owned(),
+                ))
+            })
+    }
+}
+
+/// The JSON answer for an accepted submission.
+pub fn submitted_json(s: &Submitted) -> Value {
+    json!({
+        "submission": s.id,
+        "kind": s.kind,
+        "patient": format!("{:#x}", s.patient),
+        "signer": format!("{:#x}", s.signer),
+        "transactionHash": format!("{:#x}", s.tx_hash),
+        "blockNumber": s.block,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_strings_match_the_contract() {
+        assert_eq!(
+            Grant::eip712_encode_type(),
+            "Grant(address patient,address grantee,uint64 resourceTypes,uint8 actions,uint16 purposes,uint40 validFrom,uint40 validUntil,bytes32 consentHash,uint256 nonce,uint256 deadline)"
+        );
+        assert_eq!(
+            Revoke::eip712_encode_type(),
+            "Revoke(address patient,address grantee,uint256 nonce,uint256 deadline)"
+        );
+    }
+
+    #[test]
+    fn rate_limit_counts_per_patient() {
+        let limiter = RateLimiter {
+            limit: 2,
+            window: Duration::from_secs(3600),
+            seen: Mutex::new(HashMap::new()),
+        };
+        let (a, b) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        assert!(limiter.admit(a).is_ok());
+        assert!(limiter.admit(a).is_ok());
+        assert!(limiter.admit(a).is_err());
+        assert!(limiter.admit(b).is_ok());
+    }
+
+    #[test]
+    fn numbers_as_wallets_write_them() {
+        let m = json!({"a": 7, "b": "7", "c": "0x07", "d": "x"});
+        assert_eq!(uint(&m, "a").ok(), Some(U256::from(7)));
+        assert_eq!(uint(&m, "b").ok(), Some(U256::from(7)));
+        assert_eq!(uint(&m, "c").ok(), Some(U256::from(7)));
+        assert!(uint(&m, "d").is_err());
+        assert!(uint(&m, "e").is_err());
+    }
+}

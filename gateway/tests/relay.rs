@@ -1,0 +1,503 @@
+//! Gas-free consent through the gateway (`POST /relay/consent`): a patient (or delegate) with
+//! no ether signs EIP-712 typed data; the gateway checks it and submits it with its own key.
+//! Refusals (replay, other chain or contract, expired, wrong signer, rate limit) happen before
+//! any gas is spent: the relayer's transaction count does not move.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use alloy::{
+    primitives::{Address, B256, U256, aliases::U40},
+    providers::Provider,
+    signers::{SignerSync, local::PrivateKeySigner},
+    sol_types::{SolStruct, eip712_domain},
+};
+use carechain_contracts::ConsentRegistry;
+use carechain_gateway::relay::{DOMAIN_NAME, DOMAIN_VERSION, Grant, Revoke};
+use common::*;
+use serde_json::{Value, json};
+
+struct Setup {
+    chain: TestChain,
+    gateway: TestGateway,
+    relayer: PrivateKeySigner,
+}
+
+async fn setup(per_hour: u32) -> Setup {
+    let chain = TestChain::start().await;
+    let db = fresh_database().await;
+    let relayer = chain.wallet().await;
+    let key = format!("0x{}", alloy::hex::encode(relayer.to_bytes()));
+    let gateway = TestGateway::start_with(&chain, &db, |c| {
+        c.relay_key = Some(key);
+        c.relay_per_patient_per_hour = per_hour;
+    })
+    .await;
+    Setup {
+        chain,
+        gateway,
+        relayer,
+    }
+}
+
+fn now() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp()).unwrap()
+}
+
+/// The typed data exactly as a wallet's `eth_signTypedData_v4` takes it, and its signature.
+fn signed(
+    signer: &PrivateKeySigner,
+    chain_id: u64,
+    registry: Address,
+    primary: &str,
+    message: Value,
+    digest: B256,
+) -> Value {
+    let signature = signer.sign_hash_sync(&digest).unwrap();
+    let grant_fields = json!([
+        {"name": "patient", "type": "address"},
+        {"name": "grantee", "type": "address"},
+        {"name": "resourceTypes", "type": "uint64"},
+        {"name": "actions", "type": "uint8"},
+        {"name": "purposes", "type": "uint16"},
+        {"name": "validFrom", "type": "uint40"},
+        {"name": "validUntil", "type": "uint40"},
+        {"name": "consentHash", "type": "bytes32"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"}
+    ]);
+    let revoke_fields = json!([
+        {"name": "patient", "type": "address"},
+        {"name": "grantee", "type": "address"},
+        {"name": "nonce", "type": "uint256"},
+        {"name": "deadline", "type": "uint256"}
+    ]);
+    let fields = if primary == "Grant" {
+        grant_fields
+    } else {
+        revoke_fields
+    };
+    json!({
+        "typedData": {
+            "types": {
+                "EIP712Domain": [
+                    {"name": "name", "type": "string"},
+                    {"name": "version", "type": "string"},
+                    {"name": "chainId", "type": "uint256"},
+                    {"name": "verifyingContract", "type": "address"}
+                ],
+                primary: fields
+            },
+            "primaryType": primary,
+            "domain": {
+                "name": DOMAIN_NAME,
+                "version": DOMAIN_VERSION,
+                "chainId": chain_id,
+                "verifyingContract": format!("{registry:#x}")
+            },
+            "message": message
+        },
+        "signature": format!("0x{}", alloy::hex::encode(signature.as_bytes()))
+    })
+}
+
+/// A grant of Observations (bit 1) read+search (0b10010) for TREAT (bit 0), signed by
+/// `signer` for `patient`, bound to (`chain_id`, `registry`) as given.
+fn grant_body(
+    signer: &PrivateKeySigner,
+    patient: Address,
+    grantee: Address,
+    nonce: u64,
+    deadline: u64,
+    chain_id: u64,
+    registry: Address,
+) -> Value {
+    let grant = Grant {
+        patient,
+        grantee,
+        resourceTypes: 0b10,
+        actions: 0b10010,
+        purposes: 1,
+        validFrom: U40::ZERO,
+        validUntil: U40::from(now() + 86_400),
+        consentHash: B256::repeat_byte(7),
+        nonce: U256::from(nonce),
+        deadline: U256::from(deadline),
+    };
+    let domain = eip712_domain! {
+        name: DOMAIN_NAME,
+        version: DOMAIN_VERSION,
+        chain_id: chain_id,
+        verifying_contract: registry,
+    };
+    let message = json!({
+        "patient": format!("{patient:#x}"),
+        "grantee": format!("{grantee:#x}"),
+        "resourceTypes": "2",
+        "actions": "18",
+        "purposes": "1",
+        "validFrom": "0",
+        "validUntil": grant.validUntil.to_string(),
+        "consentHash": format!("{:#x}", grant.consentHash),
+        "nonce": nonce.to_string(),
+        "deadline": deadline.to_string()
+    });
+    signed(
+        signer,
+        chain_id,
+        registry,
+        "Grant",
+        message,
+        grant.eip712_signing_hash(&domain),
+    )
+}
+
+fn revoke_body(
+    signer: &PrivateKeySigner,
+    patient: Address,
+    grantee: Address,
+    nonce: u64,
+    chain_id: u64,
+    registry: Address,
+) -> Value {
+    let deadline = now() + 600;
+    let revoke = Revoke {
+        patient,
+        grantee,
+        nonce: U256::from(nonce),
+        deadline: U256::from(deadline),
+    };
+    let domain = eip712_domain! {
+        name: DOMAIN_NAME,
+        version: DOMAIN_VERSION,
+        chain_id: chain_id,
+        verifying_contract: registry,
+    };
+    let message = json!({
+        "patient": format!("{patient:#x}"),
+        "grantee": format!("{grantee:#x}"),
+        "nonce": nonce,
+        "deadline": deadline
+    });
+    signed(
+        signer,
+        chain_id,
+        registry,
+        "Revoke",
+        message,
+        revoke.eip712_signing_hash(&domain),
+    )
+}
+
+async fn post(gateway: &TestGateway, body: &Value) -> (u16, Value) {
+    let response = gateway
+        .http
+        .post(gateway.url("/relay/consent"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+fn assert_outcome(body: &Value, code: &str, mentions: &str) {
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    assert_eq!(body["issue"][0]["code"], code, "{body}");
+    let text = body["issue"][0]["diagnostics"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(mentions),
+        "{text:?} should mention {mentions:?}"
+    );
+}
+
+async fn sent_by(chain: &TestChain, relayer: &PrivateKeySigner) -> u64 {
+    chain
+        .providers()
+        .provider()
+        .get_transaction_count(relayer.address())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_patient_without_ether_grants_and_revokes_through_the_gateway() {
+    let Setup {
+        chain,
+        gateway,
+        relayer,
+    } = setup(20).await;
+    let registry_address = chain.manifest.contracts.consent_registry;
+    let chain_id = chain.manifest.chain_id;
+    let patient = PrivateKeySigner::random(); // never funded
+    let grantee = Address::repeat_byte(0xb0);
+    let registry = ConsentRegistry::new(registry_address, chain.providers().provider().clone());
+    let audit_before = gateway.audit_rows().await;
+
+    let body = grant_body(
+        &patient,
+        patient.address(),
+        grantee,
+        0,
+        now() + 600,
+        chain_id,
+        registry_address,
+    );
+    let (status, answer) = post(&gateway, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["kind"], "grant");
+    let tx: B256 = answer["transactionHash"].as_str().unwrap().parse().unwrap();
+    let receipt = chain
+        .providers()
+        .provider()
+        .get_transaction_receipt(tx)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!(receipt.from, relayer.address(), "the gateway paid the gas");
+    let consent = registry
+        .consentOf(patient.address(), grantee)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(consent.resourceTypes, 0b10);
+    assert_eq!(
+        chain
+            .providers()
+            .provider()
+            .get_balance(patient.address())
+            .await
+            .unwrap(),
+        U256::ZERO
+    );
+
+    // The same signature again: refused as used, nothing sent.
+    let sent = sent_by(&chain, &relayer).await;
+    let (status, answer) = post(&gateway, &body).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_outcome(&answer, "conflict", "nonce 0");
+    assert_eq!(sent_by(&chain, &relayer).await, sent);
+
+    // Revocation, gas-free too.
+    let (status, answer) = post(
+        &gateway,
+        &revoke_body(
+            &patient,
+            patient.address(),
+            grantee,
+            1,
+            chain_id,
+            registry_address,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["kind"], "revoke");
+    let consent = registry
+        .consentOf(patient.address(), grantee)
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(consent.resourceTypes, 0);
+
+    // One audit row per request, and one recorded submission per accepted one.
+    assert_eq!(gateway.audit_rows().await, audit_before + 3);
+    let mined: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM relay_submissions WHERE status = 'mined'")
+            .fetch_one(&gateway.pool)
+            .await
+            .unwrap();
+    assert_eq!(mined, 2);
+}
+
+#[tokio::test]
+async fn bad_submissions_are_refused_before_any_gas_is_spent() {
+    let Setup {
+        chain,
+        gateway,
+        relayer,
+    } = setup(20).await;
+    let registry = chain.manifest.contracts.consent_registry;
+    let chain_id = chain.manifest.chain_id;
+    let patient = PrivateKeySigner::random();
+    let grantee = Address::repeat_byte(0xb1);
+    let sent = sent_by(&chain, &relayer).await;
+
+    // Signed for another chain.
+    let (status, answer) = post(
+        &gateway,
+        &grant_body(
+            &patient,
+            patient.address(),
+            grantee,
+            0,
+            now() + 600,
+            chain_id + 1,
+            registry,
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_outcome(&answer, "invalid", "chain");
+
+    // Signed for another contract.
+    let (status, answer) = post(
+        &gateway,
+        &grant_body(
+            &patient,
+            patient.address(),
+            grantee,
+            0,
+            now() + 600,
+            chain_id,
+            Address::repeat_byte(0x99),
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_outcome(&answer, "invalid", "contract");
+
+    // Past its deadline.
+    let (status, answer) = post(
+        &gateway,
+        &grant_body(
+            &patient,
+            patient.address(),
+            grantee,
+            0,
+            now() - 1,
+            chain_id,
+            registry,
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_outcome(&answer, "invalid", "deadline");
+
+    // Signed by someone who is neither the patient nor a delegate.
+    let stranger = PrivateKeySigner::random();
+    let (status, answer) = post(
+        &gateway,
+        &grant_body(
+            &stranger,
+            patient.address(),
+            grantee,
+            0,
+            now() + 600,
+            chain_id,
+            registry,
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    assert_outcome(&answer, "forbidden", "nothing was sent");
+
+    // Not typed data at all.
+    let (status, answer) = post(&gateway, &json!({"signature": "0x00"})).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_outcome(&answer, "invalid", "typedData");
+
+    assert_eq!(
+        sent_by(&chain, &relayer).await,
+        sent,
+        "no refused submission may cost gas"
+    );
+}
+
+#[tokio::test]
+async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
+    let Setup {
+        chain,
+        gateway,
+        relayer: _,
+    } = setup(2).await;
+    let registry_address = chain.manifest.contracts.consent_registry;
+    let chain_id = chain.manifest.chain_id;
+    let patient = chain.wallet().await;
+    let delegate = PrivateKeySigner::random();
+    chain
+        .consents_as(&patient)
+        .setDelegate(delegate.address(), 2, U40::from(now() + 86_400))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let grantee = Address::repeat_byte(0xb2);
+
+    let (status, answer) = post(
+        &gateway,
+        &grant_body(
+            &delegate,
+            patient.address(),
+            grantee,
+            0,
+            now() + 600,
+            chain_id,
+            registry_address,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["signer"].as_str().unwrap(),
+        format!("{:#x}", delegate.address())
+    );
+
+    // Second submission for this patient within the hour: accepted by the limiter (then
+    // refused as a replay); the third is throttled before anything else is looked at.
+    let (status, _) = post(
+        &gateway,
+        &grant_body(
+            &delegate,
+            patient.address(),
+            grantee,
+            0,
+            now() + 600,
+            chain_id,
+            registry_address,
+        ),
+    )
+    .await;
+    assert_eq!(status, 409);
+    let (status, answer) = post(
+        &gateway,
+        &grant_body(
+            &delegate,
+            patient.address(),
+            grantee,
+            1,
+            now() + 600,
+            chain_id,
+            registry_address,
+        ),
+    )
+    .await;
+    assert_eq!(status, 429, "{answer}");
+    assert_outcome(&answer, "throttled", "too many");
+}
+
+#[tokio::test]
+async fn without_a_relay_key_gas_free_consent_is_switched_off() {
+    let chain = TestChain::start().await;
+    let db = fresh_database().await;
+    let gateway = TestGateway::start(&chain, &db).await;
+    let patient = PrivateKeySigner::random();
+    let (status, answer) = post(
+        &gateway,
+        &grant_body(
+            &patient,
+            patient.address(),
+            Address::repeat_byte(1),
+            0,
+            now() + 600,
+            chain.manifest.chain_id,
+            chain.manifest.contracts.consent_registry,
+        ),
+    )
+    .await;
+    assert!((400..500).contains(&status), "{status} {answer}");
+    assert_outcome(&answer, "not-supported", "relay key");
+}
