@@ -93,7 +93,11 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(connect_error)?;
-        sqlx::migrate!("../migrations").run(&pool).await?;
+        // The gateway shares the folder and the database: migrations it applied that this
+        // build does not know (built at another time) are not an error.
+        let mut migrator = sqlx::migrate!("../migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&pool).await?;
         Ok(Self {
             pool,
             chain_id: db_i64(chain_id),
