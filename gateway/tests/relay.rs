@@ -51,8 +51,15 @@ fn signed(
     registry: Address,
     primary: &str,
     message: Value,
-    digest: B256,
+    typed: &impl SolStruct,
 ) -> Value {
+    let domain = eip712_domain! {
+        name: DOMAIN_NAME,
+        version: DOMAIN_VERSION,
+        chain_id: chain_id,
+        verifying_contract: registry,
+    };
+    let digest = typed.eip712_signing_hash(&domain);
     let signature = signer.sign_hash_sync(&digest).unwrap();
     let grant_fields = json!([
         {"name": "patient", "type": "address"},
@@ -101,8 +108,29 @@ fn signed(
     })
 }
 
-/// A grant of Observations (bit 1) read+search (0b10010) for TREAT (bit 0), signed by
-/// `signer` for `patient`, bound to (`chain_id`, `registry`) as given.
+/// Who signs a grant, for which patient, to which grantee.
+struct Grantor<'a> {
+    signer: &'a PrivateKeySigner,
+    patient: Address,
+    grantee: Address,
+}
+
+impl Grantor<'_> {
+    /// A grant of Observations (bit 1) read+search (0b10010) for TREAT (bit 0), bound to
+    /// (`chain_id`, `registry`) as given.
+    fn grant(&self, nonce: u64, deadline: u64, chain_id: u64, registry: Address) -> Value {
+        grant_body(
+            self.signer,
+            self.patient,
+            self.grantee,
+            nonce,
+            deadline,
+            chain_id,
+            registry,
+        )
+    }
+}
+
 fn grant_body(
     signer: &PrivateKeySigner,
     patient: Address,
@@ -124,12 +152,6 @@ fn grant_body(
         nonce: U256::from(nonce),
         deadline: U256::from(deadline),
     };
-    let domain = eip712_domain! {
-        name: DOMAIN_NAME,
-        version: DOMAIN_VERSION,
-        chain_id: chain_id,
-        verifying_contract: registry,
-    };
     let message = json!({
         "patient": format!("{patient:#x}"),
         "grantee": format!("{grantee:#x}"),
@@ -142,14 +164,7 @@ fn grant_body(
         "nonce": nonce.to_string(),
         "deadline": deadline.to_string()
     });
-    signed(
-        signer,
-        chain_id,
-        registry,
-        "Grant",
-        message,
-        grant.eip712_signing_hash(&domain),
-    )
+    signed(signer, chain_id, registry, "Grant", message, &grant)
 }
 
 fn revoke_body(
@@ -167,26 +182,13 @@ fn revoke_body(
         nonce: U256::from(nonce),
         deadline: U256::from(deadline),
     };
-    let domain = eip712_domain! {
-        name: DOMAIN_NAME,
-        version: DOMAIN_VERSION,
-        chain_id: chain_id,
-        verifying_contract: registry,
-    };
     let message = json!({
         "patient": format!("{patient:#x}"),
         "grantee": format!("{grantee:#x}"),
         "nonce": nonce,
         "deadline": deadline
     });
-    signed(
-        signer,
-        chain_id,
-        registry,
-        "Revoke",
-        message,
-        revoke.eip712_signing_hash(&domain),
-    )
+    signed(signer, chain_id, registry, "Revoke", message, &revoke)
 }
 
 async fn post(gateway: &TestGateway, body: &Value) -> (u16, Value) {
@@ -231,18 +233,15 @@ async fn a_patient_without_ether_grants_and_revokes_through_the_gateway() {
     let chain_id = chain.manifest.chain_id;
     let patient = PrivateKeySigner::random(); // never funded
     let grantee = Address::repeat_byte(0xb0);
+    let by_patient = Grantor {
+        signer: &patient,
+        patient: patient.address(),
+        grantee,
+    };
     let registry = ConsentRegistry::new(registry_address, chain.providers().provider().clone());
     let audit_before = gateway.audit_rows().await;
 
-    let body = grant_body(
-        &patient,
-        patient.address(),
-        grantee,
-        0,
-        now() + 600,
-        chain_id,
-        registry_address,
-    );
+    let body = by_patient.grant(0, now() + 600, chain_id, registry_address);
     let (status, answer) = post(&gateway, &body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["kind"], "grant");
@@ -322,20 +321,17 @@ async fn bad_submissions_are_refused_before_any_gas_is_spent() {
     let chain_id = chain.manifest.chain_id;
     let patient = PrivateKeySigner::random();
     let grantee = Address::repeat_byte(0xb1);
+    let by_patient = Grantor {
+        signer: &patient,
+        patient: patient.address(),
+        grantee,
+    };
     let sent = sent_by(&chain, &relayer).await;
 
     // Signed for another chain.
     let (status, answer) = post(
         &gateway,
-        &grant_body(
-            &patient,
-            patient.address(),
-            grantee,
-            0,
-            now() + 600,
-            chain_id + 1,
-            registry,
-        ),
+        &by_patient.grant(0, now() + 600, chain_id + 1, registry),
     )
     .await;
     assert_eq!(status, 400, "{answer}");
@@ -344,15 +340,7 @@ async fn bad_submissions_are_refused_before_any_gas_is_spent() {
     // Signed for another contract.
     let (status, answer) = post(
         &gateway,
-        &grant_body(
-            &patient,
-            patient.address(),
-            grantee,
-            0,
-            now() + 600,
-            chain_id,
-            Address::repeat_byte(0x99),
-        ),
+        &by_patient.grant(0, now() + 600, chain_id, Address::repeat_byte(0x99)),
     )
     .await;
     assert_eq!(status, 400, "{answer}");
@@ -361,15 +349,7 @@ async fn bad_submissions_are_refused_before_any_gas_is_spent() {
     // Past its deadline.
     let (status, answer) = post(
         &gateway,
-        &grant_body(
-            &patient,
-            patient.address(),
-            grantee,
-            0,
-            now() - 1,
-            chain_id,
-            registry,
-        ),
+        &by_patient.grant(0, now() - 1, chain_id, registry),
     )
     .await;
     assert_eq!(status, 400, "{answer}");
@@ -377,17 +357,13 @@ async fn bad_submissions_are_refused_before_any_gas_is_spent() {
 
     // Signed by someone who is neither the patient nor a delegate.
     let stranger = PrivateKeySigner::random();
+    let by_stranger = Grantor {
+        signer: &stranger,
+        ..by_patient
+    };
     let (status, answer) = post(
         &gateway,
-        &grant_body(
-            &stranger,
-            patient.address(),
-            grantee,
-            0,
-            now() + 600,
-            chain_id,
-            registry,
-        ),
+        &by_stranger.grant(0, now() + 600, chain_id, registry),
     )
     .await;
     assert_eq!(status, 403, "{answer}");
@@ -426,18 +402,15 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
         .await
         .unwrap();
     let grantee = Address::repeat_byte(0xb2);
+    let by_delegate = Grantor {
+        signer: &delegate,
+        patient: patient.address(),
+        grantee,
+    };
 
     let (status, answer) = post(
         &gateway,
-        &grant_body(
-            &delegate,
-            patient.address(),
-            grantee,
-            0,
-            now() + 600,
-            chain_id,
-            registry_address,
-        ),
+        &by_delegate.grant(0, now() + 600, chain_id, registry_address),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
@@ -450,29 +423,13 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
     // refused as a replay); the third is throttled before anything else is looked at.
     let (status, _) = post(
         &gateway,
-        &grant_body(
-            &delegate,
-            patient.address(),
-            grantee,
-            0,
-            now() + 600,
-            chain_id,
-            registry_address,
-        ),
+        &by_delegate.grant(0, now() + 600, chain_id, registry_address),
     )
     .await;
     assert_eq!(status, 409);
     let (status, answer) = post(
         &gateway,
-        &grant_body(
-            &delegate,
-            patient.address(),
-            grantee,
-            1,
-            now() + 600,
-            chain_id,
-            registry_address,
-        ),
+        &by_delegate.grant(1, now() + 600, chain_id, registry_address),
     )
     .await;
     assert_eq!(status, 429, "{answer}");
@@ -485,12 +442,14 @@ async fn without_a_relay_key_gas_free_consent_is_switched_off() {
     let db = fresh_database().await;
     let gateway = TestGateway::start(&chain, &db).await;
     let patient = PrivateKeySigner::random();
+    let by_patient = Grantor {
+        signer: &patient,
+        patient: patient.address(),
+        grantee: Address::repeat_byte(1),
+    };
     let (status, answer) = post(
         &gateway,
-        &grant_body(
-            &patient,
-            patient.address(),
-            Address::repeat_byte(1),
+        &by_patient.grant(
             0,
             now() + 600,
             chain.manifest.chain_id,
