@@ -47,6 +47,21 @@ async fn rpc_outage_is_retried_and_nothing_is_lost() {
     );
 }
 
+/// The indexer says its pass failed and that it resumes, and does not exit.
+async fn keeps_retrying(proc: &mut IndexerProc) {
+    proc.wait_log(
+        "indexing pass failed; resuming from the stored cursor",
+        Duration::from_secs(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        proc.is_running(),
+        "the indexer must not exit while PostgreSQL is unreachable:\n{}",
+        proc.log_text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connection_loss_is_retried_and_nothing_is_lost() {
     let anvil = Anvil::start(&[]).await;
@@ -65,17 +80,7 @@ async fn postgres_connection_loss_is_retried_and_nothing_is_lost() {
     db.terminate_sessions().await;
     let pool = db.pool().await;
     consent_load(&anvil.url, registry, 10, 25).await;
-    proc.wait_log(
-        "indexing pass failed; resuming from the stored cursor",
-        Duration::from_secs(20),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        proc.is_running(),
-        "the indexer must not exit:\n{}",
-        proc.log_text()
-    );
+    keeps_retrying(&mut proc).await;
     proxy.up().await;
 
     wait_synced(&proc, &pool, &anvil, Duration::from_secs(60)).await;
@@ -158,17 +163,7 @@ async fn postgres_server_restart_is_survived_and_nothing_is_lost() {
     // The server goes down (fast shutdown), the chain moves on, the server comes back.
     cluster.stop();
     consent_load(&anvil.url, registry, 10, 25).await;
-    proc.wait_log(
-        "indexing pass failed; resuming from the stored cursor",
-        Duration::from_secs(20),
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(
-        proc.is_running(),
-        "the indexer must not exit while PostgreSQL is down:\n{}",
-        proc.log_text()
-    );
+    keeps_retrying(&mut proc).await;
     assert_eq!(cluster.start(), url);
 
     let pool = sqlx::PgPool::connect(&url).await.expect("reconnect");
