@@ -1,9 +1,14 @@
 //! `carechain`: command line for patients and operators.
 //!
-//! Commands today:
-//! - `carechain codes`: prints the FHIR code tables the on-chain consent is expressed in;
-//! - `carechain decide`: asks `ConsentRegistry.decide` whether a requester may act on a
-//!   patient's data, and why.
+//! - `keys new | import | list`: Web3 Secret Storage keystores;
+//! - `codes`: the FHIR code tables the on-chain consent is expressed in;
+//! - `decide`: asks `ConsentRegistry.decide` whether a requester may act on a patient's data.
+
+mod chain;
+mod consent;
+mod keys;
+mod prompt;
+mod time;
 
 use alloy::{
     network::Ethereum,
@@ -17,6 +22,19 @@ use clap::{Parser, Subcommand};
 use eyre::{WrapErr, bail, eyre};
 use std::path::PathBuf;
 
+/// `$XDG_CONFIG_HOME/carechain`, else `~/.config/carechain`.
+pub(crate) fn config_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".config"))
+        })?;
+    Some(base.join("carechain"))
+}
+
 /// carechain: consent and access layer of the healthcare consortium.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None, propagate_version = true)]
@@ -25,8 +43,17 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Manage signing keys: Web3 Secret Storage keystores (the format of `cast wallet` and geth).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Grant, revoke and list a patient's consent, by name: resource types, actions, purposes
+    /// of use and durations.
+    #[command(subcommand)]
+    Consent(ConsentCommand),
     /// Print the FHIR code tables (resource types, SMART v2 actions, purposes of use) with
     /// their on-chain bit indices.
     Codes,
@@ -39,6 +66,304 @@ enum Command {
         --type Observation --action read --purpose TREAT"
     )]
     Decide(DecideArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a new random key in an encrypted keystore.
+    #[command(after_help = "Examples:\n  carechain keys new --name alice\n  \
+        carechain keys new --name ci-relayer --password-file ./relayer.pass\n\n\
+        The key itself is never shown; the address is. Keystores are created 0600 in a 0700 directory.")]
+    New {
+        /// Name of the keystore (its file name in the keystore directory).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        dir: keys::KeystoreDirArgs,
+        #[command(flatten)]
+        password: keys::PasswordArgs,
+    },
+    /// Import a private key (typed at a hidden prompt, or one line on standard input) or an
+    /// existing keystore file into the keystore directory.
+    #[command(
+        after_help = "Examples:\n  carechain keys import --name alice            # asks for the key and a password\n  \
+        carechain keys import --name bob --from ~/.foundry/keystores/bob\n  \
+        carechain keys import --name dev --password-file p.txt < key.hex"
+    )]
+    Import {
+        /// Name of the new keystore.
+        #[arg(long)]
+        name: String,
+        /// Copy this keystore file (cast, geth) instead of reading a private key; its password
+        /// opens it and stays its password.
+        #[arg(long, value_name = "KEYSTORE_FILE")]
+        from: Option<PathBuf>,
+        #[command(flatten)]
+        dir: keys::KeystoreDirArgs,
+        #[command(flatten)]
+        password: keys::PasswordArgs,
+    },
+    /// List the keystores and their addresses (no password needed).
+    #[command(after_help = "Example:\n  carechain keys list\n  carechain keys list --json")]
+    List {
+        #[command(flatten)]
+        dir: keys::KeystoreDirArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unlock a key and print its address (checks the password).
+    #[command(after_help = "Example:\n  carechain keys address --key alice")]
+    Address {
+        #[command(flatten)]
+        key: keys::KeyArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsentCommand {
+    /// Grant (or replace) consent for an organisation or member key.
+    ///
+    /// Shows what will be signed and asks before signing (--yes skips the question; without a
+    /// terminal --yes is required). By default the key sends `grant` as a transaction and pays
+    /// the gas. --sign-only signs the EIP-712 typed data and prints it with the signature as
+    /// JSON instead (anyone may submit it: `carechain consent submit`); --unsigned prints the
+    /// typed data for a browser wallet's eth_signTypedData_v4 and needs no key.
+    #[command(after_help = "Examples:\n  \
+        carechain consent grant --key alice --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC \\\n    \
+        --types Observation,Condition --purpose TREAT --for 30d\n  \
+        carechain consent grant --key alice --grantee 0x3C44... --types Observation --actions read \\\n    \
+        --purpose TREAT,COC --until 2027-01-31 --sign-only > grant.json\n  \
+        carechain consent grant --patient 0x7099... --grantee 0x3C44... --types Observation \\\n    \
+        --purpose TREAT --for 1y --unsigned > to-sign.json\n\n\
+        Codes: `carechain codes`. Durations: 90s, 15m, 12h, 30d, 2w, 1y.")]
+    Grant(GrantArgs),
+    /// Revoke the consent stored for a grantee (same modes as grant).
+    #[command(after_help = "Examples:\n  \
+        carechain consent revoke --key alice --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC\n  \
+        carechain consent revoke --key alice --grantee 0x3C44... --sign-only --yes > revoke.json")]
+    Revoke(RevokeArgs),
+    /// List the patient's stored consents, read from the chain: the grantees named in the
+    /// patient's ConsentGranted events, each read back with ConsentRegistry.consentOf (so
+    /// revoked consents are gone and expiry is current). Needs only the RPC endpoint.
+    #[command(after_help = "Examples:\n  carechain consent list --key alice\n  \
+        carechain consent list --patient 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --json")]
+    List(ListArgs),
+    /// Submit a signed grant or revocation (the JSON of --sign-only, or --unsigned typed data
+    /// with a wallet's signature added as "signature"); the submitting key pays the gas.
+    #[command(
+        after_help = "Example:\n  carechain consent submit --key relayer --file grant.json\n  \
+        carechain consent submit --key relayer < grant.json"
+    )]
+    Submit(SubmitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SigningModeArgs {
+    /// Sign the EIP-712 typed data and print it with the signature as JSON; send nothing.
+    #[arg(long, conflicts_with = "unsigned")]
+    sign_only: bool,
+    /// Print the EIP-712 typed data for a wallet to sign (eth_signTypedData_v4); needs no key
+    /// but --patient.
+    #[arg(long)]
+    unsigned: bool,
+    /// How long a signature stays valid for submission (with --sign-only / --unsigned).
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    deadline: String,
+    /// Do not ask before signing or sending (required without a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+}
+
+impl SigningModeArgs {
+    fn mode(&self) -> consent::Mode {
+        if self.sign_only {
+            consent::Mode::SignOnly
+        } else if self.unsigned {
+            consent::Mode::Unsigned
+        } else {
+            consent::Mode::Direct
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct GrantArgs {
+    /// Organisation or member key (address) the consent is for.
+    #[arg(long)]
+    grantee: Address,
+    /// FHIR resource types, comma-separated (e.g. Observation,Condition).
+    #[arg(long, value_name = "TYPES")]
+    types: String,
+    /// SMART v2 actions: names (read,search) or letters (rs).
+    #[arg(long, default_value = "read,search")]
+    actions: String,
+    /// HL7 purposes of use, comma-separated (e.g. TREAT or TREAT,COC).
+    #[arg(long, value_name = "PURPOSES")]
+    purpose: String,
+    /// How long the consent lasts from now (e.g. 30d, 1y).
+    #[arg(
+        long = "for",
+        value_name = "DURATION",
+        required_unless_present = "until",
+        conflicts_with = "until"
+    )]
+    duration: Option<String>,
+    /// Last day (YYYY-MM-DD, end of day UTC) or time (RFC 3339) of the consent.
+    #[arg(long, value_name = "DATE")]
+    until: Option<String>,
+    /// The patient (default: the signing key's address; a delegate names the patient here).
+    #[arg(long)]
+    patient: Option<Address>,
+    #[command(flatten)]
+    mode: SigningModeArgs,
+    #[command(flatten)]
+    chain: chain::ChainArgs,
+    #[command(flatten)]
+    key: keys::KeyArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RevokeArgs {
+    /// Organisation or member key (address) whose consent is revoked.
+    #[arg(long)]
+    grantee: Address,
+    /// The patient (default: the signing key's address; a delegate names the patient here).
+    #[arg(long)]
+    patient: Option<Address>,
+    #[command(flatten)]
+    mode: SigningModeArgs,
+    #[command(flatten)]
+    chain: chain::ChainArgs,
+    #[command(flatten)]
+    key: keys::KeyArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    /// The patient (default: the signing key's address).
+    #[arg(long)]
+    patient: Option<Address>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    chain: chain::ChainArgs,
+    #[command(flatten)]
+    key: keys::KeyArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct SubmitArgs {
+    /// The signed JSON (default: standard input).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    chain: chain::ChainArgs,
+    #[command(flatten)]
+    key: keys::KeyArgs,
+}
+
+fn read_input(file: Option<&PathBuf>) -> eyre::Result<String> {
+    use std::io::Read;
+    match file {
+        Some(path) => std::fs::read_to_string(path)
+            .wrap_err_with(|| format!("cannot read {}", path.display())),
+        None => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .wrap_err("cannot read standard input")?;
+            Ok(text)
+        }
+    }
+}
+
+async fn consent_command(command: ConsentCommand) -> eyre::Result<()> {
+    match command {
+        ConsentCommand::Grant(args) => {
+            let now = time::now();
+            let valid_until = match (&args.duration, &args.until) {
+                (Some(d), _) => now.saturating_add(time::parse_duration(d)?),
+                (None, Some(u)) => time::parse_date(u)?,
+                (None, None) => {
+                    bail!("say how long the consent lasts: --for 30d or --until 2027-01-31")
+                }
+            };
+            let scope =
+                consent::Scope::parse(&args.types, &args.actions, &args.purpose, 0, valid_until)?;
+            let chain = chain::Chain::connect(&args.chain).await?;
+            consent::grant(
+                &chain,
+                &args.key,
+                consent::GrantRequest {
+                    patient: args.patient,
+                    grantee: args.grantee,
+                    scope,
+                    deadline_secs: time::parse_duration(&args.mode.deadline)?,
+                    mode: args.mode.mode(),
+                    yes: args.mode.yes,
+                },
+            )
+            .await
+        }
+        ConsentCommand::Revoke(args) => {
+            let chain = chain::Chain::connect(&args.chain).await?;
+            consent::revoke(
+                &chain,
+                &args.key,
+                consent::RevokeRequest {
+                    patient: args.patient,
+                    grantee: args.grantee,
+                    deadline_secs: time::parse_duration(&args.mode.deadline)?,
+                    mode: args.mode.mode(),
+                    yes: args.mode.yes,
+                },
+            )
+            .await
+        }
+        ConsentCommand::List(args) => {
+            let patient = match args.patient {
+                Some(p) => p,
+                None if args.key.configured() => args.key.signer()?.address(),
+                None => bail!("name the patient: --patient ADDRESS (or --key NAME for your own)"),
+            };
+            let chain = chain::Chain::connect(&args.chain).await?;
+            consent::list(&chain, patient, args.json).await
+        }
+        ConsentCommand::Submit(args) => {
+            let text = read_input(args.file.as_ref())?;
+            let signed: serde_json::Value =
+                serde_json::from_str(&text).wrap_err("the signed consent is not JSON")?;
+            let chain = chain::Chain::connect(&args.chain).await?;
+            consent::submit(&chain, &args.key, &signed).await
+        }
+    }
+}
+
+fn keys(command: KeysCommand) -> eyre::Result<()> {
+    match command {
+        KeysCommand::New {
+            name,
+            dir,
+            password,
+        } => keys::new_key(&dir, &password, &name)?,
+        KeysCommand::Import {
+            name,
+            from,
+            dir,
+            password,
+        } => {
+            let source = match from {
+                Some(path) => keys::ImportSource::Keystore(path),
+                None => keys::ImportSource::PrivateKey,
+            };
+            keys::import_key(&dir, &password, &name, source)?
+        }
+        KeysCommand::List { dir, json } => keys::list_keys(&dir, json)?,
+        KeysCommand::Address { key } => println!("{}", key.signer()?.address()),
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,12 +452,28 @@ async fn decide(args: DecideArgs) -> eyre::Result<()> {
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> eyre::Result<()> {
-    match Cli::parse().command {
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse().command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The chain of causes, one line each; no backtrace (this is for people).
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> eyre::Result<()> {
+    match command {
         Command::Codes => {
             print_codes();
             Ok(())
         }
         Command::Decide(args) => decide(args).await,
+        Command::Keys(command) => keys(command),
+        Command::Consent(command) => consent_command(command).await,
     }
 }
