@@ -7,6 +7,7 @@
 mod chain;
 mod consent;
 mod keys;
+mod ops;
 mod prompt;
 mod time;
 
@@ -54,6 +55,17 @@ enum Command {
     /// of use and durations.
     #[command(subcommand)]
     Consent(ConsentCommand),
+    /// Let a guardian, caregiver or proxy act for you (read your records, grant and revoke
+    /// consent), until a date.
+    #[command(subcommand)]
+    Delegate(DelegateCommand),
+    /// Operators: admit, suspend and reinstate consortium organisations (governance key).
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Operators: add, suspend, reinstate, retire and rotate member keys (governance or the
+    /// organisation's own key).
+    #[command(subcommand)]
+    Member(MemberCommand),
     /// Print the FHIR code tables (resource types, SMART v2 actions, purposes of use) with
     /// their on-chain bit indices.
     Codes,
@@ -341,6 +353,259 @@ async fn consent_command(command: ConsentCommand) -> eyre::Result<()> {
     }
 }
 
+/// Chain, key and confirmation: what every transaction needs.
+#[derive(Debug, clap::Args)]
+struct TxArgs {
+    /// Do not ask before sending (required without a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    #[command(flatten)]
+    chain: chain::ChainArgs,
+    #[command(flatten)]
+    key: keys::KeyArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum DelegateCommand {
+    /// Add (or update) a delegate of the signing patient.
+    #[command(after_help = "Example:\n  carechain delegate add --key alice \\\n    \
+        --delegate 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 --kind guardian --for 1y")]
+    Add {
+        /// The delegate's wallet address.
+        #[arg(long)]
+        delegate: Address,
+        /// guardian, caregiver or proxy.
+        #[arg(long, default_value = "proxy")]
+        kind: String,
+        /// How long the delegation lasts (e.g. 90d, 1y).
+        #[arg(
+            long = "for",
+            value_name = "DURATION",
+            required_unless_present = "until",
+            conflicts_with = "until"
+        )]
+        duration: Option<String>,
+        /// Last day (YYYY-MM-DD) or time (RFC 3339) of the delegation.
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Remove a delegate of the signing patient.
+    #[command(
+        after_help = "Example:\n  carechain delegate remove --key alice \\\n    \
+        --delegate 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65"
+    )]
+    Remove {
+        /// The delegate's wallet address.
+        #[arg(long)]
+        delegate: Address,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OrgCommand {
+    /// Admit an organisation to the consortium (governance only).
+    #[command(
+        after_help = "Example:\n  carechain org admit --key governance \\\n    \
+        --org 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc --kind hospital --name \"St. Mary Hospital\"\n\n\
+        Kinds: hospital, clinic, lab, pharmacy, insurer, research, compliance. The name is public (on chain)."
+    )]
+    Admit {
+        /// The organisation's address (its identifier, typically its administrative wallet).
+        #[arg(long)]
+        org: Address,
+        /// hospital, clinic, lab, pharmacy, insurer, research or compliance.
+        #[arg(long)]
+        kind: String,
+        /// Display name (public, on chain).
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Suspend an organisation: all its keys are denied everywhere at once (governance only).
+    #[command(
+        after_help = "Example:\n  carechain org suspend --key governance --org 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"
+    )]
+    Suspend {
+        /// The organisation's address.
+        #[arg(long)]
+        org: Address,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Reinstate a suspended organisation (governance only).
+    #[command(
+        after_help = "Example:\n  carechain org reinstate --key governance --org 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"
+    )]
+    Reinstate {
+        /// The organisation's address.
+        #[arg(long)]
+        org: Address,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberCommand {
+    /// Link a member key (a practitioner's or a service's) to an organisation.
+    #[command(
+        after_help = "Example:\n  carechain member add --key governance --org 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc \\\n    \
+        --member 0x976EA74026E726554dB657fA54763abd0C3a0aa9 --role practitioner"
+    )]
+    Add {
+        /// The organisation.
+        #[arg(long)]
+        org: Address,
+        /// The member key's address.
+        #[arg(long)]
+        member: Address,
+        /// practitioner or service.
+        #[arg(long, default_value = "practitioner")]
+        role: String,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Suspend a member key: denied everywhere at once.
+    #[command(
+        after_help = "Example:\n  carechain member suspend --key governance --member 0x976EA74026E726554dB657fA54763abd0C3a0aa9"
+    )]
+    Suspend {
+        /// The member key's address.
+        #[arg(long)]
+        member: Address,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Reinstate a suspended member key.
+    #[command(
+        after_help = "Example:\n  carechain member reinstate --key governance --member 0x976EA74026E726554dB657fA54763abd0C3a0aa9"
+    )]
+    Reinstate {
+        /// The member key's address.
+        #[arg(long)]
+        member: Address,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Retire a member key for good.
+    #[command(
+        after_help = "Example:\n  carechain member retire --key governance --member 0x976EA74026E726554dB657fA54763abd0C3a0aa9"
+    )]
+    Retire {
+        /// The member key's address.
+        #[arg(long)]
+        member: Address,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Replace a member key by a new one (the old key is retired).
+    #[command(
+        after_help = "Example:\n  carechain member rotate --key governance \\\n    \
+        --member 0x976EA74026E726554dB657fA54763abd0C3a0aa9 --new 0x14dC79964da2C08b23698B3D3cc7Ca32193d9955"
+    )]
+    Rotate {
+        /// The member key being replaced.
+        #[arg(long)]
+        member: Address,
+        /// The new key.
+        #[arg(long)]
+        new: Address,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+}
+
+fn until(duration: Option<&String>, until: Option<&String>) -> eyre::Result<u64> {
+    match (duration, until) {
+        (Some(d), _) => Ok(time::now().saturating_add(time::parse_duration(d)?)),
+        (None, Some(u)) => Ok(time::parse_date(u)?),
+        (None, None) => bail!("say how long: --for 30d or --until 2027-01-31"),
+    }
+}
+
+async fn delegate_command(command: DelegateCommand) -> eyre::Result<()> {
+    match command {
+        DelegateCommand::Add {
+            delegate,
+            kind,
+            duration,
+            until: until_date,
+            tx,
+        } => {
+            let kind = ops::delegate_kind(&kind)?;
+            let valid_until = until(duration.as_ref(), until_date.as_ref())?;
+            let chain = chain::Chain::connect(&tx.chain).await?;
+            ops::delegate_add(&chain, &tx.key, delegate, kind, valid_until, tx.yes).await
+        }
+        DelegateCommand::Remove { delegate, tx } => {
+            let chain = chain::Chain::connect(&tx.chain).await?;
+            ops::delegate_remove(&chain, &tx.key, delegate, tx.yes).await
+        }
+    }
+}
+
+async fn membership_command(operation: ops::Membership, tx: TxArgs) -> eyre::Result<()> {
+    let chain = chain::Chain::connect(&tx.chain).await?;
+    ops::membership(&chain, &tx.key, operation, tx.yes).await
+}
+
+async fn org_command(command: OrgCommand) -> eyre::Result<()> {
+    use ops::Membership as M;
+    match command {
+        OrgCommand::Admit {
+            org,
+            kind,
+            name,
+            tx,
+        } => {
+            let kind = ops::org_kind(&kind)?;
+            membership_command(M::Admit { org, kind, name }, tx).await
+        }
+        OrgCommand::Suspend { org, tx } => membership_command(M::SuspendOrg(org), tx).await,
+        OrgCommand::Reinstate { org, tx } => membership_command(M::ReinstateOrg(org), tx).await,
+    }
+}
+
+async fn member_command(command: MemberCommand) -> eyre::Result<()> {
+    use ops::Membership as M;
+    match command {
+        MemberCommand::Add {
+            org,
+            member,
+            role,
+            tx,
+        } => {
+            let role = ops::member_role(&role)?;
+            membership_command(
+                M::AddMember {
+                    org,
+                    key: member,
+                    role,
+                },
+                tx,
+            )
+            .await
+        }
+        MemberCommand::Suspend { member, tx } => {
+            membership_command(M::SuspendMember(member), tx).await
+        }
+        MemberCommand::Reinstate { member, tx } => {
+            membership_command(M::ReinstateMember(member), tx).await
+        }
+        MemberCommand::Retire { member, tx } => {
+            membership_command(M::RetireMember(member), tx).await
+        }
+        MemberCommand::Rotate { member, new, tx } => {
+            membership_command(M::RotateMember { old: member, new }, tx).await
+        }
+    }
+}
+
 fn keys(command: KeysCommand) -> eyre::Result<()> {
     match command {
         KeysCommand::New {
@@ -475,5 +740,8 @@ async fn run(command: Command) -> eyre::Result<()> {
         Command::Decide(args) => decide(args).await,
         Command::Keys(command) => keys(command),
         Command::Consent(command) => consent_command(command).await,
+        Command::Delegate(command) => delegate_command(command).await,
+        Command::Org(command) => org_command(command).await,
+        Command::Member(command) => member_command(command).await,
     }
 }
