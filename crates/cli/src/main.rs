@@ -6,6 +6,7 @@
 
 mod chain;
 mod consent;
+mod gateway;
 mod keys;
 mod ops;
 mod prompt;
@@ -59,6 +60,57 @@ enum Command {
     /// consent), until a date.
     #[command(subcommand)]
     Delegate(DelegateCommand),
+    /// Sign in to a carechain gateway with your key (EIP-4361) and keep the bearer token.
+    #[command(
+        after_help = "Example:\n  carechain login --key alice --gateway http://127.0.0.1:8080\n\n\
+        The token is kept in --token-file (0600) for `records` and `access-log`; it expires after\n\
+        a few minutes (the gateway decides): run login again then."
+    )]
+    Login {
+        #[command(flatten)]
+        gateway: gateway::GatewayArgs,
+        #[command(flatten)]
+        key: keys::KeyArgs,
+    },
+    /// Your own records (or, as a delegate, your patient's) through the gateway's FHIR search.
+    #[command(
+        after_help = "Examples:\n  carechain records\n  carechain records --type Observation,Condition\n  \
+        carechain records --json > my-records.json\n  \
+        carechain records --patient 0x7099...   # as a delegate\n\n\
+        Needs `carechain login` first."
+    )]
+    Records {
+        /// Resource types to search, comma-separated [default: every clinical type].
+        #[arg(long = "type", value_name = "TYPES", default_value = gateway::DEFAULT_RECORD_TYPES, hide_default_value = true)]
+        types: String,
+        /// The patient (default: the signed-in address).
+        #[arg(long)]
+        patient: Option<Address>,
+        /// Print one FHIR searchset Bundle.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        gateway: gateway::GatewayArgs,
+    },
+    /// Who accessed your data: the gateway's audit trail for you (FHIR AuditEvent search,
+    /// `GET [base]/AuditEvent?patient=..`), allowed and denied requests alike.
+    #[command(
+        after_help = "Examples:\n  carechain access-log\n  carechain access-log --since 2026-01-01 --json\n\n\
+        Needs `carechain login` first."
+    )]
+    AccessLog {
+        /// The patient (default: the signed-in address).
+        #[arg(long)]
+        patient: Option<Address>,
+        /// Only accesses from this day (YYYY-MM-DD) or time (RFC 3339) on.
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// Print one FHIR searchset Bundle.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        gateway: gateway::GatewayArgs,
+    },
     /// Operators: admit, suspend and reinstate consortium organisations (governance key).
     #[command(subcommand)]
     Org(OrgCommand),
@@ -741,6 +793,19 @@ async fn run(command: Command) -> eyre::Result<()> {
         Command::Keys(command) => keys(command),
         Command::Consent(command) => consent_command(command).await,
         Command::Delegate(command) => delegate_command(command).await,
+        Command::Login { gateway, key } => gateway::login(&gateway, &key).await,
+        Command::Records {
+            types,
+            patient,
+            json,
+            gateway,
+        } => gateway::records(&gateway, patient, &types, json).await,
+        Command::AccessLog {
+            patient,
+            since,
+            json,
+            gateway,
+        } => gateway::access_log(&gateway, patient, since.as_deref(), json).await,
         Command::Org(command) => org_command(command).await,
         Command::Member(command) => member_command(command).await,
     }
