@@ -6,6 +6,7 @@
 
 mod chain;
 mod consent;
+mod deploy;
 mod gateway;
 mod keys;
 mod ops;
@@ -111,6 +112,13 @@ enum Command {
         #[command(flatten)]
         gateway: gateway::GatewayArgs,
     },
+    /// Operators: deploy the contracts with the project's forge script and write the
+    /// deployment manifest the indexer, the gateway and this command line read.
+    #[command(after_help = "Examples (from the repository's root):\n  \
+        CARECHAIN_PRIVATE_KEY=0xac09...ff80 carechain deploy --rpc http://127.0.0.1:8545\n  \
+        carechain deploy --key deployer --rpc https://rpc.example --governance 0xSafe... --out deployments/prod.json\n\n\
+        Same as scripts/lib.sh deploy_contracts; the key is handed to forge as a throw-away keystore.")]
+    Deploy(deploy::DeployArgs),
     /// Operators: admit, suspend and reinstate consortium organisations (governance key).
     #[command(subcommand)]
     Org(OrgCommand),
@@ -793,6 +801,7 @@ async fn run(command: Command) -> eyre::Result<()> {
         Command::Keys(command) => keys(command),
         Command::Consent(command) => consent_command(command).await,
         Command::Delegate(command) => delegate_command(command).await,
+        Command::Deploy(args) => deploy::deploy(args).await,
         Command::Login { gateway, key } => gateway::login(&gateway, &key).await,
         Command::Records {
             types,

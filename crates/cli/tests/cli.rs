@@ -464,3 +464,71 @@ async fn typed_data_signed_by_a_javascript_wallet_is_accepted_on_chain() {
         Basis::NoConsent
     );
 }
+
+#[tokio::test]
+async fn deploy_writes_a_manifest_the_other_commands_use() {
+    let (mut anvil, rpc_url) = common::bare_anvil().await;
+    let dir = TempDir::new("deploy");
+    let manifest = dir.0.join("nested/manifest.json");
+    let lock = common::forge_lock();
+    let out = Cli::new()
+        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
+        .args(["deploy", "--rpc", &rpc_url, "--max-break-glass", "2h"])
+        .arg_path("--repo", &common::repo_root())
+        .arg_path("--out", &manifest)
+        .run();
+    drop(lock);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The key never reaches forge's command line or output.
+    assert!(
+        !stderr.contains(&common::GOVERNANCE_KEY[2..]),
+        "the key was printed"
+    );
+    let loaded =
+        carechain_contracts::DeploymentManifest::load(&manifest).expect("a valid manifest");
+    assert!(
+        stdout.contains(&loaded.contracts.consent_registry.to_string()),
+        "{stdout}"
+    );
+    // The manifest drives the other commands: admit an organisation, then ask decide.
+    let org = PrivateKeySigner::random().address();
+    Cli::new()
+        .env("CARECHAIN_RPC_URL", &rpc_url)
+        .env("CARECHAIN_MANIFEST", manifest.to_str().unwrap())
+        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
+        .args([
+            "org",
+            "admit",
+            "--kind",
+            "compliance",
+            "--name",
+            "Audit Office",
+            "--yes",
+        ])
+        .args(["--org", &org.to_string()])
+        .ok();
+    let answer = Cli::new()
+        .env("CARECHAIN_RPC_URL", &rpc_url)
+        .args(["decide"])
+        .arg_path("--manifest", &manifest)
+        .args([
+            "--type",
+            "Observation",
+            "--action",
+            "read",
+            "--purpose",
+            "TREAT",
+        ])
+        .args([
+            "--patient",
+            &PrivateKeySigner::random().address().to_string(),
+        ])
+        .args(["--requester", &org.to_string()])
+        .ok();
+    // An organisation address is never a requester itself (rule 5 of ConsentRegistry).
+    assert!(answer.starts_with("DENIED (UnknownRequester)"), "{answer}");
+    let _ = anvil.kill();
+    let _ = anvil.wait();
+}

@@ -79,38 +79,53 @@ impl Drop for TestChain {
     }
 }
 
+/// Holds the lock that serialises forge runs across the suites (forge writes its cache and
+/// broadcast files in the project).
+pub fn forge_lock() -> std::fs::File {
+    let lock_path = std::env::temp_dir().join("carechain-indexer-tests-forge.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.lock().unwrap();
+    lock
+}
+
+/// A bare anvil (no contracts); killed on drop. Returns the child and its URL.
+pub async fn bare_anvil() -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut anvil = Command::new(tool("ANVIL_BIN", "anvil"))
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--silent",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start anvil (set ANVIL_BIN)");
+    let rpc_url = format!("http://127.0.0.1:{port}");
+    let provider = ProviderBuilder::new().connect_http(rpc_url.parse().unwrap());
+    for _ in 0..200 {
+        if provider.get_block_number().await.is_ok() {
+            return (anvil, rpc_url);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = anvil.kill();
+    let _ = anvil.wait();
+    panic!("anvil did not answer on {rpc_url}");
+}
+
 impl TestChain {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let anvil = Command::new(tool("ANVIL_BIN", "anvil"))
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--silent",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start anvil (set ANVIL_BIN)");
-        let rpc_url = format!("http://127.0.0.1:{port}");
+        let (anvil, rpc_url) = bare_anvil().await;
         let provider = ProviderBuilder::new()
             .connect_http(rpc_url.parse().unwrap())
             .erased();
-        let mut up = false;
-        for _ in 0..200 {
-            if provider.get_block_number().await.is_ok() {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(up, "anvil did not answer on {rpc_url}");
         let dir = TempDir::new("chain");
         let root = repo_root();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -120,11 +135,8 @@ impl TestChain {
             std::process::id()
         ));
         std::fs::create_dir_all(root.join("deployments")).unwrap();
-        // forge writes its cache and broadcast files in the project: one deploy at a time,
-        // across this suite and the indexer's and gateway's (same lock file).
-        let lock_path = std::env::temp_dir().join("carechain-indexer-tests-forge.lock");
-        let lock = std::fs::File::create(&lock_path).unwrap();
-        lock.lock().unwrap();
+        // One deploy at a time, across this suite and the indexer's and gateway's.
+        let lock = forge_lock();
         let out = Command::new(tool("FORGE_BIN", "forge"))
             .current_dir(&root)
             .env("DEPLOY_MANIFEST", &staged)
@@ -266,6 +278,11 @@ impl Cli {
         S: AsRef<std::ffi::OsStr>,
     {
         self.command.args(args);
+        self
+    }
+
+    pub fn arg_path(mut self, flag: &str, path: &Path) -> Self {
+        self.command.arg(flag).arg(path);
         self
     }
 
