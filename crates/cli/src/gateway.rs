@@ -563,7 +563,17 @@ pub(crate) async fn access_log(
         url.push_str(&format!("&date=ge{}", time::rfc3339(seconds)));
     }
     let http = client()?;
-    let events = search_all(&http, &token, url, "PATRQT", "searching the access log").await?;
+    let events = search_all(&http, &token, url, "PATRQT", "searching the access log")
+        .await
+        .map_err(|e| {
+            if e.to_string().contains("not supported") {
+                e.wrap_err(
+                    "this gateway does not serve the FHIR AuditEvent search (GET [base]/AuditEvent?patient=..) yet: ask its operator to upgrade it",
+                )
+            } else {
+                e
+            }
+        })?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&searchset(events))?);
         return Ok(());

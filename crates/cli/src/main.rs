@@ -40,7 +40,18 @@ pub(crate) fn config_dir() -> Option<PathBuf> {
 
 /// carechain: consent and access layer of the healthcare consortium.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, propagate_version = true)]
+#[command(
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = "Getting started (a local stack from scripts/stack):\n  \
+        carechain keys new --name alice\n  \
+        carechain consent grant --key alice --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC \\\n    \
+        --types Observation --purpose TREAT --for 30d\n  \
+        carechain consent list --key alice\n\n\
+        Chain commands read CARECHAIN_RPC_URL and CARECHAIN_MANIFEST; `carechain COMMAND --help` has examples."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,15 +62,24 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Manage signing keys: Web3 Secret Storage keystores (the format of `cast wallet` and geth).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  carechain keys new --name alice\n  carechain keys list"
+    )]
     Keys(KeysCommand),
     /// Grant, revoke and list a patient's consent, by name: resource types, actions, purposes
     /// of use and durations.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  carechain consent grant --key alice --grantee 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC \\\n    --types Observation,Condition --purpose TREAT --for 30d\n  carechain consent list --key alice"
+    )]
     Consent(ConsentCommand),
     /// Let a guardian, caregiver or proxy act for you (read your records, grant and revoke
     /// consent), until a date.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  carechain delegate add --key alice --delegate 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 --kind guardian --for 1y"
+    )]
     Delegate(DelegateCommand),
     /// Sign in to a carechain gateway with your key (EIP-4361) and keep the bearer token.
     #[command(
@@ -120,14 +140,21 @@ enum Command {
         Same as scripts/lib.sh deploy_contracts; the key is handed to forge as a throw-away keystore.")]
     Deploy(deploy::DeployArgs),
     /// Operators: admit, suspend and reinstate consortium organisations (governance key).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  carechain org admit --key governance --org 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc --kind hospital --name \"St. Mary Hospital\""
+    )]
     Org(OrgCommand),
     /// Operators: add, suspend, reinstate, retire and rotate member keys (governance or the
     /// organisation's own key).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Example:\n  carechain member add --key governance --org 0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc \\\n    --member 0x976EA74026E726554dB657fA54763abd0C3a0aa9 --role practitioner"
+    )]
     Member(MemberCommand),
     /// Print the FHIR code tables (resource types, SMART v2 actions, purposes of use) with
     /// their on-chain bit indices.
+    #[command(after_help = "Example:\n  carechain codes")]
     Codes,
     /// Ask the chain whether REQUESTER may perform ACTION on PATIENT's resources of TYPE for
     /// PURPOSE, and on what basis (ConsentRegistry.decide).
