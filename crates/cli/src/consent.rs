@@ -708,6 +708,31 @@ pub(crate) async fn submit(
     if deadline < U256::from(time::now()) {
         bail!("the signature's deadline has passed: sign again with a later deadline");
     }
+    let what = match primary {
+        "Grant" => {
+            let scope = Scope {
+                resource_types: narrow(message_uint(message, "resourceTypes")?, "resourceTypes")?,
+                actions: narrow(message_uint(message, "actions")?, "actions")?,
+                purposes: narrow(message_uint(message, "purposes")?, "purposes")?,
+                valid_from: narrow(message_uint(message, "validFrom")?, "validFrom")?,
+                valid_until: narrow(message_uint(message, "validUntil")?, "validUntil")?,
+            };
+            format!(
+                "grant of {} / {} / {} until {}",
+                scope.type_names().join(", "),
+                scope.action_names().join(", "),
+                scope.purpose_names().join(", "),
+                time::show(scope.valid_until)
+            )
+        }
+        _ => "revocation".to_owned(),
+    };
+    eprintln!(
+        "Submitting the {what}\n  patient {}, grantee {}, signed by {}",
+        chain::show(patient),
+        chain::show(grantee),
+        chain::show(signer_address)
+    );
     let submitter = key.signer()?;
     let provider = chain.with_signer(&submitter)?;
     let registry = ConsentRegistry::new(chain.manifest.contracts.consent_registry, &provider);
