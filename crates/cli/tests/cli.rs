@@ -226,6 +226,49 @@ async fn consent_grant_and_revoke_change_the_decision_on_chain() {
             .await,
         Basis::Delegate
     );
+    // The delegate grants and revokes for the patient, with its own key.
+    let as_guardian = || {
+        chain.cli().env(
+            "CARECHAIN_PRIVATE_KEY",
+            &format!("0x{}", key_hex(&guardian)),
+        )
+    };
+    as_guardian()
+        .args([
+            "consent",
+            "grant",
+            "--yes",
+            "--patient",
+            &patient.address().to_string(),
+        ])
+        .args(["--grantee", &org.to_string()])
+        .args([
+            "--types",
+            "Observation",
+            "--purpose",
+            "TREAT",
+            "--for",
+            "1d",
+        ])
+        .ok();
+    assert_eq!(
+        chain.decide_read(patient.address(), member.address()).await,
+        Basis::OrganisationConsent
+    );
+    as_guardian()
+        .args([
+            "consent",
+            "revoke",
+            "--yes",
+            "--patient",
+            &patient.address().to_string(),
+        ])
+        .args(["--grantee", &org.to_string()])
+        .ok();
+    assert_eq!(
+        chain.decide_read(patient.address(), member.address()).await,
+        Basis::NoConsent
+    );
     as_patient()
         .args([
             "delegate",
