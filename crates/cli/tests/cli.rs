@@ -575,3 +575,46 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
     let _ = anvil.kill();
     let _ = anvil.wait();
 }
+
+/// Runs the CLI on a pseudo-terminal (util-linux `script`), typing `typed`.
+fn on_a_terminal(chain: &TestChain, key: &PrivateKeySigner, args: &str, typed: &str) -> bool {
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_carechain"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("CARECHAIN_RPC_URL", &chain.rpc_url)
+        .env("CARECHAIN_MANIFEST", &chain.manifest_path)
+        .env("CARECHAIN_PRIVATE_KEY", format!("0x{}", key_hex(key)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run `script` (util-linux) for a pseudo-terminal");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(typed.as_bytes()).unwrap();
+    }
+    child.wait().unwrap().success()
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_patient_is_asked_before_anything_is_sent() {
+    let chain = TestChain::start().await;
+    let (org, member) = chain.hospital_with_member().await;
+    let patient = chain.wallet().await;
+    let grant =
+        format!("consent grant --grantee {org} --types Observation --purpose TREAT --for 1d");
+    assert!(
+        !on_a_terminal(&chain, &patient, &grant, "n\n"),
+        "a no is a failure exit"
+    );
+    assert_eq!(
+        chain.decide_read(patient.address(), member.address()).await,
+        Basis::NoConsent
+    );
+    assert!(on_a_terminal(&chain, &patient, &grant, "y\n"));
+    assert_eq!(
+        chain.decide_read(patient.address(), member.address()).await,
+        Basis::OrganisationConsent
+    );
+}
