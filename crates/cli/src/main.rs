@@ -1,8 +1,16 @@
 //! `carechain`: command line for patients and operators.
 //!
-//! - `keys new | import | list`: Web3 Secret Storage keystores;
+//! - `keys new | import | list | address`: Web3 Secret Storage keystores ([`keys`]);
+//! - `consent grant | revoke | list | submit`: consent by name, the EIP-712 typed data wallets
+//!   sign, signed consent relayed by anyone ([`consent`]);
+//! - `delegate add | remove`, `org admit | suspend | reinstate`,
+//!   `member add | suspend | reinstate | retire | rotate` ([`ops`]);
+//! - `deploy`: the project's forge deploy script and its manifest ([`deploy`]);
+//! - `login`, `records`, `access-log`: the FHIR gateway ([`gateway`]);
 //! - `codes`: the FHIR code tables the on-chain consent is expressed in;
 //! - `decide`: asks `ConsentRegistry.decide` whether a requester may act on a patient's data.
+//!
+//! Errors reach the person as one line each, saying what to do; no backtraces.
 
 mod chain;
 mod consent;
