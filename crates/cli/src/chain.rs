@@ -1,0 +1,214 @@
+//! The chain: connecting with the deployment manifest, sending transactions, and turning
+//! contract reverts into sentences that say what to do.
+
+use alloy::{
+    network::{Ethereum, EthereumWallet},
+    primitives::{Address, TxHash},
+    providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder, RootProvider},
+    signers::local::PrivateKeySigner,
+};
+use carechain_contracts::{ConsentRegistry, DeploymentManifest, ProviderRegistry, Status};
+use eyre::{WrapErr, bail, eyre};
+use std::path::PathBuf;
+
+/// Where the chain and the contracts are.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ChainArgs {
+    /// JSON-RPC URL of the chain.
+    #[arg(
+        long,
+        env = "CARECHAIN_RPC_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8545"
+    )]
+    pub(crate) rpc: String,
+    /// Deployment manifest written by the deploy script (`carechain deploy`).
+    #[arg(
+        long,
+        env = "CARECHAIN_MANIFEST",
+        value_name = "FILE",
+        default_value = "deployments/31337.json"
+    )]
+    pub(crate) manifest: PathBuf,
+}
+
+/// A connection to the chain the manifest describes.
+pub(crate) struct Chain {
+    pub(crate) provider: DynProvider,
+    pub(crate) manifest: DeploymentManifest,
+    rpc: String,
+}
+
+impl Chain {
+    /// Connects (read-only) and checks the chain id against the manifest.
+    pub(crate) async fn connect(args: &ChainArgs) -> eyre::Result<Self> {
+        let manifest = DeploymentManifest::load(&args.manifest).wrap_err(
+            "pass --manifest (or CARECHAIN_MANIFEST) naming the file `carechain deploy` wrote",
+        )?;
+        let url = args
+            .rpc
+            .parse()
+            .wrap_err_with(|| format!("invalid --rpc URL `{}`", args.rpc))?;
+        let provider = RootProvider::<Ethereum>::new_http(url).erased();
+        let chain_id = provider.get_chain_id().await.wrap_err_with(|| {
+            format!(
+                "cannot reach the chain at {} (is it running? pass --rpc or CARECHAIN_RPC_URL)",
+                args.rpc
+            )
+        })?;
+        if chain_id != manifest.chain_id {
+            bail!(
+                "the chain at {} has chain id {chain_id}, but the manifest {} is for chain {}: pass the matching --manifest or --rpc",
+                args.rpc,
+                args.manifest.display(),
+                manifest.chain_id
+            );
+        }
+        Ok(Self {
+            provider,
+            manifest,
+            rpc: args.rpc.clone(),
+        })
+    }
+
+    /// A provider that signs and sends with `signer`.
+    pub(crate) fn with_signer(&self, signer: &PrivateKeySigner) -> eyre::Result<DynProvider> {
+        let url = self
+            .rpc
+            .parse()
+            .wrap_err_with(|| format!("invalid --rpc URL `{}`", self.rpc))?;
+        Ok(ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer.clone()))
+            .connect_http(url)
+            .erased())
+    }
+
+    /// The consent registry, read-only.
+    pub(crate) fn consents(&self) -> ConsentRegistry::ConsentRegistryInstance<DynProvider> {
+        ConsentRegistry::new(
+            self.manifest.contracts.consent_registry,
+            self.provider.clone(),
+        )
+    }
+}
+
+/// Waits for the receipt of a sent contract call (`call.send().await`); a revert becomes a
+/// sentence that says what to do.
+pub(crate) async fn mined(
+    sent: Result<PendingTransactionBuilder<Ethereum>, alloy::contract::Error>,
+    what: &str,
+) -> eyre::Result<TxHash> {
+    let pending = sent.map_err(|e| explain(e, what))?;
+    let receipt = pending
+        .get_receipt()
+        .await
+        .wrap_err_with(|| format!("{what}: the transaction was sent but no receipt came back"))?;
+    if !receipt.status() {
+        bail!(
+            "{what}: transaction {} reverted on chain",
+            receipt.transaction_hash
+        );
+    }
+    Ok(receipt.transaction_hash)
+}
+
+fn status_name(value: u8) -> String {
+    Status::try_from(value)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+/// Turns a failed call into an error that says what happened and what to do.
+pub(crate) fn explain(error: alloy::contract::Error, what: &str) -> eyre::Report {
+    use ConsentRegistry::ConsentRegistryErrors as C;
+    use ProviderRegistry::ProviderRegistryErrors as P;
+    if let Some(e) = error.as_decoded_interface_error::<C>() {
+        let text = match e {
+            C::ConsentUnauthorizedActor(e) => format!(
+                "{} is neither the patient {} nor an active delegate of theirs: sign with the patient's key, or have the patient add you with `carechain delegate add`",
+                e.actor, e.patient
+            ),
+            C::ConsentNotFound(e) => format!(
+                "patient {} has no consent stored for {}: nothing to revoke (see `carechain consent list`)",
+                e.patient, e.grantee
+            ),
+            C::ConsentInvalidGrantee(e) => format!(
+                "{} cannot be a grantee (the zero address or the patient themselves): name an organisation or member key with --grantee",
+                e.grantee
+            ),
+            C::ConsentInvalidScope(_) => {
+                "the scope is empty or outside the code tables: name at least one type, action and purpose (see `carechain codes`)".into()
+            }
+            C::ConsentInvalidPeriod(e) => format!(
+                "the validity period {}..{} is empty or already over: choose a later --for/--until",
+                e.validFrom, e.validUntil
+            ),
+            C::ConsentExpiredSignature(e) => format!(
+                "the signature's deadline {} has passed: sign again (a longer --deadline gives more time)",
+                crate::time::show(u64::try_from(e.deadline).unwrap_or(u64::MAX))
+            ),
+            C::ConsentInvalidSignature(e) => format!(
+                "the signature does not verify for {} over this chain's typed data: sign again the typed data printed by --unsigned or --sign-only, unchanged",
+                e.signer
+            ),
+            C::ConsentInvalidNonce(e) => format!(
+                "the signature's nonce is stale (patient {} is at nonce {}): sign again",
+                e.patient, e.currentNonce
+            ),
+            C::ConsentInvalidNonceIncrease(_) => "invalid nonce increase".into(),
+            C::ConsentInvalidDelegate(e) => format!(
+                "{} cannot be this delegate (zero address, yourself, no kind, or not a delegate to remove)",
+                e.delegate
+            ),
+            C::AccessControlUnauthorizedAccount(e) => format!(
+                "{} lacks the role this needs (governance): sign with the governance key",
+                e.account
+            ),
+            other => format!("the contract refused: {other:?}"),
+        };
+        return eyre!("{what}: {text}");
+    }
+    if let Some(e) = error.as_decoded_interface_error::<P>() {
+        let text = match e {
+            P::AccessControlUnauthorizedAccount(e) => format!(
+                "{} is not consortium governance (GOVERNOR_ROLE): sign with the governance key (--key)",
+                e.account
+            ),
+            P::ProviderAlreadyRegistered(e) => format!(
+                "{} is already an organisation or a member key: each address is registered once",
+                e.account
+            ),
+            P::ProviderUnknownOrganisation(e) => format!(
+                "{} is not an admitted organisation: admit it first with `carechain org admit`",
+                e.org
+            ),
+            P::ProviderUnknownMember(e) => format!(
+                "{} is not a member key: add it first with `carechain member add`",
+                e.key
+            ),
+            P::ProviderInvalidInput(_) => {
+                "the zero address or an organisation kind of None was given".into()
+            }
+            P::ProviderInvalidStatus(e) => format!(
+                "{} is {}, which this operation does not apply to",
+                e.account,
+                status_name(e.status)
+            ),
+            P::ProviderUnauthorizedManager(e) => format!(
+                "{} may not manage the keys of organisation {}: sign with governance or the organisation's own key",
+                e.caller, e.org
+            ),
+            other => format!("the contract refused: {other:?}"),
+        };
+        return eyre!("{what}: {text}");
+    }
+    if error.as_revert_data().is_some() {
+        return eyre!("{what}: the contract reverted ({error})");
+    }
+    eyre!("{what}: {error} (is the key funded for gas? is the chain reachable?)")
+}
+
+/// The address's checksum form.
+pub(crate) fn show(address: Address) -> String {
+    address.to_checksum(None)
+}
