@@ -106,6 +106,31 @@ async fn json_response(response: reqwest::Response, what: &str) -> eyre::Result<
     }
 }
 
+/// `consent submit --via-gateway`: the gateway checks the signed grant or revocation and
+/// submits it with its own key (gas-free consent); prints the transaction.
+pub(crate) async fn relay(args: &GatewayArgs, signed: &Value) -> eyre::Result<()> {
+    if signed.get("signature").is_none() {
+        bail!(
+            "the file has no `signature`: sign `typedData` with eth_signTypedData_v4 and add it as \"signature\""
+        );
+    }
+    let url = format!("{}/relay/consent", args.base());
+    let response = client()?
+        .post(&url)
+        .json(signed)
+        .send()
+        .await
+        .wrap_err_with(|| format!("cannot reach the gateway at {}", args.base()))?;
+    let answer = json_response(response, "submitting through the gateway").await?;
+    println!(
+        "{} submitted by the gateway: transaction {} (block {})",
+        answer["kind"].as_str().unwrap_or("consent"),
+        answer["transactionHash"].as_str().unwrap_or("?"),
+        answer["blockNumber"]
+    );
+    Ok(())
+}
+
 /// The EIP-4361 message, in the exact layout the specification gives.
 fn siwe_message(
     domain: &str,

@@ -89,6 +89,14 @@ enum Command {
         after_help = "Example:\n  carechain delegate add --key alice --delegate 0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65 --kind guardian --for 1y"
     )]
     Delegate(DelegateCommand),
+    /// Emergency access (break-glass) by a member key: opens a bounded session on the chain
+    /// in which the organisation may read the patient's records for purpose ETREAT only. Every
+    /// such access is audited and queued for compliance review.
+    #[command(
+        subcommand,
+        after_help = "Example:\n  carechain break-glass open --key dr-b --patient 0x90F79bf6EB2c4f870365E785982E1f101E93b906 \\\n    --reason life-threatening --for 1h\n  carechain break-glass close --key dr-b --patient 0x90F7..."
+    )]
+    BreakGlass(BreakGlassCommand),
     /// Sign in to a carechain gateway with your key (EIP-4361) and keep the bearer token.
     #[command(
         after_help = "Example:\n  carechain login --key alice --gateway http://127.0.0.1:8080\n\n\
@@ -257,9 +265,11 @@ enum ConsentCommand {
         carechain consent list --patient 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --json")]
     List(ListArgs),
     /// Submit a signed grant or revocation (the JSON of --sign-only, or --unsigned typed data
-    /// with a wallet's signature added as "signature"); the submitting key pays the gas.
+    /// with a wallet's signature added as "signature"): with --via-gateway the gateway checks
+    /// it and pays the gas (gas-free for the patient); otherwise the submitting key pays.
     #[command(
-        after_help = "Example:\n  carechain consent submit --key relayer --file grant.json\n  \
+        after_help = "Examples:\n  carechain consent submit --via-gateway --file grant.json   # gas-free\n  \
+        carechain consent submit --key relayer --file grant.json\n  \
         carechain consent submit --key relayer < grant.json"
     )]
     Submit(SubmitArgs),
@@ -365,6 +375,12 @@ struct SubmitArgs {
     /// The signed JSON (default: standard input).
     #[arg(long, value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Hand it to the gateway (`POST [base]/relay/consent`), which checks it and submits it
+    /// with its own funded key: no key and no gas needed here.
+    #[arg(long)]
+    via_gateway: bool,
+    #[command(flatten)]
+    gateway: gateway::GatewayArgs,
     #[command(flatten)]
     chain: chain::ChainArgs,
     #[command(flatten)]
@@ -442,6 +458,9 @@ async fn consent_command(command: ConsentCommand) -> eyre::Result<()> {
             let text = read_input(args.file.as_ref())?;
             let signed: serde_json::Value =
                 serde_json::from_str(&text).wrap_err("the signed consent is not JSON")?;
+            if args.via_gateway {
+                return gateway::relay(&args.gateway, &signed).await;
+            }
             let chain = chain::Chain::connect(&args.chain).await?;
             consent::submit(&chain, &args.key, &signed).await
         }
@@ -495,6 +514,43 @@ enum DelegateCommand {
         /// The delegate's wallet address.
         #[arg(long)]
         delegate: Address,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BreakGlassCommand {
+    /// Open an emergency session for the patient (your organisation; ETREAT only).
+    #[command(
+        after_help = "Example:\n  carechain break-glass open --key dr-b \\\n    \
+        --patient 0x90F79bf6EB2c4f870365E785982E1f101E93b906 --reason life-threatening --for 1h\n\n\
+        Reasons: patient-unconscious, life-threatening, imminent-risk-of-harm,\n\
+        patient-unable-to-communicate. The chain caps the duration (governance sets the maximum)."
+    )]
+    Open {
+        /// The patient's wallet address.
+        #[arg(long)]
+        patient: Address,
+        /// Why: patient-unconscious, life-threatening, imminent-risk-of-harm or
+        /// patient-unable-to-communicate.
+        #[arg(long)]
+        reason: String,
+        /// How long the session lasts (e.g. 30m, 1h).
+        #[arg(long = "for", value_name = "DURATION", default_value = "1h")]
+        duration: String,
+        #[command(flatten)]
+        tx: TxArgs,
+    },
+    /// Close your organisation's emergency session for the patient before it expires.
+    #[command(
+        after_help = "Example:\n  carechain break-glass close --key dr-b \\\n    \
+        --patient 0x90F79bf6EB2c4f870365E785982E1f101E93b906"
+    )]
+    Close {
+        /// The patient's wallet address.
+        #[arg(long)]
+        patient: Address,
         #[command(flatten)]
         tx: TxArgs,
     },
@@ -620,6 +676,28 @@ fn until(duration: Option<&String>, until: Option<&String>) -> eyre::Result<u64>
         (Some(d), _) => Ok(time::now().saturating_add(time::parse_duration(d)?)),
         (None, Some(u)) => Ok(time::parse_date(u)?),
         (None, None) => bail!("say how long: --for 30d or --until 2027-01-31"),
+    }
+}
+
+async fn break_glass_command(command: BreakGlassCommand) -> eyre::Result<()> {
+    match command {
+        BreakGlassCommand::Open {
+            patient,
+            reason,
+            duration,
+            tx,
+        } => {
+            let reason = ops::break_glass_reason(&reason)?;
+            let seconds = u32::try_from(time::parse_duration(&duration)?).map_err(|_| {
+                eyre::eyre!("--for {duration} is far too long for an emergency session")
+            })?;
+            let chain = chain::Chain::connect(&tx.chain).await?;
+            ops::break_glass_open(&chain, &tx.key, patient, reason, seconds, tx.yes).await
+        }
+        BreakGlassCommand::Close { patient, tx } => {
+            let chain = chain::Chain::connect(&tx.chain).await?;
+            ops::break_glass_close(&chain, &tx.key, patient, tx.yes).await
+        }
     }
 }
 
@@ -836,6 +914,7 @@ async fn run(command: Command) -> eyre::Result<()> {
         Command::Keys(command) => keys(command),
         Command::Consent(command) => consent_command(command).await,
         Command::Delegate(command) => delegate_command(command).await,
+        Command::BreakGlass(command) => break_glass_command(command).await,
         Command::Deploy(args) => deploy::deploy(args).await,
         Command::Login { gateway, key } => gateway::login(&gateway, &key).await,
         Command::Records {

@@ -7,7 +7,9 @@ use crate::{
     prompt, time,
 };
 use alloy::primitives::{Address, aliases::U40};
-use carechain_contracts::{ConsentRegistry, DelegateKind, MemberRole, OrgKind, ProviderRegistry};
+use carechain_contracts::{
+    BreakGlassReason, ConsentRegistry, DelegateKind, MemberRole, OrgKind, ProviderRegistry,
+};
 use eyre::{WrapErr, bail};
 
 fn parse_named<T: Copy + std::fmt::Display>(all: &[T], text: &str, what: &str) -> eyre::Result<T> {
@@ -36,6 +38,76 @@ pub(crate) fn org_kind(text: &str) -> eyre::Result<OrgKind> {
 /// Parses a member role by name (`practitioner`, `service`).
 pub(crate) fn member_role(text: &str) -> eyre::Result<MemberRole> {
     parse_named(MemberRole::ALL, text, "member role")
+}
+
+/// Parses a break-glass reason by name, with or without dashes
+/// (`life-threatening`, `LifeThreatening`).
+pub(crate) fn break_glass_reason(text: &str) -> eyre::Result<BreakGlassReason> {
+    let squashed: String = text.chars().filter(|c| *c != '-' && *c != '_').collect();
+    parse_named(&BreakGlassReason::ALL[1..], &squashed, "break-glass reason").map_err(|_| {
+        eyre::eyre!(
+            "unknown break-glass reason `{text}`: expected patient-unconscious, life-threatening, imminent-risk-of-harm or patient-unable-to-communicate"
+        )
+    })
+}
+
+/// `break-glass open`: an emergency session of the signing member key's organisation.
+pub(crate) async fn break_glass_open(
+    chain: &Chain,
+    key: &KeyArgs,
+    patient: Address,
+    reason: BreakGlassReason,
+    seconds: u32,
+    yes: bool,
+) -> eyre::Result<()> {
+    let signer = key.signer()?;
+    eprintln!(
+        "Emergency access to be opened (chain {}):\n  patient    {}\n  by         {} (and the rest of its organisation)\n  \
+         reason     {reason}\n  for        {}\n  \
+         Reads are allowed for purpose ETREAT only; every one is audited and reviewed by compliance.",
+        chain.manifest.chain_id,
+        chain::show(patient),
+        chain::show(signer.address()),
+        time::show(u64::from(seconds))
+    );
+    prompt::confirm("Open break-glass access?", "open break-glass access", yes)?;
+    let provider = chain.with_signer(&signer)?;
+    let registry = ConsentRegistry::new(chain.manifest.contracts.consent_registry, &provider);
+    let tx = chain::mined(
+        registry
+            .openBreakGlass(patient, reason.into(), seconds)
+            .send()
+            .await,
+        "opening break-glass access",
+    )
+    .await?;
+    println!("break-glass access open: transaction {tx}");
+    Ok(())
+}
+
+/// `break-glass close`.
+pub(crate) async fn break_glass_close(
+    chain: &Chain,
+    key: &KeyArgs,
+    patient: Address,
+    yes: bool,
+) -> eyre::Result<()> {
+    let signer = key.signer()?;
+    eprintln!(
+        "Emergency access of {}'s organisation to {} to be closed.",
+        chain::show(signer.address()),
+        chain::show(patient)
+    );
+    prompt::confirm("Close break-glass access?", "close break-glass access", yes)?;
+    let provider = chain.with_signer(&signer)?;
+    let registry = ConsentRegistry::new(chain.manifest.contracts.consent_registry, &provider);
+    let tx = chain::mined(
+        registry.closeBreakGlass(patient).send().await,
+        "closing break-glass access",
+    )
+    .await?;
+    println!("break-glass access closed: transaction {tx}");
+    Ok(())
 }
 
 /// `delegate add`.
