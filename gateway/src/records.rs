@@ -11,7 +11,7 @@ use crate::{
     auth::{Claims, Role},
     consent::{Decision, DecisionKey},
     crypto::{CryptoError, record_aad},
-    error::AppError,
+    error::{AppError, not_found_text},
     fhir::resource::{self, SearchFields},
     jcs,
     store::{self, KeyState, NewVersion, StoredVersion},
@@ -79,8 +79,19 @@ async fn decide(
     }
 }
 
-/// Resolve an existing record to its patient and decide the read on chain (404 when the
-/// record does not exist, 403 when consent denies it).
+/// A denial of an interaction with a record named by id, answered as the record's absence
+/// (see [`AppError::ConcealedDenial`]); other errors pass unchanged.
+fn conceal(err: AppError, resource_type: ResourceType, id: &str) -> AppError {
+    match err {
+        AppError::Forbidden(_) => {
+            AppError::ConcealedDenial(not_found_text(resource_type.code(), id))
+        }
+        other => other,
+    }
+}
+
+/// Resolve an existing record to its patient and decide the read on chain. A record that
+/// does not exist and a record consent does not cover are answered alike (404).
 async fn decide_read_of_record(
     state: &AppState,
     claims: &Claims,
@@ -92,7 +103,7 @@ async fn decide_read_of_record(
     let name = resource_type.code();
     let patient = store::patient_of_record(state.pool(), name, id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
+        .ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?;
     let patient = parse_patient(&patient)?;
     decide(
         state,
@@ -104,6 +115,7 @@ async fn decide_read_of_record(
         audit,
     )
     .await
+    .map_err(|err| conceal(err, resource_type, id))
 }
 
 /// `GET [type]/[id]` and `GET [type]/[id]/_history/[vid]`.
@@ -122,13 +134,25 @@ pub async fn read(
         None => format!("{name}/{id}"),
     });
     decide_read_of_record(state, claims, resource_type, id, purpose, audit).await?;
-    let stored = store::version(state.pool(), name, id, version)
+    let (stored, key) = store::version_with_key(state.pool(), state.kek(), name, id, version)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("{name}/{id} has no such version")))?;
     if stored.deleted {
         return Err(AppError::Gone(format!("{name}/{id} was deleted")));
     }
-    open_verified(state, &stored).await
+    let key = active_key(key)?;
+    open_verified_with(state, &stored, &key).await
+}
+
+/// The data key of a patient whose records exist (erased: gone).
+fn active_key(key: KeyState) -> Result<crate::crypto::SecretKey, AppError> {
+    match key {
+        KeyState::Active(key) => Ok(key),
+        KeyState::Erased => Err(AppError::Gone("the patient's records were erased".into())),
+        KeyState::Missing => Err(AppError::internal(std::io::Error::other(
+            "record without a data key",
+        ))),
+    }
 }
 
 /// Decrypts a stored version, checks its hash and its on-chain anchor.
@@ -143,13 +167,7 @@ async fn patient_key(
     patient: &str,
 ) -> Result<crate::crypto::SecretKey, AppError> {
     let mut conn = state.pool().acquire().await?;
-    match store::data_key(&mut conn, state.kek(), patient, false).await? {
-        KeyState::Active(key) => Ok(key),
-        KeyState::Erased => Err(AppError::Gone("the patient's records were erased".into())),
-        KeyState::Missing => Err(AppError::internal(std::io::Error::other(
-            "record without a data key",
-        ))),
-    }
+    active_key(store::data_key(&mut conn, state.kek(), patient, false).await?)
 }
 
 /// Decrypts a stored version with its patient's key, checks its hash and its on-chain anchor.
@@ -272,31 +290,44 @@ pub async fn write(
     audit.entity(format!("{name}/{id}"));
     let patient_text = resource::patient_of(resource_type, Some(&id), &body)?;
     let patient = parse_patient(&patient_text)?;
-    let current = store::locate(state.pool(), name, &id).await?;
-    let action = match (&update, &current) {
-        (Some(_), Some(_)) => Action::Update,
-        (Some(_), None) => return Err(AppError::NotFound(format!("{name}/{id} does not exist"))),
-        (None, Some(_)) => return Err(AppError::Conflict(format!("{name}/{id} already exists"))),
-        (None, None) => Action::Create,
+    let current = match update {
+        // An update is decided for the body's patient before the record is looked up, and a
+        // record of another patient is answered as absent: a requester without consent learns
+        // nothing about which ids exist.
+        Some(_) => {
+            decide(
+                state,
+                claims,
+                patient,
+                resource_type,
+                Action::Update,
+                purpose,
+                audit,
+            )
+            .await
+            .map_err(|err| conceal(err, resource_type, &id))?;
+            match store::locate(state.pool(), name, &id).await? {
+                Some(current) if current.0 == patient_text => Some(current),
+                _ => return Err(AppError::NotFound(not_found_text(name, &id))),
+            }
+        }
+        None => {
+            decide(
+                state,
+                claims,
+                patient,
+                resource_type,
+                Action::Create,
+                purpose,
+                audit,
+            )
+            .await?;
+            if store::locate(state.pool(), name, &id).await?.is_some() {
+                return Err(AppError::Conflict(format!("{name}/{id} already exists")));
+            }
+            None
+        }
     };
-    if let Some((owner, _, _)) = &current
-        && *owner != patient_text
-    {
-        // Moving a record to another patient would move it out of the first one's consent.
-        return Err(AppError::Unprocessable(
-            "a record cannot change patient".into(),
-        ));
-    }
-    decide(
-        state,
-        claims,
-        patient,
-        resource_type,
-        action,
-        purpose,
-        audit,
-    )
-    .await?;
     let current_version = current.as_ref().map_or(0, |(_, v, _)| *v);
     if let Some(Some(wanted)) = update.map(|(_, m)| m)
         && wanted != current_version
@@ -379,7 +410,7 @@ pub async fn delete(
     audit.entity(format!("{name}/{id}"));
     let (patient_text, current, deleted) = store::locate(state.pool(), name, id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
+        .ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?;
     let patient = parse_patient(&patient_text)?;
     decide(
         state,
@@ -390,7 +421,8 @@ pub async fn delete(
         purpose,
         audit,
     )
-    .await?;
+    .await
+    .map_err(|err| conceal(err, resource_type, id))?;
     if deleted {
         // Deleting a deleted resource succeeds (FHIR: idempotent).
         return Ok(());

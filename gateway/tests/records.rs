@@ -7,6 +7,7 @@ mod common;
 
 use alloy::{
     primitives::{B256, aliases::U40},
+    providers::Provider,
     signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{Action, Purpose, ResourceType};
@@ -140,21 +141,49 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
             .unwrap();
     assert!(!String::from_utf8_lossy(&sealed).contains("Heart rate"));
 
-    // No consent: the practitioner is refused, with the decision block.
+    // No consent: the practitioner is refused exactly as if the id did not exist (status,
+    // outcome, headers), so the refusal reveals nothing; the audit row records the denial and
+    // its decision block.
     let (status, headers, body) = doctor.get(&path).await;
-    assert_eq!(status, 403, "{body}");
+    let unknown = "/Observation/0123456789abcdef0123456789abcdef";
+    let (unknown_status, unknown_headers, unknown_body) = doctor.get(unknown).await;
+    assert_eq!((status, unknown_status), (404, 404), "{body}");
     assert_eq!(body["resourceType"], "OperationOutcome");
-    assert!(
+    assert_eq!(
         body["issue"][0]["diagnostics"]
             .as_str()
             .unwrap()
-            .contains("NoConsent")
+            .replace(&id, "ID"),
+        unknown_body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .replace("0123456789abcdef0123456789abcdef", "ID")
     );
-    let denied_block: u64 = headers["x-consent-block"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_eq!(body["issue"][0]["code"], unknown_body["issue"][0]["code"]);
+    let names = |h: &reqwest::header::HeaderMap| {
+        let mut names: Vec<String> = h.keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&headers), names(&unknown_headers));
+    assert!(!headers.contains_key("x-consent-block"));
+    let denied = gw.audit_row(&headers).await;
+    assert_eq!(
+        (
+            denied.http_status,
+            denied.outcome.as_str(),
+            denied.basis.as_deref()
+        ),
+        (404, "4", Some("NoConsent"))
+    );
+    assert!(denied.description.contains("consent-denied"), "{denied:?}");
+    let denied_block = denied.consent_block.unwrap() as u64;
+    let missing = gw.audit_row(&unknown_headers).await;
+    assert_eq!(
+        (missing.basis.as_deref(), missing.consent_block),
+        (None, None)
+    );
+    assert!(missing.description.contains("not-found"), "{missing:?}");
 
     // The patient grants Observation read+search for TREAT to the organisation.
     let consents = chain.consents_as(&patient_wallet);
@@ -262,8 +291,8 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     let (status, _, body) = doctor.get(&format!("/Condition?patient={me}")).await;
     assert_eq!(status, 403, "no consent for Condition: {body}");
 
-    // Another purpose, another type, another action: refused.
-    let (status, _, body) = doctor
+    // Another purpose, another type, another action: refused (as not found).
+    let (status, headers, body) = doctor
         .send(
             reqwest::Method::GET,
             &path,
@@ -271,12 +300,10 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
             &[("X-Purpose-Of-Use", "HRESCH")],
         )
         .await;
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("PurposeNotCovered")
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("PurposeNotCovered")
     );
     let (status, _, body) = doctor
         .get(&format!("/Patient/{:#x}", patient_wallet.address()))
@@ -284,16 +311,27 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     assert_eq!(status, 404, "no Patient resource stored yet: {body}");
     let mut changed = observation(&patient_wallet);
     changed["id"] = json!(id);
-    let (status, _, body) = doctor
+    let (status, headers, body) = doctor
         .send(reqwest::Method::PUT, &path, Some(changed.clone()), &[])
         .await;
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("ActionNotCovered")
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("ActionNotCovered")
     );
+    let (status, headers, body) = doctor.send(reqwest::Method::DELETE, &path, None, &[]).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("ActionNotCovered")
+    );
+    // The patient's own update naming an id of nobody's is a plain 404 as well.
+    let mut stray = changed.clone();
+    stray["id"] = json!("0123456789abcdef0123456789abcdef");
+    let (status, _, body) = patient
+        .send(reqwest::Method::PUT, unknown, Some(stray), &[])
+        .await;
+    assert_eq!(status, 404, "{body}");
 
     // Update with If-Match: stale is 412, current succeeds.
     changed["valueQuantity"]["value"] = json!(80);
@@ -316,7 +354,17 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(headers["etag"].to_str().unwrap(), "W/\"2\"");
-    let (status, _, v1) = doctor.get(&format!("{path}/_history/1")).await;
+    // Version 1 becomes final (anvil: 64 blocks): its anchor is now read at the finalized
+    // block and remembered; version 2 is younger and still asked at the head.
+    let _: Value = chain
+        .governance
+        .raw_request("anvil_mine".into(), (70u64,))
+        .await
+        .unwrap();
+    let v1_path = format!("{path}/_history/1");
+    // (The gateway refuses until the indexer has caught up with the mined blocks.)
+    common::eventually(|| async { doctor.get(&v1_path).await.0 == 200 }).await;
+    let (status, _, v1) = doctor.get(&v1_path).await;
     assert_eq!(status, 200);
     assert_eq!(v1["valueQuantity"]["value"], 72.5);
     let (status, _, history) = doctor.get(&format!("{path}/_history")).await;
@@ -392,15 +440,12 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     .await;
     let (status, headers, body) = doctor.get(&path).await;
     assert_eq!(
-        status, 403,
+        status, 404,
         "the first request after indexing is refused: {body}"
     );
-    let block: i64 = headers["x-consent-block"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(block >= revoked_at);
+    let refused = gw.audit_row(&headers).await;
+    assert_eq!(refused.basis.as_deref(), Some("NoConsent"));
+    assert!(refused.consent_block.unwrap() >= revoked_at);
 
     // Tampered ciphertext is detected and refused.
     sqlx::query(
@@ -543,16 +588,10 @@ async fn consent_matrix() {
         .await;
     assert_eq!(status, 201, "{created}");
     let path = format!("/Observation/{}", created["id"].as_str().unwrap());
-    let diagnostics = |body: &Value| {
-        body["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    };
 
     // Delegate (guardian) acts for the patient.
     let (status, _, _) = guardian_client.get(&path).await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
     let consents = chain.consents_as(&patient_wallet);
     mined(
         consents
@@ -583,9 +622,12 @@ async fn consent_matrix() {
     .await;
     common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
-    let (status, _, body) = doctor.get(&path).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(diagnostics(&body).contains("ConsentExpired"), "{body}");
+    let (status, headers, body) = doctor.get(&path).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("ConsentExpired")
+    );
 
     // A consent to the organisation; then the key, then the organisation, are suspended.
     mined(
@@ -606,9 +648,12 @@ async fn consent_matrix() {
     .await;
     common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
     mined(registry.suspendMember(practitioner.address()).send().await).await;
-    common::eventually(|| async { doctor.get(&path).await.0 == 403 }).await;
-    let (_, _, body) = doctor.get(&path).await;
-    assert!(diagnostics(&body).contains("KeySuspended"), "{body}");
+    common::eventually(|| async { doctor.get(&path).await.0 == 404 }).await;
+    let (_, headers, _) = doctor.get(&path).await;
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("KeySuspended")
+    );
     mined(
         registry
             .reinstateMember(practitioner.address())
@@ -618,18 +663,18 @@ async fn consent_matrix() {
     .await;
     common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
     mined(registry.suspendOrganisation(org.address()).send().await).await;
-    common::eventually(|| async { doctor.get(&path).await.0 == 403 }).await;
-    let (_, _, body) = doctor.get(&path).await;
-    assert!(
-        diagnostics(&body).contains("OrganisationSuspended"),
-        "{body}"
+    common::eventually(|| async { doctor.get(&path).await.0 == 404 }).await;
+    let (_, headers, _) = doctor.get(&path).await;
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("OrganisationSuspended")
     );
     mined(registry.reinstateOrganisation(org.address()).send().await).await;
 
     // Break-glass: another organisation's key opens an emergency session; it counts for
     // ETREAT only.
     let (status, _, _) = er.get(&path).await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
     let er_consents = chain.consents_as(&emergency);
     mined(
         er_consents
@@ -650,8 +695,13 @@ async fn consent_matrix() {
     })
     .await;
     let (status, headers, body) = er.get(&path).await;
-    assert_eq!(status, 403, "break-glass is for ETREAT only: {body}");
-    assert!(headers.contains_key("x-consent-block"));
+    assert_eq!(status, 404, "break-glass is for ETREAT only: {body}");
+    let refused = gw.audit_row(&headers).await;
+    assert!(refused.consent_block.is_some(), "{refused:?}");
+    assert!(
+        refused.description.contains("consent-denied"),
+        "{refused:?}"
+    );
 
     // A transaction Bundle (Synthea style: urn:uuid references) imports all or nothing.
     let me = format!("{:#x}", patient_wallet.address());

@@ -99,7 +99,11 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
                 with the signed message; send the returned token as `Authorization: Bearer`. \
                 Every request is decided on chain (ConsentRegistry.decide) for the purpose of use \
                 given in the `X-Purpose-Of-Use` header or the `_purpose` parameter (default TREAT); \
-                the decision's block is returned in `X-Consent-Block`.",
+                the decision's block is returned in `X-Consent-Block`. An interaction with a \
+                record named by id (read, vread, history, update, delete) that consent does not \
+                allow is answered 404 exactly like an id that does not exist (no \
+                `X-Consent-Block`), so a refusal does not reveal whether the id exists; it is \
+                audited as a denial.",
             "security": {
                 "cors": false,
                 "description": "Bearer tokens from EIP-4361 wallet sign-in; consent decided on chain per request."

@@ -410,12 +410,51 @@ impl TestGateway {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// The audit row of the request whose response carried `headers` (its `X-Audit-Seq`).
+    pub async fn audit_row(&self, headers: &reqwest::header::HeaderMap) -> AuditRow {
+        let seq: i64 = headers["x-audit-seq"].to_str().unwrap().parse().unwrap();
+        let (http_status, outcome, consent_block, event): (i32, String, Option<i64>, String) =
+            sqlx::query_as(
+                "SELECT http_status, outcome, consent_block, event::text FROM gateway_audit_log WHERE seq = $1",
+            )
+            .bind(seq)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let event: Value = serde_json::from_str(&event).unwrap();
+        let basis = event["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["detail"].as_array().into_iter().flatten())
+            .find(|d| d["type"] == "consent-basis")
+            .and_then(|d| d["valueString"].as_str())
+            .map(str::to_owned);
+        AuditRow {
+            http_status,
+            outcome,
+            consent_block,
+            basis,
+            description: event["outcomeDesc"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
     pub async fn audit_rows(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM gateway_audit_log")
             .fetch_one(&self.pool)
             .await
             .unwrap()
     }
+}
+
+/// What the audit log recorded for one request.
+#[derive(Debug)]
+pub struct AuditRow {
+    pub http_status: i32,
+    pub outcome: String,
+    pub consent_block: Option<i64>,
+    pub basis: Option<String>,
+    pub description: String,
 }
 
 /// The real indexer, in process, following the test chain into the test database.
