@@ -32,8 +32,9 @@ async fn load(http: &reqwest::Client, url: &str, token: &str, connections: usize
             while Instant::now() < deadline {
                 let start = Instant::now();
                 let response = http.get(&url).bearer_auth(&token).send().await.unwrap();
-                assert_eq!(response.status(), 200, "{url}");
-                let _ = response.bytes().await.unwrap();
+                let status = response.status();
+                let body = response.bytes().await.unwrap();
+                assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
                 latencies.push(start.elapsed());
             }
             latencies
@@ -171,6 +172,17 @@ async fn main() {
         .raw_request("anvil_mine".into(), (70u64,))
         .await
         .unwrap();
+    let head = chain.head().await as i64;
+    common::eventually(|| async {
+        let cursor: Option<i64> = sqlx::query_scalar("SELECT block_number FROM indexer_cursor")
+            .fetch_optional(&checked.pool)
+            .await
+            .unwrap();
+        cursor.is_some_and(|c| c >= head)
+    })
+    .await;
+    // ... and until the gateway's health probe has seen that head too.
+    tokio::time::sleep(Duration::from_millis(600)).await;
     let doctor_checked = checked.sign_in(&practitioner).await;
     let doctor_unchecked = unchecked.sign_in(&practitioner).await;
     let read_checked = checked.url(&read_path);

@@ -56,17 +56,30 @@ async fn decide(
     purpose: Purpose,
     audit: &(dyn AuditSink + Sync),
 ) -> Result<Decision, AppError> {
+    let key = DecisionKey {
+        patient,
+        requester: claims.sub,
+        resource_type,
+        action,
+        purpose,
+    };
     audit.patient(patient);
-    let decision = state
-        .consent()
-        .decide(DecisionKey {
-            patient,
-            requester: claims.sub,
-            resource_type,
-            action,
-            purpose,
-        })
-        .await?;
+    let decision = state.consent().decide(key).await?;
+    verdict(decision, key, audit)
+}
+
+/// Records a decision and turns a denial into 403 (callers conceal it where the request names
+/// a record).
+fn verdict(
+    decision: Decision,
+    DecisionKey {
+        resource_type,
+        action,
+        purpose,
+        ..
+    }: DecisionKey,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Decision, AppError> {
     audit.decision(&decision, purpose);
     if decision.allowed {
         Ok(decision)
@@ -101,21 +114,22 @@ async fn decide_read_of_record(
     audit: &(dyn AuditSink + Sync),
 ) -> Result<Decision, AppError> {
     let name = resource_type.code();
-    let patient = store::patient_of_record(state.pool(), name, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?;
-    let patient = parse_patient(&patient)?;
-    decide(
-        state,
-        claims,
+    // The record's patient and the indexer's cursor in one query (index metadata only).
+    let (patient, cursor) =
+        store::patient_of_record_and_cursor(state.pool(), name, id, state.chain().chain_id())
+            .await?;
+    let patient =
+        parse_patient(&patient.ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?)?;
+    let key = DecisionKey {
         patient,
+        requester: claims.sub,
         resource_type,
-        Action::Read,
+        action: Action::Read,
         purpose,
-        audit,
-    )
-    .await
-    .map_err(|err| conceal(err, resource_type, id))
+    };
+    audit.patient(patient);
+    let decision = state.consent().decide_at_cursor(key, cursor).await?;
+    verdict(decision, key, audit).map_err(|err| conceal(err, resource_type, id))
 }
 
 /// `GET [type]/[id]` and `GET [type]/[id]/_history/[vid]`.

@@ -227,19 +227,29 @@ pub async fn locate(
     .await?)
 }
 
-/// The patient of any version of a record (also for records whose index row was erased).
-pub async fn patient_of_record(
+/// The patient of any version of a record (also for records whose index row was erased)
+/// and, in the same query,
+/// the indexer's cursor for `chain_id` (for [`ConsentService::decide_at_cursor`]).
+///
+/// [`ConsentService::decide_at_cursor`]: crate::consent::ConsentService::decide_at_cursor
+pub async fn patient_of_record_and_cursor(
     pool: &PgPool,
     resource_type: &str,
     id: &str,
-) -> Result<Option<String>, AppError> {
-    Ok(sqlx::query_scalar(
-        "SELECT patient FROM gateway_resource_versions WHERE resource_type = $1 AND id = $2 LIMIT 1",
+    chain_id: u64,
+) -> Result<(Option<String>, Option<u64>), AppError> {
+    let chain_id = i64::try_from(chain_id).map_err(AppError::internal)?;
+    let (patient, cursor): (Option<String>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT patient FROM gateway_resource_versions
+                 WHERE resource_type = $1 AND id = $2 LIMIT 1),
+                (SELECT block_number FROM indexer_cursor WHERE chain_id = $3)",
     )
     .bind(resource_type)
     .bind(id)
-    .fetch_optional(pool)
-    .await?)
+    .bind(chain_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((patient, cursor.map(|b| u64::try_from(b).unwrap_or(0))))
 }
 
 /// One version (the current one when `version` is `None`).
