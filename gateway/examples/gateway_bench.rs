@@ -8,7 +8,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use alloy::providers::Provider;
 use common::{TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -167,22 +166,7 @@ async fn main() {
     // The records read are older than the finality window (anvil: 64 blocks), as most reads
     // in practice are: their anchors are then verified once and remembered. A record younger
     // than that costs two `eth_call`s per read until it is final.
-    let _: serde_json::Value = chain
-        .governance
-        .raw_request("anvil_mine".into(), (70u64,))
-        .await
-        .unwrap();
-    let head = chain.head().await as i64;
-    common::eventually(|| async {
-        let cursor: Option<i64> = sqlx::query_scalar("SELECT block_number FROM indexer_cursor")
-            .fetch_optional(&checked.pool)
-            .await
-            .unwrap();
-        cursor.is_some_and(|c| c >= head)
-    })
-    .await;
-    // ... and until the gateway's health probe has seen that head too.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    checked.wait_indexed(chain.mine(70).await).await;
     let doctor_checked = checked.sign_in(&practitioner).await;
     let doctor_unchecked = unchecked.sign_in(&practitioner).await;
     let read_checked = checked.url(&read_path);

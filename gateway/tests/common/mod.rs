@@ -247,6 +247,17 @@ impl TestChain {
     pub async fn head(&self) -> u64 {
         self.governance.get_block_number().await.unwrap()
     }
+
+    /// Mines `blocks` empty blocks at once (anvil's `finalized` is 64 blocks behind the head);
+    /// returns the new head.
+    pub async fn mine(&self, blocks: u64) -> u64 {
+        let _: Value = self
+            .governance
+            .raw_request("anvil_mine".into(), (blocks,))
+            .await
+            .unwrap();
+        self.head().await
+    }
 }
 
 pub fn wallet_provider(rpc_url: &str, signer: PrivateKeySigner) -> DynProvider {
@@ -408,6 +419,21 @@ impl TestGateway {
         let (status, body) = self.sign_in_raw(signer, |_| {}).await;
         assert_eq!(status, 200, "{body}");
         body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until the indexer has committed `block` and the gateway's health probe (every
+    /// 250 ms) has seen a head at least that high, so decisions are not refused as stale.
+    pub async fn wait_indexed(&self, block: u64) {
+        let block = block as i64;
+        eventually(|| async {
+            let cursor: Option<i64> = sqlx::query_scalar("SELECT block_number FROM indexer_cursor")
+                .fetch_optional(&self.pool)
+                .await
+                .unwrap();
+            cursor.is_some_and(|c| c >= block)
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
     }
 
     /// The audit row of the request whose response carried `headers` (its `X-Audit-Seq`).
