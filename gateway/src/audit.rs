@@ -117,30 +117,35 @@ impl AuditRecord {
             agents.push(who);
         }
         let mut entities = Vec::new();
+        let mut details = Vec::new();
+        if let Some(block) = self.consent_block {
+            details.push(json!({"type": "consent-block", "valueString": block.to_string()}));
+        }
+        if let Some(basis) = &self.basis {
+            details.push(json!({"type": "consent-basis", "valueString": basis}));
+        }
         if let Some(patient) = &self.patient {
             let mut entity = json!({
                 "what": {"reference": format!("Patient/{patient}")},
                 "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
                 "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
             });
-            let mut details = Vec::new();
-            if let Some(block) = self.consent_block {
-                details.push(json!({"type": "consent-block", "valueString": block.to_string()}));
-            }
-            if let Some(basis) = &self.basis {
-                details.push(json!({"type": "consent-basis", "valueString": basis}));
-            }
             if !details.is_empty() {
-                entity["detail"] = Value::Array(details);
+                entity["detail"] = Value::Array(std::mem::take(&mut details));
             }
             entities.push(entity);
         }
         if let Some(what) = &self.entity {
-            entities.push(json!({
+            let mut entity = json!({
                 "what": {"reference": what},
                 "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
                 "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
-            }));
+            });
+            // A search across patients has no patient entity: its decisions' summary goes here.
+            if !details.is_empty() {
+                entity["detail"] = Value::Array(details);
+            }
+            entities.push(entity);
         }
         let mut event = json!({
             "resourceType": "AuditEvent",

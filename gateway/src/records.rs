@@ -29,6 +29,8 @@ pub trait AuditSink {
     fn decision(&self, decision: &Decision, purpose: Purpose);
     /// The resource touched.
     fn entity(&self, entity: String);
+    /// A search across patients: the highest decision block and how many patients it spans.
+    fn scope(&self, block: u64, purpose: Purpose, patients: usize);
 }
 
 /// A stored resource returned to the client.
@@ -523,7 +525,15 @@ pub async fn history(
     }))
 }
 
-/// `GET [type]?patient=..` (or the next page of one, from its cursor): a searchset Bundle.
+/// Most patients a search without `patient` may span (each needs a consent decision).
+const MAX_SEARCH_PATIENTS: usize = 1000;
+
+/// `GET [type]?..` (or the next page of one, from its cursor): a searchset Bundle.
+///
+/// Consent is decided before the index is paged: a search naming its patient needs that
+/// patient's decision (403 otherwise); a search without `patient` spans exactly the patients
+/// whose decision allows the requester to search, so `total`, the pages and `_include` count
+/// and show nothing else. Every page (cursor) is decided again.
 pub async fn search(
     state: &AppState,
     claims: &Claims,
@@ -532,6 +542,7 @@ pub async fn search(
     purpose: Purpose,
     audit: &(dyn AuditSink + Sync),
 ) -> Result<Value, AppError> {
+    use std::collections::{HashMap, HashSet};
     let name = resource_type.code();
     audit.entity(name.to_owned());
     let cursor = params
@@ -564,46 +575,78 @@ pub async fn search(
             None,
         ),
     };
-    let patient = query.patient_address()?;
-    // One decision covers the compartment; it is made again for every page.
-    decide(
-        state,
-        claims,
-        patient,
-        resource_type,
-        Action::Search,
-        purpose,
-        audit,
-    )
-    .await?;
-    if store::is_erased(state.pool(), &query.patient).await? {
-        return Err(AppError::Gone("the patient's records were erased".into()));
-    }
+    let across = query.patient.is_empty();
+    let patients = if across {
+        searchable_patients(state, claims, &query, purpose, audit).await?
+    } else {
+        // One decision covers the compartment; it is made again for every page.
+        decide(
+            state,
+            claims,
+            query.patient_address()?,
+            resource_type,
+            Action::Search,
+            purpose,
+            audit,
+        )
+        .await?;
+        if store::is_erased(state.pool(), &query.patient).await? {
+            return Err(AppError::Gone("the patient's records were erased".into()));
+        }
+        vec![query.patient.clone()]
+    };
     let page = crate::search::run(
         state.pool(),
         state.hasher(),
         state.cursors(),
         &query,
+        &patients,
         after.as_ref(),
         claims.sub,
     )
     .await?;
     let versions = store::current_versions(state.pool(), &page.keys).await?;
+    let allowed: HashSet<&str> = patients.iter().map(String::as_str).collect();
+    if versions
+        .iter()
+        .any(|v| !allowed.contains(v.patient.as_str()))
+    {
+        return Err(AppError::internal(std::io::Error::other(
+            "a search page holds a record outside its decided patients",
+        )));
+    }
     let base = state.base_url();
-    // One key for the compartment; the page's anchors are verified a few at a time.
+    // One key per patient on the page; the page's anchors are verified a few at a time.
+    let mut keys: HashMap<&str, crate::crypto::SecretKey> = HashMap::new();
+    for stored in &versions {
+        if !keys.contains_key(stored.patient.as_str()) {
+            let key = patient_key(state, &stored.patient).await?;
+            keys.insert(stored.patient.as_str(), key);
+        }
+    }
     let mut entries = Vec::with_capacity(versions.len());
+    // Each match's patient and encounter reference (for `_include`).
+    let mut matched: Vec<(&str, Option<String>)> = Vec::with_capacity(versions.len());
     if !versions.is_empty() {
         use futures::{StreamExt, TryStreamExt};
-        let key = patient_key(state, &query.patient).await?;
         let mut pending = Vec::with_capacity(versions.len());
         for stored in &versions {
-            pending.push(open_verified_with(state, stored, &key));
+            let key = keys.get(stored.patient.as_str()).ok_or_else(|| {
+                AppError::internal(std::io::Error::other("no key for a page's patient"))
+            })?;
+            pending.push(open_verified_with(state, stored, key));
         }
         let served: Vec<Served> = futures::stream::iter(pending)
             .buffered(8)
             .try_collect()
             .await?;
         for (stored, served) in versions.iter().zip(served) {
+            let encounter = if query.include.is_empty() {
+                None
+            } else {
+                resource::search_fields(resource_type, &served.resource).encounter
+            };
+            matched.push((stored.patient.as_str(), encounter));
             entries.push(json!({
                 "fullUrl": format!("{base}/{}/{}", stored.resource_type, stored.id),
                 "resource": served.resource,
@@ -613,58 +656,74 @@ pub async fn search(
     }
     // _include: only targets of the same patient, only where consent covers reading them; a
     // denied target is left out silently (the matches themselves were allowed).
+    let include_patients: Vec<&str> = if across {
+        let mut seen = Vec::new();
+        for (patient, _) in &matched {
+            if !seen.contains(patient) {
+                seen.push(*patient);
+            }
+        }
+        seen
+    } else {
+        vec![query.patient.as_str()]
+    };
     for target in &query.include {
         let target: ResourceType = target
             .parse()
             .map_err(|_| AppError::Invalid("the paging cursor is invalid".into()))?;
-        let target = &target;
-        let allowed = state
-            .consent()
-            .decide(DecisionKey {
-                patient,
-                requester: claims.sub,
-                resource_type: *target,
-                action: Action::Read,
-                purpose,
-            })
-            .await?
-            .allowed;
-        if !allowed {
-            continue;
-        }
-        let mut ids: Vec<String> = Vec::new();
-        if *target == ResourceType::Patient {
-            ids.push(query.patient.clone());
-        } else {
-            for entry in &entries {
-                let encounter =
-                    resource::search_fields(resource_type, &entry["resource"]).encounter;
-                if let Some(id) = encounter
-                    && !ids.contains(&id)
-                {
-                    ids.push(id);
+        for patient in &include_patients {
+            let allowed = state
+                .consent()
+                .decide(DecisionKey {
+                    patient: parse_patient(patient)?,
+                    requester: claims.sub,
+                    resource_type: target,
+                    action: Action::Read,
+                    purpose,
+                })
+                .await?
+                .allowed;
+            if !allowed {
+                continue;
+            }
+            let mut ids: Vec<String> = Vec::new();
+            if target == ResourceType::Patient {
+                ids.push((*patient).to_owned());
+            } else {
+                for (_, encounter) in matched.iter().filter(|(p, _)| p == patient) {
+                    if let Some(id) = encounter
+                        && !ids.contains(id)
+                    {
+                        ids.push(id.clone());
+                    }
                 }
             }
-        }
-        for id in ids {
-            let Some(stored) = store::version(state.pool(), target.code(), &id, None).await? else {
-                continue;
-            };
-            if stored.deleted || stored.patient != query.patient {
-                continue;
+            for id in ids {
+                let Some(stored) = store::version(state.pool(), target.code(), &id, None).await?
+                else {
+                    continue;
+                };
+                if stored.deleted || stored.patient != *patient {
+                    continue;
+                }
+                let served = open_verified(state, &stored).await?;
+                entries.push(json!({
+                    "fullUrl": format!("{base}/{}/{id}", target.code()),
+                    "resource": served.resource,
+                    "search": {"mode": "include"},
+                }));
             }
-            let served = open_verified(state, &stored).await?;
-            entries.push(json!({
-                "fullUrl": format!("{base}/{}/{id}", target.code()),
-                "resource": served.resource,
-                "search": {"mode": "include"},
-            }));
         }
     }
     let mut links = vec![json!({
         "relation": "self",
         "url": match cursor {
             Some(token) => format!("{base}/{name}?_cursor={token}"),
+            None if across => format!(
+                "{base}/{name}?_count={}&_sort={}",
+                query.count,
+                crate::search::sort_code(&query)
+            ),
             None => format!(
                 "{base}/{name}?patient={}&_count={}&_sort={}",
                 query.patient,
@@ -683,6 +742,54 @@ pub async fn search(
         "link": links,
         "entry": entries,
     }))
+}
+
+/// The patients a search without `patient` may return: those with a match whose consent
+/// decision allows the requester to search this type for this purpose (failing closed like
+/// any decision). At most [`MAX_SEARCH_PATIENTS`] candidates are decided.
+async fn searchable_patients(
+    state: &AppState,
+    claims: &Claims,
+    query: &crate::search::SearchQuery,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Vec<String>, AppError> {
+    let resource_type: ResourceType = query
+        .resource_type
+        .parse()
+        .map_err(|_| AppError::Invalid("the paging cursor is invalid".into()))?;
+    let candidates = crate::search::candidate_patients(
+        state.pool(),
+        state.hasher(),
+        query,
+        MAX_SEARCH_PATIENTS + 1,
+    )
+    .await?;
+    if candidates.len() > MAX_SEARCH_PATIENTS {
+        return Err(AppError::TooCostly(format!(
+            "a search without `patient` may span at most {MAX_SEARCH_PATIENTS} patients; name the patient or narrow the search"
+        )));
+    }
+    let mut allowed = Vec::new();
+    let mut block = 0;
+    for patient in candidates {
+        let decision = state
+            .consent()
+            .decide(DecisionKey {
+                patient: parse_patient(&patient)?,
+                requester: claims.sub,
+                resource_type,
+                action: Action::Search,
+                purpose,
+            })
+            .await?;
+        block = block.max(decision.block);
+        if decision.allowed {
+            allowed.push(patient);
+        }
+    }
+    audit.scope(block, purpose, allowed.len());
+    Ok(allowed)
 }
 
 /// `POST Patient/[address]/$erase`: destroys the patient's data key, so every version of every

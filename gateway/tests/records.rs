@@ -285,8 +285,68 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         ))
         .await;
     assert_eq!((status, body["total"].as_i64()), (200, Some(0)));
-    let (status, _, body) = doctor.get("/Observation?code=8867-4").await;
-    assert_eq!(status, 400, "a search names the patient: {body}");
+    // A search across patients spans only the patients whose consent allows it: another
+    // patient's matching records are neither counted, paged nor included.
+    let other_wallet = chain.wallet().await;
+    let other = Client {
+        gw: &gw,
+        token: gw.sign_in(&other_wallet).await,
+        requests: &requests,
+    };
+    requests.set(requests.get() + 2);
+    for _ in 0..2 {
+        let (status, _, body) = other
+            .send(
+                reqwest::Method::POST,
+                "/Observation",
+                Some(observation(&other_wallet)),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let subjects = |page: &Value| -> Vec<String> {
+        page["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["search"]["mode"].as_str().unwrap(),
+                    e["resource"]["subject"]["reference"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let mine = format!("match:Patient/{me}");
+    let (status, headers, page1) = doctor
+        .get("/Observation?code=http://loinc.org|8867-4&_count=2&_include=Observation:patient")
+        .await;
+    assert_eq!(status, 200, "{page1}");
+    assert_eq!(
+        page1["total"], 3,
+        "only the consenting patient's matches: {page1}"
+    );
+    assert_eq!(subjects(&page1), vec![mine.clone(), mine.clone()]);
+    let scope = gw.audit_row(&headers).await;
+    assert_eq!(scope.basis.as_deref(), Some("per-patient (1 allowed)"));
+    assert!(scope.consent_block.is_some());
+    let next = page1["link"][1]["url"].as_str().unwrap().to_owned();
+    let (status, _, page2) = doctor.get(next.strip_prefix(&gw.base).unwrap()).await;
+    assert_eq!(status, 200, "{page2}");
+    assert_eq!(
+        (page2["total"].as_i64(), subjects(&page2)),
+        (Some(3), vec![mine.clone()])
+    );
+    // The other patient sees their own two (own data), the first patient's none.
+    let (status, _, theirs) = other.get("/Observation?code=8867-4").await;
+    assert_eq!(status, 200, "{theirs}");
+    assert_eq!(theirs["total"], 2);
+    assert_eq!(
+        subjects(&theirs),
+        vec![format!("match:Patient/{:#x}", other_wallet.address()); 2]
+    );
     let (status, _, body) = doctor.get(&format!("/Condition?patient={me}")).await;
     assert_eq!(status, 403, "no consent for Condition: {body}");
 

@@ -35,10 +35,11 @@ pub const TYPES: &[ResourceType] = &[
     ResourceType::Consent,
 ];
 
-/// The search parameters of a type (`patient` is required: consent is decided per patient).
+/// The search parameters of a type (without `patient`, a search spans the patients whose
+/// consent allows it).
 fn search_params(rt: ResourceType) -> Vec<Value> {
     let mut params = vec![
-        json!({"name": "patient", "type": "reference", "documentation": "Required: the patient's wallet address or Patient/<address>."}),
+        json!({"name": "patient", "type": "reference", "documentation": "The patient's wallet address or Patient/<address>. Without it the search spans only the patients whose consent allows the requester to search this type for the purpose (at most 1000 patients with matches; total, pages and _include cover nothing else)."}),
         json!({"name": "_lastUpdated", "type": "date"}),
     ];
     if crate::fhir::resource::has_clinical_params(rt) {

@@ -43,6 +43,13 @@ impl AuditSink for AuditCtx {
     fn entity(&self, entity: String) {
         self.update(|r| r.entity = Some(entity));
     }
+    fn scope(&self, block: u64, purpose: Purpose, patients: usize) {
+        self.update(|r| {
+            r.consent_block = Some(block);
+            r.basis = Some(format!("per-patient ({patients} allowed)"));
+            r.purpose = Some(purpose.code().to_owned());
+        });
+    }
 }
 
 /// Query parameters a search accepts (the search module checks which apply to a type).
