@@ -365,15 +365,7 @@ pub async fn write(
         .chain()
         .anchor(org, hash)
         .await
-        .map_err(|err| match err {
-            crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
-                "the gateway holds no service key for the custodian organisation".into(),
-            ),
-            err => {
-                tracing::warn!(%err, "anchoring failed");
-                AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
-            }
-        })?;
+        .map_err(anchoring_failed)?;
     let mut tx = state.pool().begin().await?;
     let key = match store::data_key(&mut tx, state.kek(), &patient_text, true).await? {
         KeyState::Active(key) => key,
@@ -839,19 +831,173 @@ pub async fn erase(
 /// Most entries a transaction Bundle may carry.
 const MAX_TRANSACTION_ENTRIES: usize = 5000;
 
-/// One entry of a transaction, prepared.
+/// An audit sink for the entries of a Bundle: decisions and patients are recorded, while the
+/// entity stays the Bundle.
+struct EntrySink<'a>(&'a (dyn AuditSink + Sync));
+
+impl AuditSink for EntrySink<'_> {
+    fn patient(&self, patient: Address) {
+        self.0.patient(patient);
+    }
+    fn decision(&self, decision: &Decision, purpose: Purpose) {
+        self.0.decision(decision, purpose);
+    }
+    fn entity(&self, _: String) {}
+    fn scope(&self, block: u64, purpose: Purpose, patients: usize) {
+        self.0.scope(block, purpose, patients);
+    }
+}
+
+/// What a Bundle entry's `request` asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EntryRequest {
+    /// `POST [type]`.
+    Create(ResourceType),
+    /// `PUT [type]/[id]` (with `ifMatch`).
+    Update(ResourceType, String, Option<i64>),
+    /// `DELETE [type]/[id]`.
+    Delete(ResourceType, String),
+    /// `GET [type]/[id]` or `GET [type]/[id]/_history/[vid]`.
+    Read(ResourceType, String, Option<i64>),
+    /// `GET [type]?..`.
+    Search(ResourceType, Vec<(String, String)>),
+}
+
+/// Parses `request.method` and `request.url` (relative, or absolute under this gateway).
+fn entry_request(state: &AppState, entry: &Value) -> Result<EntryRequest, AppError> {
+    let method = entry
+        .pointer("/request/method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::Invalid("request.method is missing".into()))?;
+    let url = entry
+        .pointer("/request/url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::Invalid("request.url is missing".into()))?;
+    let url = url
+        .strip_prefix(state.base_url())
+        .unwrap_or(url)
+        .trim_start_matches('/');
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let rt = |name: &str| resource::parse_type(name);
+    let id = |id: &str| resource::validate_id(id).map(|()| id.to_owned());
+    let no_query = || match query {
+        Some(q) if !q.is_empty() => Err(AppError::NotSupported(
+            "request.url takes parameters only for a search".into(),
+        )),
+        _ => Ok(()),
+    };
+    let if_match = entry
+        .pointer("/request/ifMatch")
+        .and_then(Value::as_str)
+        .map(resource::etag_version)
+        .transpose()?;
+    match (method, segments.as_slice()) {
+        ("POST", [name]) => no_query().and(Ok(EntryRequest::Create(rt(name)?))),
+        ("PUT", [name, i]) => no_query().and(Ok(EntryRequest::Update(rt(name)?, id(i)?, if_match))),
+        ("DELETE", [name, i]) => no_query().and(Ok(EntryRequest::Delete(rt(name)?, id(i)?))),
+        ("GET", [name, i]) => no_query().and(Ok(EntryRequest::Read(rt(name)?, id(i)?, None))),
+        ("GET", [name, i, "_history", v]) => no_query().and(Ok(EntryRequest::Read(
+            rt(name)?,
+            id(i)?,
+            Some(resource::version_id(v)?),
+        ))),
+        ("GET", [name]) => Ok(EntryRequest::Search(
+            rt(name)?,
+            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )),
+        _ => Err(AppError::NotSupported(
+            "entries are POST [type], PUT or DELETE [type]/[id], or GET [type]/[id][/_history/[vid]] or [type]?..".into(),
+        )),
+    }
+}
+
+/// The `response` of an entry that wrote or read a version.
+fn entry_response(status: &str, resource_type: ResourceType, served: &Served) -> Value {
+    let id = served
+        .resource
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    json!({
+        "status": status,
+        "location": format!("{}/{id}/_history/{}", resource_type.code(), served.version_id),
+        "etag": format!("W/\"{}\"", served.version_id),
+        "lastModified": served.last_updated.to_rfc3339_opts(SecondsFormat::Micros, true),
+    })
+}
+
+/// Runs one entry on its own (a batch entry, or a transaction's GET after its writes).
+async fn run_entry(
+    state: &AppState,
+    claims: &Claims,
+    request: EntryRequest,
+    body: Option<Value>,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Value, AppError> {
+    let sink = EntrySink(audit);
+    let body = || body.ok_or_else(|| AppError::Invalid("the entry has no resource".into()));
+    Ok(match request {
+        EntryRequest::Create(rt) => {
+            let served = write(state, claims, rt, None, body()?, purpose, &sink).await?;
+            json!({"response": entry_response("201 Created", rt, &served)})
+        }
+        EntryRequest::Update(rt, id, if_match) => {
+            let served = write(
+                state,
+                claims,
+                rt,
+                Some((&id, if_match)),
+                body()?,
+                purpose,
+                &sink,
+            )
+            .await?;
+            json!({"response": entry_response("200 OK", rt, &served)})
+        }
+        EntryRequest::Delete(rt, id) => {
+            delete(state, claims, rt, &id, purpose, &sink).await?;
+            json!({"response": {"status": "204 No Content"}})
+        }
+        EntryRequest::Read(rt, id, version) => {
+            let served = read(state, claims, rt, &id, version, purpose, &sink).await?;
+            json!({"resource": served.resource.clone(), "response": entry_response("200 OK", rt, &served)})
+        }
+        EntryRequest::Search(rt, params) => {
+            let bundle = search(state, claims, rt, &params, purpose, &sink).await?;
+            json!({"resource": bundle, "response": {"status": "200 OK"}})
+        }
+    })
+}
+
+/// One write of a transaction, prepared.
 struct Prepared {
     resource_type: ResourceType,
     id: String,
     patient: String,
-    body: Value,
+    /// The new version's content (`None`: a delete).
+    body: Option<Value>,
+    /// The version it replaces (0 for a create).
+    current: i64,
+    /// The response status.
+    status: &'static str,
 }
 
-/// `POST [base]` with a `transaction` Bundle of `POST` entries (how an EHR feeds records in):
-/// all or nothing. `urn:uuid` full URLs become `Type/id` and every reference to them is
-/// rewritten; consent (create) is decided for every (patient, type) before anything is
-/// stored; the versions are anchored as one Merkle batch and written in one database
-/// transaction, each with its inclusion proof.
+/// `POST [base]` with a `transaction` Bundle (how an EHR feeds records in): all or nothing.
+///
+/// Entries may be `POST` (create), `PUT` (update, with `ifMatch`), `DELETE` and `GET` (read,
+/// vread, search; of records that exist before the transaction). `urn:uuid` full URLs of
+/// created resources become `Type/id` and every reference to them is rewritten. Every write is checked and decided (create, update, delete;
+/// denials of id-addressed entries concealed as 404) and every GET is decided before anything
+/// is stored; then the new versions are anchored as one Merkle batch and written in one
+/// database transaction, each with its inclusion proof. GET entries are answered after the
+/// writes (FHIR processes them last) and see the new state.
 pub async fn transaction(
     state: &AppState,
     claims: &Claims,
@@ -863,132 +1009,254 @@ pub async fn transaction(
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(AppError::Invalid("POST [base] takes a Bundle".into()));
     }
-    match bundle.get("type").and_then(Value::as_str) {
-        Some("transaction") => {}
-        Some("batch") => return batch(state, claims, &bundle, purpose, audit).await,
+    let kind = match bundle.get("type").and_then(Value::as_str) {
+        Some("transaction") => "transaction",
+        Some("batch") => "batch",
         _ => {
             return Err(AppError::Invalid(
-                "the Bundle type must be transaction".into(),
+                "the Bundle type must be transaction or batch".into(),
             ));
         }
-    }
+    };
     let entries = bundle
         .get("entry")
         .and_then(Value::as_array)
         .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
     if entries.is_empty() || entries.len() > MAX_TRANSACTION_ENTRIES {
         return Err(AppError::TooCostly(format!(
-            "a transaction carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
+            "a {kind} carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
         )));
     }
-    audit.entity(format!("Bundle/transaction ({} entries)", entries.len()));
-    // Pass 1: types, ids, and the fullUrl -> Type/id map.
-    let mut prepared = Vec::with_capacity(entries.len());
+    audit.entity(format!("Bundle/{kind} ({} entries)", entries.len()));
+    if kind == "batch" {
+        return batch(state, claims, entries, purpose, audit).await;
+    }
+    let sink = EntrySink(audit);
+    // Pass 1: what each entry asks, new ids, and the fullUrl -> Type/id map.
+    let mut requests = Vec::with_capacity(entries.len());
     let mut references: HashMap<String, String> = HashMap::new();
+    let mut targets: HashSet<(ResourceType, String)> = HashSet::new();
     for (index, entry) in entries.iter().enumerate() {
-        let at = |msg: &str| AppError::Invalid(format!("entry {index}: {msg}"));
-        let method = entry.pointer("/request/method").and_then(Value::as_str);
-        if method != Some("POST") {
-            return Err(AppError::NotSupported(format!(
-                "entry {index}: only POST entries are supported in a transaction"
+        let at = |err: AppError| match err {
+            AppError::Invalid(msg) => AppError::Invalid(format!("entry {index}: {msg}")),
+            AppError::NotSupported(msg) => AppError::NotSupported(format!("entry {index}: {msg}")),
+            other => other,
+        };
+        let request = entry_request(state, entry).map_err(at)?;
+        let body = entry.get("resource").cloned();
+        let (resource_type, id) = match &request {
+            EntryRequest::Create(rt) => {
+                let body = body
+                    .as_ref()
+                    .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
+                if resource::body_type(body).map_err(at)? != *rt {
+                    return Err(at(AppError::Invalid(
+                        "request.url must be the resource's type".into(),
+                    )));
+                }
+                let id = if *rt == ResourceType::Patient {
+                    resource::patient_of(*rt, None, body)?
+                } else {
+                    new_id()
+                };
+                (*rt, id)
+            }
+            EntryRequest::Update(rt, id, _) => {
+                let body = body
+                    .as_ref()
+                    .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
+                if resource::body_type(body).map_err(at)? != *rt
+                    || body.get("id").and_then(Value::as_str) != Some(id.as_str())
+                {
+                    return Err(at(AppError::Invalid(
+                        "the resource's type and id must match request.url".into(),
+                    )));
+                }
+                (*rt, id.clone())
+            }
+            EntryRequest::Delete(rt, id) => (*rt, id.clone()),
+            EntryRequest::Read(..) | EntryRequest::Search(..) => {
+                requests.push((request, None));
+                continue;
+            }
+        };
+        if !targets.insert((resource_type, id.clone())) {
+            return Err(at(AppError::Invalid(
+                "a resource is written by more than one entry".into(),
             )));
         }
-        let body = entry
-            .get("resource")
-            .cloned()
-            .ok_or_else(|| at("no resource"))?;
-        let resource_type =
-            resource::body_type(&body).map_err(|_| at("unsupported or missing resourceType"))?;
-        let url = entry
-            .pointer("/request/url")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if url.trim_end_matches('/') != resource_type.code() {
-            return Err(at("request.url must be the resource type"));
-        }
-        let id = if resource_type == ResourceType::Patient {
-            resource::patient_of(resource_type, None, &body)?
-        } else {
-            new_id()
-        };
         if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
             references.insert(
                 full_url.to_owned(),
                 format!("{}/{id}", resource_type.code()),
             );
         }
+        let request = match request {
+            EntryRequest::Create(rt) => EntryRequest::Update(rt, id, None),
+            other => other,
+        };
+        let create = matches!(entries[index].pointer("/request/method"), Some(m) if m == "POST");
+        requests.push((request, Some((create, body))));
+    }
+    // Pass 2: rewrite references, decide every entry, check the writes against the store.
+    let mut prepared: Vec<Prepared> = Vec::new();
+    let mut reads = Vec::new();
+    let mut decided: HashSet<(String, ResourceType, Action)> = HashSet::new();
+    for (request, write) in requests {
+        let Some((create, body)) = write else {
+            // A GET: decided now (nothing is written when it is refused), answered last.
+            if let EntryRequest::Read(rt, id, _) = &request {
+                decide_read_of_record(state, claims, *rt, id, purpose, &sink).await?;
+            }
+            reads.push((prepared.len(), request));
+            continue;
+        };
+        let (resource_type, id, if_match, action) = match request {
+            EntryRequest::Update(rt, id, m) if create => (rt, id, m, Action::Create),
+            EntryRequest::Update(rt, id, m) => (rt, id, m, Action::Update),
+            EntryRequest::Delete(rt, id) => (rt, id, None, Action::Delete),
+            _ => unreachable_entry()?,
+        };
+        let name = resource_type.code();
+        let mut body = body;
+        let patient = match body.as_mut() {
+            Some(body) if action != Action::Delete => {
+                resource::for_each_reference(body, &mut |reference| {
+                    if let Some(target) = references.get(reference.as_str()) {
+                        reference.clone_from(target);
+                    }
+                });
+                resource::patient_of(resource_type, Some(&id), body)?
+            }
+            _ => String::new(),
+        };
+        let current = store::locate(state.pool(), name, &id).await?;
+        let (patient, current, status) = match action {
+            Action::Create => {
+                if decided.insert((patient.clone(), resource_type, action)) {
+                    decide(
+                        state,
+                        claims,
+                        parse_patient(&patient)?,
+                        resource_type,
+                        action,
+                        purpose,
+                        &sink,
+                    )
+                    .await?;
+                }
+                if current.is_some() {
+                    return Err(AppError::Conflict(format!("{name}/{id} already exists")));
+                }
+                (patient, 0, "201 Created")
+            }
+            Action::Update => {
+                if decided.insert((patient.clone(), resource_type, action)) {
+                    decide(
+                        state,
+                        claims,
+                        parse_patient(&patient)?,
+                        resource_type,
+                        action,
+                        purpose,
+                        &sink,
+                    )
+                    .await
+                    .map_err(|err| conceal(err, resource_type, &id))?;
+                }
+                // A record of another patient is answered as absent (see `write`).
+                let (_, version, _) = current
+                    .filter(|(owner, _, _)| *owner == patient)
+                    .ok_or_else(|| AppError::NotFound(not_found_text(name, &id)))?;
+                if let Some(wanted) = if_match
+                    && wanted != version
+                {
+                    return Err(AppError::PreconditionFailed(format!(
+                        "{name}/{id}: ifMatch names version {wanted}, the current version is {version}"
+                    )));
+                }
+                (patient, version, "200 OK")
+            }
+            _ => {
+                let (owner, version, deleted) =
+                    current.ok_or_else(|| AppError::NotFound(not_found_text(name, &id)))?;
+                if decided.insert((owner.clone(), resource_type, action)) {
+                    decide(
+                        state,
+                        claims,
+                        parse_patient(&owner)?,
+                        resource_type,
+                        action,
+                        purpose,
+                        &sink,
+                    )
+                    .await
+                    .map_err(|err| conceal(err, resource_type, &id))?;
+                }
+                if deleted {
+                    // Deleting a deleted resource succeeds and writes nothing.
+                    prepared.push(Prepared {
+                        resource_type,
+                        id,
+                        patient: owner,
+                        body: None,
+                        current: -1,
+                        status: "204 No Content",
+                    });
+                    continue;
+                }
+                (owner, version, "204 No Content")
+            }
+        };
         prepared.push(Prepared {
             resource_type,
             id,
-            patient: String::new(),
-            body,
+            patient,
+            body: if action == Action::Delete { None } else { body },
+            current,
+            status,
         });
     }
-    // Pass 2: rewrite references, find each entry's patient, decide consent per (patient, type).
-    let mut decided: HashSet<(String, ResourceType)> = HashSet::new();
-    for item in &mut prepared {
-        resource::for_each_reference(&mut item.body, &mut |reference| {
-            if let Some(target) = references.get(reference.as_str()) {
-                reference.clone_from(target);
-            }
-        });
-        item.patient = resource::patient_of(item.resource_type, Some(&item.id), &item.body)?;
-        if store::locate(state.pool(), item.resource_type.code(), &item.id)
-            .await?
-            .is_some()
-        {
-            return Err(AppError::Conflict(format!(
-                "{}/{} already exists",
-                item.resource_type, item.id
-            )));
-        }
-        if decided.insert((item.patient.clone(), item.resource_type)) {
-            let patient = parse_patient(&item.patient)?;
-            decide(
-                state,
-                claims,
-                patient,
-                item.resource_type,
-                Action::Create,
-                purpose,
-                audit,
-            )
-            .await?;
-        }
-    }
-    // Hash every version, anchor one Merkle root for the custodian.
-    let org = custodian(state, claims)?;
+    // Hash every new version; anchor one Merkle root for the custodian.
     let now = Utc::now();
-    let mut hashes = Vec::with_capacity(prepared.len());
+    let mut hashes = Vec::new();
     for item in &mut prepared {
-        stamp(&mut item.body, &item.id, 1, now);
-        hashes.push(jcs::version_hash(&item.body));
+        if let Some(body) = item.body.as_mut() {
+            stamp(body, &item.id, item.current + 1, now);
+            hashes.push(jcs::version_hash(body));
+        }
     }
-    let tree = carechain_contracts::merkle::MerkleTree::new(&hashes)
-        .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
-    let root = tree.root();
-    let count = u32::try_from(hashes.len()).map_err(AppError::internal)?;
-    state
-        .chain()
-        .anchor_batch(org, root, count)
-        .await
-        .map_err(|err| match err {
-            crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
-                "the gateway holds no service key for the custodian organisation".into(),
-            ),
-            err => {
-                tracing::warn!(%err, "batch anchoring failed");
-                AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
-            }
-        })?;
+    let writes = prepared.iter().any(|p| p.current >= 0);
+    let org = if writes {
+        Some(custodian(state, claims)?)
+    } else {
+        None
+    };
+    let tree = carechain_contracts::merkle::MerkleTree::new(&hashes);
+    if let (Some(tree), Some(org)) = (&tree, org) {
+        let count = u32::try_from(hashes.len()).map_err(AppError::internal)?;
+        state
+            .chain()
+            .anchor_batch(org, tree.root(), count)
+            .await
+            .map_err(anchoring_failed)?;
+    }
     let mut tx = state.pool().begin().await?;
     let mut keys: HashMap<String, crate::crypto::SecretKey> = HashMap::new();
-    let mut response_entries = Vec::with_capacity(prepared.len());
-    for (index, item) in prepared.into_iter().enumerate() {
+    let mut responses: Vec<Value> = Vec::with_capacity(entries.len());
+    let mut leaf = 0;
+    for item in &prepared {
+        let name = item.resource_type.code();
+        if item.current < 0 {
+            responses.push(json!({"response": {"status": item.status}}));
+            continue;
+        }
         let key = match keys.get(&item.patient) {
             Some(key) => key.clone(),
             None => {
-                let key = match store::data_key(&mut tx, state.kek(), &item.patient, true).await? {
+                let create = item.current == 0;
+                let key = match store::data_key(&mut tx, state.kek(), &item.patient, create).await?
+                {
                     KeyState::Active(key) => key,
                     KeyState::Erased => {
                         return Err(AppError::Gone("a patient's records were erased".into()));
@@ -1003,10 +1271,26 @@ pub async fn transaction(
                 key
             }
         };
-        let proof = tree
-            .proof(index)
-            .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle proof")))?;
-        let name = item.resource_type.code();
+        let version_id = item.current + 1;
+        let (content, version_hash, batch, fields) = match &item.body {
+            Some(body) => {
+                let tree = tree
+                    .as_ref()
+                    .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle tree")))?;
+                let proof = tree
+                    .proof(leaf)
+                    .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle proof")))?;
+                let hash = hashes[leaf];
+                leaf += 1;
+                (
+                    Some(serde_json::to_vec(body).map_err(AppError::internal)?),
+                    Some(hash),
+                    Some((tree.root(), proof)),
+                    resource::search_fields(item.resource_type, body),
+                )
+            }
+            None => (None, None, None, SearchFields::default()),
+        };
         store::write_version(
             &mut tx,
             &key,
@@ -1014,91 +1298,100 @@ pub async fn transaction(
             &NewVersion {
                 resource_type: name.to_owned(),
                 id: item.id.clone(),
-                version_id: 1,
-                patient: item.patient,
+                version_id,
+                patient: item.patient.clone(),
                 last_updated: now,
-                content: Some(serde_json::to_vec(&item.body).map_err(AppError::internal)?),
-                version_hash: Some(hashes[index]),
-                custodian: org,
-                batch: Some((root, proof)),
-                fields: resource::search_fields(item.resource_type, &item.body),
+                content,
+                version_hash,
+                custodian: org.unwrap_or_default(),
+                batch,
+                fields,
             },
-            0,
+            item.current,
         )
         .await?;
-        response_entries.push(json!({
-            "response": {
-                "status": "201 Created",
-                "location": format!("{name}/{}/_history/1", item.id),
-                "etag": "W/\"1\"",
+        responses.push(if item.body.is_some() {
+            json!({"response": {
+                "status": item.status,
+                "location": format!("{name}/{}/_history/{version_id}", item.id),
+                "etag": format!("W/\"{version_id}\""),
                 "lastModified": now.to_rfc3339_opts(SecondsFormat::Micros, true),
-            }
-        }));
+            }})
+        } else {
+            json!({"response": {"status": item.status}})
+        });
     }
     tx.commit().await?;
+    // GET entries, last, against the committed state; placed back at their positions.
+    let mut answered = Vec::with_capacity(reads.len());
+    for (position, request) in reads {
+        answered.push((
+            position,
+            run_entry(state, claims, request, None, purpose, audit).await?,
+        ));
+    }
+    for (offset, (position, answer)) in answered.into_iter().enumerate() {
+        responses.insert(position + offset, answer);
+    }
     Ok(json!({
         "resourceType": "Bundle",
         "type": "transaction-response",
-        "entry": response_entries,
+        "entry": responses,
     }))
 }
 
-/// `POST [base]` with a `batch` Bundle of `POST` entries: each entry is an independent create
-/// (its own decision, anchor and write); the answer reports each entry's outcome.
+fn unreachable_entry<T>() -> Result<T, AppError> {
+    Err(AppError::internal(std::io::Error::other(
+        "unexpected transaction entry",
+    )))
+}
+
+/// Maps an anchoring failure to the client's answer.
+fn anchoring_failed(err: crate::chain::ChainError) -> AppError {
+    match err {
+        crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
+            "the gateway holds no service key for the custodian organisation".into(),
+        ),
+        err => {
+            tracing::warn!(%err, "anchoring failed");
+            AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
+        }
+    }
+}
+
+/// A `batch` Bundle: each entry (`POST`, `PUT`, `DELETE`, `GET`) runs on its own, with its
+/// own decision, anchor and write; the answer reports each entry's outcome.
 async fn batch(
     state: &AppState,
     claims: &Claims,
-    bundle: &Value,
+    entries: &[Value],
     purpose: Purpose,
     audit: &(dyn AuditSink + Sync),
 ) -> Result<Value, AppError> {
-    let entries = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
-    if entries.is_empty() || entries.len() > MAX_TRANSACTION_ENTRIES {
-        return Err(AppError::TooCostly(format!(
-            "a batch carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
-        )));
-    }
-    audit.entity(format!("Bundle/batch ({} entries)", entries.len()));
     let mut responses = Vec::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
         let result = async {
-            if entry.pointer("/request/method").and_then(Value::as_str) != Some("POST") {
-                return Err(AppError::NotSupported(format!(
-                    "entry {index}: only POST entries are supported in a batch"
-                )));
-            }
-            let body = entry
-                .get("resource")
-                .cloned()
-                .ok_or_else(|| AppError::Invalid(format!("entry {index}: no resource")))?;
-            let resource_type = resource::body_type(&body)?;
-            let url = entry
-                .pointer("/request/url")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if url.trim_end_matches('/') != resource_type.code() {
+            let request = entry_request(state, entry).map_err(|err| match err {
+                AppError::Invalid(msg) => AppError::Invalid(format!("entry {index}: {msg}")),
+                AppError::NotSupported(msg) => {
+                    AppError::NotSupported(format!("entry {index}: {msg}"))
+                }
+                other => other,
+            })?;
+            let body = entry.get("resource").cloned();
+            if let (EntryRequest::Create(rt) | EntryRequest::Update(rt, _, _), Some(body)) =
+                (&request, &body)
+                && resource::body_type(body)? != *rt
+            {
                 return Err(AppError::Invalid(format!(
-                    "entry {index}: request.url must be the resource type"
+                    "entry {index}: request.url must be the resource's type"
                 )));
             }
-            let served = write(state, claims, resource_type, None, body, purpose, audit).await?;
-            Ok((resource_type, served))
+            run_entry(state, claims, request, body, purpose, audit).await
         }
         .await;
         responses.push(match result {
-            Ok((resource_type, served)) => json!({"response": {
-                "status": "201 Created",
-                "location": format!(
-                    "{}/{}/_history/{}",
-                    resource_type.code(),
-                    served.resource.get("id").and_then(Value::as_str).unwrap_or_default(),
-                    served.version_id
-                ),
-                "etag": format!("W/\"{}\"", served.version_id),
-            }}),
+            Ok(answer) => answer,
             // A dependency failure stops the batch: the remaining entries would fail alike,
             // and a 5xx must not be reported as an entry outcome with internals.
             Err(err) if err.status().is_server_error() => return Err(err),

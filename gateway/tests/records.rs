@@ -819,7 +819,10 @@ async fn consent_matrix() {
             {"request": {"method": "POST", "url": "Observation"}, "resource": observation(&patient_wallet)},
             {"request": {"method": "POST", "url": "Observation"},
              "resource": {"resourceType": "Observation", "subject": {"reference": "Patient/123"}}},
-            {"request": {"method": "GET", "url": "Observation"}}
+            {"request": {"method": "GET", "url": "Observation?code=2339-0"}},
+            {"request": {"method": "GET", "url": observation_path.trim_start_matches('/')}},
+            {"request": {"method": "DELETE", "url": "Observation/0123456789abcdef0123456789abcdef"}},
+            {"request": {"method": "PATCH", "url": observation_path.trim_start_matches('/')}}
         ]
     });
     let (status, _, body) = patient
@@ -833,12 +836,106 @@ async fn consent_matrix() {
         body["entry"][1]["response"]["outcome"]["resourceType"],
         "OperationOutcome"
     );
-    assert_eq!(body["entry"][2]["response"]["status"], "400");
+    assert_eq!(body["entry"][2]["response"]["status"], "200 OK");
+    assert_eq!(body["entry"][2]["resource"]["total"], 1, "{body}");
+    assert_eq!(body["entry"][3]["response"]["status"], "200 OK");
+    assert_eq!(
+        body["entry"][3]["resource"]["code"]["coding"][0]["code"],
+        "2339-0"
+    );
+    assert_eq!(body["entry"][4]["response"]["status"], "404");
+    assert_eq!(body["entry"][5]["response"]["status"], "400");
     let first = body["entry"][0]["response"]["location"].as_str().unwrap();
     let (status, _, _) = patient
         .get(&format!("/{}", first.trim_end_matches("/_history/1")))
         .await;
     assert_eq!(status, 200);
+
+    // A transaction with PUT, DELETE and GET entries: all or nothing.
+    let (_, _, current) = patient.get(&observation_path).await;
+    let mut changed = current.clone();
+    changed["status"] = json!("amended");
+    let batch_id = first
+        .trim_end_matches("/_history/1")
+        .trim_start_matches("Observation/")
+        .to_owned();
+    let versions = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway_resource_versions")
+            .fetch_one(&gw.pool)
+            .await
+            .unwrap();
+        n
+    };
+    let mixed = |if_match: &str, delete: &str| {
+        json!({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"request": {"method": "GET", "url": observation_path.trim_start_matches('/')}},
+                {"request": {"method": "PUT", "url": observation_path.trim_start_matches('/'), "ifMatch": if_match},
+                 "resource": changed.clone()},
+                {"request": {"method": "DELETE", "url": format!("Observation/{delete}")}},
+                {"fullUrl": "urn:uuid:new", "request": {"method": "POST", "url": "Observation"},
+                 "resource": observation(&patient_wallet)}
+            ]
+        })
+    };
+    let before = versions().await;
+    for (if_match, delete, want) in [
+        ("W/\"9\"", batch_id.as_str(), 412),
+        ("W/\"1\"", "0123456789abcdef0123456789abcdef", 404),
+    ] {
+        let (status, _, body) = patient
+            .send(
+                reqwest::Method::POST,
+                "/",
+                Some(mixed(if_match, delete)),
+                &[],
+            )
+            .await;
+        assert_eq!(status, want, "{body}");
+        assert_eq!(versions().await, before, "no partial write");
+    }
+    let (status, _, body) = patient
+        .send(
+            reqwest::Method::POST,
+            "/",
+            Some(mixed("W/\"1\"", &batch_id)),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(versions().await, before + 3);
+    let statuses: Vec<&str> = body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["200 OK", "200 OK", "204 No Content", "201 Created"]
+    );
+    assert_eq!(
+        body["entry"][0]["resource"]["status"], "amended",
+        "GET runs last"
+    );
+    let (status, headers, amended) = patient.get(&observation_path).await;
+    assert_eq!((status, amended["status"].as_str()), (200, Some("amended")));
+    assert_eq!(headers["etag"], "W/\"2\"");
+    let (status, _, _) = patient.get(&format!("/Observation/{batch_id}")).await;
+    assert_eq!(status, 410);
+    // The practitioner may not update: the refusal is a 404 and nothing is written.
+    let (status, _, body) = doctor
+        .send(
+            reqwest::Method::POST,
+            "/",
+            Some(mixed("W/\"2\"", &batch_id)),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(versions().await, before + 3);
 
     // _include follows patient-centric references, only where consent covers the target.
     let search = format!(

@@ -111,8 +111,8 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
             },
             "resource": resources,
             "interaction": [
-                {"code": "transaction", "documentation": "POST entries only, all or nothing; urn:uuid references rewritten; anchored as one Merkle batch."},
-                {"code": "batch", "documentation": "POST entries only, each an independent create."}
+                {"code": "transaction", "documentation": "POST, PUT (ifMatch), DELETE and GET (read, vread, search) entries, all or nothing: every entry is decided before anything is written; urn:uuid references rewritten; new versions anchored as one Merkle batch; GET entries (of records that exist before the transaction) are answered last, against the new state."},
+                {"code": "batch", "documentation": "POST, PUT (ifMatch), DELETE and GET entries, each run on its own; each entry reports its outcome."}
             ],
             "operation": [{
                 "name": "erase",

@@ -131,10 +131,7 @@ fn checked_id(id: &str) -> Result<&str, AppError> {
 }
 
 fn version_id(text: &str) -> Result<i64, AppError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| AppError::Invalid("a version id is a positive integer".into()))
+    resource::version_id(text)
 }
 
 /// `If-Match: W/"3"` or `"3"` (weak and strong forms are treated alike: versions are exact).
@@ -144,14 +141,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
     };
     let text = value
         .to_str()
-        .map_err(|_| AppError::Invalid("If-Match is not text".into()))?
-        .trim();
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .ok_or_else(|| AppError::Invalid("If-Match must be an ETag such as W/\"1\"".into()))?;
-    version_id(text).map(Some)
+        .map_err(|_| AppError::Invalid("If-Match is not text".into()))?;
+    resource::etag_version(text).map(Some)
 }
 
 fn served(
