@@ -60,6 +60,9 @@ pub enum AppError {
     /// The search would touch more than the gateway allows.
     #[error("{0}")]
     TooCostly(String),
+    /// The client asked too often; retry after this many seconds.
+    #[error("too many requests; retry in {0} s")]
+    TooManyRequests(u64),
     /// A dependency (chain, index, database) is unavailable: fail closed.
     #[error("{0}")]
     Unavailable(&'static str),
@@ -93,6 +96,7 @@ impl AppError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Integrity | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -112,6 +116,7 @@ impl AppError {
             Self::Conflict(_) | Self::PreconditionFailed(_) => "conflict",
             Self::PayloadTooLarge | Self::TooCostly(_) => "too-costly",
             Self::Unprocessable(_) => "processing",
+            Self::TooManyRequests(_) => "throttled",
             Self::Unavailable(_) => "transient",
             Self::Integrity => "processing",
             Self::Internal(_) => "exception",
@@ -175,6 +180,11 @@ impl IntoResponse for AppError {
         response
             .extensions_mut()
             .insert(ErrorMark(self.audit_code()));
+        if let Self::TooManyRequests(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if matches!(self, Self::Unauthenticated(_)) {
             response
                 .headers_mut()

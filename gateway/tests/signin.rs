@@ -289,6 +289,34 @@ async fn sign_in_metadata_errors_and_audit() {
             .is_err()
     );
 
+    // Nonces are rate-limited per client address: a gateway allowing two a minute answers
+    // the third with 429 (an OperationOutcome with Retry-After), audited like any request.
+    let limited = TestGateway::start_with(&chain, &db, |c| c.nonces_per_minute = 2).await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let response = limited
+            .http
+            .post(limited.url("/auth/nonce"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    let refused = last.unwrap();
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    let audited = limited.audit_row(refused.headers()).await;
+    assert_eq!((audited.http_status, audited.outcome.as_str()), (429, "4"));
+    assert_outcome(&refused.json().await.unwrap(), "throttled");
+    limited.stop().await;
+
     // The chain goes away: consent cannot be decided, so requests fail closed with 503 and an
     // OperationOutcome that names no internals.
     let mut chain = chain;
@@ -306,6 +334,15 @@ async fn sign_in_metadata_errors_and_audit() {
     assert!(!outcome.to_string().contains("127.0.0.1"), "{outcome}");
     let (status, body) = gw.sign_in_raw(&patient, |_| {}).await;
     assert_eq!(status, 503, "{body}");
+    // Two gateways appended to the one audit log (the second one's rows made the first one's
+    // remembered tail stale): the chain still links every row.
+    let rows = gw.audit_rows().await;
+    assert_eq!(
+        carechain_gateway::audit::verify_chain(&gw.pool)
+            .await
+            .unwrap(),
+        Ok(rows as u64)
+    );
 
     gw.stop().await;
     let _ = org;

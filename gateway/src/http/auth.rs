@@ -2,19 +2,29 @@
 
 use super::{AuditCtx, FhirJson};
 use crate::{AppState, error::AppError};
-use axum::{Json, extract::State, response::IntoResponse};
+use axum::{
+    Json,
+    extract::{ConnectInfo, State},
+    response::IntoResponse,
+};
 use chrono::Utc;
 use serde_json::{Value, json};
+use std::{net::SocketAddr, time::Instant};
 
-/// Issues a single-use sign-in nonce.
+/// Issues a single-use sign-in nonce (rate-limited per client address: 429 beyond).
 pub(super) async fn nonce(
     State(state): State<AppState>,
     ctx: AuditCtx,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Result<impl IntoResponse, AppError> {
     ctx.update(|r| {
         r.subtype = "login-nonce".into();
         r.action = 'E';
     });
+    state
+        .nonce_limiter()
+        .take(peer.ip(), Instant::now())
+        .map_err(AppError::TooManyRequests)?;
     let nonce = crate::auth::issue_nonce(state.pool()).await?;
     Ok(Json(json!({
         "nonce": nonce,
