@@ -517,9 +517,6 @@ pub async fn history(
     }))
 }
 
-/// Most patients a search without `patient` may span (each needs a consent decision).
-const MAX_SEARCH_PATIENTS: usize = 1000;
-
 /// `GET [type]?..` (or the next page of one, from its cursor): a searchset Bundle.
 ///
 /// Consent is decided before the index is paged: a search naming its patient needs that
@@ -738,7 +735,7 @@ pub async fn search(
 
 /// The patients a search without `patient` may return: those with a match whose consent
 /// decision allows the requester to search this type for this purpose (failing closed like
-/// any decision). At most [`MAX_SEARCH_PATIENTS`] candidates are decided.
+/// any decision). At most `--max-search-patients` candidates are decided.
 async fn searchable_patients(
     state: &AppState,
     claims: &Claims,
@@ -750,16 +747,17 @@ async fn searchable_patients(
         .resource_type
         .parse()
         .map_err(|_| AppError::Invalid("the paging cursor is invalid".into()))?;
+    let max = state.config().max_search_patients;
     let candidates = crate::search::candidate_patients(
         state.pool(),
         state.hasher(),
         query,
-        MAX_SEARCH_PATIENTS + 1,
+        max.saturating_add(1),
     )
     .await?;
-    if candidates.len() > MAX_SEARCH_PATIENTS {
+    if candidates.len() > max {
         return Err(AppError::TooCostly(format!(
-            "a search without `patient` may span at most {MAX_SEARCH_PATIENTS} patients; name the patient or narrow the search"
+            "a search without `patient` may span at most {max} patients; name the patient or narrow the search"
         )));
     }
     let mut allowed = Vec::new();

@@ -39,7 +39,7 @@ pub const TYPES: &[ResourceType] = &[
 /// consent allows it).
 fn search_params(rt: ResourceType) -> Vec<Value> {
     let mut params = vec![
-        json!({"name": "patient", "type": "reference", "documentation": "The patient's wallet address or Patient/<address>. Without it the search spans only the patients whose consent allows the requester to search this type for the purpose (at most 1000 patients with matches; total, pages and _include cover nothing else)."}),
+        json!({"name": "patient", "type": "reference", "documentation": "The patient's wallet address or Patient/<address>. Without it the search spans only the patients whose consent allows the requester to search this type for the purpose (at most a configured number of patients with matches, 1000 by default; total, pages and _include cover nothing else)."}),
         json!({"name": "_lastUpdated", "type": "date"}),
     ];
     if crate::fhir::resource::has_clinical_params(rt) {

@@ -290,7 +290,7 @@ fn url_parse(s: &str) -> alloy::transports::http::reqwest::Url {
     s.parse().expect("DATABASE_URL is a URL")
 }
 
-fn rand_suffix() -> String {
+pub fn rand_suffix() -> String {
     let b: [u8; 4] = rand_bytes();
     alloy::hex::encode(b)
 }
