@@ -58,32 +58,16 @@ fn figure(name: &str, value: f64, unit: &str) {
 #[tokio::main]
 async fn main() {
     let chain = TestChain::start().await;
-    let (org, practitioner) = chain.organisation_with_member().await;
-    let service = chain.wallet().await;
-    chain
-        .providers()
-        .addMember(org.address(), service.address(), 1)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let custodian = chain.custodian().await;
+    let (org, practitioner) = (&custodian.org, custodian.practitioner.clone());
     let db = fresh_database().await;
     let kek = alloy::hex::encode([7u8; 32]);
-    let service_key = format!(
-        "{}={}",
-        org.address(),
-        alloy::hex::encode_prefixed(service.to_bytes())
-    );
-    let org_address = org.address();
-    let settings = move |skip: bool| {
+    let settings = |skip: bool| {
         let kek = kek.clone();
-        let service_key = service_key.clone();
+        let custodian = &custodian;
         move |c: &mut carechain_gateway::GatewayConfig| {
+            custodian.configure(c);
             c.kek = Some(kek);
-            c.service_keys = vec![service_key];
-            c.default_custodian = Some(org_address);
             c.bench_skip_consent = skip;
             c.db_max_connections = 40;
         }

@@ -1129,43 +1129,36 @@ pub async fn transaction(
             _ => String::new(),
         };
         let current = store::locate(state.pool(), name, &id).await?;
-        let (patient, current, status) = match action {
-            Action::Create => {
-                if decided.insert((patient.clone(), resource_type, action)) {
-                    decide(
-                        state,
-                        claims,
-                        parse_patient(&patient)?,
-                        resource_type,
-                        action,
-                        purpose,
-                        &sink,
-                    )
-                    .await?;
-                }
-                if current.is_some() {
-                    return Err(AppError::Conflict(format!("{name}/{id} already exists")));
-                }
-                (patient, 0, "201 Created")
+        // The decision is about the body's patient for a create or an update, the stored
+        // record's for a delete; refusals of updates and deletes look like absent records.
+        let subject = match (action, &current) {
+            (Action::Delete, Some((owner, _, _))) => owner.clone(),
+            (Action::Delete, None) => return Err(AppError::NotFound(not_found_text(name, &id))),
+            _ => patient.clone(),
+        };
+        if decided.insert((subject.clone(), resource_type, action)) {
+            let decision = decide(
+                state,
+                claims,
+                parse_patient(&subject)?,
+                resource_type,
+                action,
+                purpose,
+                &sink,
+            )
+            .await;
+            match action {
+                Action::Create => decision?,
+                _ => decision.map_err(|err| conceal(err, resource_type, &id))?,
+            };
+        }
+        let (patient, current, status) = match (action, current) {
+            (Action::Create, None) => (patient, 0, "201 Created"),
+            (Action::Create, Some(_)) => {
+                return Err(AppError::Conflict(format!("{name}/{id} already exists")));
             }
-            Action::Update => {
-                if decided.insert((patient.clone(), resource_type, action)) {
-                    decide(
-                        state,
-                        claims,
-                        parse_patient(&patient)?,
-                        resource_type,
-                        action,
-                        purpose,
-                        &sink,
-                    )
-                    .await
-                    .map_err(|err| conceal(err, resource_type, &id))?;
-                }
-                // A record of another patient is answered as absent (see `write`).
-                let (_, version, _) = current
-                    .filter(|(owner, _, _)| *owner == patient)
-                    .ok_or_else(|| AppError::NotFound(not_found_text(name, &id)))?;
+            // A record of another patient is answered as absent (see `write`).
+            (Action::Update, Some((owner, version, _))) if owner == patient => {
                 if let Some(wanted) = if_match
                     && wanted != version
                 {
@@ -1175,36 +1168,21 @@ pub async fn transaction(
                 }
                 (patient, version, "200 OK")
             }
-            _ => {
-                let (owner, version, deleted) =
-                    current.ok_or_else(|| AppError::NotFound(not_found_text(name, &id)))?;
-                if decided.insert((owner.clone(), resource_type, action)) {
-                    decide(
-                        state,
-                        claims,
-                        parse_patient(&owner)?,
-                        resource_type,
-                        action,
-                        purpose,
-                        &sink,
-                    )
-                    .await
-                    .map_err(|err| conceal(err, resource_type, &id))?;
-                }
-                if deleted {
-                    // Deleting a deleted resource succeeds and writes nothing.
-                    prepared.push(Prepared {
-                        resource_type,
-                        id,
-                        patient: owner,
-                        body: None,
-                        current: -1,
-                        status: "204 No Content",
-                    });
-                    continue;
-                }
-                (owner, version, "204 No Content")
+            (Action::Update, _) => return Err(AppError::NotFound(not_found_text(name, &id))),
+            (_, Some((owner, _, true))) => {
+                // Deleting a deleted resource succeeds and writes nothing.
+                prepared.push(Prepared {
+                    resource_type,
+                    id,
+                    patient: owner,
+                    body: None,
+                    current: -1,
+                    status: "204 No Content",
+                });
+                continue;
             }
+            (_, Some((owner, version, false))) => (owner, version, "204 No Content"),
+            (_, None) => return Err(AppError::NotFound(not_found_text(name, &id))),
         };
         prepared.push(Prepared {
             resource_type,

@@ -11,12 +11,13 @@ use crate::{
 use alloy::primitives::Address;
 use axum::{
     Router,
-    extract::{RawQuery, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{FromRequestParts, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
 use carechain_contracts::{Purpose, ResourceType};
+use std::collections::HashMap;
 
 /// The FHIR resource routes.
 pub(super) fn routes() -> Router<AppState> {
@@ -121,6 +122,39 @@ fn purpose(
     })
 }
 
+/// What an instance interaction names: `[type]/[id]` (and `/_history/[vid]` for vread), with
+/// the purpose of use from the header or `_purpose` (only instance parameters accepted).
+struct Instance {
+    rt: ResourceType,
+    id: String,
+    version: Option<i64>,
+    purpose: Purpose,
+}
+
+impl FromRequestParts<AppState> for Instance {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let FhirPath(path) =
+            FhirPath::<HashMap<String, String>>::from_request_parts(parts, state).await?;
+        let segment = |name: &str| {
+            path.get(name)
+                .map(String::as_str)
+                .ok_or_else(|| AppError::Invalid("the request path is malformed".into()))
+        };
+        let rt = resource_type(segment("rtype")?)?;
+        let id = checked_id(segment("id")?)?.to_owned();
+        let version = path.get("vid").map(|v| version_id(v)).transpose()?;
+        let purpose = purpose(&parts.headers, parts.uri.query(), INSTANCE_PARAMS)?;
+        Ok(Self {
+            rt,
+            id,
+            version,
+            purpose,
+        })
+    }
+}
+
 fn resource_type(name: &str) -> Result<ResourceType, AppError> {
     resource::parse_type(name)
 }
@@ -186,36 +220,35 @@ fn audit_kind(ctx: &AuditCtx, subtype: &str, action: char) {
     });
 }
 
+// The requester is extracted first, so that a malformed path of a signed-in request is
+// audited with its agent (and an unauthenticated one is a 401 whatever its path).
+
 async fn read(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id)): FhirPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt, id, purpose, ..
+    }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "read", 'R');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let result = records::read(&state, &claims, rt, id, None, purpose, &ctx).await?;
+    let result = records::read(&state, &claims, rt, &id, None, purpose, &ctx).await?;
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
 async fn vread(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id, vid)): FhirPath<(String, String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt,
+        id,
+        version,
+        purpose,
+    }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "vread", 'R');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let vid = version_id(&vid)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let result = records::read(&state, &claims, rt, id, Some(vid), purpose, &ctx).await?;
+    let result = records::read(&state, &claims, rt, &id, version, purpose, &ctx).await?;
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
@@ -244,22 +277,20 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id)): FhirPath<(String, String)>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt, id, purpose, ..
+    }: Instance,
     FhirJson(body): FhirJson,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "update", 'U');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
     let expected = if_match(&headers)?;
     let result = records::write(
         &state,
         &claims,
         rt,
-        Some((id, expected)),
+        Some((&id, expected)),
         body,
         purpose,
         &ctx,
@@ -271,32 +302,26 @@ async fn update(
 async fn delete(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id)): FhirPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt, id, purpose, ..
+    }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "delete", 'D');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    records::delete(&state, &claims, rt, id, purpose, &ctx).await?;
+    records::delete(&state, &claims, rt, &id, purpose, &ctx).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn history(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id)): FhirPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt, id, purpose, ..
+    }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "history-instance", 'R');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let bundle = records::history(&state, &claims, rt, id, purpose, &ctx).await?;
+    let bundle = records::history(&state, &claims, rt, &id, purpose, &ctx).await?;
     Ok(respond(StatusCode::OK, &bundle))
 }
 

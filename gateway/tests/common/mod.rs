@@ -66,6 +66,22 @@ pub struct TestChain {
     _dir: TempDir,
 }
 
+/// An organisation whose practitioner signs in and whose service key anchors its records.
+pub struct Custodian {
+    pub org: PrivateKeySigner,
+    pub practitioner: PrivateKeySigner,
+    service_key: String,
+}
+
+impl Custodian {
+    /// Makes a gateway anchor with this organisation's service key, also for records that
+    /// patients write.
+    pub fn configure(&self, config: &mut GatewayConfig) {
+        config.service_keys = vec![self.service_key.clone()];
+        config.default_custodian = Some(self.org.address());
+    }
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -205,15 +221,41 @@ impl TestChain {
             .get_receipt()
             .await
             .unwrap();
-        registry
-            .addMember(org.address(), key.address(), 0)
+        self.add_member(org.address(), key.address(), 0).await;
+        (org, key)
+    }
+
+    /// Adds a member key with `role` (0 practitioner, 1 service) to `org`.
+    pub async fn add_member(
+        &self,
+        org: alloy::primitives::Address,
+        key: alloy::primitives::Address,
+        role: u8,
+    ) {
+        self.providers()
+            .addMember(org, key, role)
             .send()
             .await
             .unwrap()
             .get_receipt()
             .await
             .unwrap();
-        (org, key)
+    }
+
+    /// An organisation with a practitioner key and a service key that anchors its records.
+    pub async fn custodian(&self) -> Custodian {
+        let (org, practitioner) = self.organisation_with_member().await;
+        let service = self.wallet().await;
+        self.add_member(org.address(), service.address(), 1).await;
+        Custodian {
+            service_key: format!(
+                "{}={}",
+                org.address(),
+                alloy::hex::encode_prefixed(service.to_bytes())
+            ),
+            org,
+            practitioner,
+        }
     }
 
     /// Deploys a contract compiled by forge (`out/<file>/<name>.json`) with ABI-encoded
@@ -425,15 +467,16 @@ impl TestGateway {
     /// 250 ms) has seen a head at least that high, so decisions are not refused as stale.
     pub async fn wait_indexed(&self, block: u64) {
         let block = block as i64;
-        eventually(|| async {
-            let cursor: Option<i64> = sqlx::query_scalar("SELECT block_number FROM indexer_cursor")
-                .fetch_optional(&self.pool)
-                .await
-                .unwrap();
-            cursor.is_some_and(|c| c >= block)
-        })
-        .await;
+        eventually(|| async { self.indexed_block().await >= Some(block) }).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+
+    /// The indexer's cursor (the last block it committed), if it has one.
+    pub async fn indexed_block(&self) -> Option<i64> {
+        sqlx::query_scalar("SELECT block_number FROM indexer_cursor")
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// The audit row of the request whose response carried `headers` (its `X-Audit-Seq`).
