@@ -21,10 +21,11 @@ EXCEPTION WHEN duplicate_object OR unique_violation THEN
 END
 $$;
 
+-- Memberships are cluster-wide too: a concurrent migration may have granted it first.
 DO $$
 BEGIN
     GRANT carechain_gateway_audit TO carechain_gateway;
-EXCEPTION WHEN duplicate_object OR invalid_grant_operation THEN
+EXCEPTION WHEN duplicate_object OR invalid_grant_operation OR unique_violation THEN
     NULL;
 END
 $$;
