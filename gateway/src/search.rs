@@ -22,6 +22,24 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, QueryBuilder};
 
+/// Every parameter a search may carry (which of them apply to a type, [`SearchQuery::parse`]
+/// decides); anything else is refused.
+pub const PARAMS: &[&str] = &[
+    "patient",
+    "subject",
+    "_id",
+    "_count",
+    "_lastUpdated",
+    "_sort",
+    "code",
+    "category",
+    "date",
+    "_include",
+    "_cursor",
+    "_purpose",
+    "_format",
+];
+
 /// Sentinel sort value for records without a clinical date (sorted first ascending).
 const NO_DATE: &str = "'0001-01-01 00:00:00+00'::timestamptz";
 

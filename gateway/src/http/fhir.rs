@@ -53,23 +53,6 @@ impl AuditSink for AuditCtx {
     }
 }
 
-/// Query parameters a search accepts (the search module checks which apply to a type).
-const SEARCH_PARAMS: &[&str] = &[
-    "patient",
-    "subject",
-    "_id",
-    "_count",
-    "_lastUpdated",
-    "_sort",
-    "code",
-    "category",
-    "date",
-    "_purpose",
-    "_format",
-    "_cursor",
-    "_include",
-];
-
 /// Query parameters the instance interactions accept.
 const INSTANCE_PARAMS: &[&str] = &["_purpose", "_format", "_pretty"];
 
@@ -364,7 +347,7 @@ async fn search(
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "search-type", 'E');
     let rt = resource_type(&rtype)?;
-    let purpose = purpose(&headers, query.as_deref(), SEARCH_PARAMS)?;
+    let purpose = purpose(&headers, query.as_deref(), crate::search::PARAMS)?;
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
