@@ -974,6 +974,20 @@ async fn run_entry(
     })
 }
 
+/// A transaction entry after the first pass.
+enum Planned {
+    /// A GET, answered after the writes.
+    Read(EntryRequest),
+    /// A create, update or delete of `resource_type`/`id` (a create's id is new).
+    Write {
+        action: Action,
+        resource_type: ResourceType,
+        id: String,
+        if_match: Option<i64>,
+        body: Option<Value>,
+    },
+}
+
 /// One write of a transaction, prepared.
 struct Prepared {
     resource_type: ResourceType,
@@ -1031,7 +1045,7 @@ pub async fn transaction(
     }
     let sink = EntrySink(audit);
     // Pass 1: what each entry asks, new ids, and the fullUrl -> Type/id map.
-    let mut requests = Vec::with_capacity(entries.len());
+    let mut planned = Vec::with_capacity(entries.len());
     let mut references: HashMap<String, String> = HashMap::new();
     let mut targets: HashSet<(ResourceType, String)> = HashSet::new();
     for (index, entry) in entries.iter().enumerate() {
@@ -1042,7 +1056,7 @@ pub async fn transaction(
         };
         let request = entry_request(state, entry).map_err(at)?;
         let body = entry.get("resource").cloned();
-        let (resource_type, id) = match &request {
+        let (resource_type, id, action, if_match) = match &request {
             EntryRequest::Create(rt) => {
                 let body = body
                     .as_ref()
@@ -1057,9 +1071,9 @@ pub async fn transaction(
                 } else {
                     new_id()
                 };
-                (*rt, id)
+                (*rt, id, Action::Create, None)
             }
-            EntryRequest::Update(rt, id, _) => {
+            EntryRequest::Update(rt, id, if_match) => {
                 let body = body
                     .as_ref()
                     .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
@@ -1070,11 +1084,11 @@ pub async fn transaction(
                         "the resource's type and id must match request.url".into(),
                     )));
                 }
-                (*rt, id.clone())
+                (*rt, id.clone(), Action::Update, *if_match)
             }
-            EntryRequest::Delete(rt, id) => (*rt, id.clone()),
+            EntryRequest::Delete(rt, id) => (*rt, id.clone(), Action::Delete, None),
             EntryRequest::Read(..) | EntryRequest::Search(..) => {
-                requests.push((request, None));
+                planned.push(Planned::Read(request));
                 continue;
             }
         };
@@ -1089,34 +1103,37 @@ pub async fn transaction(
                 format!("{}/{id}", resource_type.code()),
             );
         }
-        let request = match request {
-            EntryRequest::Create(rt) => EntryRequest::Update(rt, id, None),
-            other => other,
-        };
-        let create = matches!(entries[index].pointer("/request/method"), Some(m) if m == "POST");
-        requests.push((request, Some((create, body))));
+        planned.push(Planned::Write {
+            action,
+            resource_type,
+            id,
+            if_match,
+            body,
+        });
     }
     // Pass 2: rewrite references, decide every entry, check the writes against the store.
     let mut prepared: Vec<Prepared> = Vec::new();
     let mut reads = Vec::new();
     let mut decided: HashSet<(String, ResourceType, Action)> = HashSet::new();
-    for (request, write) in requests {
-        let Some((create, body)) = write else {
-            // A GET: decided now (nothing is written when it is refused), answered last.
-            if let EntryRequest::Read(rt, id, _) = &request {
-                decide_read_of_record(state, claims, *rt, id, purpose, &sink).await?;
+    for entry in planned {
+        let (action, resource_type, id, if_match, mut body) = match entry {
+            Planned::Read(request) => {
+                // A GET: decided now (nothing is written when it is refused), answered last.
+                if let EntryRequest::Read(rt, id, _) = &request {
+                    decide_read_of_record(state, claims, *rt, id, purpose, &sink).await?;
+                }
+                reads.push((prepared.len(), request));
+                continue;
             }
-            reads.push((prepared.len(), request));
-            continue;
-        };
-        let (resource_type, id, if_match, action) = match request {
-            EntryRequest::Update(rt, id, m) if create => (rt, id, m, Action::Create),
-            EntryRequest::Update(rt, id, m) => (rt, id, m, Action::Update),
-            EntryRequest::Delete(rt, id) => (rt, id, None, Action::Delete),
-            _ => unreachable_entry()?,
+            Planned::Write {
+                action,
+                resource_type,
+                id,
+                if_match,
+                body,
+            } => (action, resource_type, id, if_match, body),
         };
         let name = resource_type.code();
-        let mut body = body;
         let patient = match body.as_mut() {
             Some(body) if action != Action::Delete => {
                 resource::for_each_reference(body, &mut |reference| {
@@ -1314,12 +1331,6 @@ pub async fn transaction(
         "type": "transaction-response",
         "entry": responses,
     }))
-}
-
-fn unreachable_entry<T>() -> Result<T, AppError> {
-    Err(AppError::internal(std::io::Error::other(
-        "unexpected transaction entry",
-    )))
 }
 
 /// Maps an anchoring failure to the client's answer.
