@@ -182,7 +182,11 @@ fn purpose_concept(code: &str) -> Value {
 
 /// The chained hash of one row.
 pub fn chain_hash(prev: B256, seq: u64, event: &Value) -> B256 {
-    let canonical = jcs::canonicalize(event);
+    canonical_chain_hash(prev, seq, &jcs::canonicalize(event))
+}
+
+/// The chained hash of one row whose event is already in canonical form (RFC 8785).
+fn canonical_chain_hash(prev: B256, seq: u64, canonical: &str) -> B256 {
     let mut buf = Vec::with_capacity(40 + canonical.len());
     buf.extend_from_slice(prev.as_slice());
     buf.extend_from_slice(&seq.to_be_bytes());
@@ -329,8 +333,9 @@ impl Rows {
         };
         for record in records {
             seq += 1;
-            let event = record.to_audit_event(seq);
-            let hash = chain_hash(prev, seq, &event);
+            // The canonical form is hashed and also stored (it is JSON; the column re-parses it).
+            let event = jcs::canonicalize(&record.to_audit_event(seq));
+            let hash = canonical_chain_hash(prev, seq, &event);
             rows.seqs.push(seq as i64);
             rows.recorded.push(record.recorded);
             rows.subtypes.push(record.subtype.clone());
@@ -340,7 +345,7 @@ impl Rows {
             rows.patients.push(record.patient.clone());
             rows.purposes.push(record.purpose.clone());
             rows.blocks.push(record.consent_block.map(|b| b as i64));
-            rows.events.push(event.to_string());
+            rows.events.push(event);
             rows.prevs.push(prev.to_vec());
             rows.hashes.push(hash.to_vec());
             prev = hash;
