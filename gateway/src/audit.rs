@@ -7,6 +7,10 @@
 //! `hash = keccak256(prev_hash ‖ seq (8 bytes, big-endian) ‖ JCS(event))`, with 32 zero bytes
 //! before the first row. The table refuses UPDATE, DELETE and TRUNCATE (trigger), and the
 //! writer inserts under a role that holds only INSERT and SELECT on it.
+//!
+//! The writer remembers the last row it committed and appends the next batch after it with a
+//! single autocommitted INSERT; the primary key on `seq` turns a row another gateway appended
+//! meanwhile into a failed INSERT, after which the tail is read again under the lock.
 
 use crate::jcs;
 use alloy::primitives::{B256, keccak256};
@@ -113,30 +117,35 @@ impl AuditRecord {
             agents.push(who);
         }
         let mut entities = Vec::new();
+        let mut details = Vec::new();
+        if let Some(block) = self.consent_block {
+            details.push(json!({"type": "consent-block", "valueString": block.to_string()}));
+        }
+        if let Some(basis) = &self.basis {
+            details.push(json!({"type": "consent-basis", "valueString": basis}));
+        }
         if let Some(patient) = &self.patient {
             let mut entity = json!({
                 "what": {"reference": format!("Patient/{patient}")},
                 "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
                 "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
             });
-            let mut details = Vec::new();
-            if let Some(block) = self.consent_block {
-                details.push(json!({"type": "consent-block", "valueString": block.to_string()}));
-            }
-            if let Some(basis) = &self.basis {
-                details.push(json!({"type": "consent-basis", "valueString": basis}));
-            }
             if !details.is_empty() {
-                entity["detail"] = Value::Array(details);
+                entity["detail"] = Value::Array(std::mem::take(&mut details));
             }
             entities.push(entity);
         }
         if let Some(what) = &self.entity {
-            entities.push(json!({
+            let mut entity = json!({
                 "what": {"reference": what},
                 "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
                 "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
-            }));
+            });
+            // A search across patients has no patient entity: its decisions' summary goes here.
+            if !details.is_empty() {
+                entity["detail"] = Value::Array(details);
+            }
+            entities.push(entity);
         }
         let mut event = json!({
             "resourceType": "AuditEvent",
@@ -173,7 +182,11 @@ fn purpose_concept(code: &str) -> Value {
 
 /// The chained hash of one row.
 pub fn chain_hash(prev: B256, seq: u64, event: &Value) -> B256 {
-    let canonical = jcs::canonicalize(event);
+    canonical_chain_hash(prev, seq, &jcs::canonicalize(event))
+}
+
+/// The chained hash of one row whose event is already in canonical form (RFC 8785).
+fn canonical_chain_hash(prev: B256, seq: u64, canonical: &str) -> B256 {
     let mut buf = Vec::with_capacity(40 + canonical.len());
     buf.extend_from_slice(prev.as_slice());
     buf.extend_from_slice(&seq.to_be_bytes());
@@ -213,12 +226,31 @@ impl AuditLog {
     }
 }
 
+/// The writer's connection and what it knows of the table's tail.
+struct Writer {
+    pool: PgPool,
+    role: Option<String>,
+    /// A connection taken out of the pool for the writer alone (its session runs as the audit
+    /// role); dropped after any error.
+    conn: Option<sqlx::PgConnection>,
+    /// The last row this writer committed, `(seq, hash)`: the next batch links to it without
+    /// asking, and a row another gateway appended meanwhile makes that insert fail on the
+    /// primary key (then the tail is read under the lock).
+    tail: Option<(u64, B256)>,
+}
+
 async fn writer(
     pool: PgPool,
     role: Option<String>,
     mut rx: mpsc::Receiver<Job>,
     stop: CancellationToken,
 ) {
+    let mut state = Writer {
+        pool,
+        role,
+        conn: None,
+        tail: None,
+    };
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut closing = false;
     loop {
@@ -244,7 +276,7 @@ async fn writer(
             }
         }
         let records: Vec<&AuditRecord> = batch.iter().map(|(r, _)| r).collect();
-        match write_batch(&pool, role.as_deref(), &records).await {
+        match state.write_batch(&records).await {
             Ok(first_seq) => {
                 for (i, (_, done)) in batch.drain(..).enumerate() {
                     let _ = done.send(Ok(first_seq + i as u64));
@@ -252,6 +284,8 @@ async fn writer(
             }
             Err(err) => {
                 tracing::error!(%err, "audit batch failed; requests are answered with an error");
+                state.conn = None;
+                state.tail = None;
                 for (_, done) in batch.drain(..) {
                     let _ = done.send(Err(AuditError::Database(err.to_string())));
                 }
@@ -260,93 +294,152 @@ async fn writer(
     }
 }
 
-async fn write_batch(
-    pool: &PgPool,
-    role: Option<&str>,
-    records: &[&AuditRecord],
-) -> Result<u64, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    if let Some(role) = role {
-        // The role name comes from configuration, validated at start-up to be an identifier.
-        sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {role}")))
+/// The rows of a batch linked after `tail`, as the INSERT binds them.
+struct Rows {
+    seqs: Vec<i64>,
+    recorded: Vec<DateTime<Utc>>,
+    subtypes: Vec<String>,
+    outcomes: Vec<String>,
+    statuses: Vec<i32>,
+    agents: Vec<Option<String>>,
+    patients: Vec<Option<String>>,
+    purposes: Vec<Option<String>>,
+    blocks: Vec<Option<i64>>,
+    events: Vec<String>,
+    prevs: Vec<Vec<u8>>,
+    hashes: Vec<Vec<u8>>,
+    /// The new tail.
+    last: (u64, B256),
+}
+
+impl Rows {
+    fn link(tail: (u64, B256), records: &[&AuditRecord]) -> Self {
+        let n = records.len();
+        let (mut seq, mut prev) = tail;
+        let mut rows = Self {
+            seqs: Vec::with_capacity(n),
+            recorded: Vec::with_capacity(n),
+            subtypes: Vec::with_capacity(n),
+            outcomes: Vec::with_capacity(n),
+            statuses: Vec::with_capacity(n),
+            agents: Vec::with_capacity(n),
+            patients: Vec::with_capacity(n),
+            purposes: Vec::with_capacity(n),
+            blocks: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+            prevs: Vec::with_capacity(n),
+            hashes: Vec::with_capacity(n),
+            last: tail,
+        };
+        for record in records {
+            seq += 1;
+            // The canonical form is hashed and also stored (it is JSON; the column re-parses it).
+            let event = jcs::canonicalize(&record.to_audit_event(seq));
+            let hash = canonical_chain_hash(prev, seq, &event);
+            rows.seqs.push(seq as i64);
+            rows.recorded.push(record.recorded);
+            rows.subtypes.push(record.subtype.clone());
+            rows.outcomes.push(record.outcome_code().to_owned());
+            rows.statuses.push(i32::from(record.status));
+            rows.agents.push(record.agent.clone());
+            rows.patients.push(record.patient.clone());
+            rows.purposes.push(record.purpose.clone());
+            rows.blocks.push(record.consent_block.map(|b| b as i64));
+            rows.events.push(event);
+            rows.prevs.push(prev.to_vec());
+            rows.hashes.push(hash.to_vec());
+            prev = hash;
+        }
+        rows.last = (seq, prev);
+        rows
+    }
+
+    async fn insert(&self, conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO gateway_audit_log
+               (seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event, prev_hash, hash)
+             SELECT seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event::jsonb, prev_hash, hash
+             FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
+                         $8::text[], $9::bigint[], $10::text[], $11::bytea[], $12::bytea[])
+               AS t(seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event, prev_hash, hash)",
+        )
+        .bind(&self.seqs)
+        .bind(&self.recorded)
+        .bind(&self.subtypes)
+        .bind(&self.outcomes)
+        .bind(&self.statuses)
+        .bind(&self.agents)
+        .bind(&self.patients)
+        .bind(&self.purposes)
+        .bind(&self.blocks)
+        .bind(&self.events)
+        .bind(&self.prevs)
+        .bind(&self.hashes)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+impl Writer {
+    async fn connection(&mut self) -> Result<&mut sqlx::PgConnection, sqlx::Error> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let mut conn = self.pool.acquire().await?.detach();
+                if let Some(role) = &self.role {
+                    // The role name comes from configuration, validated at start-up to be an
+                    // identifier. The connection is the writer's alone, so the session keeps it.
+                    sqlx::query(sqlx::AssertSqlSafe(format!("SET ROLE {role}")))
+                        .execute(&mut conn)
+                        .await?;
+                }
+                conn
+            }
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    /// Appends `records`; returns the first sequence number. When the tail is known the
+    /// batch is one autocommitted INSERT (one round trip and one WAL flush); otherwise, or
+    /// when another writer got there first, the tail is read under the advisory lock.
+    async fn write_batch(&mut self, records: &[&AuditRecord]) -> Result<u64, sqlx::Error> {
+        if let Some(tail) = self.tail {
+            let rows = Rows::link(tail, records);
+            match rows.insert(self.connection().await?).await {
+                Ok(()) => {
+                    self.tail = Some(rows.last);
+                    return Ok(tail.0 + 1);
+                }
+                Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
+                    self.tail = None;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let conn = self.connection().await?;
+        let mut tx = sqlx::Connection::begin(conn).await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(AUDIT_LOCK_KEY)
             .execute(&mut *tx)
             .await?;
+        let last: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM gateway_audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let tail = match last {
+            Some((seq, hash)) => (
+                seq as u64,
+                B256::try_from(hash.as_slice()).unwrap_or_default(),
+            ),
+            None => (0, B256::ZERO),
+        };
+        let rows = Rows::link(tail, records);
+        rows.insert(&mut tx).await?;
+        tx.commit().await?;
+        self.tail = Some(rows.last);
+        Ok(tail.0 + 1)
     }
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(AUDIT_LOCK_KEY)
-        .execute(&mut *tx)
-        .await?;
-    let last: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM gateway_audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (mut seq, mut prev) = match last {
-        Some((seq, hash)) => (
-            seq as u64,
-            B256::try_from(hash.as_slice()).unwrap_or_default(),
-        ),
-        None => (0, B256::ZERO),
-    };
-    let first = seq + 1;
-    let n = records.len();
-    let (mut seqs, mut recorded, mut subtypes, mut outcomes, mut statuses) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut agents, mut patients, mut purposes, mut blocks, mut events, mut prevs, mut hashes) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for record in records {
-        seq += 1;
-        let event = record.to_audit_event(seq);
-        let hash = chain_hash(prev, seq, &event);
-        seqs.push(seq as i64);
-        recorded.push(record.recorded);
-        subtypes.push(record.subtype.clone());
-        outcomes.push(record.outcome_code().to_owned());
-        statuses.push(i32::from(record.status));
-        agents.push(record.agent.clone());
-        patients.push(record.patient.clone());
-        purposes.push(record.purpose.clone());
-        blocks.push(record.consent_block.map(|b| b as i64));
-        events.push(event.to_string());
-        prevs.push(prev.to_vec());
-        hashes.push(hash.to_vec());
-        prev = hash;
-    }
-    sqlx::query(
-        "INSERT INTO gateway_audit_log
-           (seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event, prev_hash, hash)
-         SELECT seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event::jsonb, prev_hash, hash
-         FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
-                     $8::text[], $9::bigint[], $10::text[], $11::bytea[], $12::bytea[])
-           AS t(seq, recorded, subtype, outcome, http_status, agent, patient, purpose, consent_block, event, prev_hash, hash)",
-    )
-    .bind(&seqs)
-    .bind(&recorded)
-    .bind(&subtypes)
-    .bind(&outcomes)
-    .bind(&statuses)
-    .bind(&agents)
-    .bind(&patients)
-    .bind(&purposes)
-    .bind(&blocks)
-    .bind(&events)
-    .bind(&prevs)
-    .bind(&hashes)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    Ok(first)
 }
 
 /// Recomputes the chain over the whole table; returns the number of rows, or the first

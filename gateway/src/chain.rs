@@ -1,5 +1,10 @@
 //! The gateway's view of the chain: consent decisions, membership, record anchors, and the
 //! custodians' service keys that anchor new record versions.
+//!
+//! The integrity check of a read asks RecordRegistry whether the version's hash (or its batch
+//! root) is anchored for the custodian. Anchors are immutable, so one found at the `finalized`
+//! block is remembered in memory (never in the database, which the check distrusts) and not
+//! asked again; a younger anchor is asked at `latest` on every read until it is final.
 
 use alloy::{
     eips::BlockId,
@@ -86,7 +91,21 @@ pub struct Chain {
     timeout: Duration,
     /// Set once the endpoint has confirmed it serves `chain_id`.
     chain_id_checked: std::sync::atomic::AtomicBool,
+    /// Anchors (single version hashes and batch roots, per organisation) found at the
+    /// `finalized` block: RecordRegistry never removes an anchor and no reorg reaches below
+    /// finality, so they are never asked again.
+    finalized_anchors: std::sync::RwLock<std::collections::HashSet<(AnchorKind, B256, Address)>>,
 }
+
+/// Which kind of anchor a cached verification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AnchorKind {
+    Single,
+    BatchRoot,
+}
+
+/// Most finalized anchors remembered (cleared when full; each entry is 56 bytes).
+const FINALIZED_ANCHOR_CAPACITY: usize = 1_000_000;
 
 impl std::fmt::Debug for Chain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,6 +152,7 @@ impl Chain {
             anchorers,
             timeout,
             chain_id_checked: std::sync::atomic::AtomicBool::new(false),
+            finalized_anchors: std::sync::RwLock::new(std::collections::HashSet::new()),
         })
     }
 
@@ -348,14 +368,55 @@ impl Chain {
         Ok(matches!(answer, Ok(magic) if magic == FixedBytes(ERC1271_MAGIC)))
     }
 
-    /// Whether `hash` is anchored singly for `org`.
+    fn finalized_anchor_known(&self, kind: AnchorKind, value: B256, org: Address) -> bool {
+        self.finalized_anchors
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(kind, value, org))
+    }
+
+    fn remember_finalized_anchor(&self, kind: AnchorKind, value: B256, org: Address) {
+        let mut known = self
+            .finalized_anchors
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if known.len() >= FINALIZED_ANCHOR_CAPACITY {
+            known.clear();
+        }
+        known.insert((kind, value, org));
+    }
+
+    /// Whether `hash` is anchored singly for `org`. An anchor already seen at the finalized
+    /// block is answered from memory; otherwise the registry is asked at `finalized` (and the
+    /// answer remembered when yes), then at `latest` for an anchor younger than finality.
     pub async fn verify_anchor(&self, hash: B256, org: Address) -> Result<bool, ChainError> {
+        if self.finalized_anchor_known(AnchorKind::Single, hash, org) {
+            return Ok(true);
+        }
         let registry = RecordRegistry::new(self.contracts.record_registry, &self.provider);
+        // A chain without a `finalized` tag (an error here) is asked at `latest` only; if the
+        // endpoint is down, that call fails too.
+        let at_finalized = self
+            .timed(async {
+                registry
+                    .verifyAnchor(hash, org)
+                    .block(BlockId::finalized())
+                    .call()
+                    .await
+                    .map_err(rpc)
+            })
+            .await;
+        if matches!(at_finalized, Ok(true)) {
+            self.remember_finalized_anchor(AnchorKind::Single, hash, org);
+            return Ok(true);
+        }
         self.timed(async { registry.verifyAnchor(hash, org).call().await.map_err(rpc) })
             .await
     }
 
-    /// Whether `hash` is included by `proof` in a batch root anchored for `org`.
+    /// Whether `hash` is included by `proof` in a batch root anchored for `org`. The proof is
+    /// checked here (the same tree as the contract's); the root's anchor as for
+    /// [`Chain::verify_anchor`].
     pub async fn verify_inclusion(
         &self,
         hash: B256,
@@ -363,15 +424,30 @@ impl Chain {
         proof: Vec<B256>,
         org: Address,
     ) -> Result<bool, ChainError> {
+        if !carechain_contracts::merkle::verify(hash, &proof, root) {
+            return Ok(false);
+        }
+        if self.finalized_anchor_known(AnchorKind::BatchRoot, root, org) {
+            return Ok(true);
+        }
         let registry = RecordRegistry::new(self.contracts.record_registry, &self.provider);
-        self.timed(async {
-            registry
-                .verifyInclusion(hash, root, proof, org)
-                .call()
-                .await
-                .map_err(rpc)
-        })
-        .await
+        let at = |block: BlockId| {
+            let registry = &registry;
+            let proof = proof.clone();
+            async move {
+                registry
+                    .verifyInclusion(hash, root, proof, org)
+                    .block(block)
+                    .call()
+                    .await
+                    .map_err(rpc)
+            }
+        };
+        if matches!(self.timed(at(BlockId::finalized())).await, Ok(true)) {
+            self.remember_finalized_anchor(AnchorKind::BatchRoot, root, org);
+            return Ok(true);
+        }
+        self.timed(at(BlockId::latest())).await
     }
 
     /// Anchors one version hash for `org` with its service key; returns the block.

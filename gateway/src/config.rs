@@ -72,6 +72,14 @@ pub struct GatewayConfig {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "CARECHAIN_GATEWAY_MAX_BODY", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Sign-in nonces one client address may obtain per minute (a token bucket holding as
+    /// many; 0 = unlimited). Behind a reverse proxy every client shares the proxy's address.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_NONCES_PER_MINUTE",
+        default_value_t = 30
+    )]
+    pub nonces_per_minute: u32,
     /// Lifetime of bearer tokens in seconds.
     #[arg(long, env = "CARECHAIN_GATEWAY_TOKEN_TTL", default_value_t = 900)]
     pub token_ttl_secs: i64,
@@ -166,6 +174,7 @@ impl GatewayConfig {
             service_keys: Vec::new(),
             default_custodian: None,
             max_body_bytes: 8 * 1024 * 1024,
+            nonces_per_minute: 30,
             token_ttl_secs: 900,
             siwe_max_age_secs: 300,
             request_timeout_secs: 60,

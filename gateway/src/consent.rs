@@ -197,17 +197,8 @@ impl ConsentService {
     /// The decision for `key`.
     pub async fn decide(&self, key: DecisionKey) -> Result<Decision, AppError> {
         if self.settings.disabled_for_benchmark {
-            return Ok(Decision {
-                allowed: true,
-                basis: Basis::OwnData,
-                block: 0,
-            });
+            return Ok(Self::benchmark_decision());
         }
-        let health = self.check_health()?;
-        // The indexer's cursor as of now: a cached decision is used only while the cursor has
-        // not moved since it was made, so a change the indexer has committed takes effect on
-        // the very next request even before its notification has been read (the notification
-        // then also drops the entry; it matters when blocks come faster than changes).
         let cursor = indexed_block(&self.pool, self.chain.chain_id())
             .await
             .map_err(|err| {
@@ -215,10 +206,37 @@ impl ConsentService {
                 AppError::Unavailable(
                     "consent decisions are unavailable: the consent index is unreachable (fail closed)",
                 )
-            })?
-            .ok_or(AppError::Unavailable(
-                "consent decisions are unavailable: the consent index is stale (fail closed)",
-            ))?;
+            })?;
+        self.decide_at_cursor(key, cursor).await
+    }
+
+    fn benchmark_decision() -> Decision {
+        Decision {
+            allowed: true,
+            basis: Basis::OwnData,
+            block: 0,
+        }
+    }
+
+    /// The decision for `key`, given the indexer's cursor as read (by the caller, in the same
+    /// query as other index metadata) after the request arrived: see [`Self::decide`].
+    pub async fn decide_at_cursor(
+        &self,
+        key: DecisionKey,
+        cursor: Option<u64>,
+    ) -> Result<Decision, AppError> {
+        if self.settings.disabled_for_benchmark {
+            return Ok(Self::benchmark_decision());
+        }
+        let health = self.check_health()?;
+        // The indexer's cursor as of the request: a cached decision is used only while the
+        // cursor has not moved since it was made, so a change the indexer has committed takes
+        // effect on the very next request even before its notification has been read (the
+        // notification then also drops the entry; it matters when blocks come faster than
+        // changes).
+        let cursor = cursor.ok_or(AppError::Unavailable(
+            "consent decisions are unavailable: the consent index is stale (fail closed)",
+        ))?;
         if health.head.saturating_sub(cursor) > self.settings.max_index_lag_blocks {
             return Err(AppError::Unavailable(
                 "consent decisions are unavailable: the consent index is stale (fail closed)",

@@ -31,6 +31,11 @@ pub enum AppError {
     /// No such resource or version.
     #[error("{0}")]
     NotFound(String),
+    /// Consent denies access to a record named by id: answered exactly like a record that
+    /// does not exist (404, same text), so a requester without consent cannot learn whether
+    /// the id exists; the audit row records the denial.
+    #[error("{0}")]
+    ConcealedDenial(String),
     /// The resource was deleted or erased.
     #[error("{0}")]
     Gone(String),
@@ -55,9 +60,9 @@ pub enum AppError {
     /// The search would touch more than the gateway allows.
     #[error("{0}")]
     TooCostly(String),
-    /// Too many requests of this kind from this client or for this patient.
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// The client asked too often; retry after this many seconds.
+    #[error("too many requests; retry in {0} s")]
+    TooManyRequests(u64),
     /// A transaction the gateway sent on someone's behalf failed or could not be sent.
     #[error("{0}")]
     BadGateway(String),
@@ -86,7 +91,7 @@ impl AppError {
             }
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::ConcealedDenial(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
@@ -110,7 +115,7 @@ impl AppError {
             }
             Self::Unauthenticated(_) => "login",
             Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not-found",
+            Self::NotFound(_) | Self::ConcealedDenial(_) => "not-found",
             Self::Gone(_) => "deleted",
             Self::Conflict(_) | Self::PreconditionFailed(_) => "conflict",
             Self::PayloadTooLarge | Self::TooCostly(_) => "too-costly",
@@ -131,10 +136,25 @@ impl AppError {
         }
     }
 
+    /// What the audit row records as the outcome's detail: the issue code, except that a
+    /// concealed denial is recorded as the denial it is.
+    pub fn audit_code(&self) -> &'static str {
+        match self {
+            Self::ConcealedDenial(_) => "consent-denied",
+            other => other.issue_code(),
+        }
+    }
+
     /// The `OperationOutcome` for this error.
     pub fn outcome(&self) -> Value {
         operation_outcome(self.severity(), self.issue_code(), &self.to_string())
     }
+}
+
+/// The text of a 404 for a record named by id: the same whether the record does not exist or
+/// consent denies it ([`AppError::ConcealedDenial`]).
+pub fn not_found_text(resource_type: &str, id: &str) -> String {
+    format!("{resource_type}/{id} is not known (or not accessible under consent)")
 }
 
 /// Builds an `OperationOutcome` with one issue.
@@ -163,7 +183,12 @@ impl IntoResponse for AppError {
         let mut response = fhir_response(self.status(), &self.outcome());
         response
             .extensions_mut()
-            .insert(ErrorMark(self.issue_code()));
+            .insert(ErrorMark(self.audit_code()));
+        if let Self::TooManyRequests(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         if matches!(self, Self::Unauthenticated(_)) {
             response
                 .headers_mut()
@@ -173,7 +198,8 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Marks a response as produced by an [`AppError`] (the audit layer reads the code).
+/// Marks a response as produced by an [`AppError`] (the audit layer records its
+/// [`AppError::audit_code`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorMark(pub &'static str);
 
@@ -194,6 +220,16 @@ mod tests {
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(outcome["issue"][0]["severity"], "fatal");
         assert!(!outcome.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn a_concealed_denial_looks_like_not_found() {
+        let denied = AppError::ConcealedDenial(not_found_text("Observation", "ab"));
+        let missing = AppError::NotFound(not_found_text("Observation", "ab"));
+        assert_eq!(denied.status(), missing.status());
+        assert_eq!(denied.outcome(), missing.outcome());
+        assert_eq!(denied.audit_code(), "consent-denied");
+        assert_eq!(missing.audit_code(), "not-found");
     }
 
     #[test]

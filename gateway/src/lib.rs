@@ -109,6 +109,7 @@ struct StateInner {
     kek: SecretKey,
     hasher: TokenHasher,
     relay: Option<relay::Relay>,
+    nonces: auth::NonceLimiter,
 }
 
 impl AppState {
@@ -119,6 +120,10 @@ impl AppState {
     /// Public base URL, without a trailing slash.
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
+    }
+    /// The sign-in nonce rate limiter.
+    pub fn nonce_limiter(&self) -> &auth::NonceLimiter {
+        &self.inner.nonces
     }
     /// The database pool.
     pub fn pool(&self) -> &PgPool {
@@ -274,6 +279,7 @@ impl Gateway {
                     kek.derive(b"carechain/paging-cursor"),
                 )),
                 hasher: TokenHasher::new(&secret),
+                nonces: auth::NonceLimiter::new(config.nonces_per_minute),
                 auth,
                 kek,
                 relay,
@@ -311,9 +317,13 @@ impl Gateway {
             audit_writer,
         } = self;
         let router = http::router(state);
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // The peer address reaches handlers (the nonce rate limit is per client address).
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         background.cancel();
         // No request is in flight any more: the writer drains its queue and stops.
         if let Err(err) = audit_writer.await {

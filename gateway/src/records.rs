@@ -11,7 +11,7 @@ use crate::{
     auth::{Claims, Role},
     consent::{Decision, DecisionKey},
     crypto::{CryptoError, record_aad},
-    error::AppError,
+    error::{AppError, not_found_text},
     fhir::resource::{self, SearchFields},
     jcs,
     store::{self, KeyState, NewVersion, StoredVersion},
@@ -29,6 +29,8 @@ pub trait AuditSink {
     fn decision(&self, decision: &Decision, purpose: Purpose);
     /// The resource touched.
     fn entity(&self, entity: String);
+    /// A search across patients: the highest decision block and how many patients it spans.
+    fn scope(&self, block: u64, purpose: Purpose, patients: usize);
 }
 
 /// A stored resource returned to the client.
@@ -56,17 +58,30 @@ async fn decide(
     purpose: Purpose,
     audit: &(dyn AuditSink + Sync),
 ) -> Result<Decision, AppError> {
+    let key = DecisionKey {
+        patient,
+        requester: claims.sub,
+        resource_type,
+        action,
+        purpose,
+    };
     audit.patient(patient);
-    let decision = state
-        .consent()
-        .decide(DecisionKey {
-            patient,
-            requester: claims.sub,
-            resource_type,
-            action,
-            purpose,
-        })
-        .await?;
+    let decision = state.consent().decide(key).await?;
+    verdict(decision, key, audit)
+}
+
+/// Records a decision and turns a denial into 403 (callers conceal it where the request names
+/// a record).
+fn verdict(
+    decision: Decision,
+    DecisionKey {
+        resource_type,
+        action,
+        purpose,
+        ..
+    }: DecisionKey,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Decision, AppError> {
     audit.decision(&decision, purpose);
     if decision.allowed {
         Ok(decision)
@@ -79,8 +94,19 @@ async fn decide(
     }
 }
 
-/// Resolve an existing record to its patient and decide the read on chain (404 when the
-/// record does not exist, 403 when consent denies it).
+/// A denial of an interaction with a record named by id, answered as the record's absence
+/// (see [`AppError::ConcealedDenial`]); other errors pass unchanged.
+fn conceal(err: AppError, resource_type: ResourceType, id: &str) -> AppError {
+    match err {
+        AppError::Forbidden(_) => {
+            AppError::ConcealedDenial(not_found_text(resource_type.code(), id))
+        }
+        other => other,
+    }
+}
+
+/// Resolve an existing record to its patient and decide the read on chain. A record that
+/// does not exist and a record consent does not cover are answered alike (404).
 async fn decide_read_of_record(
     state: &AppState,
     claims: &Claims,
@@ -90,20 +116,22 @@ async fn decide_read_of_record(
     audit: &(dyn AuditSink + Sync),
 ) -> Result<Decision, AppError> {
     let name = resource_type.code();
-    let patient = store::patient_of_record(state.pool(), name, id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
-    let patient = parse_patient(&patient)?;
-    decide(
-        state,
-        claims,
+    // The record's patient and the indexer's cursor in one query (index metadata only).
+    let (patient, cursor) =
+        store::patient_of_record_and_cursor(state.pool(), name, id, state.chain().chain_id())
+            .await?;
+    let patient =
+        parse_patient(&patient.ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?)?;
+    let key = DecisionKey {
         patient,
+        requester: claims.sub,
         resource_type,
-        Action::Read,
+        action: Action::Read,
         purpose,
-        audit,
-    )
-    .await
+    };
+    audit.patient(patient);
+    let decision = state.consent().decide_at_cursor(key, cursor).await?;
+    verdict(decision, key, audit).map_err(|err| conceal(err, resource_type, id))
 }
 
 /// `GET [type]/[id]` and `GET [type]/[id]/_history/[vid]`.
@@ -122,13 +150,25 @@ pub async fn read(
         None => format!("{name}/{id}"),
     });
     decide_read_of_record(state, claims, resource_type, id, purpose, audit).await?;
-    let stored = store::version(state.pool(), name, id, version)
+    let (stored, key) = store::version_with_key(state.pool(), state.kek(), name, id, version)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("{name}/{id} has no such version")))?;
     if stored.deleted {
         return Err(AppError::Gone(format!("{name}/{id} was deleted")));
     }
-    open_verified(state, &stored).await
+    let key = active_key(key)?;
+    open_verified_with(state, &stored, &key).await
+}
+
+/// The data key of a patient whose records exist (erased: gone).
+fn active_key(key: KeyState) -> Result<crate::crypto::SecretKey, AppError> {
+    match key {
+        KeyState::Active(key) => Ok(key),
+        KeyState::Erased => Err(AppError::Gone("the patient's records were erased".into())),
+        KeyState::Missing => Err(AppError::internal(std::io::Error::other(
+            "record without a data key",
+        ))),
+    }
 }
 
 /// Decrypts a stored version, checks its hash and its on-chain anchor.
@@ -143,13 +183,7 @@ async fn patient_key(
     patient: &str,
 ) -> Result<crate::crypto::SecretKey, AppError> {
     let mut conn = state.pool().acquire().await?;
-    match store::data_key(&mut conn, state.kek(), patient, false).await? {
-        KeyState::Active(key) => Ok(key),
-        KeyState::Erased => Err(AppError::Gone("the patient's records were erased".into())),
-        KeyState::Missing => Err(AppError::internal(std::io::Error::other(
-            "record without a data key",
-        ))),
-    }
+    active_key(store::data_key(&mut conn, state.kek(), patient, false).await?)
 }
 
 /// Decrypts a stored version with its patient's key, checks its hash and its on-chain anchor.
@@ -272,31 +306,44 @@ pub async fn write(
     audit.entity(format!("{name}/{id}"));
     let patient_text = resource::patient_of(resource_type, Some(&id), &body)?;
     let patient = parse_patient(&patient_text)?;
-    let current = store::locate(state.pool(), name, &id).await?;
-    let action = match (&update, &current) {
-        (Some(_), Some(_)) => Action::Update,
-        (Some(_), None) => return Err(AppError::NotFound(format!("{name}/{id} does not exist"))),
-        (None, Some(_)) => return Err(AppError::Conflict(format!("{name}/{id} already exists"))),
-        (None, None) => Action::Create,
+    let current = match update {
+        // An update is decided for the body's patient before the record is looked up, and a
+        // record of another patient is answered as absent: a requester without consent learns
+        // nothing about which ids exist.
+        Some(_) => {
+            decide(
+                state,
+                claims,
+                patient,
+                resource_type,
+                Action::Update,
+                purpose,
+                audit,
+            )
+            .await
+            .map_err(|err| conceal(err, resource_type, &id))?;
+            match store::locate(state.pool(), name, &id).await? {
+                Some(current) if current.0 == patient_text => Some(current),
+                _ => return Err(AppError::NotFound(not_found_text(name, &id))),
+            }
+        }
+        None => {
+            decide(
+                state,
+                claims,
+                patient,
+                resource_type,
+                Action::Create,
+                purpose,
+                audit,
+            )
+            .await?;
+            if store::locate(state.pool(), name, &id).await?.is_some() {
+                return Err(AppError::Conflict(format!("{name}/{id} already exists")));
+            }
+            None
+        }
     };
-    if let Some((owner, _, _)) = &current
-        && *owner != patient_text
-    {
-        // Moving a record to another patient would move it out of the first one's consent.
-        return Err(AppError::Unprocessable(
-            "a record cannot change patient".into(),
-        ));
-    }
-    decide(
-        state,
-        claims,
-        patient,
-        resource_type,
-        action,
-        purpose,
-        audit,
-    )
-    .await?;
     let current_version = current.as_ref().map_or(0, |(_, v, _)| *v);
     if let Some(Some(wanted)) = update.map(|(_, m)| m)
         && wanted != current_version
@@ -318,15 +365,7 @@ pub async fn write(
         .chain()
         .anchor(org, hash)
         .await
-        .map_err(|err| match err {
-            crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
-                "the gateway holds no service key for the custodian organisation".into(),
-            ),
-            err => {
-                tracing::warn!(%err, "anchoring failed");
-                AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
-            }
-        })?;
+        .map_err(anchoring_failed)?;
     let mut tx = state.pool().begin().await?;
     let key = match store::data_key(&mut tx, state.kek(), &patient_text, true).await? {
         KeyState::Active(key) => key,
@@ -379,7 +418,7 @@ pub async fn delete(
     audit.entity(format!("{name}/{id}"));
     let (patient_text, current, deleted) = store::locate(state.pool(), name, id)
         .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} does not exist")))?;
+        .ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?;
     let patient = parse_patient(&patient_text)?;
     decide(
         state,
@@ -390,7 +429,8 @@ pub async fn delete(
         purpose,
         audit,
     )
-    .await?;
+    .await
+    .map_err(|err| conceal(err, resource_type, id))?;
     if deleted {
         // Deleting a deleted resource succeeds (FHIR: idempotent).
         return Ok(());
@@ -477,7 +517,12 @@ pub async fn history(
     }))
 }
 
-/// `GET [type]?patient=..` (or the next page of one, from its cursor): a searchset Bundle.
+/// `GET [type]?..` (or the next page of one, from its cursor): a searchset Bundle.
+///
+/// Consent is decided before the index is paged: a search naming its patient needs that
+/// patient's decision (403 otherwise); a search without `patient` spans exactly the patients
+/// whose decision allows the requester to search, so `total`, the pages and `_include` count
+/// and show nothing else. Every page (cursor) is decided again.
 pub async fn search(
     state: &AppState,
     claims: &Claims,
@@ -486,6 +531,7 @@ pub async fn search(
     purpose: Purpose,
     audit: &(dyn AuditSink + Sync),
 ) -> Result<Value, AppError> {
+    use std::collections::{HashMap, HashSet};
     let name = resource_type.code();
     audit.entity(name.to_owned());
     let cursor = params
@@ -518,46 +564,78 @@ pub async fn search(
             None,
         ),
     };
-    let patient = query.patient_address()?;
-    // One decision covers the compartment; it is made again for every page.
-    decide(
-        state,
-        claims,
-        patient,
-        resource_type,
-        Action::Search,
-        purpose,
-        audit,
-    )
-    .await?;
-    if store::is_erased(state.pool(), &query.patient).await? {
-        return Err(AppError::Gone("the patient's records were erased".into()));
-    }
+    let across = query.patient.is_empty();
+    let patients = if across {
+        searchable_patients(state, claims, &query, purpose, audit).await?
+    } else {
+        // One decision covers the compartment; it is made again for every page.
+        decide(
+            state,
+            claims,
+            query.patient_address()?,
+            resource_type,
+            Action::Search,
+            purpose,
+            audit,
+        )
+        .await?;
+        if store::is_erased(state.pool(), &query.patient).await? {
+            return Err(AppError::Gone("the patient's records were erased".into()));
+        }
+        vec![query.patient.clone()]
+    };
     let page = crate::search::run(
         state.pool(),
         state.hasher(),
         state.cursors(),
         &query,
+        &patients,
         after.as_ref(),
         claims.sub,
     )
     .await?;
     let versions = store::current_versions(state.pool(), &page.keys).await?;
+    let allowed: HashSet<&str> = patients.iter().map(String::as_str).collect();
+    if versions
+        .iter()
+        .any(|v| !allowed.contains(v.patient.as_str()))
+    {
+        return Err(AppError::internal(std::io::Error::other(
+            "a search page holds a record outside its decided patients",
+        )));
+    }
     let base = state.base_url();
-    // One key for the compartment; the page's anchors are verified a few at a time.
+    // One key per patient on the page; the page's anchors are verified a few at a time.
+    let mut keys: HashMap<&str, crate::crypto::SecretKey> = HashMap::new();
+    for stored in &versions {
+        if !keys.contains_key(stored.patient.as_str()) {
+            let key = patient_key(state, &stored.patient).await?;
+            keys.insert(stored.patient.as_str(), key);
+        }
+    }
     let mut entries = Vec::with_capacity(versions.len());
+    // Each match's patient and encounter reference (for `_include`).
+    let mut matched: Vec<(&str, Option<String>)> = Vec::with_capacity(versions.len());
     if !versions.is_empty() {
         use futures::{StreamExt, TryStreamExt};
-        let key = patient_key(state, &query.patient).await?;
         let mut pending = Vec::with_capacity(versions.len());
         for stored in &versions {
-            pending.push(open_verified_with(state, stored, &key));
+            let key = keys.get(stored.patient.as_str()).ok_or_else(|| {
+                AppError::internal(std::io::Error::other("no key for a page's patient"))
+            })?;
+            pending.push(open_verified_with(state, stored, key));
         }
         let served: Vec<Served> = futures::stream::iter(pending)
             .buffered(8)
             .try_collect()
             .await?;
         for (stored, served) in versions.iter().zip(served) {
+            let encounter = if query.include.is_empty() {
+                None
+            } else {
+                resource::search_fields(resource_type, &served.resource).encounter
+            };
+            matched.push((stored.patient.as_str(), encounter));
             entries.push(json!({
                 "fullUrl": format!("{base}/{}/{}", stored.resource_type, stored.id),
                 "resource": served.resource,
@@ -567,58 +645,74 @@ pub async fn search(
     }
     // _include: only targets of the same patient, only where consent covers reading them; a
     // denied target is left out silently (the matches themselves were allowed).
+    let include_patients: Vec<&str> = if across {
+        let mut seen = Vec::new();
+        for (patient, _) in &matched {
+            if !seen.contains(patient) {
+                seen.push(*patient);
+            }
+        }
+        seen
+    } else {
+        vec![query.patient.as_str()]
+    };
     for target in &query.include {
         let target: ResourceType = target
             .parse()
             .map_err(|_| AppError::Invalid("the paging cursor is invalid".into()))?;
-        let target = &target;
-        let allowed = state
-            .consent()
-            .decide(DecisionKey {
-                patient,
-                requester: claims.sub,
-                resource_type: *target,
-                action: Action::Read,
-                purpose,
-            })
-            .await?
-            .allowed;
-        if !allowed {
-            continue;
-        }
-        let mut ids: Vec<String> = Vec::new();
-        if *target == ResourceType::Patient {
-            ids.push(query.patient.clone());
-        } else {
-            for entry in &entries {
-                let encounter =
-                    resource::search_fields(resource_type, &entry["resource"]).encounter;
-                if let Some(id) = encounter
-                    && !ids.contains(&id)
-                {
-                    ids.push(id);
+        for patient in &include_patients {
+            let allowed = state
+                .consent()
+                .decide(DecisionKey {
+                    patient: parse_patient(patient)?,
+                    requester: claims.sub,
+                    resource_type: target,
+                    action: Action::Read,
+                    purpose,
+                })
+                .await?
+                .allowed;
+            if !allowed {
+                continue;
+            }
+            let mut ids: Vec<String> = Vec::new();
+            if target == ResourceType::Patient {
+                ids.push((*patient).to_owned());
+            } else {
+                for (_, encounter) in matched.iter().filter(|(p, _)| p == patient) {
+                    if let Some(id) = encounter
+                        && !ids.contains(id)
+                    {
+                        ids.push(id.clone());
+                    }
                 }
             }
-        }
-        for id in ids {
-            let Some(stored) = store::version(state.pool(), target.code(), &id, None).await? else {
-                continue;
-            };
-            if stored.deleted || stored.patient != query.patient {
-                continue;
+            for id in ids {
+                let Some(stored) = store::version(state.pool(), target.code(), &id, None).await?
+                else {
+                    continue;
+                };
+                if stored.deleted || stored.patient != *patient {
+                    continue;
+                }
+                let served = open_verified(state, &stored).await?;
+                entries.push(json!({
+                    "fullUrl": format!("{base}/{}/{id}", target.code()),
+                    "resource": served.resource,
+                    "search": {"mode": "include"},
+                }));
             }
-            let served = open_verified(state, &stored).await?;
-            entries.push(json!({
-                "fullUrl": format!("{base}/{}/{id}", target.code()),
-                "resource": served.resource,
-                "search": {"mode": "include"},
-            }));
         }
     }
     let mut links = vec![json!({
         "relation": "self",
         "url": match cursor {
             Some(token) => format!("{base}/{name}?_cursor={token}"),
+            None if across => format!(
+                "{base}/{name}?_count={}&_sort={}",
+                query.count,
+                crate::search::sort_code(&query)
+            ),
             None => format!(
                 "{base}/{name}?patient={}&_count={}&_sort={}",
                 query.patient,
@@ -637,6 +731,55 @@ pub async fn search(
         "link": links,
         "entry": entries,
     }))
+}
+
+/// The patients a search without `patient` may return: those with a match whose consent
+/// decision allows the requester to search this type for this purpose (failing closed like
+/// any decision). At most `--max-search-patients` candidates are decided.
+async fn searchable_patients(
+    state: &AppState,
+    claims: &Claims,
+    query: &crate::search::SearchQuery,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Vec<String>, AppError> {
+    let resource_type: ResourceType = query
+        .resource_type
+        .parse()
+        .map_err(|_| AppError::Invalid("the paging cursor is invalid".into()))?;
+    let max = state.config().max_search_patients;
+    let candidates = crate::search::candidate_patients(
+        state.pool(),
+        state.hasher(),
+        query,
+        max.saturating_add(1),
+    )
+    .await?;
+    if candidates.len() > max {
+        return Err(AppError::TooCostly(format!(
+            "a search without `patient` may span at most {max} patients; name the patient or narrow the search"
+        )));
+    }
+    let mut allowed = Vec::new();
+    let mut block = 0;
+    for patient in candidates {
+        let decision = state
+            .consent()
+            .decide(DecisionKey {
+                patient: parse_patient(&patient)?,
+                requester: claims.sub,
+                resource_type,
+                action: Action::Search,
+                purpose,
+            })
+            .await?;
+        block = block.max(decision.block);
+        if decision.allowed {
+            allowed.push(patient);
+        }
+    }
+    audit.scope(block, purpose, allowed.len());
+    Ok(allowed)
 }
 
 /// `POST Patient/[address]/$erase`: destroys the patient's data key, so every version of every
@@ -686,19 +829,187 @@ pub async fn erase(
 /// Most entries a transaction Bundle may carry.
 const MAX_TRANSACTION_ENTRIES: usize = 5000;
 
-/// One entry of a transaction, prepared.
+/// An audit sink for the entries of a Bundle: decisions and patients are recorded, while the
+/// entity stays the Bundle.
+struct EntrySink<'a>(&'a (dyn AuditSink + Sync));
+
+impl AuditSink for EntrySink<'_> {
+    fn patient(&self, patient: Address) {
+        self.0.patient(patient);
+    }
+    fn decision(&self, decision: &Decision, purpose: Purpose) {
+        self.0.decision(decision, purpose);
+    }
+    fn entity(&self, _: String) {}
+    fn scope(&self, block: u64, purpose: Purpose, patients: usize) {
+        self.0.scope(block, purpose, patients);
+    }
+}
+
+/// What a Bundle entry's `request` asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EntryRequest {
+    /// `POST [type]`.
+    Create(ResourceType),
+    /// `PUT [type]/[id]` (with `ifMatch`).
+    Update(ResourceType, String, Option<i64>),
+    /// `DELETE [type]/[id]`.
+    Delete(ResourceType, String),
+    /// `GET [type]/[id]` or `GET [type]/[id]/_history/[vid]`.
+    Read(ResourceType, String, Option<i64>),
+    /// `GET [type]?..`.
+    Search(ResourceType, Vec<(String, String)>),
+}
+
+/// Parses `request.method` and `request.url` (relative, or absolute under this gateway).
+fn entry_request(state: &AppState, entry: &Value) -> Result<EntryRequest, AppError> {
+    let method = entry
+        .pointer("/request/method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::Invalid("request.method is missing".into()))?;
+    let url = entry
+        .pointer("/request/url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::Invalid("request.url is missing".into()))?;
+    let url = url
+        .strip_prefix(state.base_url())
+        .unwrap_or(url)
+        .trim_start_matches('/');
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let rt = |name: &str| resource::parse_type(name);
+    let id = |id: &str| resource::validate_id(id).map(|()| id.to_owned());
+    let no_query = || match query {
+        Some(q) if !q.is_empty() => Err(AppError::NotSupported(
+            "request.url takes parameters only for a search".into(),
+        )),
+        _ => Ok(()),
+    };
+    let if_match = entry
+        .pointer("/request/ifMatch")
+        .and_then(Value::as_str)
+        .map(resource::etag_version)
+        .transpose()?;
+    match (method, segments.as_slice()) {
+        ("POST", [name]) => no_query().and(Ok(EntryRequest::Create(rt(name)?))),
+        ("PUT", [name, i]) => no_query().and(Ok(EntryRequest::Update(rt(name)?, id(i)?, if_match))),
+        ("DELETE", [name, i]) => no_query().and(Ok(EntryRequest::Delete(rt(name)?, id(i)?))),
+        ("GET", [name, i]) => no_query().and(Ok(EntryRequest::Read(rt(name)?, id(i)?, None))),
+        ("GET", [name, i, "_history", v]) => no_query().and(Ok(EntryRequest::Read(
+            rt(name)?,
+            id(i)?,
+            Some(resource::version_id(v)?),
+        ))),
+        ("GET", [name]) => Ok(EntryRequest::Search(
+            rt(name)?,
+            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )),
+        _ => Err(AppError::NotSupported(
+            "entries are POST [type], PUT or DELETE [type]/[id], or GET [type]/[id][/_history/[vid]] or [type]?..".into(),
+        )),
+    }
+}
+
+/// The `response` of an entry that wrote or read a version.
+fn entry_response(status: &str, resource_type: ResourceType, served: &Served) -> Value {
+    let id = served
+        .resource
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    json!({
+        "status": status,
+        "location": format!("{}/{id}/_history/{}", resource_type.code(), served.version_id),
+        "etag": format!("W/\"{}\"", served.version_id),
+        "lastModified": served.last_updated.to_rfc3339_opts(SecondsFormat::Micros, true),
+    })
+}
+
+/// Runs one entry on its own (a batch entry, or a transaction's GET after its writes).
+async fn run_entry(
+    state: &AppState,
+    claims: &Claims,
+    request: EntryRequest,
+    body: Option<Value>,
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Value, AppError> {
+    let sink = EntrySink(audit);
+    let body = || body.ok_or_else(|| AppError::Invalid("the entry has no resource".into()));
+    Ok(match request {
+        EntryRequest::Create(rt) => {
+            let served = write(state, claims, rt, None, body()?, purpose, &sink).await?;
+            json!({"response": entry_response("201 Created", rt, &served)})
+        }
+        EntryRequest::Update(rt, id, if_match) => {
+            let served = write(
+                state,
+                claims,
+                rt,
+                Some((&id, if_match)),
+                body()?,
+                purpose,
+                &sink,
+            )
+            .await?;
+            json!({"response": entry_response("200 OK", rt, &served)})
+        }
+        EntryRequest::Delete(rt, id) => {
+            delete(state, claims, rt, &id, purpose, &sink).await?;
+            json!({"response": {"status": "204 No Content"}})
+        }
+        EntryRequest::Read(rt, id, version) => {
+            let served = read(state, claims, rt, &id, version, purpose, &sink).await?;
+            json!({"resource": served.resource.clone(), "response": entry_response("200 OK", rt, &served)})
+        }
+        EntryRequest::Search(rt, params) => {
+            let bundle = search(state, claims, rt, &params, purpose, &sink).await?;
+            json!({"resource": bundle, "response": {"status": "200 OK"}})
+        }
+    })
+}
+
+/// A transaction entry after the first pass.
+enum Planned {
+    /// A GET, answered after the writes.
+    Read(EntryRequest),
+    /// A create, update or delete of `resource_type`/`id` (a create's id is new).
+    Write {
+        action: Action,
+        resource_type: ResourceType,
+        id: String,
+        if_match: Option<i64>,
+        body: Option<Value>,
+    },
+}
+
+/// One write of a transaction, prepared.
 struct Prepared {
     resource_type: ResourceType,
     id: String,
     patient: String,
-    body: Value,
+    /// The new version's content (`None`: a delete).
+    body: Option<Value>,
+    /// The version it replaces (0 for a create).
+    current: i64,
+    /// The response status.
+    status: &'static str,
 }
 
-/// `POST [base]` with a `transaction` Bundle of `POST` entries (how an EHR feeds records in):
-/// all or nothing. `urn:uuid` full URLs become `Type/id` and every reference to them is
-/// rewritten; consent (create) is decided for every (patient, type) before anything is
-/// stored; the versions are anchored as one Merkle batch and written in one database
-/// transaction, each with its inclusion proof.
+/// `POST [base]` with a `transaction` Bundle (how an EHR feeds records in): all or nothing.
+///
+/// Entries may be `POST` (create), `PUT` (update, with `ifMatch`), `DELETE` and `GET` (read,
+/// vread, search; of records that exist before the transaction). `urn:uuid` full URLs of
+/// created resources become `Type/id` and every reference to them is rewritten. Every write is checked and decided (create, update, delete;
+/// denials of id-addressed entries concealed as 404) and every GET is decided before anything
+/// is stored; then the new versions are anchored as one Merkle batch and written in one
+/// database transaction, each with its inclusion proof. GET entries are answered after the
+/// writes (FHIR processes them last) and see the new state.
 pub async fn transaction(
     state: &AppState,
     claims: &Claims,
@@ -710,132 +1021,235 @@ pub async fn transaction(
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(AppError::Invalid("POST [base] takes a Bundle".into()));
     }
-    match bundle.get("type").and_then(Value::as_str) {
-        Some("transaction") => {}
-        Some("batch") => return batch(state, claims, &bundle, purpose, audit).await,
+    let kind = match bundle.get("type").and_then(Value::as_str) {
+        Some("transaction") => "transaction",
+        Some("batch") => "batch",
         _ => {
             return Err(AppError::Invalid(
-                "the Bundle type must be transaction".into(),
+                "the Bundle type must be transaction or batch".into(),
             ));
         }
-    }
+    };
     let entries = bundle
         .get("entry")
         .and_then(Value::as_array)
         .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
     if entries.is_empty() || entries.len() > MAX_TRANSACTION_ENTRIES {
         return Err(AppError::TooCostly(format!(
-            "a transaction carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
+            "a {kind} carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
         )));
     }
-    audit.entity(format!("Bundle/transaction ({} entries)", entries.len()));
-    // Pass 1: types, ids, and the fullUrl -> Type/id map.
-    let mut prepared = Vec::with_capacity(entries.len());
+    audit.entity(format!("Bundle/{kind} ({} entries)", entries.len()));
+    if kind == "batch" {
+        return batch(state, claims, entries, purpose, audit).await;
+    }
+    let sink = EntrySink(audit);
+    // Pass 1: what each entry asks, new ids, and the fullUrl -> Type/id map.
+    let mut planned = Vec::with_capacity(entries.len());
     let mut references: HashMap<String, String> = HashMap::new();
+    let mut targets: HashSet<(ResourceType, String)> = HashSet::new();
     for (index, entry) in entries.iter().enumerate() {
-        let at = |msg: &str| AppError::Invalid(format!("entry {index}: {msg}"));
-        let method = entry.pointer("/request/method").and_then(Value::as_str);
-        if method != Some("POST") {
-            return Err(AppError::NotSupported(format!(
-                "entry {index}: only POST entries are supported in a transaction"
+        let at = |err: AppError| match err {
+            AppError::Invalid(msg) => AppError::Invalid(format!("entry {index}: {msg}")),
+            AppError::NotSupported(msg) => AppError::NotSupported(format!("entry {index}: {msg}")),
+            other => other,
+        };
+        let request = entry_request(state, entry).map_err(at)?;
+        let body = entry.get("resource").cloned();
+        let (resource_type, id, action, if_match) = match &request {
+            EntryRequest::Create(rt) => {
+                let body = body
+                    .as_ref()
+                    .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
+                if resource::body_type(body).map_err(at)? != *rt {
+                    return Err(at(AppError::Invalid(
+                        "request.url must be the resource's type".into(),
+                    )));
+                }
+                let id = if *rt == ResourceType::Patient {
+                    resource::patient_of(*rt, None, body)?
+                } else {
+                    new_id()
+                };
+                (*rt, id, Action::Create, None)
+            }
+            EntryRequest::Update(rt, id, if_match) => {
+                let body = body
+                    .as_ref()
+                    .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
+                if resource::body_type(body).map_err(at)? != *rt
+                    || body.get("id").and_then(Value::as_str) != Some(id.as_str())
+                {
+                    return Err(at(AppError::Invalid(
+                        "the resource's type and id must match request.url".into(),
+                    )));
+                }
+                (*rt, id.clone(), Action::Update, *if_match)
+            }
+            EntryRequest::Delete(rt, id) => (*rt, id.clone(), Action::Delete, None),
+            EntryRequest::Read(..) | EntryRequest::Search(..) => {
+                planned.push(Planned::Read(request));
+                continue;
+            }
+        };
+        if !targets.insert((resource_type, id.clone())) {
+            return Err(at(AppError::Invalid(
+                "a resource is written by more than one entry".into(),
             )));
         }
-        let body = entry
-            .get("resource")
-            .cloned()
-            .ok_or_else(|| at("no resource"))?;
-        let resource_type =
-            resource::body_type(&body).map_err(|_| at("unsupported or missing resourceType"))?;
-        let url = entry
-            .pointer("/request/url")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if url.trim_end_matches('/') != resource_type.code() {
-            return Err(at("request.url must be the resource type"));
-        }
-        let id = if resource_type == ResourceType::Patient {
-            resource::patient_of(resource_type, None, &body)?
-        } else {
-            new_id()
-        };
         if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
             references.insert(
                 full_url.to_owned(),
                 format!("{}/{id}", resource_type.code()),
             );
         }
-        prepared.push(Prepared {
+        planned.push(Planned::Write {
+            action,
             resource_type,
             id,
-            patient: String::new(),
+            if_match,
             body,
         });
     }
-    // Pass 2: rewrite references, find each entry's patient, decide consent per (patient, type).
-    let mut decided: HashSet<(String, ResourceType)> = HashSet::new();
-    for item in &mut prepared {
-        resource::for_each_reference(&mut item.body, &mut |reference| {
-            if let Some(target) = references.get(reference.as_str()) {
-                reference.clone_from(target);
+    // Pass 2: rewrite references, decide every entry, check the writes against the store.
+    let mut prepared: Vec<Prepared> = Vec::new();
+    let mut reads = Vec::new();
+    let mut decided: HashSet<(String, ResourceType, Action)> = HashSet::new();
+    for entry in planned {
+        let (action, resource_type, id, if_match, mut body) = match entry {
+            Planned::Read(request) => {
+                // A GET: decided now (nothing is written when it is refused), answered last.
+                if let EntryRequest::Read(rt, id, _) = &request {
+                    decide_read_of_record(state, claims, *rt, id, purpose, &sink).await?;
+                }
+                reads.push((prepared.len(), request));
+                continue;
             }
-        });
-        item.patient = resource::patient_of(item.resource_type, Some(&item.id), &item.body)?;
-        if store::locate(state.pool(), item.resource_type.code(), &item.id)
-            .await?
-            .is_some()
-        {
-            return Err(AppError::Conflict(format!(
-                "{}/{} already exists",
-                item.resource_type, item.id
-            )));
-        }
-        if decided.insert((item.patient.clone(), item.resource_type)) {
-            let patient = parse_patient(&item.patient)?;
-            decide(
+            Planned::Write {
+                action,
+                resource_type,
+                id,
+                if_match,
+                body,
+            } => (action, resource_type, id, if_match, body),
+        };
+        let name = resource_type.code();
+        let patient = match body.as_mut() {
+            Some(body) if action != Action::Delete => {
+                resource::for_each_reference(body, &mut |reference| {
+                    if let Some(target) = references.get(reference.as_str()) {
+                        reference.clone_from(target);
+                    }
+                });
+                resource::patient_of(resource_type, Some(&id), body)?
+            }
+            _ => String::new(),
+        };
+        let current = store::locate(state.pool(), name, &id).await?;
+        // The decision is about the body's patient for a create or an update, the stored
+        // record's for a delete; refusals of updates and deletes look like absent records.
+        let subject = match (action, &current) {
+            (Action::Delete, Some((owner, _, _))) => owner.clone(),
+            (Action::Delete, None) => return Err(AppError::NotFound(not_found_text(name, &id))),
+            _ => patient.clone(),
+        };
+        if decided.insert((subject.clone(), resource_type, action)) {
+            let decision = decide(
                 state,
                 claims,
-                patient,
-                item.resource_type,
-                Action::Create,
+                parse_patient(&subject)?,
+                resource_type,
+                action,
                 purpose,
-                audit,
+                &sink,
             )
-            .await?;
+            .await;
+            match action {
+                Action::Create => decision?,
+                _ => decision.map_err(|err| conceal(err, resource_type, &id))?,
+            };
+        }
+        let (patient, current, status) = match (action, current) {
+            (Action::Create, None) => (patient, 0, "201 Created"),
+            (Action::Create, Some(_)) => {
+                return Err(AppError::Conflict(format!("{name}/{id} already exists")));
+            }
+            // A record of another patient is answered as absent (see `write`).
+            (Action::Update, Some((owner, version, _))) if owner == patient => {
+                if let Some(wanted) = if_match
+                    && wanted != version
+                {
+                    return Err(AppError::PreconditionFailed(format!(
+                        "{name}/{id}: ifMatch names version {wanted}, the current version is {version}"
+                    )));
+                }
+                (patient, version, "200 OK")
+            }
+            (Action::Update, _) => return Err(AppError::NotFound(not_found_text(name, &id))),
+            (_, Some((owner, _, true))) => {
+                // Deleting a deleted resource succeeds and writes nothing.
+                prepared.push(Prepared {
+                    resource_type,
+                    id,
+                    patient: owner,
+                    body: None,
+                    current: -1,
+                    status: "204 No Content",
+                });
+                continue;
+            }
+            (_, Some((owner, version, false))) => (owner, version, "204 No Content"),
+            (_, None) => return Err(AppError::NotFound(not_found_text(name, &id))),
+        };
+        prepared.push(Prepared {
+            resource_type,
+            id,
+            patient,
+            body: if action == Action::Delete { None } else { body },
+            current,
+            status,
+        });
+    }
+    // Hash every new version; anchor one Merkle root for the custodian.
+    let now = Utc::now();
+    let mut hashes = Vec::new();
+    for item in &mut prepared {
+        if let Some(body) = item.body.as_mut() {
+            stamp(body, &item.id, item.current + 1, now);
+            hashes.push(jcs::version_hash(body));
         }
     }
-    // Hash every version, anchor one Merkle root for the custodian.
-    let org = custodian(state, claims)?;
-    let now = Utc::now();
-    let mut hashes = Vec::with_capacity(prepared.len());
-    for item in &mut prepared {
-        stamp(&mut item.body, &item.id, 1, now);
-        hashes.push(jcs::version_hash(&item.body));
+    let writes = prepared.iter().any(|p| p.current >= 0);
+    let org = if writes {
+        Some(custodian(state, claims)?)
+    } else {
+        None
+    };
+    let tree = carechain_contracts::merkle::MerkleTree::new(&hashes);
+    if let (Some(tree), Some(org)) = (&tree, org) {
+        let count = u32::try_from(hashes.len()).map_err(AppError::internal)?;
+        state
+            .chain()
+            .anchor_batch(org, tree.root(), count)
+            .await
+            .map_err(anchoring_failed)?;
     }
-    let tree = carechain_contracts::merkle::MerkleTree::new(&hashes)
-        .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
-    let root = tree.root();
-    let count = u32::try_from(hashes.len()).map_err(AppError::internal)?;
-    state
-        .chain()
-        .anchor_batch(org, root, count)
-        .await
-        .map_err(|err| match err {
-            crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
-                "the gateway holds no service key for the custodian organisation".into(),
-            ),
-            err => {
-                tracing::warn!(%err, "batch anchoring failed");
-                AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
-            }
-        })?;
     let mut tx = state.pool().begin().await?;
     let mut keys: HashMap<String, crate::crypto::SecretKey> = HashMap::new();
-    let mut response_entries = Vec::with_capacity(prepared.len());
-    for (index, item) in prepared.into_iter().enumerate() {
+    let mut responses: Vec<Value> = Vec::with_capacity(entries.len());
+    let mut leaf = 0;
+    for item in &prepared {
+        let name = item.resource_type.code();
+        if item.current < 0 {
+            responses.push(json!({"response": {"status": item.status}}));
+            continue;
+        }
         let key = match keys.get(&item.patient) {
             Some(key) => key.clone(),
             None => {
-                let key = match store::data_key(&mut tx, state.kek(), &item.patient, true).await? {
+                let create = item.current == 0;
+                let key = match store::data_key(&mut tx, state.kek(), &item.patient, create).await?
+                {
                     KeyState::Active(key) => key,
                     KeyState::Erased => {
                         return Err(AppError::Gone("a patient's records were erased".into()));
@@ -850,10 +1264,26 @@ pub async fn transaction(
                 key
             }
         };
-        let proof = tree
-            .proof(index)
-            .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle proof")))?;
-        let name = item.resource_type.code();
+        let version_id = item.current + 1;
+        let (content, version_hash, batch, fields) = match &item.body {
+            Some(body) => {
+                let tree = tree
+                    .as_ref()
+                    .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle tree")))?;
+                let proof = tree
+                    .proof(leaf)
+                    .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle proof")))?;
+                let hash = hashes[leaf];
+                leaf += 1;
+                (
+                    Some(serde_json::to_vec(body).map_err(AppError::internal)?),
+                    Some(hash),
+                    Some((tree.root(), proof)),
+                    resource::search_fields(item.resource_type, body),
+                )
+            }
+            None => (None, None, None, SearchFields::default()),
+        };
         store::write_version(
             &mut tx,
             &key,
@@ -861,91 +1291,94 @@ pub async fn transaction(
             &NewVersion {
                 resource_type: name.to_owned(),
                 id: item.id.clone(),
-                version_id: 1,
-                patient: item.patient,
+                version_id,
+                patient: item.patient.clone(),
                 last_updated: now,
-                content: Some(serde_json::to_vec(&item.body).map_err(AppError::internal)?),
-                version_hash: Some(hashes[index]),
-                custodian: org,
-                batch: Some((root, proof)),
-                fields: resource::search_fields(item.resource_type, &item.body),
+                content,
+                version_hash,
+                custodian: org.unwrap_or_default(),
+                batch,
+                fields,
             },
-            0,
+            item.current,
         )
         .await?;
-        response_entries.push(json!({
-            "response": {
-                "status": "201 Created",
-                "location": format!("{name}/{}/_history/1", item.id),
-                "etag": "W/\"1\"",
+        responses.push(if item.body.is_some() {
+            json!({"response": {
+                "status": item.status,
+                "location": format!("{name}/{}/_history/{version_id}", item.id),
+                "etag": format!("W/\"{version_id}\""),
                 "lastModified": now.to_rfc3339_opts(SecondsFormat::Micros, true),
-            }
-        }));
+            }})
+        } else {
+            json!({"response": {"status": item.status}})
+        });
     }
     tx.commit().await?;
+    // GET entries, last, against the committed state; placed back at their positions.
+    let mut answered = Vec::with_capacity(reads.len());
+    for (position, request) in reads {
+        answered.push((
+            position,
+            run_entry(state, claims, request, None, purpose, audit).await?,
+        ));
+    }
+    for (offset, (position, answer)) in answered.into_iter().enumerate() {
+        responses.insert(position + offset, answer);
+    }
     Ok(json!({
         "resourceType": "Bundle",
         "type": "transaction-response",
-        "entry": response_entries,
+        "entry": responses,
     }))
 }
 
-/// `POST [base]` with a `batch` Bundle of `POST` entries: each entry is an independent create
-/// (its own decision, anchor and write); the answer reports each entry's outcome.
+/// Maps an anchoring failure to the client's answer.
+fn anchoring_failed(err: crate::chain::ChainError) -> AppError {
+    match err {
+        crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
+            "the gateway holds no service key for the custodian organisation".into(),
+        ),
+        err => {
+            tracing::warn!(%err, "anchoring failed");
+            AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
+        }
+    }
+}
+
+/// A `batch` Bundle: each entry (`POST`, `PUT`, `DELETE`, `GET`) runs on its own, with its
+/// own decision, anchor and write; the answer reports each entry's outcome.
 async fn batch(
     state: &AppState,
     claims: &Claims,
-    bundle: &Value,
+    entries: &[Value],
     purpose: Purpose,
     audit: &(dyn AuditSink + Sync),
 ) -> Result<Value, AppError> {
-    let entries = bundle
-        .get("entry")
-        .and_then(Value::as_array)
-        .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
-    if entries.is_empty() || entries.len() > MAX_TRANSACTION_ENTRIES {
-        return Err(AppError::TooCostly(format!(
-            "a batch carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
-        )));
-    }
-    audit.entity(format!("Bundle/batch ({} entries)", entries.len()));
     let mut responses = Vec::with_capacity(entries.len());
     for (index, entry) in entries.iter().enumerate() {
         let result = async {
-            if entry.pointer("/request/method").and_then(Value::as_str) != Some("POST") {
-                return Err(AppError::NotSupported(format!(
-                    "entry {index}: only POST entries are supported in a batch"
-                )));
-            }
-            let body = entry
-                .get("resource")
-                .cloned()
-                .ok_or_else(|| AppError::Invalid(format!("entry {index}: no resource")))?;
-            let resource_type = resource::body_type(&body)?;
-            let url = entry
-                .pointer("/request/url")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if url.trim_end_matches('/') != resource_type.code() {
+            let request = entry_request(state, entry).map_err(|err| match err {
+                AppError::Invalid(msg) => AppError::Invalid(format!("entry {index}: {msg}")),
+                AppError::NotSupported(msg) => {
+                    AppError::NotSupported(format!("entry {index}: {msg}"))
+                }
+                other => other,
+            })?;
+            let body = entry.get("resource").cloned();
+            if let (EntryRequest::Create(rt) | EntryRequest::Update(rt, _, _), Some(body)) =
+                (&request, &body)
+                && resource::body_type(body)? != *rt
+            {
                 return Err(AppError::Invalid(format!(
-                    "entry {index}: request.url must be the resource type"
+                    "entry {index}: request.url must be the resource's type"
                 )));
             }
-            let served = write(state, claims, resource_type, None, body, purpose, audit).await?;
-            Ok((resource_type, served))
+            run_entry(state, claims, request, body, purpose, audit).await
         }
         .await;
         responses.push(match result {
-            Ok((resource_type, served)) => json!({"response": {
-                "status": "201 Created",
-                "location": format!(
-                    "{}/{}/_history/{}",
-                    resource_type.code(),
-                    served.resource.get("id").and_then(Value::as_str).unwrap_or_default(),
-                    served.version_id
-                ),
-                "etag": format!("W/\"{}\"", served.version_id),
-            }}),
+            Ok(answer) => answer,
             // A dependency failure stops the batch: the remaining entries would fail alike,
             // and a 5xx must not be reported as an entry outcome with internals.
             Err(err) if err.status().is_server_error() => return Err(err),

@@ -1,9 +1,10 @@
-//! Patient-compartment search: `GET [type]?patient=..` with `_count`, `_lastUpdated`, `_sort`,
-//! `code`, `category` and `date`, paged by stateless cursors.
+//! Search: `GET [type]?patient=..` with `_count`, `_lastUpdated`, `_sort`, `code`, `category`
+//! and `date`, paged by stateless cursors.
 //!
-//! A search names one patient, so one consent decision (action `s`) covers every match: the
-//! decision is made before the index is queried, `total` counts only that patient's records,
-//! and each page (a cursor request) is decided again. Paging is keyset (sort value, id), so
+//! Consent (action `s`) is decided per patient before the index is paged: a search naming its
+//! patient needs that one decision; a search without `patient` is restricted to the patients
+//! whose decision allows it ([`candidate_patients`] lists who has matches). `total` counts
+//! only those patients' records, and each page (a cursor request) is decided again. Paging is keyset (sort value, id), so
 //! pages never overlap. A cursor is sealed (AES-256-GCM under a key derived from the KEK): it
 //! carries the query, which may hold codes, yet shows the client nothing, and it is bound to
 //! the requester who made the search.
@@ -20,6 +21,24 @@ use carechain_contracts::ResourceType;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{Postgres, QueryBuilder};
+
+/// Every parameter a search may carry (which of them apply to a type, [`SearchQuery::parse`]
+/// decides); anything else is refused.
+pub const PARAMS: &[&str] = &[
+    "patient",
+    "subject",
+    "_id",
+    "_count",
+    "_lastUpdated",
+    "_sort",
+    "code",
+    "category",
+    "date",
+    "_include",
+    "_cursor",
+    "_purpose",
+    "_format",
+];
 
 /// Sentinel sort value for records without a clinical date (sorted first ascending).
 const NO_DATE: &str = "'0001-01-01 00:00:00+00'::timestamptz";
@@ -179,11 +198,6 @@ impl SearchQuery {
                 }
             }
         }
-        if query.patient.is_empty() {
-            return Err(AppError::Invalid(
-                "a search must name the patient (`patient=<wallet address>`): consent is per patient".into(),
-            ));
-        }
         Ok(query)
     }
 
@@ -194,15 +208,20 @@ impl SearchQuery {
             .map_err(|_| AppError::Invalid("patient must be a wallet address".into()))
     }
 
+    /// The conditions of the search, restricted to `patients` (the decided ones) when given.
     fn filters(
         &self,
         sql: &mut QueryBuilder<Postgres>,
         hasher: &TokenHasher,
+        patients: Option<&[String]>,
     ) -> Result<(), AppError> {
         sql.push(" FROM gateway_resources WHERE NOT deleted AND resource_type = ");
         sql.push_bind(self.resource_type.clone());
-        sql.push(" AND patient = ");
-        sql.push_bind(self.patient.clone());
+        if let Some(patients) = patients {
+            sql.push(" AND patient = ANY(");
+            sql.push_bind(patients.to_vec());
+            sql.push("::text[])");
+        }
         for value in &self.last_updated {
             let filter = DateFilter::parse(value)?;
             push_date(
@@ -378,17 +397,34 @@ fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-/// Runs a search page: counts every match, returns the page after `after`.
+/// The distinct patients with a match for `query` (any patient), at most `limit`; index
+/// metadata only, for deciding which of them the requester may search.
+pub async fn candidate_patients(
+    pool: &sqlx::PgPool,
+    hasher: &TokenHasher,
+    query: &SearchQuery,
+    limit: usize,
+) -> Result<Vec<String>, AppError> {
+    let mut sql = QueryBuilder::<Postgres>::new("SELECT DISTINCT patient");
+    query.filters(&mut sql, hasher, None)?;
+    sql.push(" LIMIT ");
+    sql.push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+    Ok(sql.build_query_scalar().fetch_all(pool).await?)
+}
+
+/// Runs a search page over the records of `patients` (whose consent has been decided):
+/// counts every match, returns the page after `after`.
 pub async fn run(
     pool: &sqlx::PgPool,
     hasher: &TokenHasher,
     codec: &CursorCodec,
     query: &SearchQuery,
+    patients: &[String],
     after: Option<&(i64, String)>,
     requester: Address,
 ) -> Result<Page, AppError> {
     let mut count_sql = QueryBuilder::<Postgres>::new("SELECT count(*)");
-    query.filters(&mut count_sql, hasher)?;
+    query.filters(&mut count_sql, hasher, Some(patients))?;
     let total: i64 = count_sql.build_query_scalar().fetch_one(pool).await?;
     if query.count == 0 {
         return Ok(Page {
@@ -400,7 +436,7 @@ pub async fn run(
     let column = query.sort.column();
     let mut page_sql =
         QueryBuilder::<Postgres>::new(format!("SELECT resource_type, id, {column} AS sort_key"));
-    query.filters(&mut page_sql, hasher)?;
+    query.filters(&mut page_sql, hasher, Some(patients))?;
     let (cmp, dir) = if query.sort.descending() {
         ("<", "DESC")
     } else {
@@ -470,10 +506,22 @@ mod tests {
         assert_eq!(q.patient, P);
         assert_eq!(q.count, 100);
         assert_eq!(q.code, vec![vec!["a|b".to_owned(), "c".to_owned()]]);
+        // Without `patient`: a search across the patients consent allows.
+        let across = SearchQuery::parse(
+            ResourceType::Observation,
+            &params(&[("code", "x")]),
+            20,
+            100,
+        )
+        .expect("across patients");
+        assert!(across.patient.is_empty());
         assert!(
             SearchQuery::parse(
                 ResourceType::Observation,
-                &params(&[("code", "x")]),
+                &params(&[
+                    ("patient", P),
+                    ("subject", "0x00000000000000000000000000000000000000bb")
+                ]),
                 20,
                 100
             )

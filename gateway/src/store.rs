@@ -190,10 +190,19 @@ pub async fn data_key(
             .bind(patient)
             .fetch_optional(&mut *conn)
             .await?;
+    key_state(kek, patient, row.map(|(wrapped,)| wrapped))
+}
+
+/// The state of a patient's key from its row: none, erased (`NULL`), or a wrapped key.
+fn key_state(
+    kek: &SecretKey,
+    patient: &str,
+    row: Option<Option<Vec<u8>>>,
+) -> Result<KeyState, AppError> {
     match row {
         None => Ok(KeyState::Missing),
-        Some((None,)) => Ok(KeyState::Erased),
-        Some((Some(wrapped),)) => {
+        Some(None) => Ok(KeyState::Erased),
+        Some(Some(wrapped)) => {
             let key = kek.unwrap_key(&wrapped, patient).map_err(|err| match err {
                 CryptoError::Tampered => AppError::Integrity,
                 other => AppError::internal(other),
@@ -218,19 +227,29 @@ pub async fn locate(
     .await?)
 }
 
-/// The patient of any version of a record (also for records whose index row was erased).
-pub async fn patient_of_record(
+/// The patient of any version of a record (also for records whose index row was erased)
+/// and, in the same query,
+/// the indexer's cursor for `chain_id` (for [`ConsentService::decide_at_cursor`]).
+///
+/// [`ConsentService::decide_at_cursor`]: crate::consent::ConsentService::decide_at_cursor
+pub async fn patient_of_record_and_cursor(
     pool: &PgPool,
     resource_type: &str,
     id: &str,
-) -> Result<Option<String>, AppError> {
-    Ok(sqlx::query_scalar(
-        "SELECT patient FROM gateway_resource_versions WHERE resource_type = $1 AND id = $2 LIMIT 1",
+    chain_id: u64,
+) -> Result<(Option<String>, Option<u64>), AppError> {
+    let chain_id = i64::try_from(chain_id).map_err(AppError::internal)?;
+    let (patient, cursor): (Option<String>, Option<i64>) = sqlx::query_as(
+        "SELECT (SELECT patient FROM gateway_resource_versions
+                 WHERE resource_type = $1 AND id = $2 LIMIT 1),
+                (SELECT block_number FROM indexer_cursor WHERE chain_id = $3)",
     )
     .bind(resource_type)
     .bind(id)
-    .fetch_optional(pool)
-    .await?)
+    .bind(chain_id)
+    .fetch_one(pool)
+    .await?;
+    Ok((patient, cursor.map(|b| u64::try_from(b).unwrap_or(0))))
 }
 
 /// One version (the current one when `version` is `None`).
@@ -260,6 +279,42 @@ pub async fn version(
         .map(StoredVersion::from_row)
         .transpose()
         .map_err(AppError::from)
+}
+
+/// One version (the current one when `version` is `None`) with its patient's data key, in
+/// one query.
+pub async fn version_with_key(
+    pool: &PgPool,
+    kek: &SecretKey,
+    resource_type: &str,
+    id: &str,
+    version: Option<i64>,
+) -> Result<Option<(StoredVersion, KeyState)>, AppError> {
+    let filter = match version {
+        Some(_) => "version_id = $3",
+        None => "version_id >= $3 ORDER BY version_id DESC LIMIT 1",
+    };
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS},
+                EXISTS (SELECT 1 FROM gateway_patient_keys k WHERE k.patient = v.patient) AS has_key,
+                (SELECT k.wrapped_key FROM gateway_patient_keys k WHERE k.patient = v.patient) AS wrapped_key
+         FROM gateway_resource_versions v
+         WHERE resource_type = $1 AND id = $2 AND {filter}"
+    );
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(resource_type)
+        .bind(id)
+        .bind(version.unwrap_or(0))
+        .fetch_optional(pool)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let stored = StoredVersion::from_row(&row)?;
+    let has_key: bool = row.try_get("has_key")?;
+    let wrapped: Option<Vec<u8>> = row.try_get("wrapped_key")?;
+    let key = key_state(kek, &stored.patient, has_key.then_some(wrapped))?;
+    Ok(Some((stored, key)))
 }
 
 /// Current versions of many records, in the order given.

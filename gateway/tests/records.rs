@@ -51,6 +51,16 @@ impl Client<'_> {
     async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
         self.send(reqwest::Method::GET, path, None, &[]).await
     }
+
+    /// `POST [base]` with a Bundle.
+    async fn post_bundle(&self, bundle: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.post("/", bundle).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send(reqwest::Method::POST, path, Some(body), &[])
+            .await
+    }
 }
 
 fn observation(patient: &PrivateKeySigner) -> Value {
@@ -67,30 +77,11 @@ fn observation(patient: &PrivateKeySigner) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_decides_before_the_store_and_records_are_verified() {
     let chain = TestChain::start().await;
-    let (org, practitioner) = chain.organisation_with_member().await;
     // The organisation's service key anchors record versions for it.
-    let service = chain.wallet().await;
-    chain
-        .providers()
-        .addMember(org.address(), service.address(), 1)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let custodian = chain.custodian().await;
+    let (org, practitioner) = (&custodian.org, custodian.practitioner.clone());
     let db = fresh_database().await;
-    let service_key = format!(
-        "{}={}",
-        org.address(),
-        alloy::hex::encode_prefixed(service.to_bytes())
-    );
-    let org_address = org.address();
-    let gw = TestGateway::start_with(&chain, &db, move |c| {
-        c.service_keys = vec![service_key];
-        c.default_custodian = Some(org_address);
-    })
-    .await;
+    let gw = TestGateway::start_with(&chain, &db, |c| custodian.configure(c)).await;
     let _indexer = TestIndexer::start(&chain, &db).await;
     // Let the health probe see the chain and the index.
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
@@ -114,12 +105,7 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     common::eventually(|| async { patient.get(&own).await.0 == 200 }).await;
     // The patient writes their own record (own data); it is anchored for the custodian.
     let (status, headers, created) = patient
-        .send(
-            reqwest::Method::POST,
-            "/Observation",
-            Some(observation(&patient_wallet)),
-            &[],
-        )
+        .post("/Observation", observation(&patient_wallet))
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
@@ -140,21 +126,49 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
             .unwrap();
     assert!(!String::from_utf8_lossy(&sealed).contains("Heart rate"));
 
-    // No consent: the practitioner is refused, with the decision block.
+    // No consent: the practitioner is refused exactly as if the id did not exist (status,
+    // outcome, headers), so the refusal reveals nothing; the audit row records the denial and
+    // its decision block.
     let (status, headers, body) = doctor.get(&path).await;
-    assert_eq!(status, 403, "{body}");
+    let unknown = "/Observation/0123456789abcdef0123456789abcdef";
+    let (unknown_status, unknown_headers, unknown_body) = doctor.get(unknown).await;
+    assert_eq!((status, unknown_status), (404, 404), "{body}");
     assert_eq!(body["resourceType"], "OperationOutcome");
-    assert!(
+    assert_eq!(
         body["issue"][0]["diagnostics"]
             .as_str()
             .unwrap()
-            .contains("NoConsent")
+            .replace(&id, "ID"),
+        unknown_body["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .replace("0123456789abcdef0123456789abcdef", "ID")
     );
-    let denied_block: u64 = headers["x-consent-block"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_eq!(body["issue"][0]["code"], unknown_body["issue"][0]["code"]);
+    let names = |h: &reqwest::header::HeaderMap| {
+        let mut names: Vec<String> = h.keys().map(|k| k.to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&headers), names(&unknown_headers));
+    assert!(!headers.contains_key("x-consent-block"));
+    let denied = gw.audit_row(&headers).await;
+    assert_eq!(
+        (
+            denied.http_status,
+            denied.outcome.as_str(),
+            denied.basis.as_deref()
+        ),
+        (404, "4", Some("NoConsent"))
+    );
+    assert!(denied.description.contains("consent-denied"), "{denied:?}");
+    let denied_block = denied.consent_block.unwrap() as u64;
+    let missing = gw.audit_row(&unknown_headers).await;
+    assert_eq!(
+        (missing.basis.as_deref(), missing.consent_block),
+        (None, None)
+    );
+    assert!(missing.description.contains("not-found"), "{missing:?}");
 
     // The patient grants Observation read+search for TREAT to the organisation.
     let consents = chain.consents_as(&patient_wallet);
@@ -200,9 +214,7 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         let mut obs = observation(&patient_wallet);
         obs["effectiveDateTime"] = json!(format!("{day}T08:00:00Z"));
         obs["code"]["coding"][0]["code"] = json!(code);
-        let (status, _, body) = patient
-            .send(reqwest::Method::POST, "/Observation", Some(obs), &[])
-            .await;
+        let (status, _, body) = patient.post("/Observation", obs).await;
         assert_eq!(status, 201, "{body}");
     }
     let me = format!("{:#x}", patient_wallet.address());
@@ -257,13 +269,66 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         ))
         .await;
     assert_eq!((status, body["total"].as_i64()), (200, Some(0)));
-    let (status, _, body) = doctor.get("/Observation?code=8867-4").await;
-    assert_eq!(status, 400, "a search names the patient: {body}");
+    // A search across patients spans only the patients whose consent allows it: another
+    // patient's matching records are neither counted, paged nor included.
+    let other_wallet = chain.wallet().await;
+    let other = Client {
+        gw: &gw,
+        token: gw.sign_in(&other_wallet).await,
+        requests: &requests,
+    };
+    requests.set(requests.get() + 2);
+    for _ in 0..2 {
+        let (status, _, body) = other.post("/Observation", observation(&other_wallet)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let subjects = |page: &Value| -> Vec<String> {
+        page["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}:{}",
+                    e["search"]["mode"].as_str().unwrap(),
+                    e["resource"]["subject"]["reference"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    let mine = format!("match:Patient/{me}");
+    let (status, headers, page1) = doctor
+        .get("/Observation?code=http://loinc.org|8867-4&_count=2&_include=Observation:patient")
+        .await;
+    assert_eq!(status, 200, "{page1}");
+    assert_eq!(
+        page1["total"], 3,
+        "only the consenting patient's matches: {page1}"
+    );
+    assert_eq!(subjects(&page1), vec![mine.clone(), mine.clone()]);
+    let scope = gw.audit_row(&headers).await;
+    assert_eq!(scope.basis.as_deref(), Some("per-patient (1 allowed)"));
+    assert!(scope.consent_block.is_some());
+    let next = page1["link"][1]["url"].as_str().unwrap().to_owned();
+    let (status, _, page2) = doctor.get(next.strip_prefix(&gw.base).unwrap()).await;
+    assert_eq!(status, 200, "{page2}");
+    assert_eq!(
+        (page2["total"].as_i64(), subjects(&page2)),
+        (Some(3), vec![mine.clone()])
+    );
+    // The other patient sees their own two (own data), the first patient's none.
+    let (status, _, theirs) = other.get("/Observation?code=8867-4").await;
+    assert_eq!(status, 200, "{theirs}");
+    assert_eq!(theirs["total"], 2);
+    assert_eq!(
+        subjects(&theirs),
+        vec![format!("match:Patient/{:#x}", other_wallet.address()); 2]
+    );
     let (status, _, body) = doctor.get(&format!("/Condition?patient={me}")).await;
     assert_eq!(status, 403, "no consent for Condition: {body}");
 
-    // Another purpose, another type, another action: refused.
-    let (status, _, body) = doctor
+    // Another purpose, another type, another action: refused (as not found).
+    let (status, headers, body) = doctor
         .send(
             reqwest::Method::GET,
             &path,
@@ -271,12 +336,10 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
             &[("X-Purpose-Of-Use", "HRESCH")],
         )
         .await;
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("PurposeNotCovered")
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("PurposeNotCovered")
     );
     let (status, _, body) = doctor
         .get(&format!("/Patient/{:#x}", patient_wallet.address()))
@@ -284,16 +347,27 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     assert_eq!(status, 404, "no Patient resource stored yet: {body}");
     let mut changed = observation(&patient_wallet);
     changed["id"] = json!(id);
-    let (status, _, body) = doctor
+    let (status, headers, body) = doctor
         .send(reqwest::Method::PUT, &path, Some(changed.clone()), &[])
         .await;
-    assert_eq!(status, 403, "{body}");
-    assert!(
-        body["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap()
-            .contains("ActionNotCovered")
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("ActionNotCovered")
     );
+    let (status, headers, body) = doctor.send(reqwest::Method::DELETE, &path, None, &[]).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("ActionNotCovered")
+    );
+    // The patient's own update naming an id of nobody's is a plain 404 as well.
+    let mut stray = changed.clone();
+    stray["id"] = json!("0123456789abcdef0123456789abcdef");
+    let (status, _, body) = patient
+        .send(reqwest::Method::PUT, unknown, Some(stray), &[])
+        .await;
+    assert_eq!(status, 404, "{body}");
 
     // Update with If-Match: stale is 412, current succeeds.
     changed["valueQuantity"]["value"] = json!(80);
@@ -316,7 +390,14 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(headers["etag"].to_str().unwrap(), "W/\"2\"");
-    let (status, _, v1) = doctor.get(&format!("{path}/_history/1")).await;
+    // Version 1 becomes final (anvil: 64 blocks): its anchor is now read at the finalized
+    // block and remembered; version 2 is younger and still asked at the head.
+    gw.wait_indexed(chain.mine(70).await).await;
+    let v1_path = format!("{path}/_history/1");
+    // Asked at the finalized block once, then answered from memory.
+    let (status, _, _) = doctor.get(&v1_path).await;
+    assert_eq!(status, 200);
+    let (status, _, v1) = doctor.get(&v1_path).await;
     assert_eq!(status, 200);
     assert_eq!(v1["valueQuantity"]["value"], 72.5);
     let (status, _, history) = doctor.get(&format!("{path}/_history")).await;
@@ -382,25 +463,16 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
         .await
         .unwrap();
     let revoked_at = receipt.block_number.unwrap() as i64;
-    common::eventually(|| async {
-        let cursor: Option<i64> = sqlx::query_scalar("SELECT block_number FROM indexer_cursor")
-            .fetch_optional(&gw.pool)
-            .await
-            .unwrap();
-        cursor.is_some_and(|c| c >= revoked_at)
-    })
-    .await;
+    // (No wait for the notification: the per-request cursor check alone must refuse.)
+    common::eventually(|| async { gw.indexed_block().await >= Some(revoked_at) }).await;
     let (status, headers, body) = doctor.get(&path).await;
     assert_eq!(
-        status, 403,
+        status, 404,
         "the first request after indexing is refused: {body}"
     );
-    let block: i64 = headers["x-consent-block"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(block >= revoked_at);
+    let refused = gw.audit_row(&headers).await;
+    assert_eq!(refused.basis.as_deref(), Some("NoConsent"));
+    assert!(refused.consent_block.unwrap() >= revoked_at);
 
     // Tampered ciphertext is detected and refused.
     sqlx::query(
@@ -474,29 +546,12 @@ async fn mined<T: alloy::network::Network>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_matrix() {
     let chain = TestChain::start().await;
-    let (org, practitioner) = chain.organisation_with_member().await;
+    let custodian = chain.custodian().await;
+    let (org, practitioner) = (&custodian.org, custodian.practitioner.clone());
     let (other_org, emergency) = chain.organisation_with_member().await;
-    let service = chain.wallet().await;
     let registry = chain.providers();
-    mined(
-        registry
-            .addMember(org.address(), service.address(), 1)
-            .send()
-            .await,
-    )
-    .await;
     let db = fresh_database().await;
-    let service_key = format!(
-        "{}={}",
-        org.address(),
-        alloy::hex::encode_prefixed(service.to_bytes())
-    );
-    let org_address = org.address();
-    let gw = TestGateway::start_with(&chain, &db, move |c| {
-        c.service_keys = vec![service_key];
-        c.default_custodian = Some(org_address);
-    })
-    .await;
+    let gw = TestGateway::start_with(&chain, &db, |c| custodian.configure(c)).await;
     let _indexer = TestIndexer::start(&chain, &db).await;
     let requests = std::cell::Cell::new(0i64);
     let patient_wallet = chain.wallet().await;
@@ -534,25 +589,14 @@ async fn consent_matrix() {
     })
     .await;
     let (status, _, created) = patient
-        .send(
-            reqwest::Method::POST,
-            "/Observation",
-            Some(observation(&patient_wallet)),
-            &[],
-        )
+        .post("/Observation", observation(&patient_wallet))
         .await;
     assert_eq!(status, 201, "{created}");
     let path = format!("/Observation/{}", created["id"].as_str().unwrap());
-    let diagnostics = |body: &Value| {
-        body["issue"][0]["diagnostics"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    };
 
     // Delegate (guardian) acts for the patient.
     let (status, _, _) = guardian_client.get(&path).await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
     let consents = chain.consents_as(&patient_wallet);
     mined(
         consents
@@ -583,9 +627,12 @@ async fn consent_matrix() {
     .await;
     common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
-    let (status, _, body) = doctor.get(&path).await;
-    assert_eq!(status, 403, "{body}");
-    assert!(diagnostics(&body).contains("ConsentExpired"), "{body}");
+    let (status, headers, body) = doctor.get(&path).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("ConsentExpired")
+    );
 
     // A consent to the organisation; then the key, then the organisation, are suspended.
     mined(
@@ -606,9 +653,12 @@ async fn consent_matrix() {
     .await;
     common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
     mined(registry.suspendMember(practitioner.address()).send().await).await;
-    common::eventually(|| async { doctor.get(&path).await.0 == 403 }).await;
-    let (_, _, body) = doctor.get(&path).await;
-    assert!(diagnostics(&body).contains("KeySuspended"), "{body}");
+    common::eventually(|| async { doctor.get(&path).await.0 == 404 }).await;
+    let (_, headers, _) = doctor.get(&path).await;
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("KeySuspended")
+    );
     mined(
         registry
             .reinstateMember(practitioner.address())
@@ -618,18 +668,18 @@ async fn consent_matrix() {
     .await;
     common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
     mined(registry.suspendOrganisation(org.address()).send().await).await;
-    common::eventually(|| async { doctor.get(&path).await.0 == 403 }).await;
-    let (_, _, body) = doctor.get(&path).await;
-    assert!(
-        diagnostics(&body).contains("OrganisationSuspended"),
-        "{body}"
+    common::eventually(|| async { doctor.get(&path).await.0 == 404 }).await;
+    let (_, headers, _) = doctor.get(&path).await;
+    assert_eq!(
+        gw.audit_row(&headers).await.basis.as_deref(),
+        Some("OrganisationSuspended")
     );
     mined(registry.reinstateOrganisation(org.address()).send().await).await;
 
     // Break-glass: another organisation's key opens an emergency session; it counts for
     // ETREAT only.
     let (status, _, _) = er.get(&path).await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 404);
     let er_consents = chain.consents_as(&emergency);
     mined(
         er_consents
@@ -650,8 +700,13 @@ async fn consent_matrix() {
     })
     .await;
     let (status, headers, body) = er.get(&path).await;
-    assert_eq!(status, 403, "break-glass is for ETREAT only: {body}");
-    assert!(headers.contains_key("x-consent-block"));
+    assert_eq!(status, 404, "break-glass is for ETREAT only: {body}");
+    let refused = gw.audit_row(&headers).await;
+    assert!(refused.consent_block.is_some(), "{refused:?}");
+    assert!(
+        refused.description.contains("consent-denied"),
+        "{refused:?}"
+    );
 
     // A transaction Bundle (Synthea style: urn:uuid references) imports all or nothing.
     let me = format!("{:#x}", patient_wallet.address());
@@ -678,18 +733,14 @@ async fn consent_matrix() {
         .unwrap();
     let mut broken = bundle.clone();
     broken["entry"][2]["resource"]["subject"] = json!({"reference": "Patient/123"});
-    let (status, _, body) = patient
-        .send(reqwest::Method::POST, "/", Some(broken), &[])
-        .await;
+    let (status, _, body) = patient.post_bundle(broken).await;
     assert_eq!(status, 422, "{body}");
     let after: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway_resource_versions")
         .fetch_one(&gw.pool)
         .await
         .unwrap();
     assert_eq!(before, after, "no partial write");
-    let (status, _, body) = patient
-        .send(reqwest::Method::POST, "/", Some(bundle), &[])
-        .await;
+    let (status, _, body) = patient.post_bundle(bundle).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["type"], "transaction-response");
     let location = body["entry"][2]["response"]["location"].as_str().unwrap();
@@ -713,12 +764,13 @@ async fn consent_matrix() {
             {"request": {"method": "POST", "url": "Observation"}, "resource": observation(&patient_wallet)},
             {"request": {"method": "POST", "url": "Observation"},
              "resource": {"resourceType": "Observation", "subject": {"reference": "Patient/123"}}},
-            {"request": {"method": "GET", "url": "Observation"}}
+            {"request": {"method": "GET", "url": "Observation?code=2339-0"}},
+            {"request": {"method": "GET", "url": observation_path.trim_start_matches('/')}},
+            {"request": {"method": "DELETE", "url": "Observation/0123456789abcdef0123456789abcdef"}},
+            {"request": {"method": "PATCH", "url": observation_path.trim_start_matches('/')}}
         ]
     });
-    let (status, _, body) = patient
-        .send(reqwest::Method::POST, "/", Some(batch), &[])
-        .await;
+    let (status, _, body) = patient.post_bundle(batch).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["type"], "batch-response");
     assert_eq!(body["entry"][0]["response"]["status"], "201 Created");
@@ -727,12 +779,85 @@ async fn consent_matrix() {
         body["entry"][1]["response"]["outcome"]["resourceType"],
         "OperationOutcome"
     );
-    assert_eq!(body["entry"][2]["response"]["status"], "400");
+    assert_eq!(body["entry"][2]["response"]["status"], "200 OK");
+    assert_eq!(body["entry"][2]["resource"]["total"], 1, "{body}");
+    assert_eq!(body["entry"][3]["response"]["status"], "200 OK");
+    assert_eq!(
+        body["entry"][3]["resource"]["code"]["coding"][0]["code"],
+        "2339-0"
+    );
+    assert_eq!(body["entry"][4]["response"]["status"], "404");
+    assert_eq!(body["entry"][5]["response"]["status"], "400");
     let first = body["entry"][0]["response"]["location"].as_str().unwrap();
     let (status, _, _) = patient
         .get(&format!("/{}", first.trim_end_matches("/_history/1")))
         .await;
     assert_eq!(status, 200);
+
+    // A transaction with PUT, DELETE and GET entries: all or nothing.
+    let (_, _, current) = patient.get(&observation_path).await;
+    let mut changed = current.clone();
+    changed["status"] = json!("amended");
+    let batch_id = first
+        .trim_end_matches("/_history/1")
+        .trim_start_matches("Observation/")
+        .to_owned();
+    let versions = || async {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM gateway_resource_versions")
+            .fetch_one(&gw.pool)
+            .await
+            .unwrap();
+        n
+    };
+    let mixed = |if_match: &str, delete: &str| {
+        json!({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"request": {"method": "GET", "url": observation_path.trim_start_matches('/')}},
+                {"request": {"method": "PUT", "url": observation_path.trim_start_matches('/'), "ifMatch": if_match},
+                 "resource": changed.clone()},
+                {"request": {"method": "DELETE", "url": format!("Observation/{delete}")}},
+                {"fullUrl": "urn:uuid:new", "request": {"method": "POST", "url": "Observation"},
+                 "resource": observation(&patient_wallet)}
+            ]
+        })
+    };
+    let before = versions().await;
+    for (if_match, delete, want) in [
+        ("W/\"9\"", batch_id.as_str(), 412),
+        ("W/\"1\"", "0123456789abcdef0123456789abcdef", 404),
+    ] {
+        let (status, _, body) = patient.post_bundle(mixed(if_match, delete)).await;
+        assert_eq!(status, want, "{body}");
+        assert_eq!(versions().await, before, "no partial write");
+    }
+    let (status, _, body) = patient.post_bundle(mixed("W/\"1\"", &batch_id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(versions().await, before + 3);
+    let statuses: Vec<&str> = body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["200 OK", "200 OK", "204 No Content", "201 Created"]
+    );
+    assert_eq!(
+        body["entry"][0]["resource"]["status"], "amended",
+        "GET runs last"
+    );
+    let (status, headers, amended) = patient.get(&observation_path).await;
+    assert_eq!((status, amended["status"].as_str()), (200, Some("amended")));
+    assert_eq!(headers["etag"], "W/\"2\"");
+    let (status, _, _) = patient.get(&format!("/Observation/{batch_id}")).await;
+    assert_eq!(status, 410);
+    // The practitioner may not update: the refusal is a 404 and nothing is written.
+    let (status, _, body) = doctor.post_bundle(mixed("W/\"2\"", &batch_id)).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(versions().await, before + 3);
 
     // _include follows patient-centric references, only where consent covers the target.
     let search = format!(

@@ -289,6 +289,34 @@ async fn sign_in_metadata_errors_and_audit() {
             .is_err()
     );
 
+    // Nonces are rate-limited per client address: a gateway allowing two a minute answers
+    // the third with 429 (an OperationOutcome with Retry-After), audited like any request.
+    let limited = TestGateway::start_with(&chain, &db, |c| c.nonces_per_minute = 2).await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let response = limited
+            .http
+            .post(limited.url("/auth/nonce"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    let refused = last.unwrap();
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "{retry}");
+    let audited = limited.audit_row(refused.headers()).await;
+    assert_eq!((audited.http_status, audited.outcome.as_str()), (429, "4"));
+    assert_outcome(&refused.json().await.unwrap(), "throttled");
+    limited.stop().await;
+
     // The chain goes away: consent cannot be decided, so requests fail closed with 503 and an
     // OperationOutcome that names no internals.
     let mut chain = chain;
@@ -306,7 +334,85 @@ async fn sign_in_metadata_errors_and_audit() {
     assert!(!outcome.to_string().contains("127.0.0.1"), "{outcome}");
     let (status, body) = gw.sign_in_raw(&patient, |_| {}).await;
     assert_eq!(status, 503, "{body}");
+    // Two gateways appended to the one audit log (the second one's rows made the first one's
+    // remembered tail stale): the chain still links every row.
+    let rows = gw.audit_rows().await;
+    assert_eq!(
+        carechain_gateway::audit::verify_chain(&gw.pool)
+            .await
+            .unwrap(),
+        Ok(rows as u64)
+    );
 
     gw.stop().await;
     let _ = org;
+}
+
+/// A gateway connecting as its own database user (not the one that ran the migrations) writes
+/// audit rows once that user is granted `carechain_gateway`, and cannot change or delete them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_with_its_own_database_user_audits_but_cannot_rewrite() {
+    let chain = TestChain::start().await;
+    let db = fresh_database().await;
+    // The owner migrates.
+    TestGateway::start(&chain, &db).await.stop().await;
+    let owner = sqlx::PgPool::connect(&db).await.unwrap();
+    let suffix = common::rand_suffix();
+    let url_as = |user: &str| {
+        let mut url: reqwest::Url = db.parse().unwrap();
+        url.set_username(user).unwrap();
+        url.to_string()
+    };
+    let metadata = |gw: &TestGateway| {
+        let url = gw.url("/metadata");
+        let http = gw.http.clone();
+        async move { http.get(url).send().await.unwrap().status().as_u16() }
+    };
+
+    // Without the grant, no audit row can be written, so nothing is answered but a 500.
+    let stranger = format!("gw_stranger_{suffix}");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE ROLE {stranger} LOGIN")))
+        .execute(&owner)
+        .await
+        .unwrap();
+    let gw = TestGateway::start_with(&chain, &url_as(&stranger), |c| c.migrate = false).await;
+    assert_eq!(metadata(&gw).await, 500);
+    gw.stop().await;
+
+    // With it, requests are audited as usual.
+    let user = format!("gw_user_{suffix}");
+    for sql in [
+        format!("CREATE ROLE {user} LOGIN"),
+        format!("GRANT carechain_gateway TO {user}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&owner)
+            .await
+            .unwrap();
+    }
+    let gw = TestGateway::start_with(&chain, &url_as(&user), |c| c.migrate = false).await;
+    let before = gw.audit_rows().await;
+    assert_eq!(metadata(&gw).await, 200);
+    assert_eq!(gw.audit_rows().await, before + 1);
+    // As that user (and as the audit role), the log cannot be changed.
+    for sql in [
+        "UPDATE gateway_audit_log SET outcome = '8'",
+        "DELETE FROM gateway_audit_log",
+        "TRUNCATE gateway_audit_log",
+    ] {
+        assert!(sqlx::query(sql).execute(&gw.pool).await.is_err(), "{sql}");
+        let mut tx = gw.pool.begin().await.unwrap();
+        sqlx::query("SET LOCAL ROLE carechain_gateway_audit")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        assert!(sqlx::query(sql).execute(&mut *tx).await.is_err(), "{sql}");
+    }
+    assert_eq!(
+        carechain_gateway::audit::verify_chain(&owner)
+            .await
+            .unwrap(),
+        Ok(before as u64 + 1)
+    );
+    gw.stop().await;
 }

@@ -21,6 +21,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use siwe::{SiweExpectations, SiweMessage};
 use sqlx::PgPool;
+use std::{collections::HashMap, net::IpAddr, time::Instant};
 
 /// What a signed-in wallet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,6 +94,53 @@ impl AuthSettings {
             token_ttl: Duration::seconds(token_ttl_secs),
             max_message_age: Duration::seconds(max_message_age_secs),
         })
+    }
+}
+
+/// Limits how many sign-in nonces one client address obtains: a token bucket per address
+/// holding `per_minute` nonces, refilled continuously. Kept in memory (each gateway instance
+/// limits what it serves); full buckets are forgotten when the table grows large.
+#[derive(Debug)]
+pub struct NonceLimiter {
+    per_minute: u32,
+    buckets: std::sync::Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+/// Addresses tracked before full buckets are dropped.
+const LIMITER_TRACKED: usize = 10_000;
+
+impl NonceLimiter {
+    /// A limiter allowing `per_minute` nonces per address (0: unlimited).
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            buckets: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one nonce for `client` at `now`; `Err(seconds)` says when to retry.
+    pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(self.per_minute);
+        let per_sec = capacity / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= LIMITER_TRACKED && !buckets.contains_key(&client) {
+            buckets.retain(|_, (tokens, at)| {
+                *tokens + now.saturating_duration_since(*at).as_secs_f64() * per_sec < capacity
+            });
+        }
+        let (tokens, at) = buckets.entry(client).or_insert((capacity, now));
+        *tokens =
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * per_sec).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / per_sec).ceil().max(1.0) as u64)
+        }
     }
 }
 
@@ -240,6 +288,29 @@ pub fn authenticate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nonce_issuance_is_limited_per_address() {
+        let limiter = NonceLimiter::new(3);
+        let (a, b): (IpAddr, IpAddr) =
+            ("127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip"));
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limiter.take(a, t0), Ok(()));
+        }
+        assert_eq!(limiter.take(a, t0), Err(20), "one nonce per 20 s refills");
+        assert_eq!(limiter.take(b, t0), Ok(()), "per address");
+        assert_eq!(
+            limiter.take(a, t0 + std::time::Duration::from_secs(20)),
+            Ok(())
+        );
+        assert!(
+            limiter
+                .take(a, t0 + std::time::Duration::from_secs(20))
+                .is_err()
+        );
+        assert_eq!(NonceLimiter::new(0).take(a, t0), Ok(()));
+    }
 
     #[test]
     fn tokens_expire_and_bind_the_chain() {

@@ -35,10 +35,11 @@ pub const TYPES: &[ResourceType] = &[
     ResourceType::Consent,
 ];
 
-/// The search parameters of a type (`patient` is required: consent is decided per patient).
+/// The search parameters of a type (without `patient`, a search spans the patients whose
+/// consent allows it).
 fn search_params(rt: ResourceType) -> Vec<Value> {
     let mut params = vec![
-        json!({"name": "patient", "type": "reference", "documentation": "Required: the patient's wallet address or Patient/<address>."}),
+        json!({"name": "patient", "type": "reference", "documentation": "The patient's wallet address or Patient/<address>. Without it the search spans only the patients whose consent allows the requester to search this type for the purpose (at most a configured number of patients with matches, 1000 by default; total, pages and _include cover nothing else)."}),
         json!({"name": "_lastUpdated", "type": "date"}),
     ];
     if crate::fhir::resource::has_clinical_params(rt) {
@@ -99,15 +100,19 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
                 with the signed message; send the returned token as `Authorization: Bearer`. \
                 Every request is decided on chain (ConsentRegistry.decide) for the purpose of use \
                 given in the `X-Purpose-Of-Use` header or the `_purpose` parameter (default TREAT); \
-                the decision's block is returned in `X-Consent-Block`.",
+                the decision's block is returned in `X-Consent-Block`. An interaction with a \
+                record named by id (read, vread, history, update, delete) that consent does not \
+                allow is answered 404 exactly like an id that does not exist (no \
+                `X-Consent-Block`), so a refusal does not reveal whether the id exists; it is \
+                audited as a denial.",
             "security": {
                 "cors": false,
                 "description": "Bearer tokens from EIP-4361 wallet sign-in; consent decided on chain per request."
             },
             "resource": resources,
             "interaction": [
-                {"code": "transaction", "documentation": "POST entries only, all or nothing; urn:uuid references rewritten; anchored as one Merkle batch."},
-                {"code": "batch", "documentation": "POST entries only, each an independent create."}
+                {"code": "transaction", "documentation": "POST, PUT (ifMatch), DELETE and GET (read, vread, search) entries, all or nothing: every entry is decided before anything is written; urn:uuid references rewritten; new versions anchored as one Merkle batch; GET entries (of records that exist before the transaction) are answered last, against the new state."},
+                {"code": "batch", "documentation": "POST, PUT (ifMatch), DELETE and GET entries, each run on its own; each entry reports its outcome."}
             ],
             "operation": [{
                 "name": "erase",

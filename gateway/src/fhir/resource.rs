@@ -33,6 +33,26 @@ pub fn parse_type(name: &str) -> Result<ResourceType, AppError> {
     }
 }
 
+/// A version id: a positive integer.
+pub fn version_id(text: &str) -> Result<i64, AppError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| AppError::Invalid("a version id is a positive integer".into()))
+}
+
+/// The version an ETag names: `W/"3"` or `"3"` (weak and strong forms alike: versions are
+/// exact), as sent in `If-Match` or a Bundle entry's `request.ifMatch`.
+pub fn etag_version(text: &str) -> Result<i64, AppError> {
+    let text = text.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    let text = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .ok_or_else(|| AppError::Invalid("If-Match must be an ETag such as W/\"1\"".into()))?;
+    version_id(text)
+}
+
 /// Checks a FHIR logical id: `[A-Za-z0-9\-\.]{1,64}`.
 pub fn validate_id(id: &str) -> Result<(), AppError> {
     let ok = !id.is_empty()

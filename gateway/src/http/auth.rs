@@ -2,19 +2,50 @@
 
 use super::{AuditCtx, FhirJson};
 use crate::{AppState, error::AppError};
-use axum::{Json, extract::State, response::IntoResponse};
+use axum::{
+    Json,
+    extract::{ConnectInfo, FromRequestParts, State},
+    http::request::Parts,
+    response::IntoResponse,
+};
 use chrono::Utc;
 use serde_json::{Value, json};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::Instant,
+};
 
-/// Issues a single-use sign-in nonce.
+/// The client's address, when the server was started with connection info (as
+/// [`Gateway::serve`](crate::Gateway::serve) does); otherwise every client shares one bucket.
+pub(super) struct Peer(IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip()),
+        ))
+    }
+}
+
+/// Issues a single-use sign-in nonce (rate-limited per client address: 429 beyond).
 pub(super) async fn nonce(
     State(state): State<AppState>,
     ctx: AuditCtx,
+    Peer(peer): Peer,
 ) -> Result<impl IntoResponse, AppError> {
     ctx.update(|r| {
         r.subtype = "login-nonce".into();
         r.action = 'E';
     });
+    state
+        .nonce_limiter()
+        .take(peer, Instant::now())
+        .map_err(AppError::TooManyRequests)?;
     let nonce = crate::auth::issue_nonce(state.pool()).await?;
     Ok(Json(json!({
         "nonce": nonce,

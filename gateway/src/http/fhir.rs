@@ -11,12 +11,13 @@ use crate::{
 use alloy::primitives::Address;
 use axum::{
     Router,
-    extract::{RawQuery, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    extract::{FromRequestParts, RawQuery, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
     routing::get,
 };
 use carechain_contracts::{Purpose, ResourceType};
+use std::collections::HashMap;
 
 /// The FHIR resource routes.
 pub(super) fn routes() -> Router<AppState> {
@@ -43,24 +44,14 @@ impl AuditSink for AuditCtx {
     fn entity(&self, entity: String) {
         self.update(|r| r.entity = Some(entity));
     }
+    fn scope(&self, block: u64, purpose: Purpose, patients: usize) {
+        self.update(|r| {
+            r.consent_block = Some(block);
+            r.basis = Some(format!("per-patient ({patients} allowed)"));
+            r.purpose = Some(purpose.code().to_owned());
+        });
+    }
 }
-
-/// Query parameters a search accepts (the search module checks which apply to a type).
-const SEARCH_PARAMS: &[&str] = &[
-    "patient",
-    "subject",
-    "_id",
-    "_count",
-    "_lastUpdated",
-    "_sort",
-    "code",
-    "category",
-    "date",
-    "_purpose",
-    "_format",
-    "_cursor",
-    "_include",
-];
 
 /// Query parameters the instance interactions accept.
 const INSTANCE_PARAMS: &[&str] = &["_purpose", "_format", "_pretty"];
@@ -114,6 +105,39 @@ fn purpose(
     })
 }
 
+/// What an instance interaction names: `[type]/[id]` (and `/_history/[vid]` for vread), with
+/// the purpose of use from the header or `_purpose` (only instance parameters accepted).
+struct Instance {
+    rt: ResourceType,
+    id: String,
+    version: Option<i64>,
+    purpose: Purpose,
+}
+
+impl FromRequestParts<AppState> for Instance {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let FhirPath(path) =
+            FhirPath::<HashMap<String, String>>::from_request_parts(parts, state).await?;
+        let segment = |name: &str| {
+            path.get(name)
+                .map(String::as_str)
+                .ok_or_else(|| AppError::Invalid("the request path is malformed".into()))
+        };
+        let rt = resource_type(segment("rtype")?)?;
+        let id = checked_id(segment("id")?)?.to_owned();
+        let version = path.get("vid").map(|v| version_id(v)).transpose()?;
+        let purpose = purpose(&parts.headers, parts.uri.query(), INSTANCE_PARAMS)?;
+        Ok(Self {
+            rt,
+            id,
+            version,
+            purpose,
+        })
+    }
+}
+
 fn resource_type(name: &str) -> Result<ResourceType, AppError> {
     resource::parse_type(name)
 }
@@ -124,10 +148,7 @@ fn checked_id(id: &str) -> Result<&str, AppError> {
 }
 
 fn version_id(text: &str) -> Result<i64, AppError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| AppError::Invalid("a version id is a positive integer".into()))
+    resource::version_id(text)
 }
 
 /// `If-Match: W/"3"` or `"3"` (weak and strong forms are treated alike: versions are exact).
@@ -137,14 +158,8 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, AppError> {
     };
     let text = value
         .to_str()
-        .map_err(|_| AppError::Invalid("If-Match is not text".into()))?
-        .trim();
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    let text = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .ok_or_else(|| AppError::Invalid("If-Match must be an ETag such as W/\"1\"".into()))?;
-    version_id(text).map(Some)
+        .map_err(|_| AppError::Invalid("If-Match is not text".into()))?;
+    resource::etag_version(text).map(Some)
 }
 
 fn served(
@@ -188,36 +203,35 @@ fn audit_kind(ctx: &AuditCtx, subtype: &str, action: char) {
     });
 }
 
+// The requester is extracted first, so that a malformed path of a signed-in request is
+// audited with its agent (and an unauthenticated one is a 401 whatever its path).
+
 async fn read(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id)): FhirPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt, id, purpose, ..
+    }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "read", 'R');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let result = records::read(&state, &claims, rt, id, None, purpose, &ctx).await?;
+    let result = records::read(&state, &claims, rt, &id, None, purpose, &ctx).await?;
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
 async fn vread(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id, vid)): FhirPath<(String, String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt,
+        id,
+        version,
+        purpose,
+    }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "vread", 'R');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let vid = version_id(&vid)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let result = records::read(&state, &claims, rt, id, Some(vid), purpose, &ctx).await?;
+    let result = records::read(&state, &claims, rt, &id, version, purpose, &ctx).await?;
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
@@ -246,22 +260,20 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id)): FhirPath<(String, String)>,
-    RawQuery(query): RawQuery,
     headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt, id, purpose, ..
+    }: Instance,
     FhirJson(body): FhirJson,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "update", 'U');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
     let expected = if_match(&headers)?;
     let result = records::write(
         &state,
         &claims,
         rt,
-        Some((id, expected)),
+        Some((&id, expected)),
         body,
         purpose,
         &ctx,
@@ -273,32 +285,26 @@ async fn update(
 async fn delete(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id)): FhirPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt, id, purpose, ..
+    }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "delete", 'D');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    records::delete(&state, &claims, rt, id, purpose, &ctx).await?;
+    records::delete(&state, &claims, rt, &id, purpose, &ctx).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn history(
     State(state): State<AppState>,
     ctx: AuditCtx,
-    FhirPath((rtype, id)): FhirPath<(String, String)>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
     Requester(claims): Requester,
+    Instance {
+        rt, id, purpose, ..
+    }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "history-instance", 'R');
-    let rt = resource_type(&rtype)?;
-    let id = checked_id(&id)?;
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let bundle = records::history(&state, &claims, rt, id, purpose, &ctx).await?;
+    let bundle = records::history(&state, &claims, rt, &id, purpose, &ctx).await?;
     Ok(respond(StatusCode::OK, &bundle))
 }
 
@@ -341,7 +347,7 @@ async fn search(
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "search-type", 'E');
     let rt = resource_type(&rtype)?;
-    let purpose = purpose(&headers, query.as_deref(), SEARCH_PARAMS)?;
+    let purpose = purpose(&headers, query.as_deref(), crate::search::PARAMS)?;
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()

@@ -119,7 +119,10 @@ async fn audit_every_request(
         Ok(seq) => {
             let headers = response.headers_mut();
             headers.insert(AUDIT_SEQ_HEADER, HeaderValue::from(seq));
-            if let Some(block) = record.consent_block {
+            // A concealed denial must look like an absent record, which has no decision.
+            if let Some(block) = record.consent_block
+                && !matches!(mark, Some(ErrorMark("consent-denied")))
+            {
                 headers.insert(CONSENT_BLOCK_HEADER, HeaderValue::from(block));
             }
             response

@@ -14,7 +14,7 @@ impl From<RelayError> for AppError {
             RelayError::StaleNonce { .. } => AppError::Conflict(err.to_string()),
             RelayError::BadSignature(_) => AppError::Forbidden(err.to_string()),
             RelayError::WouldRevert(_) => AppError::Unprocessable(err.to_string()),
-            RelayError::RateLimited(_) => AppError::TooManyRequests(err.to_string()),
+            RelayError::RateLimited(seconds) => AppError::TooManyRequests(seconds),
             RelayError::Chain(_) => AppError::BadGateway(err.to_string()),
             RelayError::Database(e) => AppError::internal(e),
         }

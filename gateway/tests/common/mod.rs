@@ -66,6 +66,22 @@ pub struct TestChain {
     _dir: TempDir,
 }
 
+/// An organisation whose practitioner signs in and whose service key anchors its records.
+pub struct Custodian {
+    pub org: PrivateKeySigner,
+    pub practitioner: PrivateKeySigner,
+    service_key: String,
+}
+
+impl Custodian {
+    /// Makes a gateway anchor with this organisation's service key, also for records that
+    /// patients write.
+    pub fn configure(&self, config: &mut GatewayConfig) {
+        config.service_keys = vec![self.service_key.clone()];
+        config.default_custodian = Some(self.org.address());
+    }
+}
+
 /// A directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
@@ -205,15 +221,41 @@ impl TestChain {
             .get_receipt()
             .await
             .unwrap();
-        registry
-            .addMember(org.address(), key.address(), 0)
+        self.add_member(org.address(), key.address(), 0).await;
+        (org, key)
+    }
+
+    /// Adds a member key with `role` (0 practitioner, 1 service) to `org`.
+    pub async fn add_member(
+        &self,
+        org: alloy::primitives::Address,
+        key: alloy::primitives::Address,
+        role: u8,
+    ) {
+        self.providers()
+            .addMember(org, key, role)
             .send()
             .await
             .unwrap()
             .get_receipt()
             .await
             .unwrap();
-        (org, key)
+    }
+
+    /// An organisation with a practitioner key and a service key that anchors its records.
+    pub async fn custodian(&self) -> Custodian {
+        let (org, practitioner) = self.organisation_with_member().await;
+        let service = self.wallet().await;
+        self.add_member(org.address(), service.address(), 1).await;
+        Custodian {
+            service_key: format!(
+                "{}={}",
+                org.address(),
+                alloy::hex::encode_prefixed(service.to_bytes())
+            ),
+            org,
+            practitioner,
+        }
     }
 
     /// Deploys a contract compiled by forge (`out/<file>/<name>.json`) with ABI-encoded
@@ -247,6 +289,17 @@ impl TestChain {
     pub async fn head(&self) -> u64 {
         self.governance.get_block_number().await.unwrap()
     }
+
+    /// Mines `blocks` empty blocks at once (anvil's `finalized` is 64 blocks behind the head);
+    /// returns the new head.
+    pub async fn mine(&self, blocks: u64) -> u64 {
+        let _: Value = self
+            .governance
+            .raw_request("anvil_mine".into(), (blocks,))
+            .await
+            .unwrap();
+        self.head().await
+    }
 }
 
 pub fn wallet_provider(rpc_url: &str, signer: PrivateKeySigner) -> DynProvider {
@@ -279,7 +332,7 @@ fn url_parse(s: &str) -> alloy::transports::http::reqwest::Url {
     s.parse().expect("DATABASE_URL is a URL")
 }
 
-fn rand_suffix() -> String {
+pub fn rand_suffix() -> String {
     let b: [u8; 4] = rand_bytes();
     alloy::hex::encode(b)
 }
@@ -410,12 +463,67 @@ impl TestGateway {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// Waits until the indexer has committed `block` and the gateway's health probe (every
+    /// 250 ms) has seen a head at least that high, so decisions are not refused as stale.
+    pub async fn wait_indexed(&self, block: u64) {
+        let block = block as i64;
+        eventually(|| async { self.indexed_block().await >= Some(block) }).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+
+    /// The indexer's cursor (the last block it committed), if it has one.
+    pub async fn indexed_block(&self) -> Option<i64> {
+        sqlx::query_scalar("SELECT block_number FROM indexer_cursor")
+            .fetch_optional(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    /// The audit row of the request whose response carried `headers` (its `X-Audit-Seq`).
+    pub async fn audit_row(&self, headers: &reqwest::header::HeaderMap) -> AuditRow {
+        let seq: i64 = headers["x-audit-seq"].to_str().unwrap().parse().unwrap();
+        let (http_status, outcome, consent_block, event): (i32, String, Option<i64>, String) =
+            sqlx::query_as(
+                "SELECT http_status, outcome, consent_block, event::text FROM gateway_audit_log WHERE seq = $1",
+            )
+            .bind(seq)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        let event: Value = serde_json::from_str(&event).unwrap();
+        let basis = event["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|e| e["detail"].as_array().into_iter().flatten())
+            .find(|d| d["type"] == "consent-basis")
+            .and_then(|d| d["valueString"].as_str())
+            .map(str::to_owned);
+        AuditRow {
+            http_status,
+            outcome,
+            consent_block,
+            basis,
+            description: event["outcomeDesc"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
+
     pub async fn audit_rows(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM gateway_audit_log")
             .fetch_one(&self.pool)
             .await
             .unwrap()
     }
+}
+
+/// What the audit log recorded for one request.
+#[derive(Debug)]
+pub struct AuditRow {
+    pub http_status: i32,
+    pub outcome: String,
+    pub consent_block: Option<i64>,
+    pub basis: Option<String>,
+    pub description: String,
 }
 
 /// The real indexer, in process, following the test chain into the test database.
