@@ -136,6 +136,9 @@ pub struct GatewayConfig {
         default_value_t = false
     )]
     pub bench_skip_consent: bool,
+    /// Compliance: audit anchoring.
+    #[command(flatten)]
+    pub compliance: crate::compliance::ComplianceConfig,
 }
 
 impl GatewayConfig {
@@ -172,6 +175,7 @@ impl GatewayConfig {
             max_search_patients: 1000,
             audit_role: "carechain_gateway_audit".into(),
             bench_skip_consent: false,
+            compliance: crate::compliance::ComplianceConfig::default(),
         }
     }
 
@@ -206,6 +210,7 @@ impl GatewayConfig {
         }
         self.audit_role()?;
         self.parsed_service_keys()?;
+        self.compliance.anchor_signer()?;
         Ok(())
     }
 

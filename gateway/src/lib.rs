@@ -14,11 +14,14 @@
 //! - [`audit`]: the hash-chained audit log with its group-committing writer;
 //! - [`crypto`], [`store`], [`jcs`]: envelope encryption, the record store, RFC 8785 hashing;
 //! - [`fhir`]: FHIR dates, resource helpers and the CapabilityStatement;
+//! - [`compliance`]: audit anchoring, verification, AuditEvent search and export, consent
+//!   history, break-glass review;
 //! - [`http`]: the axum router (thin handlers over the modules above).
 
 pub mod audit;
 pub mod auth;
 pub mod chain;
+pub mod compliance;
 pub mod config;
 pub mod consent;
 pub mod crypto;
@@ -76,6 +79,9 @@ pub enum GatewayError {
     /// The chain client could not be built.
     #[error(transparent)]
     Chain(#[from] chain::ChainError),
+    /// The compliance services could not be set up.
+    #[error(transparent)]
+    Compliance(#[from] compliance::ComplianceError),
     /// The listening socket failed.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -106,6 +112,7 @@ struct StateInner {
     auth: AuthSettings,
     kek: SecretKey,
     hasher: TokenHasher,
+    compliance: Option<compliance::Compliance>,
 }
 
 impl AppState {
@@ -152,6 +159,10 @@ impl AppState {
     /// Keyed hashing of search tokens.
     pub fn hasher(&self) -> &TokenHasher {
         &self.inner.hasher
+    }
+    /// The compliance services (`None` only in states built without them).
+    pub fn compliance(&self) -> Option<&compliance::Compliance> {
+        self.inner.compliance.as_ref()
     }
 }
 
@@ -235,6 +246,13 @@ impl Gateway {
         consent.spawn_background(background.clone());
         let (audit, audit_writer) =
             AuditLog::start(pool.clone(), config.audit_role()?, background.clone());
+        let compliance = compliance::start(
+            &config,
+            &pool,
+            manifest.contracts.audit_anchor,
+            manifest.chain_id,
+            background.clone(),
+        )?;
         let secret = kek.derive(b"carechain/gateway-secret");
         let state = AppState {
             inner: Arc::new(StateInner {
@@ -248,6 +266,7 @@ impl Gateway {
                     kek.derive(b"carechain/paging-cursor"),
                 )),
                 hasher: TokenHasher::new(&secret),
+                compliance: Some(compliance),
                 auth,
                 kek,
                 config,

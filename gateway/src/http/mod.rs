@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metadata", get(metadata::capability_statement))
         .route("/auth/nonce", post(auth::nonce))
         .route("/auth/login", post(auth::login))
+        .merge(crate::compliance::http::routes())
         .merge(fhir::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
