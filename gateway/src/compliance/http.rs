@@ -472,3 +472,71 @@ async fn consent_search(
                 "entry": entries}),
     ))
 }
+
+/// The CapabilityStatement entries of the compliance routes.
+pub fn capability_resources() -> Vec<Value> {
+    let op = |name: &str, doc: &str| json!({"name": name, "definition": format!("urn:carechain:operation:{name}"), "documentation": doc});
+    vec![
+        json!({
+            "type": "AuditEvent",
+            "documentation": "The gateway's hash-chained audit log (ids are sequence numbers) and the chain's consent, delegate, break-glass and membership events (ids chain-<chain>-<block>-<log>). Compliance staff (active keys of an active Compliance organisation) search everything; a patient or an active delegate searches with patient=<own wallet> only.",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": "patient", "type": "reference"},
+                {"name": "agent", "type": "reference"},
+                {"name": "date", "type": "date"},
+                {"name": "outcome", "type": "token"},
+                {"name": "subtype", "type": "token"},
+                {"name": "action", "type": "token"},
+                {"name": "entity", "type": "reference"},
+                {"name": "purpose", "type": "token"},
+                {"name": "_count", "type": "number"},
+                {"name": "_sort", "type": "string", "documentation": "date or -date"}
+            ],
+            "operation": [
+                op("export", "GET AuditEvent/$export?from=&to= (sequence numbers): the audit log as streamed NDJSON. Compliance staff only."),
+                op("verify", "GET AuditEvent/$verify: recomputes the hash chain and every root anchored in AuditAnchor; reports the first missing or tampered row. Compliance staff only."),
+                op("proof", "GET AuditEvent/[seq]/$proof: the Merkle inclusion proof of an anchored row, its batch and anchoring transaction, checked on chain."),
+                op("break-glass-queue", "GET AuditEvent/$break-glass-queue: break-glass sessions not reviewed yet. Compliance staff only."),
+                op("break-glass-review", "POST AuditEvent/$break-glass-review with Parameters session + outcome (justified | unjustified | inconclusive). Compliance staff only; audited.")
+            ]
+        }),
+        json!({
+            "type": "Consent",
+            "documentation": "Current and past consents from the index of ConsentRegistry events, each with its chain proof (transaction hash, block, log index). The patient, an active delegate and compliance staff may search.",
+            "interaction": [{"code": "search-type"}],
+            "searchParam": [{"name": "patient", "type": "reference"}]
+        }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn capability_names_the_compliance_routes() {
+        let cs = crate::fhir::capability::statement("http://127.0.0.1:8080", "0.1.0");
+        let resources = cs["rest"][0]["resource"].as_array().expect("resources");
+        let audit = resources
+            .iter()
+            .find(|r| r["type"] == "AuditEvent")
+            .expect("AuditEvent entry");
+        let ops: Vec<&str> = audit["operation"]
+            .as_array()
+            .expect("operations")
+            .iter()
+            .filter_map(|o| o["name"].as_str())
+            .collect();
+        assert_eq!(
+            ops,
+            [
+                "export",
+                "verify",
+                "proof",
+                "break-glass-queue",
+                "break-glass-review"
+            ]
+        );
+        assert!(resources.iter().any(|r| r["type"] == "Consent"));
+    }
+}
