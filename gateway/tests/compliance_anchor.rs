@@ -121,6 +121,20 @@ async fn anchoring_across_restarts_leaves_no_gap_and_no_overlap() {
     assert_eq!(report.anchored_to, 23);
 }
 
+/// Runs the `carechain-audit` binary; returns (success, stdout as JSON).
+async fn cli(chain: &TestChain, db: &str, args: &[&str]) -> (bool, serde_json::Value) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_carechain-audit"))
+        .env("DATABASE_URL", db)
+        .env("CARECHAIN_RPC_URL", &chain.rpc_url)
+        .env("CARECHAIN_MANIFEST", &chain.manifest_path)
+        .args(args)
+        .output()
+        .await
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), json)
+}
+
 /// A superuser connection with the append-only triggers switched off (as an attacker with
 /// database access would).
 async fn tamper(
@@ -164,6 +178,12 @@ async fn verification_finds_changed_and_deleted_rows() {
     let report = verify_audit_log(&pool, &anchors).await.unwrap();
     assert!(report.ok(), "{report:?}");
     assert!(report.batches_checked >= 2);
+    let (ok, json) = cli(&chain, &db, &["verify"]).await;
+    assert!(ok, "{json}");
+    assert_eq!(json["problem"], serde_json::Value::Null);
+    let (ok, json) = cli(&chain, &db, &["proof", "--seq", "3"]).await;
+    assert!(ok, "{json}");
+    assert_eq!(json["verifiedOnChain"], true);
 
     // The endpoint: compliance only.
     let (status, body) = get(&gw, &officer_token, "/AuditEvent/$verify").await;
@@ -217,6 +237,10 @@ async fn verification_finds_changed_and_deleted_rows() {
     let report = verify_audit_log(&pool, &anchors).await.unwrap();
     let problem = report.problem.unwrap();
     assert_eq!((problem.seq, problem.kind), (3, ProblemKind::Tampered));
+    let (ok, json) = cli(&chain, &db, &["verify"]).await;
+    assert!(!ok);
+    assert_eq!(json["problem"]["seq"], 3);
+    assert_eq!(json["problem"]["kind"], "tampered");
     let (status, body) = get(&gw, &officer_token, "/AuditEvent/$verify").await;
     assert_eq!(status, 200);
     assert_eq!(param(&body, "result"), false);
