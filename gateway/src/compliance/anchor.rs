@@ -276,7 +276,8 @@ impl Anchorer {
              SELECT b.from_seq::bigint, b.to_seq::bigint, b.root, 'anchored', b.gateway, b.tx_hash,
                     b.batch_id::bigint, b.block_number, now()
              FROM audit_batches b
-             WHERE b.chain_id = $1
+             WHERE b.chain_id = $1 AND b.to_seq > (
+               SELECT COALESCE(max(to_seq), 0) FROM gateway_audit_anchors WHERE state = 'anchored')
              ON CONFLICT DO NOTHING",
         )
         .bind(chain_id)

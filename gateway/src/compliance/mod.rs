@@ -120,10 +120,11 @@ impl Compliance {
         let chain_id = i64::try_from(self.chain_id)
             .map_err(|_| ComplianceError::Chain("chain id out of range".into()))?;
         let blocks: Vec<i64> = sqlx::query_scalar(
+            // The indexer appends blocks in order: only blocks above the newest known time
+            // can lack one (a reorg's replaced blocks keep their old time; see the README).
             "SELECT DISTINCT c.block_number FROM gateway_chain_audit_events c
-             WHERE c.chain_id = $1 AND NOT EXISTS (
-               SELECT 1 FROM gateway_block_times t
-               WHERE t.chain_id = c.chain_id AND t.block_number = c.block_number)
+             WHERE c.chain_id = $1 AND c.block_number > COALESCE(
+               (SELECT max(block_number) FROM gateway_block_times WHERE chain_id = $1), -1)
              ORDER BY c.block_number LIMIT 200",
         )
         .bind(chain_id)
