@@ -5,6 +5,7 @@
 mod common;
 mod compliance_support;
 
+use carechain_gateway::compliance::verify::{ProblemKind, verify_audit_log};
 use common::{TestChain, TestGateway, TestIndexer, fresh_database};
 use compliance_support::*;
 
@@ -22,6 +23,57 @@ async fn export_streams_a_large_range_to_compliance_only() {
     let officer_t = gw.sign_in(&officer).await;
     let doctor_t = gw.sign_in(&practitioner).await;
     let patient_t = gw.sign_in(&patient).await;
+
+    // A few hundred properly chained rows through the gateway's own writer: verification
+    // hashes them page by page on every core and finds nothing.
+    for _ in 0..300 {
+        gw.state
+            .audit()
+            .append(carechain_gateway::audit::AuditRecord {
+                subtype: "read".into(),
+                action: 'R',
+                status: 200,
+                method: "GET".into(),
+                patient: Some("0x00000000000000000000000000000000000000aa".into()),
+                recorded: chrono::Utc::now(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let anchors = reader(&chain);
+    let report = verify_audit_log(&gw.pool, &anchors).await.unwrap();
+    assert!(report.ok(), "{report:?}");
+    let base = report.last_seq;
+    assert!(base > 300);
+    // A row changed in the middle of a page is named, not just "somewhere in the page".
+    let mut tx = gw.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE gateway_audit_log SET http_status = 500, event = jsonb_set(event, '{outcome}', '\"8\"') WHERE seq = 200")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let problem = verify_audit_log(&gw.pool, &anchors)
+        .await
+        .unwrap()
+        .problem
+        .unwrap();
+    assert_eq!((problem.seq, problem.kind), (200, ProblemKind::Tampered));
+    let mut tx = gw.pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE gateway_audit_log SET http_status = 200, event = jsonb_set(event, '{outcome}', '\"0\"') WHERE seq = 200")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(verify_audit_log(&gw.pool, &anchors).await.unwrap().ok());
 
     // 100,000 more rows, appended after the ones the requests above wrote (no request is in
     // flight). Export does not check the chain, so the hashes are only unique placeholders.
@@ -44,6 +96,16 @@ async fn export_streams_a_large_range_to_compliance_only() {
         .await
         .unwrap();
     assert!(last > ROWS);
+    // Their placeholder hashes do not chain: the first of them is reported.
+    let problem = verify_audit_log(&gw.pool, &anchors)
+        .await
+        .unwrap()
+        .problem
+        .unwrap();
+    assert_eq!(
+        (problem.seq, problem.kind),
+        (base + 1, ProblemKind::BrokenLink)
+    );
 
     // Everyone else is refused.
     for token in [&doctor_t, &patient_t] {
