@@ -180,6 +180,15 @@ async fn audit_events_consents_and_break_glass_review() {
     let bg = &b["entry"][0]["resource"];
     assert_eq!(bg["purposeOfEvent"][0]["coding"][0]["code"], "ETREAT");
     assert!(bg["entity"].to_string().contains("tx-hash"));
+    let bg_id = bg["id"].as_str().unwrap().to_owned();
+    assert!(bg_id.starts_with("chain-"));
+    let (s, e) = get(&gw, &patient_t, &format!("/AuditEvent/{bg_id}")).await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(e["subtype"][0]["code"], "break-glass-open");
+    let (s, _) = get(&gw, &other_t, &format!("/AuditEvent/{bg_id}")).await;
+    assert_eq!(s, 404);
+    let (s, _) = get(&gw, &officer_t, "/AuditEvent/chain-1-2").await;
+    assert_eq!(s, 404);
     let (_, b) = get(
         &gw,
         &officer_t,

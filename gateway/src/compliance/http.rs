@@ -370,6 +370,12 @@ async fn break_glass_review(
                     .as_str()
                     .or_else(|| p["valueCode"].as_str())
                     .map(str::to_owned)
+                    .or_else(|| {
+                        p["valueUnsignedInt"]
+                            .as_u64()
+                            .or_else(|| p["valueInteger"].as_u64())
+                            .map(|n| n.to_string())
+                    })
             })
         })
     };
