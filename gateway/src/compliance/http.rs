@@ -479,41 +479,48 @@ async fn consent_search(
     ))
 }
 
-/// The CapabilityStatement entries of the compliance routes.
-pub fn capability_resources() -> Vec<Value> {
-    let op = |name: &str, doc: &str| json!({"name": name, "definition": format!("urn:carechain:operation:{name}"), "documentation": doc});
-    vec![
-        json!({
-            "type": "AuditEvent",
-            "documentation": "The gateway's hash-chained audit log (ids are sequence numbers) and the chain's consent, delegate, break-glass and membership events (ids chain-<chain>-<block>-<log>). Compliance staff (active keys of an active Compliance organisation) search everything; a patient or an active delegate searches with patient=<own wallet> only.",
-            "interaction": [{"code": "read"}, {"code": "search-type"}],
-            "searchParam": [
-                {"name": "patient", "type": "reference"},
-                {"name": "agent", "type": "reference"},
-                {"name": "date", "type": "date"},
-                {"name": "outcome", "type": "token"},
-                {"name": "subtype", "type": "token"},
-                {"name": "action", "type": "token"},
-                {"name": "entity", "type": "reference"},
-                {"name": "purpose", "type": "token"},
-                {"name": "_count", "type": "number"},
-                {"name": "_sort", "type": "string", "documentation": "date or -date"}
-            ],
-            "operation": [
-                op("export", "GET AuditEvent/$export?from=&to= (sequence numbers): the audit log as streamed NDJSON. Compliance staff only."),
-                op("verify", "GET AuditEvent/$verify: recomputes the hash chain and every root anchored in AuditAnchor; reports the first missing or tampered row. Compliance staff only."),
-                op("proof", "GET AuditEvent/[seq]/$proof: the Merkle inclusion proof of an anchored row, its batch and anchoring transaction, checked on chain."),
-                op("break-glass-queue", "GET AuditEvent/$break-glass-queue: break-glass sessions not reviewed yet. Compliance staff only."),
-                op("break-glass-review", "POST AuditEvent/$break-glass-review with Parameters session + outcome (justified | unjustified | inconclusive). Compliance staff only; audited.")
-            ]
-        }),
-        json!({
+/// Adds the compliance routes to the CapabilityStatement's resources: an AuditEvent entry,
+/// and on the Consent entry the search that the chain's index answers.
+pub fn amend_capability(resources: &mut Vec<Value>) {
+    let consent_doc = "Search (GET Consent?patient=) returns current and past consents from the index of ConsentRegistry events, each with its chain proof (transaction hash, block, log index); the patient, an active delegate and compliance staff may search. Stored Consent documents are read by id.";
+    match resources.iter_mut().find(|r| r["type"] == "Consent") {
+        Some(consent) => {
+            consent["documentation"] = json!(consent_doc);
+            consent["searchParam"] = json!([{"name": "patient", "type": "reference"}]);
+            consent["searchInclude"] = json!([]);
+        }
+        None => resources.push(json!({
             "type": "Consent",
-            "documentation": "Current and past consents from the index of ConsentRegistry events, each with its chain proof (transaction hash, block, log index). The patient, an active delegate and compliance staff may search.",
+            "documentation": consent_doc,
             "interaction": [{"code": "search-type"}],
             "searchParam": [{"name": "patient", "type": "reference"}]
-        }),
-    ]
+        })),
+    }
+    let op = |name: &str, doc: &str| json!({"name": name, "definition": format!("urn:carechain:operation:{name}"), "documentation": doc});
+    resources.push(json!({
+        "type": "AuditEvent",
+        "documentation": "The gateway's hash-chained audit log (ids are sequence numbers) and the chain's consent, delegate, break-glass and membership events (ids chain-<chain>-<block>-<log>). Compliance staff (active keys of an active Compliance organisation) search everything; a patient or an active delegate searches with patient=<own wallet> only.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [
+            {"name": "patient", "type": "reference"},
+            {"name": "agent", "type": "reference"},
+            {"name": "date", "type": "date"},
+            {"name": "outcome", "type": "token"},
+            {"name": "subtype", "type": "token"},
+            {"name": "action", "type": "token"},
+            {"name": "entity", "type": "reference"},
+            {"name": "purpose", "type": "token"},
+            {"name": "_count", "type": "number"},
+            {"name": "_sort", "type": "string", "documentation": "date or -date"}
+        ],
+        "operation": [
+            op("export", "GET AuditEvent/$export?from=&to= (sequence numbers): the audit log as streamed NDJSON. Compliance staff only."),
+            op("verify", "GET AuditEvent/$verify: recomputes the hash chain and every root anchored in AuditAnchor; reports the first missing or tampered row. Compliance staff only."),
+            op("proof", "GET AuditEvent/[seq]/$proof: the Merkle inclusion proof of an anchored row, its batch and anchoring transaction, checked on chain."),
+            op("break-glass-queue", "GET AuditEvent/$break-glass-queue: break-glass sessions not reviewed yet. Compliance staff only."),
+            op("break-glass-review", "POST AuditEvent/$break-glass-review with Parameters session + outcome (justified | unjustified | inconclusive). Compliance staff only; audited.")
+        ]
+    }));
 }
 
 #[cfg(test)]
@@ -543,6 +550,11 @@ mod tests {
                 "break-glass-review"
             ]
         );
-        assert!(resources.iter().any(|r| r["type"] == "Consent"));
+        let consents: Vec<_> = resources
+            .iter()
+            .filter(|r| r["type"] == "Consent")
+            .collect();
+        assert_eq!(consents.len(), 1, "one entry per type");
+        assert_eq!(consents[0]["searchParam"][0]["name"], "patient");
     }
 }

@@ -81,7 +81,7 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
             })
             .collect()
     };
-    resources.extend(crate::compliance::http::capability_resources());
+    crate::compliance::http::amend_capability(&mut resources);
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -129,11 +129,8 @@ mod tests {
         assert_eq!(cs["resourceType"], "CapabilityStatement");
         assert_eq!(cs["fhirVersion"], "4.0.1");
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
-        // AuditEvent and Consent are the compliance routes' own entries.
-        for resource in resources
-            .iter()
-            .filter(|r| r["type"] != "AuditEvent" && r["type"] != "Consent")
-        {
+        // AuditEvent is the compliance routes' own entry.
+        for resource in resources.iter().filter(|r| r["type"] != "AuditEvent") {
             let interactions = resource["interaction"].as_array().expect("interactions");
             assert_eq!(interactions.len(), SUPPORTED.len());
         }
