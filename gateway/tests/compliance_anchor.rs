@@ -331,3 +331,30 @@ async fn verification_finds_changed_and_deleted_rows() {
     assert_eq!(problem.kind, ProblemKind::RootMismatch);
     assert_eq!((problem.seq, problem.batch_id), (1, Some(1)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_batch_is_anchored_once_old_enough() {
+    let chain = TestChain::start().await;
+    let db = fresh_database().await;
+    let _indexer = TestIndexer::start(&chain, &db).await;
+    let key = registered_anchor_key(&chain).await;
+    let hex = alloy::hex::encode(key.to_bytes());
+    // Far fewer rows than a batch: only the age trigger can anchor them.
+    let gw = common::TestGateway::start_with(&chain, &db, |c| {
+        c.compliance.audit_anchor_key = Some(hex);
+        c.compliance.audit_anchor_rows = 1000;
+        c.compliance.audit_anchor_interval_ms = 300;
+        c.compliance.audit_anchor_poll_ms = 50;
+    })
+    .await;
+    for _ in 0..3 {
+        metadata(&gw).await;
+    }
+    let pool = gw.pool.clone();
+    eventually(|| async { anchored_to(&pool).await >= 3 }).await;
+    gw.stop().await;
+    let batches = reader(&chain).batches().await.unwrap();
+    assert_eq!(batches[0].from_seq, 1);
+    assert!(batches[0].to_seq >= 3 && batches[0].to_seq < 1000);
+    assert!(verify_audit_log(&pool, &reader(&chain)).await.unwrap().ok());
+}
