@@ -387,6 +387,26 @@ async fn audit_events_consents_and_break_glass_review() {
     );
     let (s, _) = get(&gw, &other_t, &format!("/Consent?patient={pa}")).await;
     assert_eq!(s, 403);
+    // Only the search is the chain's: other methods still reach the record store.
+    let (s, b) = post(
+        &gw,
+        &patient_t,
+        "/Consent",
+        &json!({"resourceType": "Patient"}),
+    )
+    .await;
+    assert_eq!(s, 400, "the records' type check answered: {b}");
+    assert!(b.to_string().contains("resourceType"), "{b}");
+    let r = gw
+        .http
+        .delete(gw.url("/Consent"))
+        .bearer_auth(&patient_t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["resourceType"], "OperationOutcome");
     eventually(|| async {
         let (_, b) = get(
             &gw,

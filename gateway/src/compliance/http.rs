@@ -28,8 +28,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-/// The compliance routes (merged into the gateway's router).
-pub fn routes() -> Router<AppState> {
+/// The compliance routes (merged into the gateway's router). `records` serves what
+/// `/Consent` does not: every method but GET (creating a stored Consent document).
+pub fn routes(records: Router) -> Router<AppState> {
     Router::new()
         .route("/AuditEvent", get(search))
         .route("/AuditEvent/$export", get(export))
@@ -38,7 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/AuditEvent/$break-glass-review", post(break_glass_review))
         .route("/AuditEvent/{id}", get(read))
         .route("/AuditEvent/{id}/$proof", get(proof))
-        .route("/Consent", get(consent_search))
+        .route("/Consent", get(consent_search).fallback_service(records))
 }
 
 /// Break-glass review outcome codes.
