@@ -132,7 +132,7 @@ impl Anchorer {
     pub fn spawn(self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
             let mut lock: Option<PgConnection> = None;
-            loop {
+            while !stop.is_cancelled() {
                 if lock.is_none() {
                     lock = self.try_lock().await;
                 }

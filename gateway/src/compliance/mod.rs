@@ -100,7 +100,7 @@ impl Compliance {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            loop {
+            while !stop.is_cancelled() {
                 match this.fill_block_times(&pool).await {
                     Ok(n) if n > 0 => continue,
                     Ok(_) => {}
