@@ -399,8 +399,9 @@ fn render(row: EventRow) -> Value {
     event
 }
 
-/// Rows exported per database round trip.
-const EXPORT_PAGE: i64 = 2000;
+/// Rows exported per database round trip, and per body chunk (about 1 MB): pages of 2000
+/// rows (4 MB chunks) streamed ten times slower in the release profile.
+const EXPORT_PAGE: i64 = 500;
 
 /// The audit log rows `from..=to` as NDJSON (one stored AuditEvent per line), fetched page by
 /// page as the client reads: memory stays bounded by one page whatever the range.
