@@ -151,6 +151,9 @@ pub struct GatewayConfig {
         default_value_t = false
     )]
     pub bench_skip_consent: bool,
+    /// Compliance: audit anchoring.
+    #[command(flatten)]
+    pub compliance: crate::compliance::ComplianceConfig,
 }
 
 impl GatewayConfig {
@@ -190,6 +193,7 @@ impl GatewayConfig {
             relay_key: None,
             relay_per_patient_per_hour: 20,
             bench_skip_consent: false,
+            compliance: crate::compliance::ComplianceConfig::default(),
         }
     }
 
@@ -224,6 +228,7 @@ impl GatewayConfig {
         }
         self.audit_role()?;
         self.parsed_service_keys()?;
+        self.compliance.anchor_signer()?;
         Ok(())
     }
 

@@ -15,11 +15,14 @@
 //! - [`crypto`], [`store`], [`jcs`]: envelope encryption, the record store, RFC 8785 hashing;
 //! - [`fhir`]: FHIR dates, resource helpers and the CapabilityStatement;
 //! - [`relay`]: gas-free consent (signed grants and revocations submitted with the gateway's key);
+//! - [`compliance`]: audit anchoring, verification, AuditEvent search and export, consent
+//!   history, break-glass review;
 //! - [`http`]: the axum router (thin handlers over the modules above).
 
 pub mod audit;
 pub mod auth;
 pub mod chain;
+pub mod compliance;
 pub mod config;
 pub mod consent;
 pub mod crypto;
@@ -78,6 +81,9 @@ pub enum GatewayError {
     /// The chain client could not be built.
     #[error(transparent)]
     Chain(#[from] chain::ChainError),
+    /// The compliance services could not be set up.
+    #[error(transparent)]
+    Compliance(#[from] compliance::ComplianceError),
     /// The listening socket failed.
     #[error("listen on {addr}: {source}")]
     Listen {
@@ -110,6 +116,7 @@ struct StateInner {
     hasher: TokenHasher,
     relay: Option<relay::Relay>,
     nonces: auth::NonceLimiter,
+    compliance: Option<compliance::Compliance>,
 }
 
 impl AppState {
@@ -164,6 +171,10 @@ impl AppState {
     /// The gas-free consent submitter, when a relay key is configured.
     pub fn relay(&self) -> Option<&relay::Relay> {
         self.inner.relay.as_ref()
+    }
+    /// The compliance services (`None` only in states built without them).
+    pub fn compliance(&self) -> Option<&compliance::Compliance> {
+        self.inner.compliance.as_ref()
     }
 }
 
@@ -266,6 +277,13 @@ impl Gateway {
                 name: "relay_key",
                 reason: e.to_string(),
             })?;
+        let compliance = compliance::start(
+            &config,
+            &pool,
+            manifest.contracts.audit_anchor,
+            manifest.chain_id,
+            background.clone(),
+        )?;
         let secret = kek.derive(b"carechain/gateway-secret");
         let state = AppState {
             inner: Arc::new(StateInner {
@@ -280,6 +298,7 @@ impl Gateway {
                 )),
                 hasher: TokenHasher::new(&secret),
                 nonces: auth::NonceLimiter::new(config.nonces_per_minute),
+                compliance: Some(compliance),
                 auth,
                 kek,
                 relay,

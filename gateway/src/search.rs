@@ -370,6 +370,25 @@ impl CursorCodec {
         serde_json::from_slice(&json).ok()
     }
 
+    /// Seals other paging state (the compliance searches' cursors) under the same key; `aad`
+    /// names the kind of state, so one kind never opens as another.
+    pub fn seal_state<T: serde::Serialize>(
+        &self,
+        state: &T,
+        aad: &[u8],
+    ) -> Result<String, AppError> {
+        let json = serde_json::to_vec(state).map_err(AppError::internal)?;
+        let sealed = self.key.seal(&json, aad).map_err(AppError::internal)?;
+        Ok(URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    /// Opens state sealed by [`Self::seal_state`] with the same `aad`.
+    pub fn open_state<T: serde::de::DeserializeOwned>(&self, token: &str, aad: &[u8]) -> Option<T> {
+        let sealed = URL_SAFE_NO_PAD.decode(token).ok()?;
+        let json = self.key.open(&sealed, aad).ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
     /// Opens a cursor for `requester`; returns the query and the keyset position.
     pub fn resume(
         &self,

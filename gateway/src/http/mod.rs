@@ -48,6 +48,12 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/nonce", post(auth::nonce))
         .route("/auth/login", post(auth::login))
         .route("/relay/consent", post(relay::submit))
+        // `GET /Consent` is served from the chain's index; its other methods reach the records.
+        .merge(crate::compliance::http::routes(
+            fhir::routes()
+                .method_not_allowed_fallback(method_not_allowed)
+                .with_state(state.clone()),
+        ))
         .merge(fhir::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)

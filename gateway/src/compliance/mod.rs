@@ -1,0 +1,198 @@
+//! Compliance: the audit log anchored on chain and verified, searched and exported by
+//! compliance staff, and shown to patients ("who accessed my data").
+//!
+//! - [`anchor`]: the background task anchoring audit batches in `AuditAnchor`;
+//! - [`verify`]: full verification and inclusion proofs (a library the CLI calls too);
+//! - [`events`]: the AuditEvent index (gateway rows and chain events) and its search;
+//! - [`access`]: who may see what (compliance members, patients, delegates);
+//! - [`http`]: the routes.
+
+pub mod access;
+pub mod anchor;
+pub mod config;
+pub mod consents;
+pub mod events;
+pub mod http;
+pub mod verify;
+
+pub use config::ComplianceConfig;
+
+use alloy::{eips::BlockNumberOrTag, primitives::Address, providers::Provider};
+use sqlx::PgPool;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Why a compliance operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ComplianceError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The chain failed or answered something unexpected.
+    #[error("chain: {0}")]
+    Chain(String),
+    /// An audit row is missing.
+    #[error("audit row {0} is missing")]
+    Missing(u64),
+    /// An audit row does not verify.
+    #[error("audit row {0} does not verify")]
+    Tampered(u64),
+}
+
+impl From<ComplianceError> for crate::error::AppError {
+    fn from(err: ComplianceError) -> Self {
+        match err {
+            ComplianceError::Chain(_) => {
+                tracing::warn!(%err, "compliance chain call failed");
+                Self::Unavailable("the chain is unreachable (fail closed)")
+            }
+            ComplianceError::Missing(_) | ComplianceError::Tampered(_) => {
+                tracing::error!(%err, "audit log integrity failure");
+                Self::Integrity
+            }
+            ComplianceError::Database(e) => Self::internal(e),
+        }
+    }
+}
+
+/// The compliance part of the gateway's state.
+#[derive(Debug, Clone)]
+pub struct Compliance {
+    anchors: verify::AnchorReader,
+    chain_id: u64,
+}
+
+impl Compliance {
+    /// Reads `AuditAnchor` at `contract` through `rpc_url`.
+    pub fn new(
+        rpc_url: &str,
+        contract: Address,
+        chain_id: u64,
+        timeout: Duration,
+    ) -> Result<Self, ComplianceError> {
+        Ok(Self {
+            anchors: verify::AnchorReader::new(rpc_url, contract, timeout)?,
+            chain_id,
+        })
+    }
+
+    /// Read access to `AuditAnchor`.
+    pub fn anchors(&self) -> &verify::AnchorReader {
+        &self.anchors
+    }
+
+    /// The chain.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// Starts the background tasks: block times of chain events (always) and, with a key,
+    /// audit anchoring.
+    pub fn spawn_background(
+        &self,
+        pool: PgPool,
+        anchorer: Option<anchor::Anchorer>,
+        poll: Duration,
+        stop: CancellationToken,
+    ) {
+        if let Some(anchorer) = anchorer {
+            anchorer.spawn(stop.clone());
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                match this.fill_block_times(&pool).await {
+                    Ok(n) if n > 0 => continue,
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(%err, "block times of chain events not fetched"),
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(poll) => {}
+                }
+            }
+        });
+    }
+
+    /// Fetches the timestamps of up to 200 blocks holding chain events served as AuditEvents;
+    /// returns how many were stored.
+    pub async fn fill_block_times(&self, pool: &PgPool) -> Result<usize, ComplianceError> {
+        let chain_id = i64::try_from(self.chain_id)
+            .map_err(|_| ComplianceError::Chain("chain id out of range".into()))?;
+        let blocks: Vec<i64> = sqlx::query_scalar(
+            // The indexer appends blocks in order: only blocks above the newest known time
+            // can lack one (a reorg's replaced blocks keep their old time; see the README).
+            "SELECT DISTINCT c.block_number FROM gateway_chain_audit_events c
+             WHERE c.chain_id = $1 AND c.block_number > COALESCE(
+               (SELECT max(block_number) FROM gateway_block_times WHERE chain_id = $1), -1)
+             ORDER BY c.block_number LIMIT 200",
+        )
+        .bind(chain_id)
+        .fetch_all(pool)
+        .await?;
+        let provider = self.anchors.provider();
+        let mut numbers = Vec::with_capacity(blocks.len());
+        let mut times = Vec::with_capacity(blocks.len());
+        for number in blocks {
+            let block = provider
+                .get_block_by_number(BlockNumberOrTag::Number(number as u64))
+                .await
+                .map_err(|e| ComplianceError::Chain(e.to_string()))?
+                .ok_or_else(|| ComplianceError::Chain(format!("block {number} not found")))?;
+            let ts = chrono::DateTime::<chrono::Utc>::from_timestamp(
+                i64::try_from(block.header.timestamp).unwrap_or(i64::MAX),
+                0,
+            )
+            .ok_or_else(|| ComplianceError::Chain("block time out of range".into()))?;
+            numbers.push(number);
+            times.push(ts);
+        }
+        let n = numbers.len();
+        if n > 0 {
+            sqlx::query(
+                "INSERT INTO gateway_block_times (chain_id, block_number, block_time)
+                 SELECT $1, b, t FROM UNNEST($2::bigint[], $3::timestamptz[]) AS x(b, t)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(chain_id)
+            .bind(&numbers)
+            .bind(&times)
+            .execute(pool)
+            .await?;
+        }
+        Ok(n)
+    }
+}
+
+/// Sets up the compliance services from the gateway's configuration and starts their
+/// background tasks (stopped by `stop`).
+pub fn start(
+    config: &crate::GatewayConfig,
+    pool: &PgPool,
+    audit_anchor: Address,
+    chain_id: u64,
+    stop: CancellationToken,
+) -> Result<Compliance, crate::GatewayError> {
+    let timeout = Duration::from_millis(config.chain_timeout_ms);
+    let compliance = Compliance::new(&config.rpc_url, audit_anchor, chain_id, timeout)?;
+    let settings = &config.compliance;
+    let poll = Duration::from_millis(settings.audit_anchor_poll_ms);
+    let anchorer = match settings.anchor_signer()? {
+        None => None,
+        Some(signer) => Some(anchor::Anchorer::new(
+            pool.clone(),
+            &config.rpc_url,
+            audit_anchor,
+            chain_id,
+            signer,
+            anchor::AnchorSettings {
+                batch_rows: settings.audit_anchor_rows,
+                max_age: Duration::from_millis(settings.audit_anchor_interval_ms),
+                poll,
+                chain_timeout: timeout,
+            },
+        )?),
+    };
+    compliance.spawn_background(pool.clone(), anchorer, poll, stop);
+    Ok(compliance)
+}
