@@ -448,10 +448,22 @@ pub(crate) async fn records(
     args: &GatewayArgs,
     patient: Option<Address>,
     types: &str,
+    purpose: Option<carechain_contracts::Purpose>,
     json_out: bool,
 ) -> eyre::Result<()> {
     let token = load_token(args)?;
     let patient = patient.unwrap_or(token.address);
+    // A patient or delegate reads at the patient's request; a member key, for treatment.
+    let purpose = purpose.map_or_else(
+        || {
+            if token.role.eq_ignore_ascii_case("member") {
+                "TREAT".to_owned()
+            } else {
+                "PATRQT".to_owned()
+            }
+        },
+        |p| p.code().to_owned(),
+    );
     let http = client()?;
     let mut all = Vec::new();
     for kind in types.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -461,7 +473,7 @@ pub(crate) async fn records(
             token.gateway,
             kind.code()
         );
-        let found = search_all(&http, &token, url, "PATRQT", &format!("searching {kind}")).await?;
+        let found = search_all(&http, &token, url, &purpose, &format!("searching {kind}")).await?;
         all.extend(found);
     }
     if json_out {

@@ -123,6 +123,9 @@ enum Command {
         /// The patient (default: the signed-in address).
         #[arg(long)]
         patient: Option<Address>,
+        /// Purpose of use [default: PATRQT for a patient or delegate, TREAT for a member key].
+        #[arg(long)]
+        purpose: Option<Purpose>,
         /// Print one FHIR searchset Bundle.
         #[arg(long)]
         json: bool,
@@ -920,9 +923,10 @@ async fn run(command: Command) -> eyre::Result<()> {
         Command::Records {
             types,
             patient,
+            purpose,
             json,
             gateway,
-        } => gateway::records(&gateway, patient, &types, json).await,
+        } => gateway::records(&gateway, patient, &types, purpose, json).await,
         Command::AccessLog {
             patient,
             since,

@@ -1,0 +1,401 @@
+//! The demo story, exactly as the stack's walkthrough tells it, through the CLI and HTTP only:
+//! Alice grants Hospital B access to her Observations for treatment; Dr B reads them; Alice
+//! revokes; Dr B is denied; compliance sees all of it in the audit log, and Alice sees who
+//! accessed her data. Then: a gas-free consent through the gateway, a delegate acting for a
+//! patient, and a break-glass access with its compliance review.
+#![allow(missing_docs)]
+
+use carechain_e2e::{Stack, StackPlace, stdout_json};
+use serde_json::{Value, json};
+use std::process::Output;
+
+fn ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+struct Persona<'a> {
+    stack: &'a Stack,
+    key: String,
+    token_file: String,
+}
+
+impl<'a> Persona<'a> {
+    fn new(stack: &'a Stack, name: &str) -> Self {
+        Self {
+            stack,
+            key: stack.var(&format!("{name}_KEY")),
+            token_file: stack
+                .place
+                .dir
+                .join(format!("{}.token", name.to_lowercase()))
+                .to_string_lossy()
+                .into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.stack.cli(
+            args,
+            &[
+                ("CARECHAIN_PRIVATE_KEY", &self.key),
+                ("CARECHAIN_TOKEN_FILE", &self.token_file),
+            ],
+        )
+    }
+
+    fn login(&self) {
+        ok(&self.run(&["login"]), "carechain login");
+    }
+
+    fn token(&self) -> String {
+        let text = std::fs::read_to_string(&self.token_file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", self.token_file));
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        value["access_token"]
+            .as_str()
+            .or(value["token"].as_str())
+            .or(value.as_str())
+            .unwrap_or_else(|| panic!("no token in {text}"))
+            .trim()
+            .to_owned()
+    }
+}
+
+async fn http(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    purpose: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(purpose) = purpose {
+        request = request.header("X-Purpose-Of-Use", purpose);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(url: &str, token: &str, purpose: Option<&str>) -> (u16, Value) {
+    http(reqwest::Method::GET, url, Some(token), purpose, None).await
+}
+
+/// GET until the answer has `status`: the gateway decides at the block the indexer has
+/// reached, so a consent change applies from the first request after the indexer has seen
+/// its block (the stack's indexer polls every second).
+async fn get_once_indexed(url: &str, token: &str, purpose: Option<&str>, status: u16) -> Value {
+    let mut last = (0, Value::Null);
+    for _ in 0..50 {
+        last = get(url, token, purpose).await;
+        if last.0 == status {
+            return last.1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("{url} never answered {status}; last {}: {}", last.0, last.1);
+}
+
+fn entries(bundle: &Value) -> Vec<Value> {
+    bundle["entry"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_story_through_the_cli_and_http() {
+    let place = StackPlace::new("story");
+    let stack = Stack::start(&place, true);
+    let gateway = stack.gateway();
+    let alice_address = stack.var("ALICE_ADDRESS").to_lowercase();
+    let hospital_b = stack.var("HOSPITAL_B_ADDRESS");
+    let alice = Persona::new(&stack, "ALICE");
+    let dr_b = Persona::new(&stack, "DR_B");
+    let auditor = Persona::new(&stack, "AUDITOR");
+    let observations = format!("{gateway}/Observation?patient={alice_address}");
+
+    // Before any consent, Hospital B may not read Alice's Observations.
+    dr_b.login();
+    let (status, denied) = get(&observations, &dr_b.token(), Some("TREAT")).await;
+    assert_eq!(status, 403, "{denied}");
+
+    // 1. Alice grants Hospital B read access to her Observations for treatment, for 30 days.
+    ok(
+        &alice.run(&[
+            "consent",
+            "grant",
+            "--grantee",
+            &hospital_b,
+            "--types",
+            "Observation",
+            "--purpose",
+            "TREAT",
+            "--for",
+            "30d",
+            "--yes",
+        ]),
+        "consent grant",
+    );
+    let listed = stdout_json(&alice.run(&["consent", "list", "--json"]));
+    assert!(
+        listed
+            .to_string()
+            .to_lowercase()
+            .contains(&hospital_b.to_lowercase()),
+        "{listed}"
+    );
+
+    // 2. Dr B reads them (the CLI and plain HTTP agree).
+    let bundle = get_once_indexed(&observations, &dr_b.token(), Some("TREAT"), 200).await;
+    assert_eq!(entries(&bundle).len(), 3, "{bundle}");
+    let records = ok(
+        &dr_b.run(&[
+            "records",
+            "--patient",
+            &alice_address,
+            "--type",
+            "Observation",
+            "--json",
+        ]),
+        "records",
+    );
+    let records: Value = serde_json::from_str(&records).unwrap_or(Value::Null);
+    assert_eq!(entries(&records).len(), 3, "{records}");
+    // Not for another purpose, and not her Conditions.
+    let (status, _) = get(&observations, &dr_b.token(), Some("HRESCH")).await;
+    assert_eq!(status, 403);
+    let (status, _) = get(
+        &format!("{gateway}/Condition?patient={alice_address}"),
+        &dr_b.token(),
+        Some("TREAT"),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // 3. Alice revokes; 4. Dr B is denied at the next request.
+    ok(
+        &alice.run(&["consent", "revoke", "--grantee", &hospital_b, "--yes"]),
+        "consent revoke",
+    );
+    let denied = get_once_indexed(&observations, &dr_b.token(), Some("TREAT"), 403).await;
+    assert_eq!(denied["resourceType"], "OperationOutcome");
+
+    // 5. Compliance sees all of it in the audit log: Dr B's allowed and denied reads.
+    auditor.login();
+    let (status, audit) = get(
+        &format!("{gateway}/AuditEvent?patient={alice_address}&_count=100"),
+        &auditor.token(),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{audit}");
+    let text = audit.to_string().to_lowercase();
+    let dr_b_address = stack.var("DR_B_ADDRESS").to_lowercase();
+    assert!(
+        text.contains(&dr_b_address),
+        "Dr B's reads are audited: {audit}"
+    );
+    let outcomes: Vec<String> = entries(&audit)
+        .iter()
+        .filter(|e| e.to_string().to_lowercase().contains(&dr_b_address))
+        .filter_map(|e| e["resource"]["outcome"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        outcomes.iter().any(|o| o == "0"),
+        "an allowed read: {outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().any(|o| o != "0"),
+        "a denied read: {outcomes:?}"
+    );
+
+    // ... and Alice sees who accessed her data.
+    alice.login();
+    let log = ok(&alice.run(&["access-log", "--json"]), "access-log");
+    assert!(log.to_lowercase().contains(&dr_b_address), "{log}");
+
+    let _ = stack.interrupt();
+    let _ = std::fs::remove_dir_all(&place.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
+    let place = StackPlace::new("more");
+    let stack = Stack::start(&place, true);
+    let gateway = stack.gateway();
+    let hospital_b = stack.var("HOSPITAL_B_ADDRESS");
+    let bob_address = stack.var("BOB_ADDRESS").to_lowercase();
+    let alice_address = stack.var("ALICE_ADDRESS").to_lowercase();
+    let carol_address = stack.var("CAROL_ADDRESS").to_lowercase();
+    let bob = Persona::new(&stack, "BOB");
+    let dave = Persona::new(&stack, "DAVE");
+    let dr_b = Persona::new(&stack, "DR_B");
+    let auditor = Persona::new(&stack, "AUDITOR");
+    dr_b.login();
+
+    // Gas-free: Bob signs with --sign-only and the gateway submits it with its own key.
+    let signed = stdout_json(&bob.run(&[
+        "consent",
+        "grant",
+        "--grantee",
+        &hospital_b,
+        "--types",
+        "Observation",
+        "--purpose",
+        "TREAT",
+        "--for",
+        "7d",
+        "--sign-only",
+        "--yes",
+    ]));
+    let signed_file = place.dir.join("bob-grant.json");
+    std::fs::write(&signed_file, signed.to_string()).unwrap_or_else(|e| panic!("write: {e}"));
+    let submitted = ok(
+        &stack.cli(
+            &[
+                "consent",
+                "submit",
+                "--via-gateway",
+                "--file",
+                &signed_file.to_string_lossy(),
+            ],
+            &[],
+        ),
+        "consent submit --via-gateway",
+    );
+    assert!(submitted.contains("transaction 0x"), "{submitted}");
+    get_once_indexed(
+        &format!("{gateway}/Observation?patient={bob_address}"),
+        &dr_b.token(),
+        Some("TREAT"),
+        200,
+    )
+    .await;
+    // The same signature again is refused before any gas is spent.
+    let (status, again) = http(
+        reqwest::Method::POST,
+        &format!("{gateway}/relay/consent"),
+        None,
+        None,
+        Some(&signed),
+    )
+    .await;
+    assert_eq!(status, 409, "{again}");
+
+    // A delegate acting for a patient: Dave grants Hospital B Alice's Conditions.
+    ok(
+        &dave.run(&[
+            "consent",
+            "grant",
+            "--patient",
+            &alice_address,
+            "--grantee",
+            &hospital_b,
+            "--types",
+            "Condition",
+            "--purpose",
+            "TREAT",
+            "--for",
+            "1d",
+            "--yes",
+        ]),
+        "consent grant by a delegate",
+    );
+    let bundle = get_once_indexed(
+        &format!("{gateway}/Condition?patient={alice_address}"),
+        &dr_b.token(),
+        Some("TREAT"),
+        200,
+    )
+    .await;
+    assert_eq!(entries(&bundle).len(), 1, "{bundle}");
+
+    // Break-glass: Dr B, without consent, opens an emergency session for Carol and reads for
+    // ETREAT; compliance finds it in the review queue and reviews it; Carol sees it.
+    let carol_obs = format!("{gateway}/Observation?patient={carol_address}");
+    let (status, _) = get(&carol_obs, &dr_b.token(), Some("ETREAT")).await;
+    assert_eq!(status, 403, "no break-glass session yet");
+    ok(
+        &dr_b.run(&[
+            "break-glass",
+            "open",
+            "--patient",
+            &carol_address,
+            "--reason",
+            "life-threatening",
+            "--for",
+            "1h",
+            "--yes",
+        ]),
+        "break-glass open",
+    );
+    get_once_indexed(&carol_obs, &dr_b.token(), Some("ETREAT"), 200).await;
+    let (status, _) = get(&carol_obs, &dr_b.token(), Some("TREAT")).await;
+    assert_eq!(status, 403, "break-glass counts only for ETREAT");
+
+    auditor.login();
+    let token = auditor.token();
+    let queue_url = format!("{gateway}/AuditEvent/$break-glass-queue");
+    let (status, queue) = get(&queue_url, &token, None).await;
+    assert_eq!(status, 200, "{queue}");
+    let session = entries(&queue)
+        .into_iter()
+        .map(|e| e["resource"].clone())
+        .find(|r| r.to_string().to_lowercase().contains(&carol_address))
+        .unwrap_or_else(|| panic!("Carol's session is in the review queue: {queue}"));
+    let id = session["parameter"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "session"))
+        .and_then(|p| p["valueString"].as_str())
+        .unwrap_or_else(|| panic!("a session number: {session}"))
+        .to_owned();
+    // Dr B is no compliance member: the queue is not theirs to see.
+    let (status, _) = get(&queue_url, &dr_b.token(), None).await;
+    assert_eq!(status, 403);
+    let (status, reviewed) = http(
+        reqwest::Method::POST,
+        &format!("{gateway}/AuditEvent/$break-glass-review"),
+        Some(&token),
+        None,
+        Some(&json!({
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "session", "valueString": id},
+                {"name": "outcome", "valueCode": "justified"}
+            ]
+        })),
+    )
+    .await;
+    assert!((200..300).contains(&status), "{status} {reviewed}");
+    let (status, queue) = get(&queue_url, &token, None).await;
+    assert_eq!(status, 200);
+    assert!(
+        !queue.to_string().to_lowercase().contains(&carol_address),
+        "reviewed sessions leave the queue: {queue}"
+    );
+    let carol = Persona::new(&stack, "CAROL");
+    carol.login();
+    let log = ok(&carol.run(&["access-log", "--json"]), "access-log");
+    assert!(
+        log.to_lowercase()
+            .contains(&stack.var("DR_B_ADDRESS").to_lowercase()),
+        "{log}"
+    );
+
+    let _ = stack.interrupt();
+    let _ = std::fs::remove_dir_all(&place.dir);
+}
