@@ -1,7 +1,8 @@
 //! The demo story, exactly as the stack's walkthrough tells it, through the CLI and HTTP only:
 //! Alice grants Hospital B access to her Observations for treatment; Dr B reads them; Alice
 //! revokes; Dr B is denied; compliance sees all of it in the audit log, and Alice sees who
-//! accessed her data. Then: a gas-free consent through the gateway, a delegate acting for a
+//! accessed her data. Then: a gas-free consent through the gateway (also signed by ethers from
+//! the `--sign-only` typed data, for wallet compatibility), a delegate acting for a
 //! patient, and a break-glass access with its compliance review.
 #![allow(missing_docs)]
 
@@ -110,6 +111,34 @@ async fn get_once_indexed(url: &str, token: &str, purpose: Option<&str>, status:
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     panic!("{url} never answered {status}; last {}: {}", last.0, last.1);
+}
+
+/// Signs `typed_data` with ethers (crates/cli/tests/js/sign-typed-data.cjs, Node.js and the
+/// `ethers` package from package-lock.json); returns `{signature, digest, address}`.
+fn sign_with_ethers(typed_data: &Value, key: &str) -> Value {
+    use std::io::Write;
+    let script = carechain_e2e::repo_root().join("crates/cli/tests/js/sign-typed-data.cjs");
+    let mut child = std::process::Command::new("node")
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run node: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(
+                json!({"typedData": typed_data, "privateKey": key})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap_or_else(|e| panic!("write to node: {e}"));
+    }
+    stdout_json(
+        &child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("node: {e}")),
+    )
 }
 
 fn entries(bundle: &Value) -> Vec<Value> {
@@ -295,6 +324,50 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
     )
     .await;
     assert_eq!(status, 409, "{again}");
+
+    // Wallet compatibility: the typed data of --sign-only, signed by another implementation
+    // (ethers, as a browser wallet's eth_signTypedData_v4 would), gives the same digest and
+    // signature, and that signature goes through the gateway like the CLI's own.
+    let signed = stdout_json(&bob.run(&[
+        "consent",
+        "grant",
+        "--grantee",
+        &hospital_b,
+        "--types",
+        "Observation,Condition",
+        "--purpose",
+        "TREAT",
+        "--for",
+        "7d",
+        "--sign-only",
+        "--yes",
+    ]));
+    let by_ethers = sign_with_ethers(&signed["typedData"], &stack.var("BOB_KEY"));
+    assert_eq!(
+        by_ethers["digest"], signed["digest"],
+        "{by_ethers} vs {signed}"
+    );
+    assert_eq!(
+        by_ethers["signature"].as_str().map(str::to_lowercase),
+        signed["signature"].as_str().map(str::to_lowercase),
+        "deterministic ECDSA: both implementations sign alike"
+    );
+    let (status, submitted) = http(
+        reqwest::Method::POST,
+        &format!("{gateway}/relay/consent"),
+        None,
+        None,
+        Some(&json!({"typedData": signed["typedData"], "signature": by_ethers["signature"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{submitted}");
+    get_once_indexed(
+        &format!("{gateway}/Condition?patient={bob_address}"),
+        &dr_b.token(),
+        Some("TREAT"),
+        200,
+    )
+    .await;
 
     // A delegate acting for a patient: Dave grants Hospital B Alice's Conditions.
     ok(
