@@ -252,6 +252,31 @@ async fn the_demo_story_through_the_cli_and_http() {
         "a denied read: {outcomes:?}"
     );
 
+    // Compliance verifies the audit log against its anchors, and proves Dr B's denied read
+    // is in an anchored batch (the stack anchors every 10 s).
+    let verified = ok(&auditor.run(&["audit", "verify"]), "audit verify");
+    assert!(verified.contains("audit log intact"), "{verified}");
+    let denied_event = entries(&audit)
+        .into_iter()
+        .find(|e| {
+            e.to_string().to_lowercase().contains(&dr_b_address)
+                && e["resource"]["outcome"].as_str() != Some("0")
+        })
+        .and_then(|e| e["resource"]["id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("Dr B's denied read has an id: {audit}"));
+    let mut proof = None;
+    for _ in 0..60 {
+        let out = auditor.run(&["audit", "proof", &denied_event]);
+        if out.status.success() {
+            proof = Some(String::from_utf8_lossy(&out.stdout).into_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let proof = proof.unwrap_or_else(|| panic!("AuditEvent {denied_event} was never anchored"));
+    assert!(proof.contains("txHash"), "{proof}");
+    assert!(proof.contains("verifiedOnChain  true"), "{proof}");
+
     // ... and Alice sees who accessed her data.
     alice.login();
     let log = ok(&alice.run(&["access-log", "--json"]), "access-log");

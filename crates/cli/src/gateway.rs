@@ -131,6 +131,98 @@ pub(crate) async fn relay(args: &GatewayArgs, signed: &Value) -> eyre::Result<()
     Ok(())
 }
 
+/// The `parameter` list of a FHIR Parameters resource as (name, value) text pairs.
+fn parameters(body: &Value) -> Vec<(String, String)> {
+    body.get("parameter")
+        .and_then(Value::as_array)
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| {
+                    let name = p.get("name")?.as_str()?.to_owned();
+                    let value = ["valueString", "valueCode", "valueBoolean"]
+                        .iter()
+                        .find_map(|k| p.get(*k))
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))?;
+                    Some((name, value))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `audit verify` (compliance): the gateway recomputes the audit log's hash chain and checks
+/// every anchored root against the chain; prints the report and fails when a row is tampered
+/// with or missing.
+pub(crate) async fn audit_verify(args: &GatewayArgs, json_out: bool) -> eyre::Result<()> {
+    let token = load_token(args)?;
+    let response = client()?
+        .get(format!("{}/AuditEvent/$verify", token.gateway))
+        .bearer_auth(&token.access_token)
+        .timeout(Duration::from_secs(600))
+        .send()
+        .await
+        .wrap_err("cannot reach the gateway")?;
+    let report = json_response(response, "verifying the audit log").await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    let params = parameters(&report);
+    let get = |n: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == n)
+            .map_or("?", |(_, v)| v.as_str())
+    };
+    if get("result") == "true" {
+        if !json_out {
+            println!(
+                "audit log intact: {} rows (last seq {}), anchored up to seq {} in {} batches checked on chain",
+                get("rows"),
+                get("lastSeq"),
+                get("anchoredTo"),
+                get("batchesChecked")
+            );
+        }
+        Ok(())
+    } else {
+        bail!(
+            "audit log NOT intact: first bad row seq {} ({}){}",
+            get("firstBadSeq"),
+            get("problem"),
+            params
+                .iter()
+                .find(|(k, _)| k == "batchId")
+                .map(|(_, b)| format!(", in anchored batch {b}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// `audit proof` (compliance): an AuditEvent's inclusion proof and anchoring transaction.
+pub(crate) async fn audit_proof(args: &GatewayArgs, id: &str, json_out: bool) -> eyre::Result<()> {
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        bail!(
+            "`{id}` is not an AuditEvent id (the `id` of an entry of `carechain access-log --json`)"
+        );
+    }
+    let token = load_token(args)?;
+    let response = client()?
+        .get(format!("{}/AuditEvent/{id}/$proof", token.gateway))
+        .bearer_auth(&token.access_token)
+        .send()
+        .await
+        .wrap_err("cannot reach the gateway")?;
+    let proof = json_response(response, "fetching the inclusion proof").await?;
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&proof)?);
+        return Ok(());
+    }
+    for (name, value) in parameters(&proof) {
+        println!("  {name:<16} {value}");
+    }
+    Ok(())
+}
+
 /// The EIP-4361 message, in the exact layout the specification gives.
 fn siwe_message(
     domain: &str,

@@ -97,6 +97,10 @@ enum Command {
         after_help = "Example:\n  carechain break-glass open --key dr-b --patient 0x90F79bf6EB2c4f870365E785982E1f101E93b906 \\\n    --reason life-threatening --for 1h\n  carechain break-glass close --key dr-b --patient 0x90F7..."
     )]
     BreakGlass(BreakGlassCommand),
+    /// Compliance: verify the gateway's audit log against its on-chain anchors, and fetch an
+    /// AuditEvent's inclusion proof (needs `carechain login` with a compliance member key).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Sign in to a carechain gateway with your key (EIP-4361) and keep the bearer token.
     #[command(
         after_help = "Example:\n  carechain login --key alice --gateway http://127.0.0.1:8080\n\n\
@@ -523,6 +527,32 @@ enum DelegateCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the whole audit log's hash chain and check every anchored Merkle root against
+    /// AuditAnchor; reports the first tampered or missing row (and exits non-zero).
+    #[command(after_help = "Example:\n  carechain login --key auditor && carechain audit verify")]
+    Verify {
+        /// Print the gateway's Parameters report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        gateway: gateway::GatewayArgs,
+    },
+    /// An AuditEvent's inclusion proof: its hash, the anchored batch and root, the anchoring
+    /// transaction and block, and whether the proof verified on chain.
+    #[command(after_help = "Example:\n  carechain audit proof 1234")]
+    Proof {
+        /// The AuditEvent id.
+        id: String,
+        /// Print the gateway's Parameters resource as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        gateway: gateway::GatewayArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum BreakGlassCommand {
     /// Open an emergency session for the patient (your organisation; ETREAT only).
     #[command(
@@ -918,6 +948,12 @@ async fn run(command: Command) -> eyre::Result<()> {
         Command::Consent(command) => consent_command(command).await,
         Command::Delegate(command) => delegate_command(command).await,
         Command::BreakGlass(command) => break_glass_command(command).await,
+        Command::Audit(AuditCommand::Verify { json, gateway }) => {
+            gateway::audit_verify(&gateway, json).await
+        }
+        Command::Audit(AuditCommand::Proof { id, json, gateway }) => {
+            gateway::audit_proof(&gateway, &id, json).await
+        }
         Command::Deploy(args) => deploy::deploy(args).await,
         Command::Login { gateway, key } => gateway::login(&gateway, &key).await,
         Command::Records {
