@@ -5,8 +5,8 @@
 //! this chain and this ConsentRegistry, its deadline must lie ahead, its nonce must be the
 //! patient's current one, the signature must recover to the signer (or be accepted by the
 //! signer contract, ERC-1271), and the call is simulated (`eth_call`) so that any other revert
-//! is refused with the contract's own error before gas is spent. Submissions are rate-limited
-//! per patient and recorded in `relay_submissions` before sending, so a failure is retried and
+//! is refused with the contract's own error before gas is spent. Valid submissions are
+//! rate-limited per patient and recorded in `relay_submissions` before sending, so a failure is retried and
 //! then reported with its row, never lost silently.
 
 use alloy::{
@@ -616,10 +616,12 @@ impl Relay {
     /// sending are retried; whatever happens is written to the submission's row.
     pub async fn submit(&self, sub: &Submission, now_unix: u64) -> Result<Submitted, RelayError> {
         let patient = sub.consent.patient();
+        // Only a submission that would be sent counts against the patient's allowance: a
+        // stranger's invalid submissions naming the patient cannot use it up.
+        let signer = self.check(sub, now_unix).await?;
         self.limiter
             .admit(patient)
             .map_err(RelayError::RateLimited)?;
-        let signer = self.check(sub, now_unix).await?;
         let digest = sub.consent.signing_hash(&self.domain);
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO relay_submissions (chain_id, kind, patient, grantee, signer, digest, status) \

@@ -419,8 +419,8 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
         format!("{:#x}", delegate.address())
     );
 
-    // Second submission for this patient within the hour: accepted by the limiter (then
-    // refused as a replay); the third is throttled before anything else is looked at.
+    // A replay is refused and does not count; a second valid grant within the hour is sent;
+    // the third valid one is throttled, before anything is sent.
     let (status, _) = post(
         &gateway,
         &by_delegate.grant(0, now() + 600, chain_id, registry_address),
@@ -430,6 +430,12 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
     let (status, answer) = post(
         &gateway,
         &by_delegate.grant(1, now() + 600, chain_id, registry_address),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = post(
+        &gateway,
+        &by_delegate.grant(2, now() + 600, chain_id, registry_address),
     )
     .await;
     assert_eq!(status, 429, "{answer}");
