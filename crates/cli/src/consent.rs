@@ -473,25 +473,59 @@ pub(crate) async fn grant(
         .call()
         .await
         .wrap_err("cannot read grantDigest from the ConsentRegistry")?;
-    if on_chain != digest {
-        bail!(
-            "the typed data's digest {digest} differs from the contract's {on_chain}: refusing to sign (is the manifest for this deployment?)"
-        );
+    let out = json!({"typedData": typed, "digest": digest.to_string(), "fhirConsent": fhir});
+    let signing = Signing {
+        digest,
+        on_chain,
+        nonce,
+        deadline,
+    };
+    signing.finish(out, signer.as_ref(), "Sign this consent?", request.yes)
+}
+
+/// The EIP-712 digest of typed data about to be printed, checked against the contract's own.
+struct Signing {
+    digest: B256,
+    on_chain: B256,
+    nonce: U256,
+    deadline: u64,
+}
+
+impl Signing {
+    /// Refuses when the digests differ; with a signer, shows who signs, asks, and adds the
+    /// signature; prints the JSON.
+    fn finish(
+        &self,
+        mut out: Value,
+        signer: Option<&PrivateKeySigner>,
+        question: &str,
+        yes: bool,
+    ) -> eyre::Result<()> {
+        let Self {
+            digest,
+            on_chain,
+            nonce,
+            deadline,
+        } = self;
+        if on_chain != digest {
+            bail!(
+                "the typed data's digest {digest} differs from the contract's {on_chain}: refusing to sign (is the manifest for this deployment?)"
+            );
+        }
+        if let Some(signer) = signer {
+            eprintln!(
+                "  signed by        {} (EIP-712, nonce {nonce}, signature valid until {})",
+                chain::show(signer.address()),
+                time::show(*deadline)
+            );
+            prompt::confirm(question, "sign", yes)?;
+            let signature = signer.sign_hash_sync(digest)?;
+            out["signature"] = Value::String(signature_hex(&signature));
+            out["signer"] = Value::String(chain::show(signer.address()));
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        Ok(())
     }
-    let mut out = json!({"typedData": typed, "digest": digest.to_string(), "fhirConsent": fhir});
-    if let Some(signer) = signer {
-        eprintln!(
-            "  signed by        {} (EIP-712, nonce {nonce}, signature valid until {})",
-            chain::show(signer.address()),
-            time::show(deadline)
-        );
-        prompt::confirm("Sign this consent?", "sign", request.yes)?;
-        let signature = signer.sign_hash_sync(&digest)?;
-        out["signature"] = Value::String(signature_hex(&signature));
-        out["signer"] = Value::String(chain::show(signer.address()));
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
 }
 
 /// One revocation, as asked for on the command line.
@@ -585,25 +619,14 @@ pub(crate) async fn revoke(
         .call()
         .await
         .wrap_err("cannot read revokeDigest from the ConsentRegistry")?;
-    if on_chain != digest {
-        bail!(
-            "the typed data's digest {digest} differs from the contract's {on_chain}: refusing to sign (is the manifest for this deployment?)"
-        );
-    }
-    let mut out = json!({"typedData": typed, "digest": digest.to_string()});
-    if let Some(signer) = signer {
-        eprintln!(
-            "  signed by        {} (EIP-712, nonce {nonce}, signature valid until {})",
-            chain::show(signer.address()),
-            time::show(deadline)
-        );
-        prompt::confirm("Sign this revocation?", "sign", request.yes)?;
-        let signature = signer.sign_hash_sync(&digest)?;
-        out["signature"] = Value::String(signature_hex(&signature));
-        out["signer"] = Value::String(chain::show(signer.address()));
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    let out = json!({"typedData": typed, "digest": digest.to_string()});
+    let signing = Signing {
+        digest,
+        on_chain,
+        nonce,
+        deadline,
+    };
+    signing.finish(out, signer.as_ref(), "Sign this revocation?", request.yes)
 }
 
 fn message_str<'a>(message: &'a Value, field: &str) -> eyre::Result<&'a str> {
