@@ -137,6 +137,9 @@ async fn audit_events_consents_and_break_glass_review() {
     let other_t = gw.sign_in(&other).await;
     let guardian_t = gw.sign_in(&guardian).await;
 
+    // Decisions are made at the indexer's block: wait until it has the set-up.
+    gw.wait_indexed(chain.head().await).await;
+
     // Gateway rows about the patient: a consented search, a break-glass search, and a search
     // about the other patient.
     let (s, _) = get(&gw, &doctor_t, &format!("/Observation?patient={pa}")).await;
