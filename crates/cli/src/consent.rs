@@ -415,14 +415,13 @@ pub(crate) async fn grant(
     };
 
     if request.mode == Mode::Direct {
-        let signer = signer.ok_or_else(|| eyre!("no signing key"))?;
-        eprintln!(
-            "  sent by          {} as a transaction (it pays the gas)",
-            chain::show(signer.address())
-        );
-        prompt::confirm("Grant this consent?", "grant consent", request.yes)?;
-        let provider = chain.with_signer(&signer)?;
-        let registry = ConsentRegistry::new(chain.manifest.contracts.consent_registry, &provider);
+        let registry = sending_registry(
+            chain,
+            signer.as_ref(),
+            "Grant this consent?",
+            "grant consent",
+            request.yes,
+        )?;
         let tx = chain::mined(
             registry
                 .grant(
@@ -444,13 +443,7 @@ pub(crate) async fn grant(
         return Ok(());
     }
 
-    let nonce = registry
-        .nonces(patient)
-        .call()
-        .await
-        .wrap_err("cannot read the patient's signature nonce")?;
-    let deadline = time::now().saturating_add(request.deadline_secs);
-    let domain = Domain::read(chain).await?;
+    let (nonce, deadline, domain) = signing_context(chain, patient, request.deadline_secs).await?;
     let typed = grant_typed_data(
         &domain,
         patient,
@@ -481,6 +474,44 @@ pub(crate) async fn grant(
         deadline,
     };
     signing.finish(out, signer.as_ref(), "Sign this consent?", request.yes)
+}
+
+/// For a direct transaction: shows who sends it, asks, and gives the ConsentRegistry bound to
+/// that key.
+fn sending_registry(
+    chain: &Chain,
+    signer: Option<&PrivateKeySigner>,
+    question: &str,
+    what: &str,
+    yes: bool,
+) -> eyre::Result<ConsentRegistry::ConsentRegistryInstance<alloy::providers::DynProvider>> {
+    let signer = signer.ok_or_else(|| eyre!("no signing key"))?;
+    eprintln!(
+        "  sent by          {} as a transaction (it pays the gas)",
+        chain::show(signer.address())
+    );
+    prompt::confirm(question, what, yes)?;
+    let provider = chain.with_signer(signer)?;
+    Ok(ConsentRegistry::new(
+        chain.manifest.contracts.consent_registry,
+        provider,
+    ))
+}
+
+/// For typed data: the patient's current nonce, the signature's deadline and the domain.
+async fn signing_context(
+    chain: &Chain,
+    patient: Address,
+    deadline_secs: u64,
+) -> eyre::Result<(U256, u64, Domain)> {
+    let nonce = chain
+        .consents()
+        .nonces(patient)
+        .call()
+        .await
+        .wrap_err("cannot read the patient's signature nonce")?;
+    let deadline = time::now().saturating_add(deadline_secs);
+    Ok((nonce, deadline, Domain::read(chain).await?))
 }
 
 /// The EIP-712 digest of typed data about to be printed, checked against the contract's own.
@@ -588,14 +619,13 @@ pub(crate) async fn revoke(
     );
 
     if request.mode == Mode::Direct {
-        let signer = signer.ok_or_else(|| eyre!("no signing key"))?;
-        eprintln!(
-            "  sent by          {} as a transaction (it pays the gas)",
-            chain::show(signer.address())
-        );
-        prompt::confirm("Revoke this consent?", "revoke consent", request.yes)?;
-        let provider = chain.with_signer(&signer)?;
-        let registry = ConsentRegistry::new(chain.manifest.contracts.consent_registry, &provider);
+        let registry = sending_registry(
+            chain,
+            signer.as_ref(),
+            "Revoke this consent?",
+            "revoke consent",
+            request.yes,
+        )?;
         let tx = chain::mined(
             registry.revoke(patient, request.grantee).send().await,
             "revoking consent",
@@ -605,13 +635,7 @@ pub(crate) async fn revoke(
         return Ok(());
     }
 
-    let nonce = registry
-        .nonces(patient)
-        .call()
-        .await
-        .wrap_err("cannot read the patient's signature nonce")?;
-    let deadline = time::now().saturating_add(request.deadline_secs);
-    let domain = Domain::read(chain).await?;
+    let (nonce, deadline, domain) = signing_context(chain, patient, request.deadline_secs).await?;
     let typed = revoke_typed_data(&domain, patient, request.grantee, nonce, deadline);
     let digest = digest(&typed)?;
     let on_chain = registry
