@@ -12,7 +12,14 @@ use common::{TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-const RUN: Duration = Duration::from_secs(3);
+/// How long each load runs (`CARECHAIN_BENCH_SECONDS`, default 3).
+fn run_length() -> Duration {
+    let seconds = std::env::var("CARECHAIN_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3u64);
+    Duration::from_secs(seconds.max(1))
+}
 
 struct Load {
     rps: f64,
@@ -20,7 +27,9 @@ struct Load {
 }
 
 async fn load(http: &reqwest::Client, url: &str, token: &str, connections: usize) -> Load {
-    let deadline = Instant::now() + RUN;
+    eprintln!("load: {url} with {connections} connections");
+    let run = run_length();
+    let deadline = Instant::now() + run;
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let http = http.clone();
@@ -46,7 +55,7 @@ async fn load(http: &reqwest::Client, url: &str, token: &str, connections: usize
     all.sort();
     let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
     Load {
-        rps: all.len() as f64 / RUN.as_secs_f64(),
+        rps: all.len() as f64 / run.as_secs_f64(),
         p99_ms: p99.as_secs_f64() * 1000.0,
     }
 }

@@ -36,7 +36,8 @@ pub struct GatewayConfig {
     /// PostgreSQL connection URL (the indexer's database).
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Maximum connections in the database pool.
+    /// Maximum connections to PostgreSQL: half serve record reads, the rest everything else
+    /// (the audit writer keeps one more of its own).
     #[arg(long, env = "CARECHAIN_GATEWAY_DB_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
     /// Apply the SQL migrations at start-up.

@@ -26,6 +26,7 @@ pub mod compliance;
 pub mod config;
 pub mod consent;
 pub mod crypto;
+pub mod db;
 pub mod error;
 pub mod fhir;
 pub mod http;
@@ -106,6 +107,7 @@ struct StateInner {
     config: GatewayConfig,
     base_url: String,
     pool: PgPool,
+    reads: db::ReadConnections,
     chain: Arc<Chain>,
     consent: Arc<ConsentService>,
     audit: AuditLog,
@@ -135,6 +137,10 @@ impl AppState {
     /// The database pool.
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+    /// Connections for record reads (see [`db`]).
+    pub fn reads(&self) -> &db::ReadConnections {
+        &self.inner.reads
     }
     /// The chain client.
     pub fn chain(&self) -> &Chain {
@@ -206,9 +212,29 @@ impl Gateway {
             .clone()
             .ok_or(ConfigError::Missing("database_url"))?;
         let connect = PgConnectOptions::from_str(&database_url)?;
+        // sqlx pings every pooled connection before handing it out: one extra round trip per
+        // query on the read path. A connection that has been busy within the last second is
+        // taken as alive; one idle for longer is pinged first (a failed ping discards it).
+        // Half the connections serve record reads without sqlx's per-use round trip (see
+        // `db`); the pool has the rest.
+        let read_connections = config.db_max_connections / 2;
+        let reads = db::ReadConnections::new(
+            connect.clone(),
+            read_connections as usize,
+            Duration::from_secs(5),
+        );
         let pool = PgPoolOptions::new()
-            .max_connections(config.db_max_connections)
+            .max_connections(config.db_max_connections - read_connections)
             .acquire_timeout(Duration::from_secs(5))
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(1) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(connect)
             .await?;
         if config.migrate {
@@ -289,6 +315,7 @@ impl Gateway {
             inner: Arc::new(StateInner {
                 base_url,
                 pool,
+                reads,
                 chain,
                 consent,
                 audit,

@@ -109,6 +109,7 @@ fn conceal(err: AppError, resource_type: ResourceType, id: &str) -> AppError {
 /// does not exist and a record consent does not cover are answered alike (404).
 async fn decide_read_of_record(
     state: &AppState,
+    conn: &mut sqlx::PgConnection,
     claims: &Claims,
     resource_type: ResourceType,
     id: &str,
@@ -118,8 +119,7 @@ async fn decide_read_of_record(
     let name = resource_type.code();
     // The record's patient and the indexer's cursor in one query (index metadata only).
     let (patient, cursor) =
-        store::patient_of_record_and_cursor(state.pool(), name, id, state.chain().chain_id())
-            .await?;
+        store::patient_of_record_and_cursor(conn, name, id, state.chain().chain_id()).await?;
     let patient =
         parse_patient(&patient.ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?)?;
     let key = DecisionKey {
@@ -149,10 +149,13 @@ pub async fn read(
         Some(v) => format!("{name}/{id}/_history/{v}"),
         None => format!("{name}/{id}"),
     });
-    decide_read_of_record(state, claims, resource_type, id, purpose, audit).await?;
-    let (stored, key) = store::version_with_key(state.pool(), state.kek(), name, id, version)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("{name}/{id} has no such version")))?;
+    // One connection for both queries, returned only when both succeeded.
+    let mut conn = state.reads().acquire().await?;
+    decide_read_of_record(state, &mut conn, claims, resource_type, id, purpose, audit).await?;
+    let found = store::version_with_key(&mut conn, state.kek(), name, id, version).await?;
+    conn.release();
+    let (stored, key) =
+        found.ok_or_else(|| AppError::NotFound(format!("{name}/{id} has no such version")))?;
     if stored.deleted {
         return Err(AppError::Gone(format!("{name}/{id} was deleted")));
     }
@@ -480,7 +483,9 @@ pub async fn history(
 ) -> Result<Value, AppError> {
     let name = resource_type.code();
     audit.entity(format!("{name}/{id}/_history"));
-    decide_read_of_record(state, claims, resource_type, id, purpose, audit).await?;
+    let mut conn = state.reads().acquire().await?;
+    decide_read_of_record(state, &mut conn, claims, resource_type, id, purpose, audit).await?;
+    conn.release();
     let limit = i64::try_from(state.config().max_page_size).unwrap_or(100);
     let versions = store::history(state.pool(), name, id, limit).await?;
     let base = state.base_url();
@@ -1120,7 +1125,10 @@ pub async fn transaction(
             Planned::Read(request) => {
                 // A GET: decided now (nothing is written when it is refused), answered last.
                 if let EntryRequest::Read(rt, id, _) = &request {
-                    decide_read_of_record(state, claims, *rt, id, purpose, &sink).await?;
+                    let mut conn = state.reads().acquire().await?;
+                    decide_read_of_record(state, &mut conn, claims, *rt, id, purpose, &sink)
+                        .await?;
+                    conn.release();
                 }
                 reads.push((prepared.len(), request));
                 continue;

@@ -233,7 +233,7 @@ pub async fn locate(
 ///
 /// [`ConsentService::decide_at_cursor`]: crate::consent::ConsentService::decide_at_cursor
 pub async fn patient_of_record_and_cursor(
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     resource_type: &str,
     id: &str,
     chain_id: u64,
@@ -247,7 +247,7 @@ pub async fn patient_of_record_and_cursor(
     .bind(resource_type)
     .bind(id)
     .bind(chain_id)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?;
     Ok((patient, cursor.map(|b| u64::try_from(b).unwrap_or(0))))
 }
@@ -284,7 +284,7 @@ pub async fn version(
 /// One version (the current one when `version` is `None`) with its patient's data key, in
 /// one query.
 pub async fn version_with_key(
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     kek: &SecretKey,
     resource_type: &str,
     id: &str,
@@ -305,7 +305,7 @@ pub async fn version_with_key(
         .bind(resource_type)
         .bind(id)
         .bind(version.unwrap_or(0))
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await?
     else {
         return Ok(None);
