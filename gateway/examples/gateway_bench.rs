@@ -53,7 +53,17 @@ async fn load(http: &reqwest::Client, url: &str, token: &str, connections: usize
         all.extend(task.await.unwrap());
     }
     all.sort();
-    let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
+    let at = |per_mille: usize| all[(all.len() * per_mille / 1000).min(all.len() - 1)];
+    let p99 = at(990);
+    eprintln!(
+        "  {} requests: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+        all.len(),
+        at(500).as_secs_f64() * 1000.0,
+        at(900).as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0,
+        at(999).as_secs_f64() * 1000.0,
+        at(1000).as_secs_f64() * 1000.0,
+    );
     Load {
         rps: all.len() as f64 / run.as_secs_f64(),
         p99_ms: p99.as_secs_f64() * 1000.0,

@@ -218,6 +218,33 @@ impl ConsentService {
         }
     }
 
+    /// A cached decision that allows `key`, with the indexer cursor it was made at (`None` in
+    /// benchmark mode: any cursor). For a caller that reads the cursor in the same statement
+    /// as the data and uses the data only when the cursor is still that one: the decision is
+    /// then exactly what [`Self::decide_at_cursor`] would answer for that request. `None` when
+    /// nothing usable is cached (then the caller takes the full path).
+    pub fn cached_allow(&self, key: &DecisionKey) -> Option<(Decision, Option<u64>)> {
+        if self.settings.disabled_for_benchmark {
+            return Some((Self::benchmark_decision(), None));
+        }
+        let health = self.check_health().ok()?;
+        if self.settings.cache_ttl.is_zero() || !self.listening.load(Ordering::Acquire) {
+            return None;
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let hit = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .copied()?;
+        (hit.decision.allowed
+            && hit.generation == generation
+            && Instant::now() < hit.expires
+            && health.head.saturating_sub(hit.cursor) <= self.settings.max_index_lag_blocks)
+            .then_some((hit.decision, Some(hit.cursor)))
+    }
+
     /// The decision for `key`, given the indexer's cursor as read (by the caller, in the same
     /// query as other index metadata) after the request arrived: see [`Self::decide`].
     pub async fn decide_at_cursor(

@@ -108,6 +108,7 @@ struct StateInner {
     base_url: String,
     pool: PgPool,
     reads: db::ReadConnections,
+    record_patients: records::RecordPatients,
     chain: Arc<Chain>,
     consent: Arc<ConsentService>,
     audit: AuditLog,
@@ -141,6 +142,10 @@ impl AppState {
     /// Connections for record reads (see [`db`]).
     pub fn reads(&self) -> &db::ReadConnections {
         &self.inner.reads
+    }
+    /// The patients of records read recently.
+    pub fn record_patients(&self) -> &records::RecordPatients {
+        &self.inner.record_patients
     }
     /// The chain client.
     pub fn chain(&self) -> &Chain {
@@ -316,6 +321,7 @@ impl Gateway {
                 base_url,
                 pool,
                 reads,
+                record_patients: records::RecordPatients::default(),
                 chain,
                 consent,
                 audit,

@@ -5,6 +5,12 @@
 //! when allowed opens the patient's data key. The only store access before the decision is
 //! the lookup of which patient a record id belongs to (index metadata, no content): the
 //! decision needs the patient.
+//!
+//! A read by id whose record's patient is known (a record never changes patient) and whose
+//! allowing decision is cached at indexer cursor C is answered with one query that returns
+//! the version only if the record is that patient's and the cursor is still C, in the same
+//! snapshot: the decision still stands for exactly the state the data is read in. Anything
+//! else takes the full path (patient and cursor, decision, then the version).
 
 use crate::{
     AppState,
@@ -20,6 +26,37 @@ use alloy::primitives::Address;
 use carechain_contracts::{Action, Purpose, ResourceType};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
+use std::{collections::HashMap, sync::Mutex};
+
+/// Entries kept by [`RecordPatients`] before it starts afresh.
+const RECORD_PATIENTS_CAPACITY: usize = 200_000;
+
+/// The patient of each record read recently (a record's patient never changes: updates of
+/// another patient's record are refused).
+#[derive(Debug, Default)]
+pub struct RecordPatients {
+    map: Mutex<HashMap<(ResourceType, String), String>>,
+}
+
+impl RecordPatients {
+    fn get(&self, resource_type: ResourceType, id: &str) -> Option<String> {
+        self.lock().get(&(resource_type, id.to_owned())).cloned()
+    }
+
+    fn remember(&self, resource_type: ResourceType, id: &str, patient: &str) {
+        let mut map = self.lock();
+        if map.len() >= RECORD_PATIENTS_CAPACITY {
+            map.clear();
+        }
+        map.insert((resource_type, id.to_owned()), patient.to_owned());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(ResourceType, String), String>> {
+        self.map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// What the audit layer learns from an operation.
 pub trait AuditSink {
@@ -120,8 +157,11 @@ async fn decide_read_of_record(
     // The record's patient and the indexer's cursor in one query (index metadata only).
     let (patient, cursor) =
         store::patient_of_record_and_cursor(conn, name, id, state.chain().chain_id()).await?;
-    let patient =
-        parse_patient(&patient.ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?)?;
+    let patient_text = patient.ok_or_else(|| AppError::NotFound(not_found_text(name, id)))?;
+    let patient = parse_patient(&patient_text)?;
+    state
+        .record_patients()
+        .remember(resource_type, id, &patient_text);
     let key = DecisionKey {
         patient,
         requester: claims.sub,
@@ -149,10 +189,25 @@ pub async fn read(
         Some(v) => format!("{name}/{id}/_history/{v}"),
         None => format!("{name}/{id}"),
     });
-    // One connection for both queries, returned only when both succeeded.
+    // One connection for every query of the read, returned when they all succeeded.
     let mut conn = state.reads().acquire().await?;
-    decide_read_of_record(state, &mut conn, claims, resource_type, id, purpose, audit).await?;
-    let found = store::version_with_key(&mut conn, state.kek(), name, id, version).await?;
+    let found = match read_under_cached_decision(
+        state,
+        &mut conn,
+        claims,
+        (resource_type, id, version),
+        purpose,
+        audit,
+    )
+    .await?
+    {
+        Some(found) => Some(found),
+        None => {
+            decide_read_of_record(state, &mut conn, claims, resource_type, id, purpose, audit)
+                .await?;
+            store::version_with_key(&mut conn, state.kek(), name, id, version, None).await?
+        }
+    };
     conn.release();
     let (stored, key) =
         found.ok_or_else(|| AppError::NotFound(format!("{name}/{id} has no such version")))?;
@@ -161,6 +216,51 @@ pub async fn read(
     }
     let key = active_key(key)?;
     open_verified_with(state, &stored, &key).await
+}
+
+/// The version a read asks for, in one query, when the record's patient is known and an
+/// allowing decision for it is cached: returned only if the indexer's cursor is still the
+/// one that decision was made at (see the module documentation). `None`: take the full path.
+async fn read_under_cached_decision(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    claims: &Claims,
+    (resource_type, id, version): (ResourceType, &str, Option<i64>),
+    purpose: Purpose,
+    audit: &(dyn AuditSink + Sync),
+) -> Result<Option<(StoredVersion, KeyState)>, AppError> {
+    let Some(patient_text) = state.record_patients().get(resource_type, id) else {
+        return Ok(None);
+    };
+    let key = DecisionKey {
+        patient: parse_patient(&patient_text)?,
+        requester: claims.sub,
+        resource_type,
+        action: Action::Read,
+        purpose,
+    };
+    let Some((decision, cursor)) = state.consent().cached_allow(&key) else {
+        return Ok(None);
+    };
+    let guard = store::DecisionGuard {
+        patient: &patient_text,
+        chain_id: state.chain().chain_id(),
+        cursor,
+    };
+    let found = store::version_with_key(
+        conn,
+        state.kek(),
+        resource_type.code(),
+        id,
+        version,
+        Some(guard),
+    )
+    .await?;
+    if found.is_some() {
+        audit.patient(key.patient);
+        verdict(decision, key, audit)?;
+    }
+    Ok(found)
 }
 
 /// The data key of a patient whose records exist (erased: gone).

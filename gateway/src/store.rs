@@ -281,33 +281,67 @@ pub async fn version(
         .map_err(AppError::from)
 }
 
+/// The condition under which a read may be answered in the same query that decides nothing:
+/// the record belongs to `patient`, and (unless `cursor` is `None`) the indexer's cursor is
+/// still the one a cached decision was made at.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionGuard<'a> {
+    /// The patient the cached decision is about.
+    pub patient: &'a str,
+    /// The chain whose cursor is checked.
+    pub chain_id: u64,
+    /// The cursor the decision was made at (`None`: any, benchmark mode only).
+    pub cursor: Option<u64>,
+}
+
 /// One version (the current one when `version` is `None`) with its patient's data key, in
-/// one query.
+/// one query. With a `guard`, nothing is returned unless the guard holds in the same snapshot.
 pub async fn version_with_key(
     conn: &mut sqlx::PgConnection,
     kek: &SecretKey,
     resource_type: &str,
     id: &str,
     version: Option<i64>,
+    guard: Option<DecisionGuard<'_>>,
 ) -> Result<Option<(StoredVersion, KeyState)>, AppError> {
-    let filter = match version {
+    let version_filter = match version {
         Some(_) => "version_id = $3",
-        None => "version_id >= $3 ORDER BY version_id DESC LIMIT 1",
+        None => "version_id >= $3",
+    };
+    let guard_filter = match guard {
+        None => "",
+        Some(DecisionGuard { cursor: None, .. }) => " AND v.patient = $4",
+        Some(DecisionGuard {
+            cursor: Some(_), ..
+        }) => {
+            " AND v.patient = $4
+              AND (SELECT c.block_number FROM indexer_cursor c WHERE c.chain_id = $5) = $6"
+        }
+    };
+    let order = match version {
+        Some(_) => "",
+        None => " ORDER BY version_id DESC LIMIT 1",
     };
     let sql = format!(
         "SELECT {VERSION_COLUMNS},
                 EXISTS (SELECT 1 FROM gateway_patient_keys k WHERE k.patient = v.patient) AS has_key,
                 (SELECT k.wrapped_key FROM gateway_patient_keys k WHERE k.patient = v.patient) AS wrapped_key
          FROM gateway_resource_versions v
-         WHERE resource_type = $1 AND id = $2 AND {filter}"
+         WHERE resource_type = $1 AND id = $2 AND {version_filter}{guard_filter}{order}"
     );
-    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(resource_type)
         .bind(id)
-        .bind(version.unwrap_or(0))
-        .fetch_optional(conn)
-        .await?
-    else {
+        .bind(version.unwrap_or(0));
+    if let Some(guard) = guard {
+        query = query.bind(guard.patient);
+        if let Some(cursor) = guard.cursor {
+            query = query
+                .bind(i64::try_from(guard.chain_id).map_err(AppError::internal)?)
+                .bind(i64::try_from(cursor).map_err(AppError::internal)?);
+        }
+    }
+    let Some(row) = query.fetch_optional(conn).await? else {
         return Ok(None);
     };
     let stored = StoredVersion::from_row(&row)?;
