@@ -921,3 +921,87 @@ async fn consent_matrix() {
     assert!(breakglass_rows >= 1);
     gw.stop().await;
 }
+
+/// A read answered under a cached decision is guarded, in the same statement as the data, by
+/// the indexer's cursor the decision was made at. With the indexer stopped, a revocation on
+/// chain is not yet seen and the cached decision keeps serving (as designed: a change takes
+/// effect once indexed); the moment the cursor moves, with no notification at all, the read
+/// is decided again and refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_decisions_serve_only_while_the_indexer_cursor_stands() {
+    let chain = TestChain::start().await;
+    let custodian = chain.custodian().await;
+    let (org, practitioner) = (&custodian.org, custodian.practitioner.clone());
+    let db = fresh_database().await;
+    let gw = TestGateway::start_with(&chain, &db, |c| custodian.configure(c)).await;
+    let indexer = TestIndexer::start(&chain, &db).await;
+    let requests = std::cell::Cell::new(0i64);
+    let patient_wallet = chain.wallet().await;
+    let patient = Client {
+        gw: &gw,
+        token: gw.sign_in(&patient_wallet).await,
+        requests: &requests,
+    };
+    let doctor = Client {
+        gw: &gw,
+        token: gw.sign_in(&practitioner).await,
+        requests: &requests,
+    };
+    let own = format!("/Observation?patient={:#x}", patient_wallet.address());
+    common::eventually(|| async { patient.get(&own).await.0 == 200 }).await;
+    let (status, _, created) = patient
+        .post("/Observation", observation(&patient_wallet))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/Observation/{}", created["id"].as_str().unwrap());
+    let consents = chain.consents_as(&patient_wallet);
+    let granted_at = mined(
+        consents
+            .grant(
+                patient_wallet.address(),
+                org.address(),
+                ResourceType::Observation.bit(),
+                Action::Read.bit(),
+                Purpose::Treat.bit(),
+                U40::ZERO,
+                U40::from(4_000_000_000u64),
+                B256::repeat_byte(9),
+            )
+            .send()
+            .await,
+    )
+    .await;
+    gw.wait_indexed(granted_at).await;
+    // Two reads: the first learns the record's patient and caches the decision.
+    common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
+    let (status, headers, _) = doctor.get(&path).await;
+    assert_eq!(status, 200);
+    let cached_block = headers["x-consent-block"].to_str().unwrap().to_owned();
+
+    drop(indexer);
+    let cursor = gw.indexed_block().await.unwrap();
+    let revoked_at = mined(
+        consents
+            .revoke(patient_wallet.address(), org.address())
+            .send()
+            .await,
+    )
+    .await;
+    assert!(revoked_at as i64 > cursor);
+    let (status, headers, body) = doctor.get(&path).await;
+    assert_eq!(status, 200, "the index has not seen the revocation: {body}");
+    assert_eq!(headers["x-consent-block"].to_str().unwrap(), cached_block);
+    assert_eq!(gw.indexed_block().await, Some(cursor));
+
+    // The cursor moves (no NOTIFY is sent): the very next read is refused.
+    sqlx::query("UPDATE indexer_cursor SET block_number = $1")
+        .bind(revoked_at as i64)
+        .execute(&gw.pool)
+        .await
+        .unwrap();
+    let (status, headers, body) = doctor.get(&path).await;
+    assert_eq!(status, 404, "{body}");
+    let refused = gw.audit_row(&headers).await;
+    assert_eq!(refused.basis.as_deref(), Some("NoConsent"));
+    assert!(refused.consent_block.unwrap() >= revoked_at as i64);
+}
