@@ -543,6 +543,36 @@ async fn mined<T: alloy::network::Network>(
     alloy::network::ReceiptResponse::block_number(&receipt).unwrap()
 }
 
+/// The patient grants `grantee` the `actions` on Observations for TREAT, valid until `until`
+/// (seconds), the consent hash made of `tag`; returns the block of the grant.
+async fn grant_observations(
+    consents: &carechain_contracts::ConsentRegistry::ConsentRegistryInstance<
+        alloy::providers::DynProvider,
+    >,
+    patient: alloy::primitives::Address,
+    grantee: alloy::primitives::Address,
+    actions: &[Action],
+    until: u64,
+    tag: u8,
+) -> u64 {
+    mined(
+        consents
+            .grant(
+                patient,
+                grantee,
+                ResourceType::Observation.bit(),
+                Action::to_bits(actions),
+                Purpose::Treat.bit(),
+                U40::ZERO,
+                U40::from(until),
+                B256::repeat_byte(tag),
+            )
+            .send()
+            .await,
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_matrix() {
     let chain = TestChain::start().await;
@@ -609,20 +639,13 @@ async fn consent_matrix() {
 
     // A consent to the member key that expires: allowed, then refused once it has ended.
     let now = chrono::Utc::now().timestamp() as u64;
-    mined(
-        consents
-            .grant(
-                patient_wallet.address(),
-                practitioner.address(),
-                ResourceType::Observation.bit(),
-                Action::Read.bit(),
-                Purpose::Treat.bit(),
-                U40::ZERO,
-                U40::from(now + 6),
-                B256::repeat_byte(1),
-            )
-            .send()
-            .await,
+    grant_observations(
+        &consents,
+        patient_wallet.address(),
+        practitioner.address(),
+        &[Action::Read],
+        now + 6,
+        1,
     )
     .await;
     common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
@@ -635,20 +658,13 @@ async fn consent_matrix() {
     );
 
     // A consent to the organisation; then the key, then the organisation, are suspended.
-    mined(
-        consents
-            .grant(
-                patient_wallet.address(),
-                org.address(),
-                ResourceType::Observation.bit(),
-                Action::Read.bit(),
-                Purpose::Treat.bit(),
-                U40::ZERO,
-                U40::from(4_000_000_000u64),
-                B256::repeat_byte(2),
-            )
-            .send()
-            .await,
+    grant_observations(
+        &consents,
+        patient_wallet.address(),
+        org.address(),
+        &[Action::Read],
+        4_000_000_000u64,
+        2,
     )
     .await;
     common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
@@ -885,20 +901,13 @@ async fn consent_matrix() {
         ]
     );
     assert_eq!(own["total"], 1);
-    mined(
-        consents
-            .grant(
-                patient_wallet.address(),
-                other_org.address(),
-                ResourceType::Observation.bit(),
-                Action::Read.bit() | Action::Search.bit(),
-                Purpose::Treat.bit(),
-                U40::ZERO,
-                U40::from(4_000_000_000u64),
-                B256::repeat_byte(3),
-            )
-            .send()
-            .await,
+    grant_observations(
+        &consents,
+        patient_wallet.address(),
+        other_org.address(),
+        &[Action::Read, Action::Search],
+        4_000_000_000u64,
+        3,
     )
     .await;
     common::eventually(|| async { er.get(&search).await.0 == 200 }).await;
@@ -955,20 +964,13 @@ async fn cached_decisions_serve_only_while_the_indexer_cursor_stands() {
     assert_eq!(status, 201, "{created}");
     let path = format!("/Observation/{}", created["id"].as_str().unwrap());
     let consents = chain.consents_as(&patient_wallet);
-    let granted_at = mined(
-        consents
-            .grant(
-                patient_wallet.address(),
-                org.address(),
-                ResourceType::Observation.bit(),
-                Action::Read.bit(),
-                Purpose::Treat.bit(),
-                U40::ZERO,
-                U40::from(4_000_000_000u64),
-                B256::repeat_byte(9),
-            )
-            .send()
-            .await,
+    let granted_at = grant_observations(
+        &consents,
+        patient_wallet.address(),
+        org.address(),
+        &[Action::Read],
+        4_000_000_000u64,
+        9,
     )
     .await;
     gw.wait_indexed(granted_at).await;
