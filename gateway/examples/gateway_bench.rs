@@ -94,7 +94,6 @@ async fn main() {
             custodian.configure(c);
             c.kek = Some(kek);
             c.bench_skip_consent = skip;
-            c.db_max_connections = 40;
         }
     };
     let checked = TestGateway::start_with(&chain, &db, settings(false)).await;
