@@ -144,6 +144,10 @@ pub struct GatewayConfig {
     /// Gas-free consent submissions accepted per patient per hour.
     #[arg(long, env = "CARECHAIN_GATEWAY_RELAY_PER_HOUR", default_value_t = 20)]
     pub relay_per_patient_per_hour: u32,
+    /// Gas-free consent submissions, valid or not, accepted per client address per minute
+    /// (the relay needs no sign-in; each submission costs up to two `eth_call`s to check).
+    #[arg(long, env = "CARECHAIN_GATEWAY_RELAY_PER_CLIENT", default_value_t = 30)]
+    pub relay_per_client_per_minute: u32,
     /// BENCHMARKS ONLY: answer without asking the chain for consent. Refused unless the gateway
     /// listens on a loopback address.
     #[arg(
@@ -193,6 +197,7 @@ impl GatewayConfig {
             audit_role: "carechain_gateway_audit".into(),
             relay_key: None,
             relay_per_patient_per_hour: 20,
+            relay_per_client_per_minute: 30,
             bench_skip_consent: false,
             compliance: crate::compliance::ComplianceConfig::default(),
         }

@@ -118,7 +118,8 @@ struct StateInner {
     kek: SecretKey,
     hasher: TokenHasher,
     relay: Option<relay::Relay>,
-    nonces: auth::NonceLimiter,
+    nonces: auth::PeerLimiter,
+    relay_clients: auth::PeerLimiter,
     compliance: Option<compliance::Compliance>,
 }
 
@@ -132,8 +133,12 @@ impl AppState {
         &self.inner.base_url
     }
     /// The sign-in nonce rate limiter.
-    pub fn nonce_limiter(&self) -> &auth::NonceLimiter {
+    pub fn nonce_limiter(&self) -> &auth::PeerLimiter {
         &self.inner.nonces
+    }
+    /// The per-client limit on gas-free consent submissions.
+    pub fn relay_limiter(&self) -> &auth::PeerLimiter {
+        &self.inner.relay_clients
     }
     /// The database pool.
     pub fn pool(&self) -> &PgPool {
@@ -330,7 +335,8 @@ impl Gateway {
                     kek.derive(b"carechain/paging-cursor"),
                 )),
                 hasher: TokenHasher::new(&secret),
-                nonces: auth::NonceLimiter::new(config.nonces_per_minute),
+                nonces: auth::PeerLimiter::new(config.nonces_per_minute),
+                relay_clients: auth::PeerLimiter::new(config.relay_per_client_per_minute),
                 compliance: Some(compliance),
                 auth,
                 kek,

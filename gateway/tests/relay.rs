@@ -23,7 +23,7 @@ struct Setup {
     relayer: PrivateKeySigner,
 }
 
-async fn setup(per_hour: u32) -> Setup {
+async fn setup(per_hour: u32, per_client_per_minute: u32) -> Setup {
     let chain = TestChain::start().await;
     let db = fresh_database().await;
     let relayer = chain.wallet().await;
@@ -31,6 +31,7 @@ async fn setup(per_hour: u32) -> Setup {
     let gateway = TestGateway::start_with(&chain, &db, |c| {
         c.relay_key = Some(key);
         c.relay_per_patient_per_hour = per_hour;
+        c.relay_per_client_per_minute = per_client_per_minute;
     })
     .await;
     Setup {
@@ -228,7 +229,7 @@ async fn a_patient_without_ether_grants_and_revokes_through_the_gateway() {
         chain,
         gateway,
         relayer,
-    } = setup(20).await;
+    } = setup(20, 60).await;
     let registry_address = chain.manifest.contracts.consent_registry;
     let chain_id = chain.manifest.chain_id;
     let patient = PrivateKeySigner::random(); // never funded
@@ -316,7 +317,7 @@ async fn bad_submissions_are_refused_before_any_gas_is_spent() {
         chain,
         gateway,
         relayer,
-    } = setup(20).await;
+    } = setup(20, 60).await;
     let registry = chain.manifest.contracts.consent_registry;
     let chain_id = chain.manifest.chain_id;
     let patient = PrivateKeySigner::random();
@@ -387,7 +388,7 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
         chain,
         gateway,
         relayer: _,
-    } = setup(2).await;
+    } = setup(2, 60).await;
     let registry_address = chain.manifest.contracts.consent_registry;
     let chain_id = chain.manifest.chain_id;
     let patient = chain.wallet().await;
@@ -440,6 +441,34 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
     .await;
     assert_eq!(status, 429, "{answer}");
     assert_outcome(&answer, "throttled", "too many");
+}
+
+/// The relay needs no sign-in, so every submission, valid or not, counts against its client
+/// address before any check reaches the chain.
+#[tokio::test]
+async fn submissions_are_limited_per_client_before_any_check() {
+    let Setup { gateway, .. } = setup(20, 3).await;
+    for _ in 0..3 {
+        let (status, answer) = post(&gateway, &json!({"signature": "0x00"})).await;
+        assert_eq!(status, 400, "{answer}");
+    }
+    let response = gateway
+        .http
+        .post(gateway.url("/relay/consent"))
+        .header("content-type", "application/json")
+        .body(json!({"signature": "0x00"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    let answer: Value = response.json().await.unwrap();
+    assert_outcome(&answer, "throttled", "");
 }
 
 #[tokio::test]

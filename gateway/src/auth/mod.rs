@@ -97,11 +97,12 @@ impl AuthSettings {
     }
 }
 
-/// Limits how many sign-in nonces one client address obtains: a token bucket per address
-/// holding `per_minute` nonces, refilled continuously. Kept in memory (each gateway instance
-/// limits what it serves); full buckets are forgotten when the table grows large.
+/// Limits how often one client address may do something costly without signing in (take a
+/// sign-in nonce, submit a gas-free consent): a token bucket per address holding `per_minute`
+/// tokens, refilled continuously. Kept in memory (each gateway instance limits what it
+/// serves); full buckets are forgotten when the table grows large.
 #[derive(Debug)]
-pub struct NonceLimiter {
+pub struct PeerLimiter {
     per_minute: u32,
     buckets: std::sync::Mutex<HashMap<IpAddr, (f64, Instant)>>,
 }
@@ -109,8 +110,8 @@ pub struct NonceLimiter {
 /// Addresses tracked before full buckets are dropped.
 const LIMITER_TRACKED: usize = 10_000;
 
-impl NonceLimiter {
-    /// A limiter allowing `per_minute` nonces per address (0: unlimited).
+impl PeerLimiter {
+    /// A limiter allowing `per_minute` tokens per address (0: unlimited).
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
@@ -118,7 +119,7 @@ impl NonceLimiter {
         }
     }
 
-    /// Takes one nonce for `client` at `now`; `Err(seconds)` says when to retry.
+    /// Takes one token for `client` at `now`; `Err(seconds)` says when to retry.
     pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
@@ -291,7 +292,7 @@ mod tests {
 
     #[test]
     fn nonce_issuance_is_limited_per_address() {
-        let limiter = NonceLimiter::new(3);
+        let limiter = PeerLimiter::new(3);
         let (a, b): (IpAddr, IpAddr) =
             ("127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip"));
         let t0 = Instant::now();
@@ -309,7 +310,7 @@ mod tests {
                 .take(a, t0 + std::time::Duration::from_secs(20))
                 .is_err()
         );
-        assert_eq!(NonceLimiter::new(0).take(a, t0), Ok(()));
+        assert_eq!(PeerLimiter::new(0).take(a, t0), Ok(()));
     }
 
     #[test]

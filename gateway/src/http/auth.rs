@@ -17,7 +17,7 @@ use std::{
 
 /// The client's address, when the server was started with connection info (as
 /// [`Gateway::serve`](crate::Gateway::serve) does); otherwise every client shares one bucket.
-pub(super) struct Peer(IpAddr);
+pub(super) struct Peer(pub(super) IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for Peer {
     type Rejection = AppError;

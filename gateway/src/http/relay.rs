@@ -1,9 +1,10 @@
 //! `POST /relay/consent`: gas-free consent (see [`crate::relay`]).
 
-use super::{AuditCtx, FhirJson};
+use super::{AuditCtx, FhirJson, auth::Peer};
 use crate::{AppState, error::AppError, relay::RelayError};
 use axum::{Json, extract::State, response::IntoResponse};
 use chrono::Utc;
+use std::time::Instant;
 
 impl From<RelayError> for AppError {
     fn from(err: RelayError) -> Self {
@@ -25,10 +26,13 @@ impl From<RelayError> for AppError {
 ///
 /// Body: `{"typedData": <the eth_signTypedData_v4 object>, "signature": "0x..", "signer"?}`
 /// (`carechain consent grant --sign-only` prints exactly this). No sign-in is needed: the
-/// signature is the authority. Answers the transaction hash and block.
+/// signature is the authority; so every submission, valid or not, counts against its client
+/// address's allowance (429 beyond) before any check reaches the chain. Answers the
+/// transaction hash and block.
 pub(super) async fn submit(
     State(state): State<AppState>,
     ctx: AuditCtx,
+    Peer(peer): Peer,
     FhirJson(body): FhirJson,
 ) -> Result<impl IntoResponse, AppError> {
     ctx.update(|r| {
@@ -40,6 +44,10 @@ pub(super) async fn submit(
             "gas-free consent is not enabled on this gateway (no relay key)".into(),
         )
     })?;
+    state
+        .relay_limiter()
+        .take(peer, Instant::now())
+        .map_err(AppError::TooManyRequests)?;
     let submission = crate::relay::Submission::from_json(&body)?;
     let patient = format!("{:#x}", submission.consent.patient());
     ctx.update(|r| {
