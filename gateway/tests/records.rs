@@ -19,7 +19,22 @@ struct Client<'a> {
     requests: &'a std::cell::Cell<i64>,
 }
 
-impl Client<'_> {
+impl<'a> Client<'a> {
+    /// Signs `signer` in: two requests (nonce and login), counted.
+    async fn sign_in(
+        gw: &'a TestGateway,
+        signer: &PrivateKeySigner,
+        requests: &'a std::cell::Cell<i64>,
+    ) -> Self {
+        let token = gw.sign_in(signer).await;
+        requests.set(requests.get() + 2);
+        Self {
+            gw,
+            token,
+            requests,
+        }
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,
@@ -88,17 +103,8 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     let requests = std::cell::Cell::new(0i64);
 
     let patient_wallet = chain.wallet().await;
-    let patient = Client {
-        gw: &gw,
-        token: gw.sign_in(&patient_wallet).await,
-        requests: &requests,
-    };
-    let doctor = Client {
-        gw: &gw,
-        token: gw.sign_in(&practitioner).await,
-        requests: &requests,
-    };
-    requests.set(4);
+    let patient = Client::sign_in(&gw, &patient_wallet, &requests).await;
+    let doctor = Client::sign_in(&gw, &practitioner, &requests).await;
 
     // Wait until the gateway has seen the chain and the index (a decision is possible).
     let own = format!("/Observation?patient={:#x}", patient_wallet.address());
@@ -272,12 +278,7 @@ async fn consent_decides_before_the_store_and_records_are_verified() {
     // A search across patients spans only the patients whose consent allows it: another
     // patient's matching records are neither counted, paged nor included.
     let other_wallet = chain.wallet().await;
-    let other = Client {
-        gw: &gw,
-        token: gw.sign_in(&other_wallet).await,
-        requests: &requests,
-    };
-    requests.set(requests.get() + 2);
+    let other = Client::sign_in(&gw, &other_wallet, &requests).await;
     for _ in 0..2 {
         let (status, _, body) = other.post("/Observation", observation(&other_wallet)).await;
         assert_eq!(status, 201, "{body}");
@@ -586,27 +587,10 @@ async fn consent_matrix() {
     let requests = std::cell::Cell::new(0i64);
     let patient_wallet = chain.wallet().await;
     let guardian = chain.wallet().await;
-    let patient = Client {
-        gw: &gw,
-        token: gw.sign_in(&patient_wallet).await,
-        requests: &requests,
-    };
-    let doctor = Client {
-        gw: &gw,
-        token: gw.sign_in(&practitioner).await,
-        requests: &requests,
-    };
-    let er = Client {
-        gw: &gw,
-        token: gw.sign_in(&emergency).await,
-        requests: &requests,
-    };
-    let guardian_client = Client {
-        gw: &gw,
-        token: gw.sign_in(&guardian).await,
-        requests: &requests,
-    };
-    requests.set(8);
+    let patient = Client::sign_in(&gw, &patient_wallet, &requests).await;
+    let doctor = Client::sign_in(&gw, &practitioner, &requests).await;
+    let er = Client::sign_in(&gw, &emergency, &requests).await;
+    let guardian_client = Client::sign_in(&gw, &guardian, &requests).await;
     common::eventually(|| async {
         // Wait until the gateway has seen the chain and the index (a decision is possible).
         let (status, _, _) = patient
@@ -946,16 +930,8 @@ async fn cached_decisions_serve_only_while_the_indexer_cursor_stands() {
     let indexer = TestIndexer::start(&chain, &db).await;
     let requests = std::cell::Cell::new(0i64);
     let patient_wallet = chain.wallet().await;
-    let patient = Client {
-        gw: &gw,
-        token: gw.sign_in(&patient_wallet).await,
-        requests: &requests,
-    };
-    let doctor = Client {
-        gw: &gw,
-        token: gw.sign_in(&practitioner).await,
-        requests: &requests,
-    };
+    let patient = Client::sign_in(&gw, &patient_wallet, &requests).await;
+    let doctor = Client::sign_in(&gw, &practitioner, &requests).await;
     let own = format!("/Observation?patient={:#x}", patient_wallet.address());
     common::eventually(|| async { patient.get(&own).await.0 == 200 }).await;
     let (status, _, created) = patient
