@@ -337,6 +337,25 @@ pub(crate) enum Mode {
     Unsigned,
 }
 
+impl Mode {
+    /// The signing key (none when only unsigned typed data is printed) and the patient: as
+    /// named, else the key's own address.
+    fn signer_and_patient(
+        self,
+        key: &crate::keys::KeyArgs,
+        patient: Option<Address>,
+    ) -> eyre::Result<(Option<PrivateKeySigner>, Address)> {
+        let signer = match self {
+            Mode::Unsigned => None,
+            Mode::Direct | Mode::SignOnly => Some(key.signer()?),
+        };
+        let patient = patient
+            .or_else(|| signer.as_ref().map(PrivateKeySigner::address))
+            .ok_or_else(|| eyre!("--unsigned needs --patient (the wallet that will sign)"))?;
+        Ok((signer, patient))
+    }
+}
+
 /// One grant, as asked for on the command line.
 pub(crate) struct GrantRequest {
     pub(crate) patient: Option<Address>,
@@ -385,14 +404,7 @@ pub(crate) async fn grant(
     key: &crate::keys::KeyArgs,
     request: GrantRequest,
 ) -> eyre::Result<()> {
-    let signer = match request.mode {
-        Mode::Unsigned => None,
-        Mode::Direct | Mode::SignOnly => Some(key.signer()?),
-    };
-    let patient = request
-        .patient
-        .or_else(|| signer.as_ref().map(PrivateKeySigner::address))
-        .ok_or_else(|| eyre!("--unsigned needs --patient (the wallet that will sign)"))?;
+    let (signer, patient) = request.mode.signer_and_patient(key, request.patient)?;
     if request.grantee == patient {
         bail!(
             "--grantee is the patient: a patient always has access to their own data; name an organisation or member key"
@@ -574,14 +586,7 @@ pub(crate) async fn revoke(
     key: &crate::keys::KeyArgs,
     request: RevokeRequest,
 ) -> eyre::Result<()> {
-    let signer = match request.mode {
-        Mode::Unsigned => None,
-        Mode::Direct | Mode::SignOnly => Some(key.signer()?),
-    };
-    let patient = request
-        .patient
-        .or_else(|| signer.as_ref().map(PrivateKeySigner::address))
-        .ok_or_else(|| eyre!("--unsigned needs --patient (the wallet that will sign)"))?;
+    let (signer, patient) = request.mode.signer_and_patient(key, request.patient)?;
     let registry = chain.consents();
     let stored = registry
         .consentOf(patient, request.grantee)
