@@ -228,21 +228,31 @@ impl ConsentService {
             return Some((Self::benchmark_decision(), None));
         }
         let health = self.check_health().ok()?;
-        if self.settings.cache_ttl.is_zero() || !self.listening.load(Ordering::Acquire) {
+        if !self.cache_usable() {
             return None;
         }
-        let generation = self.generation.load(Ordering::Acquire);
+        let hit = self.cached(key, self.generation.load(Ordering::Acquire))?;
+        (hit.decision.allowed
+            && health.head.saturating_sub(hit.cursor) <= self.settings.max_index_lag_blocks)
+            .then_some((hit.decision, Some(hit.cursor)))
+    }
+
+    /// Whether decisions are cached now: the cache is on and the notification stream that
+    /// invalidates it is up.
+    fn cache_usable(&self) -> bool {
+        !self.settings.cache_ttl.is_zero() && self.listening.load(Ordering::Acquire)
+    }
+
+    /// The cached entry for `key`, if no invalidation since `generation` dropped it and it
+    /// has not expired.
+    fn cached(&self, key: &DecisionKey, generation: u64) -> Option<Cached> {
         let hit = self
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .copied()?;
-        (hit.decision.allowed
-            && hit.generation == generation
-            && Instant::now() < hit.expires
-            && health.head.saturating_sub(hit.cursor) <= self.settings.max_index_lag_blocks)
-            .then_some((hit.decision, Some(hit.cursor)))
+        (hit.generation == generation && Instant::now() < hit.expires).then_some(hit)
     }
 
     /// The decision for `key`, given the indexer's cursor as read (by the caller, in the same
@@ -270,18 +280,10 @@ impl ConsentService {
             ));
         }
         let generation = self.generation.load(Ordering::Acquire);
-        let use_cache =
-            !self.settings.cache_ttl.is_zero() && self.listening.load(Ordering::Acquire);
+        let use_cache = self.cache_usable();
         if use_cache
-            && let Some(hit) = self
-                .cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .copied()
-            && hit.generation == generation
+            && let Some(hit) = self.cached(&key, generation)
             && hit.cursor == cursor
-            && Instant::now() < hit.expires
         {
             return Ok(hit.decision);
         }
