@@ -83,40 +83,62 @@ ensure_apt() {
     "${missing[@]}" </dev/null || die "apt-get install ${missing[*]} failed"
 }
 
-# _node_modules_fresh: true when node_modules matches package-lock.json.
-# npm writes node_modules/.package-lock.json; every non-optional package of
-# the lockfile must be there at the same version, and the native Foundry
-# binaries must exist.
-_node_modules_fresh() {
-  [[ -f "$REPO_ROOT/node_modules/.package-lock.json" ]] || return 1
-  [[ -x "$FORGE_BIN" && -x "$ANVIL_BIN" && -x "$CAST_BIN" ]] || return 1
-  node -e '
-    const want = require(process.argv[1]).packages || {};
-    const have = require(process.argv[2]).packages || {};
-    for (const [name, meta] of Object.entries(want)) {
-      if (name === "" || meta.optional) continue;
-      if (!have[name] || have[name].version !== meta.version) process.exit(1);
-    }' "$REPO_ROOT/package-lock.json" "$REPO_ROOT/node_modules/.package-lock.json"
+# npm_pin PACKAGE: the exact version package.json pins PACKAGE to.
+npm_pin() {
+  node -e 'const v = require(process.argv[1]).devDependencies[process.argv[2]];
+    if (!v) process.exit(1);
+    console.log(v);' "$REPO_ROOT/package.json" "$1"
 }
 
-# ensure_node_deps: install node_modules from package-lock.json when missing or stale.
-# `npm install` rather than `npm ci`: the registry serves only some of Foundry's
-# optional per-platform packages, so the lockfile cannot list them all and `npm ci`
-# refuses it as out of sync. `npm install` honours the lockfile as it is; the check
-# after it makes sure it did not re-resolve anything.
+# _check_tool_versions: the binaries the project runs report the pinned versions.
+_check_tool_versions() {
+  local tool bin want got
+  for tool in forge anvil cast; do
+    case "$tool" in
+      forge) bin="$FORGE_BIN" ;;
+      anvil) bin="$ANVIL_BIN" ;;
+      cast) bin="$CAST_BIN" ;;
+    esac
+    want="$(npm_pin "@foundry-rs/$tool")" || die "package.json pins no @foundry-rs/$tool"
+    [[ -x "$bin" ]] || die "$tool is not at $bin after installing (platform $FOUNDRY_PLATFORM?)"
+    got="$("$bin" --version 2>/dev/null | head -n 1)"
+    [[ "$got" =~ Version:\ v?${want//./\\.}($|[^0-9]) ]] \
+      || die "$tool reports \"$got\" but package.json pins $want: run 'rm -rf node_modules' and run this command again (it reinstalls from package-lock.json)"
+  done
+  want="$(npm_pin solc)" || die "package.json pins no solc"
+  got="$("$REPO_ROOT/tools/solc" --version 2>/dev/null | sed -n 2p)"
+  [[ "$got" == "Version: $want+"* || "$got" == "Version: $want" ]] \
+    || die "solc reports \"$got\" but package.json pins $want: run 'rm -rf node_modules' and run this command again (it reinstalls from package-lock.json)"
+}
+
+# ensure_node_deps: install node_modules from package-lock.json when missing or stale, then
+# check that forge, anvil, cast and solc are the pinned versions.
+#
+# `npm ci` installs exactly what package-lock.json locks (versions and integrity) and never
+# writes package.json or the lockfile. It refuses to run when building the tree from the
+# lockfile would resolve anything against the registry; that happened when the lockfile lacked
+# Foundry's optional per-platform packages (darwin, linux-arm64, win32) and the registry
+# started serving them. The lockfile now locks every optional package that the locked
+# packages declare, which `node-pins.js lockfile` checks before every install. Why this holds
+# whatever the registry does later: a published package version is immutable, so the set of
+# optional packages that forge, anvil and cast 1.7.1 declare can never grow; a locked optional
+# package for another platform is skipped by `npm ci` without being fetched, so one the
+# registry stops serving does no harm either. Only a package this platform installs has to be
+# served, and its integrity is checked against the lockfile.
 ensure_node_deps() {
   command -v node >/dev/null || ensure_apt nodejs npm
   command -v npm >/dev/null || ensure_apt npm
-  if _node_modules_fresh; then
-    return 0
+  node "$REPO_ROOT/scripts/node-pins.js" lockfile "$REPO_ROOT" \
+    || die "package.json and package-lock.json do not pin the npm packages as they must (above)"
+  if ! node "$REPO_ROOT/scripts/node-pins.js" installed "$REPO_ROOT" 2>/dev/null \
+    || [[ ! -x "$FORGE_BIN" || ! -x "$ANVIL_BIN" || ! -x "$CAST_BIN" ]]; then
+    log "npm ci (node_modules missing or not what package-lock.json locks)"
+    (cd "$REPO_ROOT" && npm ci --no-audit --no-fund --loglevel=error </dev/null) \
+      || die "npm ci failed (above); package-lock.json is unchanged"
+    node "$REPO_ROOT/scripts/node-pins.js" installed "$REPO_ROOT" \
+      || die "npm ci finished but node_modules is not what package-lock.json locks (above)"
   fi
-  log "npm install from package-lock.json (node_modules missing or stale)"
-  local before
-  before="$(sha256sum "$REPO_ROOT/package-lock.json")"
-  (cd "$REPO_ROOT" && npm install --no-audit --no-fund --loglevel=error </dev/null) || die "npm install failed"
-  [[ "$(sha256sum "$REPO_ROOT/package-lock.json")" == "$before" ]] \
-    || die "npm install changed package-lock.json: the lockfile does not match package.json; review and commit it"
-  [[ -x "$FORGE_BIN" ]] || die "npm install finished but $FORGE_BIN is missing (platform $FOUNDRY_PLATFORM?)"
+  _check_tool_versions
 }
 
 # ensure_python_tools: venv at .venv with the pinned slither-analyzer.
