@@ -12,8 +12,11 @@
 //! single autocommitted INSERT; the primary key on `seq` turns a row another gateway appended
 //! meanwhile into a failed INSERT, after which the tail is read again under the lock.
 
-use crate::jcs;
-use alloy::primitives::{B256, keccak256};
+use alloy::primitives::B256;
+use carechain_formats::{
+    audit_chain::{self, ChainChecker, StoredRow},
+    canonical::canonicalize,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -180,20 +183,6 @@ fn purpose_concept(code: &str) -> Value {
     json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": code}]}])
 }
 
-/// The chained hash of one row.
-pub fn chain_hash(prev: B256, seq: u64, event: &Value) -> B256 {
-    canonical_chain_hash(prev, seq, &jcs::canonicalize(event))
-}
-
-/// The chained hash of one row whose event is already in canonical form (RFC 8785).
-fn canonical_chain_hash(prev: B256, seq: u64, canonical: &str) -> B256 {
-    let mut buf = Vec::with_capacity(40 + canonical.len());
-    buf.extend_from_slice(prev.as_slice());
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(canonical.as_bytes());
-    keccak256(buf)
-}
-
 type Job = (AuditRecord, oneshot::Sender<Result<u64, AuditError>>);
 
 /// Handle to the writer task.
@@ -334,8 +323,8 @@ impl Rows {
         for record in records {
             seq += 1;
             // The canonical form is hashed and also stored (it is JSON; the column re-parses it).
-            let event = jcs::canonicalize(&record.to_audit_event(seq));
-            let hash = canonical_chain_hash(prev, seq, &event);
+            let event = canonicalize(&record.to_audit_event(seq));
+            let hash = audit_chain::link(prev, seq, &event);
             rows.seqs.push(seq as i64);
             rows.recorded.push(record.recorded);
             rows.subtypes.push(record.subtype.clone());
@@ -445,25 +434,38 @@ impl Writer {
 /// Recomputes the chain over the whole table; returns the number of rows, or the first
 /// sequence number whose hash or link does not verify.
 pub async fn verify_chain(pool: &PgPool) -> Result<Result<u64, u64>, sqlx::Error> {
+    let rows = stored_rows(pool, 1, None).await?;
+    Ok(ChainChecker::new()
+        .check_page(&rows)
+        .map(|hashes| hashes.len() as u64)
+        .map_err(|(seq, _)| seq))
+}
+
+/// Up to `limit` stored rows from `from` on, in sequence order, as the hash chain reads them.
+pub async fn stored_rows(
+    pool: &PgPool,
+    from: u64,
+    limit: Option<i64>,
+) -> Result<Vec<StoredRow>, sqlx::Error> {
     let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log ORDER BY seq",
+        "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log
+         WHERE seq >= $1 ORDER BY seq LIMIT $2",
     )
+    .bind(i64::try_from(from).unwrap_or(i64::MAX))
+    .bind(limit)
     .fetch_all(pool)
     .await?;
-    let mut prev = B256::ZERO;
-    for (i, (seq, event, prev_hash, hash)) in rows.iter().enumerate() {
-        let seq = *seq as u64;
-        let event: Value = serde_json::from_str(event).unwrap_or(Value::Null);
-        if seq != i as u64 + 1 || prev_hash.as_slice() != prev.as_slice() {
-            return Ok(Err(seq));
-        }
-        let expected = chain_hash(prev, seq, &event);
-        if hash.as_slice() != expected.as_slice() {
-            return Ok(Err(seq));
-        }
-        prev = expected;
+    Ok(rows.into_iter().map(stored_row).collect())
+}
+
+/// A row as selected (`seq, event::text, prev_hash, hash`) in the hash chain's terms.
+pub fn stored_row((seq, event, prev_hash, hash): (i64, String, Vec<u8>, Vec<u8>)) -> StoredRow {
+    StoredRow {
+        seq: u64::try_from(seq).unwrap_or(0),
+        event,
+        prev_hash,
+        hash,
     }
-    Ok(Ok(rows.len() as u64))
 }
 
 #[cfg(test)]
@@ -491,8 +493,8 @@ mod tests {
         assert_eq!(event["entity"][0]["what"]["reference"], "Patient/0xbb");
         assert_eq!(event["entity"][0]["detail"][0]["valueString"], "7");
         assert_eq!(event["agent"][1]["who"]["identifier"]["value"], "0xaa");
-        let h1 = chain_hash(B256::ZERO, 1, &event);
-        assert_ne!(h1, chain_hash(B256::ZERO, 2, &event));
-        assert_ne!(h1, chain_hash(h1, 1, &event));
+        let h1 = audit_chain::row_hash(B256::ZERO, 1, &event);
+        assert_ne!(h1, audit_chain::row_hash(B256::ZERO, 2, &event));
+        assert_ne!(h1, audit_chain::row_hash(h1, 1, &event));
     }
 }

@@ -12,7 +12,7 @@
 //! - [`auth`]: EIP-4361 sign-in and bearer tokens;
 //! - [`consent`]: decisions, their cache and its invalidation by the indexer's notifications;
 //! - [`audit`]: the hash-chained audit log with its group-committing writer;
-//! - [`crypto`], [`store`], [`jcs`]: envelope encryption, the record store, RFC 8785 hashing;
+//! - [`crypto`], [`store`]: envelope encryption, the record store;
 //! - [`fhir`]: FHIR dates, resource helpers and the CapabilityStatement;
 //! - [`relay`]: gas-free consent (signed grants and revocations submitted with the gateway's key);
 //! - [`compliance`]: audit anchoring, verification, AuditEvent search and export, consent
@@ -30,7 +30,6 @@ pub mod db;
 pub mod error;
 pub mod fhir;
 pub mod http;
-pub mod jcs;
 pub mod records;
 pub mod relay;
 pub mod search;
@@ -56,10 +55,6 @@ use sqlx::{
 };
 use std::{future::Future, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
-
-/// The last block the indexer has fully committed for a chain (`$1`).
-pub(crate) const INDEXER_CURSOR_SQL: &str =
-    "SELECT block_number FROM indexer_cursor WHERE chain_id = $1";
 
 /// Why the gateway cannot start or stopped.
 #[derive(Debug, thiserror::Error)]

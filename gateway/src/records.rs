@@ -19,11 +19,11 @@ use crate::{
     crypto::{CryptoError, record_aad},
     error::{AppError, not_found_text},
     fhir::resource::{self, SearchFields},
-    jcs,
     store::{self, KeyState, NewVersion, StoredVersion},
 };
 use alloy::primitives::Address;
 use carechain_contracts::{Action, Purpose, ResourceType};
+use carechain_formats::canonical::canonical_hash;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use std::{collections::HashMap, sync::Mutex};
@@ -305,7 +305,7 @@ async fn open_verified_with(
         other => AppError::internal(other),
     })?;
     let resource: Value = serde_json::from_slice(&plain).map_err(|_| AppError::Integrity)?;
-    let hash = jcs::version_hash(&resource);
+    let hash = canonical_hash(&resource);
     if Some(hash) != stored.version_hash {
         tracing::error!(resource_type = %stored.resource_type, "stored version does not match its hash");
         return Err(AppError::Integrity);
@@ -458,7 +458,7 @@ pub async fn write(
     let version_id = current_version + 1;
     let now = Utc::now();
     stamp(&mut body, &id, version_id, now);
-    let hash = jcs::version_hash(&body);
+    let hash = canonical_hash(&body);
     let org = custodian(state, claims)?;
     let fields: SearchFields = resource::search_fields(resource_type, &body);
     let content = serde_json::to_vec(&body).map_err(AppError::internal)?;
@@ -1324,7 +1324,7 @@ pub async fn transaction(
     for item in &mut prepared {
         if let Some(body) = item.body.as_mut() {
             stamp(body, &item.id, item.current + 1, now);
-            hashes.push(jcs::version_hash(body));
+            hashes.push(canonical_hash(body));
         }
     }
     let writes = prepared.iter().any(|p| p.current >= 0);

@@ -8,10 +8,8 @@ mod compliance_support;
 
 use alloy::primitives::B256;
 use carechain_contracts::{AuditAnchor, merkle};
-use carechain_gateway::{
-    audit::chain_hash,
-    compliance::verify::{ProblemKind, verify_audit_log},
-};
+use carechain_formats::audit_chain::row_hash as chain_hash;
+use carechain_gateway::compliance::verify::{ProblemKind, verify_audit_log};
 use common::{TestChain, TestIndexer, eventually, fresh_database, wallet_provider};
 use compliance_support::*;
 

@@ -14,7 +14,6 @@
 //! the database elect one anchorer through a PostgreSQL advisory lock.
 
 use super::ComplianceError;
-use crate::audit::chain_hash;
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, B256},
@@ -22,8 +21,8 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{AuditAnchor, merkle::MerkleTree};
+use carechain_formats::audit_chain::{ChainChecker, StoredRow};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -378,52 +377,56 @@ impl Anchorer {
 }
 
 /// The chained hashes of rows `from..=to`, in order. With `check`, the chain is recomputed
-/// (from the hash of row `from - 1`) and a missing or tampered row is an error.
+/// (from the hash of row `from - 1`) by the audit chain's checker, and a missing or tampered
+/// row is an error; without, only gaps and malformed hashes are.
 pub(crate) async fn range_hashes(
     pool: &PgPool,
     from: u64,
     to: u64,
     check: bool,
 ) -> Result<Vec<B256>, ComplianceError> {
-    let mut prev = if from > 1 && check {
+    let mut checker = if from > 1 && check {
         let hash: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT hash FROM gateway_audit_log WHERE seq = $1")
                 .bind(to_i64(from - 1)?)
                 .fetch_optional(pool)
                 .await?;
         let hash = hash.ok_or(ComplianceError::Missing(from - 1))?;
-        B256::try_from(hash.as_slice()).map_err(|_| ComplianceError::Tampered(from - 1))?
+        let hash =
+            B256::try_from(hash.as_slice()).map_err(|_| ComplianceError::Tampered(from - 1))?;
+        ChainChecker::after(from - 1, hash)
     } else {
-        B256::ZERO
+        ChainChecker::new()
     };
-    let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+    let rows: Vec<StoredRow> = sqlx::query_as(
         "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log
          WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
     )
     .bind(to_i64(from)?)
     .bind(to_i64(to)?)
     .fetch_all(pool)
-    .await?;
-    let mut hashes = Vec::with_capacity(rows.len());
-    for (i, (seq, event, prev_hash, hash)) in rows.into_iter().enumerate() {
-        let expected_seq = from + i as u64;
-        if seq as u64 != expected_seq {
-            return Err(ComplianceError::Missing(expected_seq));
-        }
-        let hash =
-            B256::try_from(hash.as_slice()).map_err(|_| ComplianceError::Tampered(expected_seq))?;
-        if check {
-            let event: Value = serde_json::from_str(&event)
-                .map_err(|_| ComplianceError::Tampered(expected_seq))?;
-            if prev_hash.as_slice() != prev.as_slice()
-                || chain_hash(prev, expected_seq, &event) != hash
-            {
-                return Err(ComplianceError::Tampered(expected_seq));
+    .await?
+    .into_iter()
+    .map(crate::audit::stored_row)
+    .collect();
+    let hashes = if check {
+        checker
+            .check_page(&rows)
+            .map_err(ComplianceError::from_fault)?
+    } else {
+        let mut hashes = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let expected_seq = from + i as u64;
+            if row.seq != expected_seq {
+                return Err(ComplianceError::Missing(expected_seq));
             }
-            prev = hash;
+            hashes.push(
+                B256::try_from(row.hash.as_slice())
+                    .map_err(|_| ComplianceError::Tampered(expected_seq))?,
+            );
         }
-        hashes.push(hash);
-    }
+        hashes
+    };
     if (hashes.len() as u64) < to - from + 1 {
         return Err(ComplianceError::Missing(from + hashes.len() as u64));
     }

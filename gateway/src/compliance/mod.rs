@@ -18,6 +18,7 @@ pub mod verify;
 pub use config::ComplianceConfig;
 
 use alloy::{eips::BlockNumberOrTag, primitives::Address, providers::Provider};
+use carechain_formats::audit_chain::Fault;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,16 @@ pub enum ComplianceError {
     /// An audit row does not verify.
     #[error("audit row {0} does not verify")]
     Tampered(u64),
+}
+
+impl ComplianceError {
+    /// The error for the first bad row the audit chain's checker found.
+    pub fn from_fault((seq, fault): (u64, Fault)) -> Self {
+        match fault {
+            Fault::Missing => Self::Missing(seq),
+            Fault::Tampered | Fault::BrokenLink | Fault::RootMismatch => Self::Tampered(seq),
+        }
+    }
 }
 
 impl From<ComplianceError> for crate::error::AppError {

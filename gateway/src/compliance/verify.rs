@@ -7,14 +7,13 @@
 //! does not verify. The CLI calls it through [`AnchorReader`] and a database pool.
 
 use super::{ComplianceError, anchor::range_hashes};
-use crate::audit::chain_hash;
 use alloy::{
     primitives::{Address, B256},
     providers::{DynProvider, Provider, ProviderBuilder},
 };
 use carechain_contracts::{AuditAnchor, merkle::MerkleTree};
+use carechain_formats::audit_chain::{ChainChecker, Fault, recompute_all};
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -115,20 +114,8 @@ impl AnchorReader {
     }
 }
 
-/// What is wrong with a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProblemKind {
-    /// The row does not exist (deleted, or the table ends before an anchored range does).
-    Missing,
-    /// The row's content or hash does not match its chained hash.
-    Tampered,
-    /// The row's `prev_hash` is not the previous row's hash.
-    BrokenLink,
-    /// The rows of an anchored batch chain correctly but their root differs from the anchored
-    /// root (the rows were rewritten with recomputed hashes); `seq` is the batch's first row.
-    RootMismatch,
-}
+/// What is wrong with a row: the audit chain's faults.
+pub type ProblemKind = Fault;
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -182,55 +169,38 @@ pub async fn verify_audit_log(
     };
     let mut batch_iter = batches.iter().peekable();
     let mut batch_hashes: Vec<B256> = Vec::new();
-    let mut prev = B256::ZERO;
-    let mut expected: u64 = 1;
+    let mut checker = ChainChecker::new();
     'pages: loop {
-        let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log
-             WHERE seq >= $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(i64::try_from(expected).unwrap_or(i64::MAX))
-        .bind(PAGE)
-        .fetch_all(pool)
-        .await?;
+        let rows = crate::audit::stored_rows(pool, checker.next_seq(), Some(PAGE)).await?;
         if rows.is_empty() {
             break;
         }
         // Each row's hash depends only on its own stored `prev_hash`, so a page is hashed on
-        // every core; the links are then checked in order below.
+        // every core; the checker then walks the links in order.
         let (rows, computed) = tokio::task::spawn_blocking(move || {
-            let computed = hash_page(&rows);
+            let computed = recompute_all(&rows);
             (rows, computed)
         })
         .await
         .map_err(|e| ComplianceError::Chain(format!("verification task failed: {e}")))?;
-        for ((seq, _, prev_hash, hash), computed) in rows.into_iter().zip(computed) {
-            let seq = seq as u64;
+        for (row, computed) in rows.iter().zip(computed) {
             let current = batch_iter.peek().copied();
-            let problem = |seq, kind| Problem {
-                seq,
-                kind,
-                batch_id: current
-                    .filter(|b| b.from_seq <= seq && seq <= b.to_seq)
-                    .map(|b| b.batch_id),
+            let hash = match checker.check(row, computed) {
+                Ok(hash) => hash,
+                Err((seq, kind)) => {
+                    report.problem = Some(Problem {
+                        seq,
+                        kind,
+                        batch_id: current
+                            .filter(|b| b.from_seq <= seq && seq <= b.to_seq)
+                            .map(|b| b.batch_id),
+                    });
+                    break 'pages;
+                }
             };
-            if seq != expected {
-                report.problem = Some(problem(expected, ProblemKind::Missing));
-                break 'pages;
-            }
-            if prev_hash.as_slice() != prev.as_slice() {
-                report.problem = Some(problem(seq, ProblemKind::BrokenLink));
-                break 'pages;
-            }
-            if computed.is_none_or(|c| c.as_slice() != hash.as_slice()) {
-                report.problem = Some(problem(seq, ProblemKind::Tampered));
-                break 'pages;
-            }
-            let hash = computed.unwrap_or_default();
+            let seq = row.seq;
             report.rows += 1;
             report.last_seq = seq;
-            prev = hash;
-            expected = seq + 1;
             if let Some(batch) = current
                 && batch.from_seq <= seq
             {
@@ -257,47 +227,12 @@ pub async fn verify_audit_log(
     {
         // The table ends inside (or before) an anchored range.
         report.problem = Some(Problem {
-            seq: expected,
+            seq: checker.next_seq(),
             kind: ProblemKind::Missing,
             batch_id: Some(batch.batch_id),
         });
     }
     Ok(report)
-}
-
-/// `chain_hash(prev_hash, seq, event)` of each row (`None` when the event is not JSON or the
-/// stored `prev_hash` is not 32 bytes), computed on all cores.
-fn hash_page(rows: &[(i64, String, Vec<u8>, Vec<u8>)]) -> Vec<Option<B256>> {
-    let one = |(seq, event, prev, _): &(i64, String, Vec<u8>, Vec<u8>)| {
-        let prev = B256::try_from(prev.as_slice()).ok()?;
-        let event: Value = serde_json::from_str(event).ok()?;
-        Some(chain_hash(prev, *seq as u64, &event))
-    };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if threads < 2 || rows.len() < 64 {
-        return rows.iter().map(one).collect();
-    }
-    let chunk = rows.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = rows
-            .chunks(chunk)
-            .map(|part| {
-                (
-                    part.len(),
-                    scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()),
-                )
-            })
-            .collect();
-        // A worker that died verifies nothing: its rows count as not verified (fail closed),
-        // and the result keeps one entry per row.
-        handles
-            .into_iter()
-            .flat_map(|(len, h)| h.join().unwrap_or_else(|_| vec![None; len]))
-            .collect()
-    })
 }
 
 /// An audit row's inclusion in its anchored batch.
