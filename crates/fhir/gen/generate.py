@@ -355,8 +355,8 @@ class Model:
         w(f"pub(crate) const CODEABLE_CONCEPT: u16 = {names['CodeableConcept']};")
         w("")
         w(f"pub(crate) static TYPES: [TypeDef; {len(self.types)}] = [")
-        for name, kind, elements, required, choices in self.types:
-            w(f"    TypeDef {{ name: {q(name)}, elements: &[")
+        for id, (name, kind, elements, required, choices) in enumerate(self.types):
+            w(f"    TypeDef {{ id: {id}, name: {q(name)}, elements: &[")
             for json_name, slot, many, attr, target, binding, choice in elements:
                 flags = " | ".join(f for f, on in (("MANY", many), ("ATTR", attr)) if on) or "0"
                 if target[0] == "prim":

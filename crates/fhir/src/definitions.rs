@@ -27,7 +27,7 @@ pub(crate) const CODING: u16 = 610;
 pub(crate) const CODEABLE_CONCEPT: u16 = 609;
 
 pub(crate) static TYPES: [TypeDef; 660] = [
-    TypeDef { name: "Account", elements: &[
+    TypeDef { id: 0, name: "Account", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("coverage", 14, MANY, C(1), N, X),
         e("description", 16, 0, T(P::String), N, X),
@@ -48,14 +48,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 10, 0, C(609), N, X),
     ], required: &[Required { slot: 9, name: "status" }] },
-    TypeDef { name: "Account.coverage", elements: &[
+    TypeDef { id: 1, name: "Account.coverage", elements: &[
         e("coverage", 3, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("priority", 4, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 3, name: "coverage" }] },
-    TypeDef { name: "Account.guarantor", elements: &[
+    TypeDef { id: 2, name: "Account.guarantor", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -63,7 +63,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("party", 3, 0, C(649), N, X),
         e("period", 5, 0, C(642), N, X),
     ], required: &[Required { slot: 3, name: "party" }] },
-    TypeDef { name: "ActivityDefinition", elements: &[
+    TypeDef { id: 3, name: "ActivityDefinition", elements: &[
         e("approvalDate", 26, 0, T(P::Date), N, X),
         e("author", 30, MANY, C(611), N, X),
         e("bodySite", 48, MANY, C(609), N, X),
@@ -126,21 +126,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 21, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 14, name: "status" }] },
-    TypeDef { name: "ActivityDefinition.participant", elements: &[
+    TypeDef { id: 4, name: "ActivityDefinition.participant", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("role", 4, 0, C(609), N, X),
         e("type", 3, 0, T(P::Code), 5, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "ActivityDefinition.dynamicValue", elements: &[
+    TypeDef { id: 5, name: "ActivityDefinition.dynamicValue", elements: &[
         e("expression", 4, 0, C(633), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("path", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "path" }, Required { slot: 4, name: "expression" }] },
-    TypeDef { name: "AdverseEvent", elements: &[
+    TypeDef { id: 6, name: "AdverseEvent", elements: &[
         e("actuality", 9, 0, T(P::Code), 6, X),
         e("category", 10, MANY, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -170,14 +170,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("suspectEntity", 24, MANY, C(7), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "actuality" }, Required { slot: 12, name: "subject" }] },
-    TypeDef { name: "AdverseEvent.suspectEntity", elements: &[
+    TypeDef { id: 7, name: "AdverseEvent.suspectEntity", elements: &[
         e("causality", 4, MANY, C(8), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("instance", 3, 0, C(649), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "instance" }] },
-    TypeDef { name: "AdverseEvent.suspectEntity.suspectEntity.causality", elements: &[
+    TypeDef { id: 8, name: "AdverseEvent.suspectEntity.suspectEntity.causality", elements: &[
         e("assessment", 3, 0, C(609), N, X),
         e("author", 5, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -186,7 +186,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("productRelatedness", 4, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "AllergyIntolerance", elements: &[
+    TypeDef { id: 9, name: "AllergyIntolerance", elements: &[
         e("asserter", 20, 0, C(649), N, X),
         e("category", 12, MANY, T(P::Code), 12, X),
         e("clinicalStatus", 9, 0, C(609), 9, X),
@@ -216,7 +216,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 11, 0, T(P::Code), 11, X),
         e("verificationStatus", 10, 0, C(609), 10, X),
     ], required: &[Required { slot: 15, name: "patient" }] },
-    TypeDef { name: "AllergyIntolerance.reaction", elements: &[
+    TypeDef { id: 10, name: "AllergyIntolerance.reaction", elements: &[
         e("description", 5, 0, T(P::String), N, X),
         e("exposureRoute", 8, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -228,7 +228,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("severity", 7, 0, T(P::Code), 14, X),
         e("substance", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 4, name: "manifestation" }] },
-    TypeDef { name: "Appointment", elements: &[
+    TypeDef { id: 11, name: "Appointment", elements: &[
         e("appointmentType", 14, 0, C(609), N, X),
         e("basedOn", 27, MANY, C(649), N, X),
         e("cancelationReason", 10, 0, C(609), N, X),
@@ -260,7 +260,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInformation", 19, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 28, name: "participant" }] },
-    TypeDef { name: "Appointment.participant", elements: &[
+    TypeDef { id: 12, name: "Appointment.participant", elements: &[
         e("actor", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -270,7 +270,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 6, 0, T(P::Code), 17, X),
         e("type", 3, MANY, C(609), N, X),
     ], required: &[Required { slot: 6, name: "status" }] },
-    TypeDef { name: "AppointmentResponse", elements: &[
+    TypeDef { id: 13, name: "AppointmentResponse", elements: &[
         e("actor", 13, 0, C(649), N, X),
         e("appointment", 9, 0, C(649), N, X),
         e("comment", 15, 0, T(P::String), N, X),
@@ -288,7 +288,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("start", 10, 0, T(P::Instant), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "appointment" }, Required { slot: 14, name: "participantStatus" }] },
-    TypeDef { name: "AuditEvent", elements: &[
+    TypeDef { id: 14, name: "AuditEvent", elements: &[
         e("action", 10, 0, T(P::Code), 18, X),
         e("agent", 16, MANY, C(15), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -309,7 +309,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 8, 0, C(610), N, X),
     ], required: &[Required { slot: 8, name: "type" }, Required { slot: 12, name: "recorded" }, Required { slot: 16, name: "agent" }, Required { slot: 17, name: "source" }] },
-    TypeDef { name: "AuditEvent.agent", elements: &[
+    TypeDef { id: 15, name: "AuditEvent.agent", elements: &[
         e("altId", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -325,14 +325,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, C(609), N, X),
         e("who", 5, 0, C(649), N, X),
     ], required: &[Required { slot: 8, name: "requestor" }] },
-    TypeDef { name: "AuditEvent.agent.agent.network", elements: &[
+    TypeDef { id: 16, name: "AuditEvent.agent.agent.network", elements: &[
         e("address", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 4, 0, T(P::Code), 20, X),
     ], required: &[] },
-    TypeDef { name: "AuditEvent.source", elements: &[
+    TypeDef { id: 17, name: "AuditEvent.source", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -340,7 +340,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("site", 3, 0, T(P::String), N, X),
         e("type", 5, MANY, C(610), N, X),
     ], required: &[Required { slot: 4, name: "observer" }] },
-    TypeDef { name: "AuditEvent.entity", elements: &[
+    TypeDef { id: 18, name: "AuditEvent.entity", elements: &[
         e("description", 9, 0, T(P::String), N, X),
         e("detail", 11, MANY, C(19), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -354,7 +354,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 4, 0, C(610), N, X),
         e("what", 3, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "AuditEvent.entity.entity.detail", elements: &[
+    TypeDef { id: 19, name: "AuditEvent.entity.entity.detail", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -362,7 +362,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueBase64Binary", 4, 0, T(P::Base64Binary), N, 0),
         e("valueString", 4, 0, T(P::String), N, 0),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "value[x]" }] },
-    TypeDef { name: "Basic", elements: &[
+    TypeDef { id: 20, name: "Basic", elements: &[
         e("author", 12, 0, C(649), N, X),
         e("code", 9, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -377,7 +377,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 10, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "code" }] },
-    TypeDef { name: "Binary", elements: &[
+    TypeDef { id: 21, name: "Binary", elements: &[
         e("contentType", 4, 0, T(P::Code), N, X),
         e("data", 6, 0, T(P::Base64Binary), N, X),
         e("id", 0, 0, T(P::Id), N, X),
@@ -386,7 +386,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("meta", 1, 0, C(638), N, X),
         e("securityContext", 5, 0, C(649), N, X),
     ], required: &[Required { slot: 4, name: "contentType" }] },
-    TypeDef { name: "BiologicallyDerivedProduct", elements: &[
+    TypeDef { id: 22, name: "BiologicallyDerivedProduct", elements: &[
         e("collection", 15, 0, C(23), N, X),
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
@@ -407,7 +407,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("storage", 18, MANY, C(26), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "BiologicallyDerivedProduct.collection", elements: &[
+    TypeDef { id: 23, name: "BiologicallyDerivedProduct.collection", elements: &[
         e("collectedDateTime", 5, 0, T(P::DateTime), N, 0),
         e("collectedPeriod", 5, 0, C(642), N, 0),
         e("collector", 3, 0, C(649), N, X),
@@ -416,7 +416,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("source", 4, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "BiologicallyDerivedProduct.processing", elements: &[
+    TypeDef { id: 24, name: "BiologicallyDerivedProduct.processing", elements: &[
         e("additive", 5, 0, C(649), N, X),
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -426,7 +426,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("timeDateTime", 6, 0, T(P::DateTime), N, 0),
         e("timePeriod", 6, 0, C(642), N, 0),
     ], required: &[] },
-    TypeDef { name: "BiologicallyDerivedProduct.manipulation", elements: &[
+    TypeDef { id: 25, name: "BiologicallyDerivedProduct.manipulation", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -434,7 +434,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("timeDateTime", 4, 0, T(P::DateTime), N, 0),
         e("timePeriod", 4, 0, C(642), N, 0),
     ], required: &[] },
-    TypeDef { name: "BiologicallyDerivedProduct.storage", elements: &[
+    TypeDef { id: 26, name: "BiologicallyDerivedProduct.storage", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("duration", 6, 0, C(642), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -443,7 +443,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("scale", 5, 0, T(P::Code), 23, X),
         e("temperature", 4, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "BodyStructure", elements: &[
+    TypeDef { id: 27, name: "BodyStructure", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("contained", 5, MANY, R, N, X),
         e("description", 13, 0, T(P::String), N, X),
@@ -461,7 +461,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("patient", 15, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 15, name: "patient" }] },
-    TypeDef { name: "Bundle", elements: &[
+    TypeDef { id: 28, name: "Bundle", elements: &[
         e("entry", 9, MANY, C(30), N, X),
         e("id", 0, 0, T(P::Id), N, X),
         e("identifier", 4, 0, C(636), N, X),
@@ -474,14 +474,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("total", 7, 0, T(P::UnsignedInt), N, X),
         e("type", 5, 0, T(P::Code), 24, X),
     ], required: &[Required { slot: 5, name: "type" }] },
-    TypeDef { name: "Bundle.link", elements: &[
+    TypeDef { id: 29, name: "Bundle.link", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("relation", 3, 0, T(P::String), N, X),
         e("url", 4, 0, T(P::Uri), N, X),
     ], required: &[Required { slot: 3, name: "relation" }, Required { slot: 4, name: "url" }] },
-    TypeDef { name: "Bundle.entry", elements: &[
+    TypeDef { id: 30, name: "Bundle.entry", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("fullUrl", 4, 0, T(P::Uri), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -492,14 +492,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("response", 8, 0, C(33), N, X),
         e("search", 6, 0, C(31), N, X),
     ], required: &[] },
-    TypeDef { name: "Bundle.entry.entry.search", elements: &[
+    TypeDef { id: 31, name: "Bundle.entry.entry.search", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("mode", 3, 0, T(P::Code), 25, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("score", 4, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "Bundle.entry.entry.request", elements: &[
+    TypeDef { id: 32, name: "Bundle.entry.entry.request", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("ifMatch", 7, 0, T(P::String), N, X),
@@ -510,7 +510,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("url", 4, 0, T(P::Uri), N, X),
     ], required: &[Required { slot: 3, name: "method" }, Required { slot: 4, name: "url" }] },
-    TypeDef { name: "Bundle.entry.entry.response", elements: &[
+    TypeDef { id: 33, name: "Bundle.entry.entry.response", elements: &[
         e("etag", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -520,7 +520,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("outcome", 7, 0, R, N, X),
         e("status", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "status" }] },
-    TypeDef { name: "CapabilityStatement", elements: &[
+    TypeDef { id: 34, name: "CapabilityStatement", elements: &[
         e("contact", 16, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
         e("copyright", 21, 0, T(P::Markdown), N, X),
@@ -556,7 +556,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 18, MANY, C(658), N, X),
         e("version", 9, 0, T(P::String), N, X),
     ], required: &[Required { slot: 12, name: "status" }, Required { slot: 14, name: "date" }, Required { slot: 22, name: "kind" }, Required { slot: 27, name: "fhirVersion" }, Required { slot: 28, name: "format" }] },
-    TypeDef { name: "CapabilityStatement.software", elements: &[
+    TypeDef { id: 35, name: "CapabilityStatement.software", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -564,7 +564,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("releaseDate", 5, 0, T(P::DateTime), N, X),
         e("version", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "CapabilityStatement.implementation", elements: &[
+    TypeDef { id: 36, name: "CapabilityStatement.implementation", elements: &[
         e("custodian", 5, 0, C(649), N, X),
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -572,7 +572,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("url", 4, 0, T(P::Url), N, X),
     ], required: &[Required { slot: 3, name: "description" }] },
-    TypeDef { name: "CapabilityStatement.rest", elements: &[
+    TypeDef { id: 37, name: "CapabilityStatement.rest", elements: &[
         e("compartment", 10, MANY, T(P::Canonical), N, X),
         e("documentation", 4, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -585,7 +585,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("searchParam", 8, MANY, C(41), N, X),
         e("security", 5, 0, C(38), N, X),
     ], required: &[Required { slot: 3, name: "mode" }] },
-    TypeDef { name: "CapabilityStatement.rest.rest.security", elements: &[
+    TypeDef { id: 38, name: "CapabilityStatement.rest.rest.security", elements: &[
         e("cors", 3, 0, T(P::Boolean), N, X),
         e("description", 5, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -593,7 +593,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("service", 4, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "CapabilityStatement.rest.rest.resource", elements: &[
+    TypeDef { id: 39, name: "CapabilityStatement.rest.rest.resource", elements: &[
         e("conditionalCreate", 11, 0, T(P::Boolean), N, X),
         e("conditionalDelete", 14, 0, T(P::Code), 33, X),
         e("conditionalRead", 12, 0, T(P::Code), 32, X),
@@ -615,14 +615,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("updateCreate", 10, 0, T(P::Boolean), N, X),
         e("versioning", 8, 0, T(P::Code), 31, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "CapabilityStatement.rest.rest.resource.rest.resource.interaction", elements: &[
+    TypeDef { id: 40, name: "CapabilityStatement.rest.rest.resource.rest.resource.interaction", elements: &[
         e("code", 3, 0, T(P::Code), 35, X),
         e("documentation", 4, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "CapabilityStatement.rest.rest.resource.rest.resource.searchParam", elements: &[
+    TypeDef { id: 41, name: "CapabilityStatement.rest.rest.resource.rest.resource.searchParam", elements: &[
         e("definition", 4, 0, T(P::Canonical), N, X),
         e("documentation", 6, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -631,7 +631,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 3, 0, T(P::String), N, X),
         e("type", 5, 0, T(P::Code), 36, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 5, name: "type" }] },
-    TypeDef { name: "CapabilityStatement.rest.rest.resource.rest.resource.operation", elements: &[
+    TypeDef { id: 42, name: "CapabilityStatement.rest.rest.resource.rest.resource.operation", elements: &[
         e("definition", 4, 0, T(P::Canonical), N, X),
         e("documentation", 5, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -639,14 +639,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 4, name: "definition" }] },
-    TypeDef { name: "CapabilityStatement.rest.rest.interaction", elements: &[
+    TypeDef { id: 43, name: "CapabilityStatement.rest.rest.interaction", elements: &[
         e("code", 3, 0, T(P::Code), 37, X),
         e("documentation", 4, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "CapabilityStatement.messaging", elements: &[
+    TypeDef { id: 44, name: "CapabilityStatement.messaging", elements: &[
         e("documentation", 5, 0, T(P::Markdown), N, X),
         e("endpoint", 3, MANY, C(45), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -655,21 +655,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("reliableCache", 4, 0, T(P::UnsignedInt), N, X),
         e("supportedMessage", 6, MANY, C(46), N, X),
     ], required: &[] },
-    TypeDef { name: "CapabilityStatement.messaging.messaging.endpoint", elements: &[
+    TypeDef { id: 45, name: "CapabilityStatement.messaging.messaging.endpoint", elements: &[
         e("address", 4, 0, T(P::Url), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("protocol", 3, 0, C(610), N, X),
     ], required: &[Required { slot: 3, name: "protocol" }, Required { slot: 4, name: "address" }] },
-    TypeDef { name: "CapabilityStatement.messaging.messaging.supportedMessage", elements: &[
+    TypeDef { id: 46, name: "CapabilityStatement.messaging.messaging.supportedMessage", elements: &[
         e("definition", 4, 0, T(P::Canonical), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("mode", 3, 0, T(P::Code), 38, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "mode" }, Required { slot: 4, name: "definition" }] },
-    TypeDef { name: "CapabilityStatement.document", elements: &[
+    TypeDef { id: 47, name: "CapabilityStatement.document", elements: &[
         e("documentation", 4, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -677,7 +677,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("profile", 5, 0, T(P::Canonical), N, X),
     ], required: &[Required { slot: 3, name: "mode" }, Required { slot: 5, name: "profile" }] },
-    TypeDef { name: "CarePlan", elements: &[
+    TypeDef { id: 48, name: "CarePlan", elements: &[
         e("activity", 29, MANY, C(49), N, X),
         e("addresses", 26, MANY, C(649), N, X),
         e("author", 23, 0, C(649), N, X),
@@ -710,7 +710,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("title", 17, 0, T(P::String), N, X),
     ], required: &[Required { slot: 14, name: "status" }, Required { slot: 15, name: "intent" }, Required { slot: 19, name: "subject" }] },
-    TypeDef { name: "CarePlan.activity", elements: &[
+    TypeDef { id: 49, name: "CarePlan.activity", elements: &[
         e("detail", 7, 0, C(50), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -720,7 +720,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("progress", 5, MANY, C(607), N, X),
         e("reference", 6, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "CarePlan.activity.activity.detail", elements: &[
+    TypeDef { id: 50, name: "CarePlan.activity.activity.detail", elements: &[
         e("code", 6, 0, C(609), N, X),
         e("dailyAmount", 17, 0, C(659), N, X),
         e("description", 19, 0, T(P::String), N, X),
@@ -745,7 +745,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 10, 0, T(P::Code), 43, X),
         e("statusReason", 11, 0, C(609), N, X),
     ], required: &[Required { slot: 10, name: "status" }] },
-    TypeDef { name: "CareTeam", elements: &[
+    TypeDef { id: 51, name: "CareTeam", elements: &[
         e("category", 10, MANY, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("encounter", 13, 0, C(649), N, X),
@@ -768,7 +768,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("telecom", 19, MANY, C(612), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "CareTeam.participant", elements: &[
+    TypeDef { id: 52, name: "CareTeam.participant", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("member", 4, 0, C(649), N, X),
@@ -777,7 +777,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("period", 6, 0, C(642), N, X),
         e("role", 3, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "CatalogEntry", elements: &[
+    TypeDef { id: 53, name: "CatalogEntry", elements: &[
         e("additionalCharacteristic", 18, MANY, C(609), N, X),
         e("additionalClassification", 19, MANY, C(609), N, X),
         e("additionalIdentifier", 12, MANY, C(636), N, X),
@@ -800,14 +800,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("validTo", 16, 0, T(P::DateTime), N, X),
         e("validityPeriod", 15, 0, C(642), N, X),
     ], required: &[Required { slot: 10, name: "orderable" }, Required { slot: 11, name: "referencedItem" }] },
-    TypeDef { name: "CatalogEntry.relatedEntry", elements: &[
+    TypeDef { id: 54, name: "CatalogEntry.relatedEntry", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("item", 4, 0, C(649), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("relationtype", 3, 0, T(P::Code), 45, X),
     ], required: &[Required { slot: 3, name: "relationtype" }, Required { slot: 4, name: "item" }] },
-    TypeDef { name: "ChargeItem", elements: &[
+    TypeDef { id: 55, name: "ChargeItem", elements: &[
         e("account", 31, MANY, C(649), N, X),
         e("bodysite", 22, MANY, C(609), N, X),
         e("code", 13, 0, C(609), N, X),
@@ -846,14 +846,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInformation", 33, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 11, name: "status" }, Required { slot: 13, name: "code" }, Required { slot: 14, name: "subject" }] },
-    TypeDef { name: "ChargeItem.performer", elements: &[
+    TypeDef { id: 56, name: "ChargeItem.performer", elements: &[
         e("actor", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("function", 3, 0, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "actor" }] },
-    TypeDef { name: "ChargeItemDefinition", elements: &[
+    TypeDef { id: 57, name: "ChargeItemDefinition", elements: &[
         e("applicability", 29, MANY, C(58), N, X),
         e("approvalDate", 24, 0, T(P::Date), N, X),
         e("code", 27, 0, C(609), N, X),
@@ -886,7 +886,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 21, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 8, name: "url" }, Required { slot: 15, name: "status" }] },
-    TypeDef { name: "ChargeItemDefinition.applicability", elements: &[
+    TypeDef { id: 58, name: "ChargeItemDefinition.applicability", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("expression", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -894,14 +894,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("language", 4, 0, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "ChargeItemDefinition.propertyGroup", elements: &[
+    TypeDef { id: 59, name: "ChargeItemDefinition.propertyGroup", elements: &[
         e("applicability", 3, MANY, C(58), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("priceComponent", 4, MANY, C(60), N, X),
     ], required: &[] },
-    TypeDef { name: "ChargeItemDefinition.propertyGroup.propertyGroup.priceComponent", elements: &[
+    TypeDef { id: 60, name: "ChargeItemDefinition.propertyGroup.propertyGroup.priceComponent", elements: &[
         e("amount", 6, 0, C(639), N, X),
         e("code", 4, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -910,7 +910,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, T(P::Code), 47, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "Claim", elements: &[
+    TypeDef { id: 61, name: "Claim", elements: &[
         e("accident", 32, 0, C(69), N, X),
         e("billablePeriod", 14, 0, C(642), N, X),
         e("careTeam", 27, MANY, C(64), N, X),
@@ -947,7 +947,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 10, 0, C(609), N, X),
         e("use", 12, 0, T(P::Code), 49, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "type" }, Required { slot: 12, name: "use" }, Required { slot: 13, name: "patient" }, Required { slot: 15, name: "created" }, Required { slot: 18, name: "provider" }, Required { slot: 19, name: "priority" }, Required { slot: 31, name: "insurance" }] },
-    TypeDef { name: "Claim.related", elements: &[
+    TypeDef { id: 62, name: "Claim.related", elements: &[
         e("claim", 3, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -955,14 +955,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("reference", 5, 0, C(636), N, X),
         e("relationship", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Claim.payee", elements: &[
+    TypeDef { id: 63, name: "Claim.payee", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("party", 4, 0, C(649), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "Claim.careTeam", elements: &[
+    TypeDef { id: 64, name: "Claim.careTeam", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -972,7 +972,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("role", 6, 0, C(609), N, X),
         e("sequence", 3, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "provider" }] },
-    TypeDef { name: "Claim.supportingInfo", elements: &[
+    TypeDef { id: 65, name: "Claim.supportingInfo", elements: &[
         e("category", 4, 0, C(609), N, X),
         e("code", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -988,7 +988,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueReference", 7, 0, C(649), N, 1),
         e("valueString", 7, 0, T(P::String), N, 1),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "category" }] },
-    TypeDef { name: "Claim.diagnosis", elements: &[
+    TypeDef { id: 66, name: "Claim.diagnosis", elements: &[
         e("diagnosisCodeableConcept", 4, 0, C(609), N, 0),
         e("diagnosisReference", 4, 0, C(649), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -999,7 +999,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("sequence", 3, 0, T(P::PositiveInt), N, X),
         e("type", 5, MANY, C(609), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "diagnosis[x]" }] },
-    TypeDef { name: "Claim.procedure", elements: &[
+    TypeDef { id: 67, name: "Claim.procedure", elements: &[
         e("date", 5, 0, T(P::DateTime), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1010,7 +1010,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 4, MANY, C(609), N, X),
         e("udi", 7, MANY, C(649), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 6, name: "procedure[x]" }] },
-    TypeDef { name: "Claim.insurance", elements: &[
+    TypeDef { id: 68, name: "Claim.insurance", elements: &[
         e("businessArrangement", 7, 0, T(P::String), N, X),
         e("claimResponse", 9, 0, C(649), N, X),
         e("coverage", 6, 0, C(649), N, X),
@@ -1022,7 +1022,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("preAuthRef", 8, MANY, T(P::String), N, X),
         e("sequence", 3, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "focal" }, Required { slot: 6, name: "coverage" }] },
-    TypeDef { name: "Claim.accident", elements: &[
+    TypeDef { id: 69, name: "Claim.accident", elements: &[
         e("date", 3, 0, T(P::Date), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1031,7 +1031,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "date" }] },
-    TypeDef { name: "Claim.item", elements: &[
+    TypeDef { id: 70, name: "Claim.item", elements: &[
         e("bodySite", 20, 0, C(609), N, X),
         e("careTeamSequence", 4, MANY, T(P::PositiveInt), N, X),
         e("category", 9, 0, C(609), N, X),
@@ -1060,7 +1060,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("udi", 19, MANY, C(649), N, X),
         e("unitPrice", 16, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 10, name: "productOrService" }] },
-    TypeDef { name: "Claim.item.item.detail", elements: &[
+    TypeDef { id: 71, name: "Claim.item.item.detail", elements: &[
         e("category", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("factor", 11, 0, T(P::Decimal), N, X),
@@ -1077,7 +1077,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("udi", 13, MANY, C(649), N, X),
         e("unitPrice", 10, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 6, name: "productOrService" }] },
-    TypeDef { name: "Claim.item.item.detail.item.detail.subDetail", elements: &[
+    TypeDef { id: 72, name: "Claim.item.item.detail.item.detail.subDetail", elements: &[
         e("category", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("factor", 11, 0, T(P::Decimal), N, X),
@@ -1093,7 +1093,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("udi", 13, MANY, C(649), N, X),
         e("unitPrice", 10, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 6, name: "productOrService" }] },
-    TypeDef { name: "ClaimResponse", elements: &[
+    TypeDef { id: 73, name: "ClaimResponse", elements: &[
         e("addItem", 24, MANY, C(78), N, X),
         e("adjudication", 25, MANY, C(75), N, X),
         e("communicationRequest", 32, MANY, C(649), N, X),
@@ -1130,7 +1130,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 10, 0, C(609), N, X),
         e("use", 12, 0, T(P::Code), 49, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "type" }, Required { slot: 12, name: "use" }, Required { slot: 13, name: "patient" }, Required { slot: 14, name: "created" }, Required { slot: 15, name: "insurer" }, Required { slot: 18, name: "outcome" }] },
-    TypeDef { name: "ClaimResponse.item", elements: &[
+    TypeDef { id: 74, name: "ClaimResponse.item", elements: &[
         e("adjudication", 5, MANY, C(75), N, X),
         e("detail", 6, MANY, C(76), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1139,7 +1139,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("noteNumber", 4, MANY, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 3, name: "itemSequence" }, Required { slot: 5, name: "adjudication" }] },
-    TypeDef { name: "ClaimResponse.item.item.adjudication", elements: &[
+    TypeDef { id: 75, name: "ClaimResponse.item.item.adjudication", elements: &[
         e("amount", 5, 0, C(639), N, X),
         e("category", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1148,7 +1148,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("reason", 4, 0, C(609), N, X),
         e("value", 6, 0, T(P::Decimal), N, X),
     ], required: &[Required { slot: 3, name: "category" }] },
-    TypeDef { name: "ClaimResponse.item.item.detail", elements: &[
+    TypeDef { id: 76, name: "ClaimResponse.item.item.detail", elements: &[
         e("adjudication", 5, MANY, C(75), N, X),
         e("detailSequence", 3, 0, T(P::PositiveInt), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1157,7 +1157,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("noteNumber", 4, MANY, T(P::PositiveInt), N, X),
         e("subDetail", 6, MANY, C(77), N, X),
     ], required: &[Required { slot: 3, name: "detailSequence" }, Required { slot: 5, name: "adjudication" }] },
-    TypeDef { name: "ClaimResponse.item.item.detail.item.detail.subDetail", elements: &[
+    TypeDef { id: 77, name: "ClaimResponse.item.item.detail.item.detail.subDetail", elements: &[
         e("adjudication", 5, MANY, C(75), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1165,7 +1165,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("noteNumber", 4, MANY, T(P::PositiveInt), N, X),
         e("subDetailSequence", 3, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 3, name: "subDetailSequence" }] },
-    TypeDef { name: "ClaimResponse.addItem", elements: &[
+    TypeDef { id: 78, name: "ClaimResponse.addItem", elements: &[
         e("adjudication", 19, MANY, C(75), N, X),
         e("bodySite", 16, 0, C(609), N, X),
         e("detail", 20, MANY, C(79), N, X),
@@ -1191,7 +1191,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subdetailSequence", 5, MANY, T(P::PositiveInt), N, X),
         e("unitPrice", 13, 0, C(639), N, X),
     ], required: &[Required { slot: 7, name: "productOrService" }, Required { slot: 19, name: "adjudication" }] },
-    TypeDef { name: "ClaimResponse.addItem.addItem.detail", elements: &[
+    TypeDef { id: 79, name: "ClaimResponse.addItem.addItem.detail", elements: &[
         e("adjudication", 10, MANY, C(75), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("factor", 7, 0, T(P::Decimal), N, X),
@@ -1205,7 +1205,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subDetail", 11, MANY, C(80), N, X),
         e("unitPrice", 6, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "productOrService" }, Required { slot: 10, name: "adjudication" }] },
-    TypeDef { name: "ClaimResponse.addItem.addItem.detail.addItem.detail.subDetail", elements: &[
+    TypeDef { id: 80, name: "ClaimResponse.addItem.addItem.detail.addItem.detail.subDetail", elements: &[
         e("adjudication", 10, MANY, C(75), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("factor", 7, 0, T(P::Decimal), N, X),
@@ -1218,14 +1218,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("quantity", 5, 0, C(659), N, X),
         e("unitPrice", 6, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "productOrService" }, Required { slot: 10, name: "adjudication" }] },
-    TypeDef { name: "ClaimResponse.total", elements: &[
+    TypeDef { id: 81, name: "ClaimResponse.total", elements: &[
         e("amount", 4, 0, C(639), N, X),
         e("category", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "category" }, Required { slot: 4, name: "amount" }] },
-    TypeDef { name: "ClaimResponse.payment", elements: &[
+    TypeDef { id: 82, name: "ClaimResponse.payment", elements: &[
         e("adjustment", 4, 0, C(639), N, X),
         e("adjustmentReason", 5, 0, C(609), N, X),
         e("amount", 7, 0, C(639), N, X),
@@ -1236,7 +1236,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 7, name: "amount" }] },
-    TypeDef { name: "ClaimResponse.processNote", elements: &[
+    TypeDef { id: 83, name: "ClaimResponse.processNote", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("language", 6, 0, C(609), N, X),
@@ -1245,7 +1245,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 5, 0, T(P::String), N, X),
         e("type", 4, 0, T(P::Code), 51, X),
     ], required: &[Required { slot: 5, name: "text" }] },
-    TypeDef { name: "ClaimResponse.insurance", elements: &[
+    TypeDef { id: 84, name: "ClaimResponse.insurance", elements: &[
         e("businessArrangement", 6, 0, T(P::String), N, X),
         e("claimResponse", 7, 0, C(649), N, X),
         e("coverage", 5, 0, C(649), N, X),
@@ -1255,7 +1255,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("sequence", 3, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "focal" }, Required { slot: 5, name: "coverage" }] },
-    TypeDef { name: "ClaimResponse.error", elements: &[
+    TypeDef { id: 85, name: "ClaimResponse.error", elements: &[
         e("code", 6, 0, C(609), N, X),
         e("detailSequence", 4, 0, T(P::PositiveInt), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1264,7 +1264,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("subDetailSequence", 5, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 6, name: "code" }] },
-    TypeDef { name: "ClinicalImpression", elements: &[
+    TypeDef { id: 86, name: "ClinicalImpression", elements: &[
         e("assessor", 17, 0, C(649), N, X),
         e("code", 11, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -1295,14 +1295,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInfo", 26, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 13, name: "subject" }] },
-    TypeDef { name: "ClinicalImpression.investigation", elements: &[
+    TypeDef { id: 87, name: "ClinicalImpression.investigation", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("item", 4, MANY, C(649), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "ClinicalImpression.finding", elements: &[
+    TypeDef { id: 88, name: "ClinicalImpression.finding", elements: &[
         e("basis", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1310,7 +1310,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("itemReference", 4, 0, C(649), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "CodeSystem", elements: &[
+    TypeDef { id: 89, name: "CodeSystem", elements: &[
         e("caseSensitive", 23, 0, T(P::Boolean), N, X),
         e("compositional", 26, 0, T(P::Boolean), N, X),
         e("concept", 33, MANY, C(92), N, X),
@@ -1346,7 +1346,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("version", 10, 0, T(P::String), N, X),
         e("versionNeeded", 27, 0, T(P::Boolean), N, X),
     ], required: &[Required { slot: 13, name: "status" }, Required { slot: 28, name: "content" }] },
-    TypeDef { name: "CodeSystem.filter", elements: &[
+    TypeDef { id: 90, name: "CodeSystem.filter", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("description", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1355,7 +1355,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("operator", 5, MANY, T(P::Code), 55, X),
         e("value", 6, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 5, name: "operator" }, Required { slot: 6, name: "value" }] },
-    TypeDef { name: "CodeSystem.property", elements: &[
+    TypeDef { id: 91, name: "CodeSystem.property", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("description", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1364,7 +1364,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 6, 0, T(P::Code), 56, X),
         e("uri", 4, 0, T(P::Uri), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 6, name: "type" }] },
-    TypeDef { name: "CodeSystem.concept", elements: &[
+    TypeDef { id: 92, name: "CodeSystem.concept", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("concept", 8, MANY, C(92), N, X),
         e("definition", 5, 0, T(P::String), N, X),
@@ -1375,7 +1375,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("property", 7, MANY, C(94), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "CodeSystem.concept.concept.designation", elements: &[
+    TypeDef { id: 93, name: "CodeSystem.concept.concept.designation", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("language", 3, 0, T(P::Code), N, X),
@@ -1383,7 +1383,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("use", 4, 0, C(610), N, X),
         e("value", 5, 0, T(P::String), N, X),
     ], required: &[Required { slot: 5, name: "value" }] },
-    TypeDef { name: "CodeSystem.concept.concept.property", elements: &[
+    TypeDef { id: 94, name: "CodeSystem.concept.concept.property", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1396,7 +1396,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueInteger", 4, 0, T(P::Integer), N, 0),
         e("valueString", 4, 0, T(P::String), N, 0),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "value[x]" }] },
-    TypeDef { name: "Communication", elements: &[
+    TypeDef { id: 95, name: "Communication", elements: &[
         e("about", 21, MANY, C(649), N, X),
         e("basedOn", 11, MANY, C(649), N, X),
         e("category", 16, MANY, C(609), N, X),
@@ -1429,7 +1429,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("topic", 20, 0, C(609), N, X),
     ], required: &[Required { slot: 14, name: "status" }] },
-    TypeDef { name: "Communication.payload", elements: &[
+    TypeDef { id: 96, name: "Communication.payload", elements: &[
         e("contentAttachment", 3, 0, C(608), N, 0),
         e("contentReference", 3, 0, C(649), N, 0),
         e("contentString", 3, 0, T(P::String), N, 0),
@@ -1437,7 +1437,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "content[x]" }] },
-    TypeDef { name: "CommunicationRequest", elements: &[
+    TypeDef { id: 97, name: "CommunicationRequest", elements: &[
         e("about", 19, MANY, C(649), N, X),
         e("authoredOn", 23, 0, T(P::DateTime), N, X),
         e("basedOn", 9, MANY, C(649), N, X),
@@ -1470,7 +1470,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 18, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 12, name: "status" }] },
-    TypeDef { name: "CommunicationRequest.payload", elements: &[
+    TypeDef { id: 98, name: "CommunicationRequest.payload", elements: &[
         e("contentAttachment", 3, 0, C(608), N, 0),
         e("contentReference", 3, 0, C(649), N, 0),
         e("contentString", 3, 0, T(P::String), N, 0),
@@ -1478,7 +1478,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "content[x]" }] },
-    TypeDef { name: "CompartmentDefinition", elements: &[
+    TypeDef { id: 99, name: "CompartmentDefinition", elements: &[
         e("code", 19, 0, T(P::Code), 58, X),
         e("contact", 15, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -1502,7 +1502,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 17, MANY, C(658), N, X),
         e("version", 9, 0, T(P::String), N, X),
     ], required: &[Required { slot: 8, name: "url" }, Required { slot: 10, name: "name" }, Required { slot: 11, name: "status" }, Required { slot: 19, name: "code" }, Required { slot: 20, name: "search" }] },
-    TypeDef { name: "CompartmentDefinition.resource", elements: &[
+    TypeDef { id: 100, name: "CompartmentDefinition.resource", elements: &[
         e("code", 3, 0, T(P::Code), 30, X),
         e("documentation", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1510,7 +1510,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("param", 4, MANY, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "Composition", elements: &[
+    TypeDef { id: 101, name: "Composition", elements: &[
         e("attester", 18, MANY, C(102), N, X),
         e("author", 15, MANY, C(649), N, X),
         e("category", 11, MANY, C(609), N, X),
@@ -1535,7 +1535,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("title", 16, 0, T(P::String), N, X),
         e("type", 10, 0, C(609), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "type" }, Required { slot: 14, name: "date" }, Required { slot: 15, name: "author" }, Required { slot: 16, name: "title" }] },
-    TypeDef { name: "Composition.attester", elements: &[
+    TypeDef { id: 102, name: "Composition.attester", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("mode", 3, 0, T(P::Code), 61, X),
@@ -1543,7 +1543,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("party", 5, 0, C(649), N, X),
         e("time", 4, 0, T(P::DateTime), N, X),
     ], required: &[Required { slot: 3, name: "mode" }] },
-    TypeDef { name: "Composition.relatesTo", elements: &[
+    TypeDef { id: 103, name: "Composition.relatesTo", elements: &[
         e("code", 3, 0, T(P::Code), 62, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1551,7 +1551,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("targetIdentifier", 4, 0, C(636), N, 0),
         e("targetReference", 4, 0, C(649), N, 0),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "target[x]" }] },
-    TypeDef { name: "Composition.event", elements: &[
+    TypeDef { id: 104, name: "Composition.event", elements: &[
         e("code", 3, MANY, C(609), N, X),
         e("detail", 5, MANY, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1559,7 +1559,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("period", 4, 0, C(642), N, X),
     ], required: &[] },
-    TypeDef { name: "Composition.section", elements: &[
+    TypeDef { id: 105, name: "Composition.section", elements: &[
         e("author", 5, MANY, C(649), N, X),
         e("code", 4, 0, C(609), N, X),
         e("emptyReason", 11, 0, C(609), N, X),
@@ -1574,7 +1574,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 7, 0, C(640), N, X),
         e("title", 3, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "ConceptMap", elements: &[
+    TypeDef { id: 106, name: "ConceptMap", elements: &[
         e("contact", 17, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
         e("copyright", 22, 0, T(P::Markdown), N, X),
@@ -1604,7 +1604,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 19, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 13, name: "status" }] },
-    TypeDef { name: "ConceptMap.group", elements: &[
+    TypeDef { id: 107, name: "ConceptMap.group", elements: &[
         e("element", 7, MANY, C(108), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1615,7 +1615,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("targetVersion", 6, 0, T(P::String), N, X),
         e("unmapped", 8, 0, C(111), N, X),
     ], required: &[Required { slot: 7, name: "element" }] },
-    TypeDef { name: "ConceptMap.group.group.element", elements: &[
+    TypeDef { id: 108, name: "ConceptMap.group.group.element", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("display", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1623,7 +1623,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("target", 5, MANY, C(109), N, X),
     ], required: &[] },
-    TypeDef { name: "ConceptMap.group.group.element.group.element.target", elements: &[
+    TypeDef { id: 109, name: "ConceptMap.group.group.element.group.element.target", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("comment", 6, 0, T(P::String), N, X),
         e("dependsOn", 7, MANY, C(110), N, X),
@@ -1634,7 +1634,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("product", 8, MANY, C(110), N, X),
     ], required: &[Required { slot: 5, name: "equivalence" }] },
-    TypeDef { name: "ConceptMap.group.group.element.group.element.target.group.element.target.dependsOn", elements: &[
+    TypeDef { id: 110, name: "ConceptMap.group.group.element.group.element.target.group.element.target.dependsOn", elements: &[
         e("display", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1643,7 +1643,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("system", 4, 0, T(P::Canonical), N, X),
         e("value", 5, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "property" }, Required { slot: 5, name: "value" }] },
-    TypeDef { name: "ConceptMap.group.group.unmapped", elements: &[
+    TypeDef { id: 111, name: "ConceptMap.group.group.unmapped", elements: &[
         e("code", 4, 0, T(P::Code), N, X),
         e("display", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -1652,7 +1652,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("url", 6, 0, T(P::Canonical), N, X),
     ], required: &[Required { slot: 3, name: "mode" }] },
-    TypeDef { name: "Condition", elements: &[
+    TypeDef { id: 112, name: "Condition", elements: &[
         e("abatementAge", 18, 0, C(606), N, 1),
         e("abatementDateTime", 18, 0, T(P::DateTime), N, 1),
         e("abatementPeriod", 18, 0, C(642), N, 1),
@@ -1687,7 +1687,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("verificationStatus", 10, 0, C(609), 67, X),
     ], required: &[Required { slot: 15, name: "subject" }] },
-    TypeDef { name: "Condition.stage", elements: &[
+    TypeDef { id: 113, name: "Condition.stage", elements: &[
         e("assessment", 4, MANY, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1695,14 +1695,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("summary", 3, 0, C(609), N, X),
         e("type", 5, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Condition.evidence", elements: &[
+    TypeDef { id: 114, name: "Condition.evidence", elements: &[
         e("code", 3, MANY, C(609), N, X),
         e("detail", 4, MANY, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "Consent", elements: &[
+    TypeDef { id: 115, name: "Consent", elements: &[
         e("category", 11, MANY, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("dateTime", 13, 0, T(P::DateTime), N, X),
@@ -1726,14 +1726,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("verification", 19, MANY, C(117), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "scope" }, Required { slot: 11, name: "category" }] },
-    TypeDef { name: "Consent.policy", elements: &[
+    TypeDef { id: 116, name: "Consent.policy", elements: &[
         e("authority", 3, 0, T(P::Uri), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("uri", 4, 0, T(P::Uri), N, X),
     ], required: &[] },
-    TypeDef { name: "Consent.verification", elements: &[
+    TypeDef { id: 117, name: "Consent.verification", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -1741,7 +1741,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("verified", 3, 0, T(P::Boolean), N, X),
         e("verifiedWith", 4, 0, C(649), N, X),
     ], required: &[Required { slot: 3, name: "verified" }] },
-    TypeDef { name: "Consent.provision", elements: &[
+    TypeDef { id: 118, name: "Consent.provision", elements: &[
         e("action", 6, MANY, C(609), N, X),
         e("actor", 5, MANY, C(119), N, X),
         e("class", 9, MANY, C(610), N, X),
@@ -1757,21 +1757,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("securityLabel", 7, MANY, C(610), N, X),
         e("type", 3, 0, T(P::Code), 69, X),
     ], required: &[] },
-    TypeDef { name: "Consent.provision.provision.actor", elements: &[
+    TypeDef { id: 119, name: "Consent.provision.provision.actor", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("reference", 4, 0, C(649), N, X),
         e("role", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "role" }, Required { slot: 4, name: "reference" }] },
-    TypeDef { name: "Consent.provision.provision.data", elements: &[
+    TypeDef { id: 120, name: "Consent.provision.provision.data", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("meaning", 3, 0, T(P::Code), 70, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("reference", 4, 0, C(649), N, X),
     ], required: &[Required { slot: 3, name: "meaning" }, Required { slot: 4, name: "reference" }] },
-    TypeDef { name: "Contract", elements: &[
+    TypeDef { id: 121, name: "Contract", elements: &[
         e("alias", 26, MANY, T(P::String), N, X),
         e("applies", 17, 0, C(642), N, X),
         e("author", 27, 0, C(649), N, X),
@@ -1816,7 +1816,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("url", 9, 0, T(P::Uri), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "Contract.contentDefinition", elements: &[
+    TypeDef { id: 122, name: "Contract.contentDefinition", elements: &[
         e("copyright", 8, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1827,7 +1827,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subType", 4, 0, C(609), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 7, name: "publicationStatus" }] },
-    TypeDef { name: "Contract.term", elements: &[
+    TypeDef { id: 123, name: "Contract.term", elements: &[
         e("action", 13, MANY, C(131), N, X),
         e("applies", 5, 0, C(642), N, X),
         e("asset", 12, MANY, C(128), N, X),
@@ -1845,7 +1845,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("topicReference", 6, 0, C(649), N, 0),
         e("type", 7, 0, C(609), N, X),
     ], required: &[Required { slot: 11, name: "offer" }] },
-    TypeDef { name: "Contract.term.term.securityLabel", elements: &[
+    TypeDef { id: 124, name: "Contract.term.term.securityLabel", elements: &[
         e("category", 5, MANY, C(610), N, X),
         e("classification", 4, 0, C(610), N, X),
         e("control", 6, MANY, C(610), N, X),
@@ -1854,7 +1854,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("number", 3, MANY, T(P::UnsignedInt), N, X),
     ], required: &[Required { slot: 4, name: "classification" }] },
-    TypeDef { name: "Contract.term.term.offer", elements: &[
+    TypeDef { id: 125, name: "Contract.term.term.offer", elements: &[
         e("answer", 9, MANY, C(127), N, X),
         e("decision", 7, 0, C(609), N, X),
         e("decisionMode", 8, MANY, C(609), N, X),
@@ -1869,14 +1869,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("topic", 5, 0, C(649), N, X),
         e("type", 6, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Contract.term.term.offer.term.offer.party", elements: &[
+    TypeDef { id: 126, name: "Contract.term.term.offer.term.offer.party", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("reference", 3, MANY, C(649), N, X),
         e("role", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "reference" }, Required { slot: 4, name: "role" }] },
-    TypeDef { name: "Contract.term.term.offer.term.offer.answer", elements: &[
+    TypeDef { id: 127, name: "Contract.term.term.offer.term.offer.answer", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -1893,7 +1893,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueTime", 3, 0, T(P::Time), N, 0),
         e("valueUri", 3, 0, T(P::Uri), N, 0),
     ], required: &[Required { slot: 3, name: "value[x]" }] },
-    TypeDef { name: "Contract.term.term.asset", elements: &[
+    TypeDef { id: 128, name: "Contract.term.term.asset", elements: &[
         e("answer", 15, MANY, C(127), N, X),
         e("condition", 9, 0, T(P::String), N, X),
         e("context", 8, MANY, C(129), N, X),
@@ -1913,7 +1913,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("usePeriod", 12, MANY, C(642), N, X),
         e("valuedItem", 17, MANY, C(130), N, X),
     ], required: &[] },
-    TypeDef { name: "Contract.term.term.asset.term.asset.context", elements: &[
+    TypeDef { id: 129, name: "Contract.term.term.asset.term.asset.context", elements: &[
         e("code", 4, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -1921,7 +1921,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("reference", 3, 0, C(649), N, X),
         e("text", 5, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "Contract.term.term.asset.term.asset.valuedItem", elements: &[
+    TypeDef { id: 130, name: "Contract.term.term.asset.term.asset.valuedItem", elements: &[
         e("effectiveTime", 5, 0, T(P::DateTime), N, X),
         e("entityCodeableConcept", 3, 0, C(609), N, 0),
         e("entityReference", 3, 0, C(649), N, 0),
@@ -1941,7 +1941,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("securityLabelNumber", 16, MANY, T(P::UnsignedInt), N, X),
         e("unitPrice", 7, 0, C(639), N, X),
     ], required: &[] },
-    TypeDef { name: "Contract.term.term.action", elements: &[
+    TypeDef { id: 131, name: "Contract.term.term.action", elements: &[
         e("context", 9, 0, C(649), N, X),
         e("contextLinkId", 10, MANY, T(P::String), N, X),
         e("doNotPerform", 3, 0, T(P::Boolean), N, X),
@@ -1969,14 +1969,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 5, MANY, C(132), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 4, name: "type" }, Required { slot: 6, name: "intent" }, Required { slot: 8, name: "status" }] },
-    TypeDef { name: "Contract.term.term.action.term.action.subject", elements: &[
+    TypeDef { id: 132, name: "Contract.term.term.action.term.action.subject", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("reference", 3, MANY, C(649), N, X),
         e("role", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "reference" }] },
-    TypeDef { name: "Contract.signer", elements: &[
+    TypeDef { id: 133, name: "Contract.signer", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -1984,28 +1984,28 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("signature", 5, MANY, C(652), N, X),
         e("type", 3, 0, C(610), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "party" }, Required { slot: 5, name: "signature" }] },
-    TypeDef { name: "Contract.friendly", elements: &[
+    TypeDef { id: 134, name: "Contract.friendly", elements: &[
         e("contentAttachment", 3, 0, C(608), N, 0),
         e("contentReference", 3, 0, C(649), N, 0),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "content[x]" }] },
-    TypeDef { name: "Contract.legal", elements: &[
+    TypeDef { id: 135, name: "Contract.legal", elements: &[
         e("contentAttachment", 3, 0, C(608), N, 0),
         e("contentReference", 3, 0, C(649), N, 0),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "content[x]" }] },
-    TypeDef { name: "Contract.rule", elements: &[
+    TypeDef { id: 136, name: "Contract.rule", elements: &[
         e("contentAttachment", 3, 0, C(608), N, 0),
         e("contentReference", 3, 0, C(649), N, 0),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "content[x]" }] },
-    TypeDef { name: "Coverage", elements: &[
+    TypeDef { id: 137, name: "Coverage", elements: &[
         e("beneficiary", 14, 0, C(649), N, X),
         e("class", 19, MANY, C(138), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -2032,7 +2032,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 10, 0, C(609), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 14, name: "beneficiary" }, Required { slot: 18, name: "payor" }] },
-    TypeDef { name: "Coverage.class", elements: &[
+    TypeDef { id: 138, name: "Coverage.class", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -2040,7 +2040,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, C(609), N, X),
         e("value", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "value" }] },
-    TypeDef { name: "Coverage.costToBeneficiary", elements: &[
+    TypeDef { id: 139, name: "Coverage.costToBeneficiary", elements: &[
         e("exception", 5, MANY, C(140), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2049,14 +2049,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueMoney", 4, 0, C(639), N, 0),
         e("valueQuantity", 4, 0, C(659), N, 0),
     ], required: &[Required { slot: 4, name: "value[x]" }] },
-    TypeDef { name: "Coverage.costToBeneficiary.costToBeneficiary.exception", elements: &[
+    TypeDef { id: 140, name: "Coverage.costToBeneficiary.costToBeneficiary.exception", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("period", 4, 0, C(642), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "CoverageEligibilityRequest", elements: &[
+    TypeDef { id: 141, name: "CoverageEligibilityRequest", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("created", 14, 0, T(P::DateTime), N, X),
         e("enterer", 15, 0, C(649), N, X),
@@ -2081,7 +2081,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInfo", 19, MANY, C(142), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 11, name: "purpose" }, Required { slot: 12, name: "patient" }, Required { slot: 14, name: "created" }, Required { slot: 17, name: "insurer" }] },
-    TypeDef { name: "CoverageEligibilityRequest.supportingInfo", elements: &[
+    TypeDef { id: 142, name: "CoverageEligibilityRequest.supportingInfo", elements: &[
         e("appliesToAll", 5, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2089,7 +2089,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("sequence", 3, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "information" }] },
-    TypeDef { name: "CoverageEligibilityRequest.insurance", elements: &[
+    TypeDef { id: 143, name: "CoverageEligibilityRequest.insurance", elements: &[
         e("businessArrangement", 5, 0, T(P::String), N, X),
         e("coverage", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -2097,7 +2097,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "coverage" }] },
-    TypeDef { name: "CoverageEligibilityRequest.item", elements: &[
+    TypeDef { id: 144, name: "CoverageEligibilityRequest.item", elements: &[
         e("category", 4, 0, C(609), N, X),
         e("detail", 12, MANY, C(649), N, X),
         e("diagnosis", 11, MANY, C(145), N, X),
@@ -2112,14 +2112,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInfoSequence", 3, MANY, T(P::PositiveInt), N, X),
         e("unitPrice", 9, 0, C(639), N, X),
     ], required: &[] },
-    TypeDef { name: "CoverageEligibilityRequest.item.item.diagnosis", elements: &[
+    TypeDef { id: 145, name: "CoverageEligibilityRequest.item.item.diagnosis", elements: &[
         e("diagnosisCodeableConcept", 3, 0, C(609), N, 0),
         e("diagnosisReference", 3, 0, C(649), N, 0),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "CoverageEligibilityResponse", elements: &[
+    TypeDef { id: 146, name: "CoverageEligibilityResponse", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("created", 13, 0, T(P::DateTime), N, X),
         e("disposition", 17, 0, T(P::String), N, X),
@@ -2145,7 +2145,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 48, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "purpose" }, Required { slot: 11, name: "patient" }, Required { slot: 13, name: "created" }, Required { slot: 15, name: "request" }, Required { slot: 16, name: "outcome" }, Required { slot: 18, name: "insurer" }] },
-    TypeDef { name: "CoverageEligibilityResponse.insurance", elements: &[
+    TypeDef { id: 147, name: "CoverageEligibilityResponse.insurance", elements: &[
         e("benefitPeriod", 5, 0, C(642), N, X),
         e("coverage", 3, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -2154,7 +2154,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("item", 6, MANY, C(148), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "coverage" }] },
-    TypeDef { name: "CoverageEligibilityResponse.insurance.insurance.item", elements: &[
+    TypeDef { id: 148, name: "CoverageEligibilityResponse.insurance.insurance.item", elements: &[
         e("authorizationRequired", 14, 0, T(P::Boolean), N, X),
         e("authorizationSupporting", 15, MANY, C(609), N, X),
         e("authorizationUrl", 16, 0, T(P::Uri), N, X),
@@ -2173,7 +2173,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("term", 12, 0, C(609), N, X),
         e("unit", 11, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "CoverageEligibilityResponse.insurance.insurance.item.insurance.item.benefit", elements: &[
+    TypeDef { id: 149, name: "CoverageEligibilityResponse.insurance.insurance.item.insurance.item.benefit", elements: &[
         e("allowedMoney", 4, 0, C(639), N, 0),
         e("allowedString", 4, 0, T(P::String), N, 0),
         e("allowedUnsignedInt", 4, 0, T(P::UnsignedInt), N, 0),
@@ -2185,13 +2185,13 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("usedString", 5, 0, T(P::String), N, 1),
         e("usedUnsignedInt", 5, 0, T(P::UnsignedInt), N, 1),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "CoverageEligibilityResponse.error", elements: &[
+    TypeDef { id: 150, name: "CoverageEligibilityResponse.error", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "DetectedIssue", elements: &[
+    TypeDef { id: 151, name: "DetectedIssue", elements: &[
         e("author", 14, 0, C(649), N, X),
         e("code", 10, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -2214,14 +2214,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 75, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }] },
-    TypeDef { name: "DetectedIssue.evidence", elements: &[
+    TypeDef { id: 152, name: "DetectedIssue.evidence", elements: &[
         e("code", 3, MANY, C(609), N, X),
         e("detail", 4, MANY, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "DetectedIssue.mitigation", elements: &[
+    TypeDef { id: 153, name: "DetectedIssue.mitigation", elements: &[
         e("action", 3, 0, C(609), N, X),
         e("author", 5, 0, C(649), N, X),
         e("date", 4, 0, T(P::DateTime), N, X),
@@ -2229,7 +2229,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "action" }] },
-    TypeDef { name: "Device", elements: &[
+    TypeDef { id: 154, name: "Device", elements: &[
         e("contact", 28, MANY, C(612), N, X),
         e("contained", 5, MANY, R, N, X),
         e("definition", 9, 0, C(649), N, X),
@@ -2265,7 +2265,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("url", 30, 0, T(P::Uri), N, X),
         e("version", 24, MANY, C(158), N, X),
     ], required: &[] },
-    TypeDef { name: "Device.udiCarrier", elements: &[
+    TypeDef { id: 155, name: "Device.udiCarrier", elements: &[
         e("carrierAIDC", 6, 0, T(P::Base64Binary), N, X),
         e("carrierHRF", 7, 0, T(P::String), N, X),
         e("deviceIdentifier", 3, 0, T(P::String), N, X),
@@ -2276,21 +2276,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("jurisdiction", 5, 0, T(P::Uri), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "Device.deviceName", elements: &[
+    TypeDef { id: 156, name: "Device.deviceName", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::String), N, X),
         e("type", 4, 0, T(P::Code), 79, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 4, name: "type" }] },
-    TypeDef { name: "Device.specialization", elements: &[
+    TypeDef { id: 157, name: "Device.specialization", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("systemType", 3, 0, C(609), N, X),
         e("version", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "systemType" }] },
-    TypeDef { name: "Device.version", elements: &[
+    TypeDef { id: 158, name: "Device.version", elements: &[
         e("component", 4, 0, C(636), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2298,7 +2298,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, C(609), N, X),
         e("value", 5, 0, T(P::String), N, X),
     ], required: &[Required { slot: 5, name: "value" }] },
-    TypeDef { name: "Device.property", elements: &[
+    TypeDef { id: 159, name: "Device.property", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -2306,7 +2306,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueCode", 5, MANY, C(609), N, X),
         e("valueQuantity", 4, MANY, C(646), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "DeviceDefinition", elements: &[
+    TypeDef { id: 160, name: "DeviceDefinition", elements: &[
         e("capability", 20, MANY, C(164), N, X),
         e("contact", 23, MANY, C(612), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -2339,7 +2339,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("url", 24, 0, T(P::Uri), N, X),
         e("version", 15, MANY, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "DeviceDefinition.udiDeviceIdentifier", elements: &[
+    TypeDef { id: 161, name: "DeviceDefinition.udiDeviceIdentifier", elements: &[
         e("deviceIdentifier", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2347,28 +2347,28 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("jurisdiction", 5, 0, T(P::Uri), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "deviceIdentifier" }, Required { slot: 4, name: "issuer" }, Required { slot: 5, name: "jurisdiction" }] },
-    TypeDef { name: "DeviceDefinition.deviceName", elements: &[
+    TypeDef { id: 162, name: "DeviceDefinition.deviceName", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::String), N, X),
         e("type", 4, 0, T(P::Code), 79, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 4, name: "type" }] },
-    TypeDef { name: "DeviceDefinition.specialization", elements: &[
+    TypeDef { id: 163, name: "DeviceDefinition.specialization", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("systemType", 3, 0, T(P::String), N, X),
         e("version", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "systemType" }] },
-    TypeDef { name: "DeviceDefinition.capability", elements: &[
+    TypeDef { id: 164, name: "DeviceDefinition.capability", elements: &[
         e("description", 4, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "DeviceDefinition.property", elements: &[
+    TypeDef { id: 165, name: "DeviceDefinition.property", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -2376,7 +2376,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueCode", 5, MANY, C(609), N, X),
         e("valueQuantity", 4, MANY, C(646), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "DeviceDefinition.material", elements: &[
+    TypeDef { id: 166, name: "DeviceDefinition.material", elements: &[
         e("allergenicIndicator", 5, 0, T(P::Boolean), N, X),
         e("alternate", 4, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -2384,7 +2384,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("substance", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "substance" }] },
-    TypeDef { name: "DeviceMetric", elements: &[
+    TypeDef { id: 167, name: "DeviceMetric", elements: &[
         e("calibration", 17, MANY, C(168), N, X),
         e("category", 15, 0, T(P::Code), 82, X),
         e("color", 14, 0, T(P::Code), 81, X),
@@ -2404,7 +2404,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 9, 0, C(609), N, X),
         e("unit", 10, 0, C(609), N, X),
     ], required: &[Required { slot: 9, name: "type" }, Required { slot: 15, name: "category" }] },
-    TypeDef { name: "DeviceMetric.calibration", elements: &[
+    TypeDef { id: 168, name: "DeviceMetric.calibration", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -2412,7 +2412,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("time", 5, 0, T(P::Instant), N, X),
         e("type", 3, 0, T(P::Code), 83, X),
     ], required: &[] },
-    TypeDef { name: "DeviceRequest", elements: &[
+    TypeDef { id: 169, name: "DeviceRequest", elements: &[
         e("authoredOn", 22, 0, T(P::DateTime), N, X),
         e("basedOn", 11, MANY, C(649), N, X),
         e("codeCodeableConcept", 17, 0, C(609), N, 0),
@@ -2449,7 +2449,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInfo", 29, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 15, name: "intent" }, Required { slot: 17, name: "code[x]" }, Required { slot: 19, name: "subject" }] },
-    TypeDef { name: "DeviceRequest.parameter", elements: &[
+    TypeDef { id: 170, name: "DeviceRequest.parameter", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2459,7 +2459,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueQuantity", 4, 0, C(646), N, 0),
         e("valueRange", 4, 0, C(647), N, 0),
     ], required: &[] },
-    TypeDef { name: "DeviceUseStatement", elements: &[
+    TypeDef { id: 171, name: "DeviceUseStatement", elements: &[
         e("basedOn", 9, MANY, C(649), N, X),
         e("bodySite", 19, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -2484,7 +2484,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("timingPeriod", 13, 0, C(642), N, 0),
         e("timingTiming", 13, 0, C(655), N, 0),
     ], required: &[Required { slot: 10, name: "status" }, Required { slot: 11, name: "subject" }, Required { slot: 16, name: "device" }] },
-    TypeDef { name: "DiagnosticReport", elements: &[
+    TypeDef { id: 172, name: "DiagnosticReport", elements: &[
         e("basedOn", 9, MANY, C(649), N, X),
         e("category", 11, MANY, C(609), N, X),
         e("code", 12, 0, C(609), N, X),
@@ -2513,14 +2513,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 13, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 10, name: "status" }, Required { slot: 12, name: "code" }] },
-    TypeDef { name: "DiagnosticReport.media", elements: &[
+    TypeDef { id: 173, name: "DiagnosticReport.media", elements: &[
         e("comment", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("link", 4, 0, C(649), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "link" }] },
-    TypeDef { name: "DocumentManifest", elements: &[
+    TypeDef { id: 174, name: "DocumentManifest", elements: &[
         e("author", 14, MANY, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
         e("content", 18, MANY, C(649), N, X),
@@ -2542,14 +2542,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 11, 0, C(609), N, X),
     ], required: &[Required { slot: 10, name: "status" }, Required { slot: 18, name: "content" }] },
-    TypeDef { name: "DocumentManifest.related", elements: &[
+    TypeDef { id: 175, name: "DocumentManifest.related", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("identifier", 3, 0, C(636), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("ref", 4, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "DocumentReference", elements: &[
+    TypeDef { id: 176, name: "DocumentReference", elements: &[
         e("authenticator", 17, 0, C(649), N, X),
         e("author", 16, MANY, C(649), N, X),
         e("category", 13, MANY, C(609), N, X),
@@ -2575,21 +2575,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 12, 0, C(609), N, X),
     ], required: &[Required { slot: 10, name: "status" }, Required { slot: 22, name: "content" }] },
-    TypeDef { name: "DocumentReference.relatesTo", elements: &[
+    TypeDef { id: 177, name: "DocumentReference.relatesTo", elements: &[
         e("code", 3, 0, T(P::Code), 62, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("target", 4, 0, C(649), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "target" }] },
-    TypeDef { name: "DocumentReference.content", elements: &[
+    TypeDef { id: 178, name: "DocumentReference.content", elements: &[
         e("attachment", 3, 0, C(608), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("format", 4, 0, C(610), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "attachment" }] },
-    TypeDef { name: "DocumentReference.context", elements: &[
+    TypeDef { id: 179, name: "DocumentReference.context", elements: &[
         e("encounter", 3, MANY, C(649), N, X),
         e("event", 4, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -2601,7 +2601,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("related", 9, MANY, C(649), N, X),
         e("sourcePatientInfo", 8, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "EffectEvidenceSynthesis", elements: &[
+    TypeDef { id: 180, name: "EffectEvidenceSynthesis", elements: &[
         e("approvalDate", 22, 0, T(P::Date), N, X),
         e("author", 26, MANY, C(611), N, X),
         e("certainty", 40, MANY, C(185), N, X),
@@ -2644,7 +2644,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 19, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 13, name: "status" }, Required { slot: 33, name: "population" }, Required { slot: 34, name: "exposure" }, Required { slot: 35, name: "exposureAlternative" }, Required { slot: 36, name: "outcome" }] },
-    TypeDef { name: "EffectEvidenceSynthesis.sampleSize", elements: &[
+    TypeDef { id: 181, name: "EffectEvidenceSynthesis.sampleSize", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2652,7 +2652,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("numberOfParticipants", 5, 0, T(P::Integer), N, X),
         e("numberOfStudies", 4, 0, T(P::Integer), N, X),
     ], required: &[] },
-    TypeDef { name: "EffectEvidenceSynthesis.resultsByExposure", elements: &[
+    TypeDef { id: 182, name: "EffectEvidenceSynthesis.resultsByExposure", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("exposureState", 4, 0, T(P::Code), 88, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -2661,7 +2661,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("riskEvidenceSynthesis", 6, 0, C(649), N, X),
         e("variantState", 5, 0, C(609), N, X),
     ], required: &[Required { slot: 6, name: "riskEvidenceSynthesis" }] },
-    TypeDef { name: "EffectEvidenceSynthesis.effectEstimate", elements: &[
+    TypeDef { id: 183, name: "EffectEvidenceSynthesis.effectEstimate", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2672,7 +2672,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("value", 6, 0, T(P::Decimal), N, X),
         e("variantState", 5, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "EffectEvidenceSynthesis.effectEstimate.effectEstimate.precisionEstimate", elements: &[
+    TypeDef { id: 184, name: "EffectEvidenceSynthesis.effectEstimate.effectEstimate.precisionEstimate", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("from", 5, 0, T(P::Decimal), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2681,7 +2681,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("to", 6, 0, T(P::Decimal), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "EffectEvidenceSynthesis.certainty", elements: &[
+    TypeDef { id: 185, name: "EffectEvidenceSynthesis.certainty", elements: &[
         e("certaintySubcomponent", 5, MANY, C(186), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2689,7 +2689,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("note", 4, MANY, C(607), N, X),
         e("rating", 3, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "EffectEvidenceSynthesis.certainty.certainty.certaintySubcomponent", elements: &[
+    TypeDef { id: 186, name: "EffectEvidenceSynthesis.certainty.certainty.certaintySubcomponent", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -2697,7 +2697,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rating", 4, MANY, C(609), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Encounter", elements: &[
+    TypeDef { id: 187, name: "Encounter", elements: &[
         e("account", 26, MANY, C(649), N, X),
         e("appointment", 20, MANY, C(649), N, X),
         e("basedOn", 18, MANY, C(649), N, X),
@@ -2730,21 +2730,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 13, MANY, C(609), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 11, name: "class" }] },
-    TypeDef { name: "Encounter.statusHistory", elements: &[
+    TypeDef { id: 188, name: "Encounter.statusHistory", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("period", 4, 0, C(642), N, X),
         e("status", 3, 0, T(P::Code), 89, X),
     ], required: &[Required { slot: 3, name: "status" }, Required { slot: 4, name: "period" }] },
-    TypeDef { name: "Encounter.classHistory", elements: &[
+    TypeDef { id: 189, name: "Encounter.classHistory", elements: &[
         e("class", 3, 0, C(610), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("period", 4, 0, C(642), N, X),
     ], required: &[Required { slot: 3, name: "class" }, Required { slot: 4, name: "period" }] },
-    TypeDef { name: "Encounter.participant", elements: &[
+    TypeDef { id: 190, name: "Encounter.participant", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("individual", 5, 0, C(649), N, X),
@@ -2752,7 +2752,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("period", 4, 0, C(642), N, X),
         e("type", 3, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Encounter.diagnosis", elements: &[
+    TypeDef { id: 191, name: "Encounter.diagnosis", elements: &[
         e("condition", 3, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2760,7 +2760,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rank", 5, 0, T(P::PositiveInt), N, X),
         e("use", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "condition" }] },
-    TypeDef { name: "Encounter.hospitalization", elements: &[
+    TypeDef { id: 192, name: "Encounter.hospitalization", elements: &[
         e("admitSource", 5, 0, C(609), N, X),
         e("destination", 10, 0, C(649), N, X),
         e("dietPreference", 7, MANY, C(609), N, X),
@@ -2774,7 +2774,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("specialArrangement", 9, MANY, C(609), N, X),
         e("specialCourtesy", 8, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Encounter.location", elements: &[
+    TypeDef { id: 193, name: "Encounter.location", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("location", 3, 0, C(649), N, X),
@@ -2783,7 +2783,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("physicalType", 5, 0, C(609), N, X),
         e("status", 4, 0, T(P::Code), 90, X),
     ], required: &[Required { slot: 3, name: "location" }] },
-    TypeDef { name: "Endpoint", elements: &[
+    TypeDef { id: 194, name: "Endpoint", elements: &[
         e("address", 17, 0, T(P::Url), N, X),
         e("connectionType", 10, 0, C(610), N, X),
         e("contact", 13, MANY, C(612), N, X),
@@ -2804,7 +2804,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 91, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "connectionType" }, Required { slot: 15, name: "payloadType" }, Required { slot: 17, name: "address" }] },
-    TypeDef { name: "EnrollmentRequest", elements: &[
+    TypeDef { id: 195, name: "EnrollmentRequest", elements: &[
         e("candidate", 13, 0, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
         e("coverage", 14, 0, C(649), N, X),
@@ -2821,7 +2821,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 48, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "EnrollmentResponse", elements: &[
+    TypeDef { id: 196, name: "EnrollmentResponse", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("created", 13, 0, T(P::DateTime), N, X),
         e("disposition", 12, 0, T(P::String), N, X),
@@ -2839,7 +2839,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 48, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "EpisodeOfCare", elements: &[
+    TypeDef { id: 197, name: "EpisodeOfCare", elements: &[
         e("account", 19, MANY, C(649), N, X),
         e("careManager", 17, 0, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -2861,14 +2861,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 11, MANY, C(609), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 13, name: "patient" }] },
-    TypeDef { name: "EpisodeOfCare.statusHistory", elements: &[
+    TypeDef { id: 198, name: "EpisodeOfCare.statusHistory", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("period", 4, 0, C(642), N, X),
         e("status", 3, 0, T(P::Code), 92, X),
     ], required: &[Required { slot: 3, name: "status" }, Required { slot: 4, name: "period" }] },
-    TypeDef { name: "EpisodeOfCare.diagnosis", elements: &[
+    TypeDef { id: 199, name: "EpisodeOfCare.diagnosis", elements: &[
         e("condition", 3, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -2876,7 +2876,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rank", 5, 0, T(P::PositiveInt), N, X),
         e("role", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "condition" }] },
-    TypeDef { name: "EventDefinition", elements: &[
+    TypeDef { id: 200, name: "EventDefinition", elements: &[
         e("approvalDate", 26, 0, T(P::Date), N, X),
         e("author", 30, MANY, C(611), N, X),
         e("contact", 19, MANY, C(611), N, X),
@@ -2915,7 +2915,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 21, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 14, name: "status" }, Required { slot: 35, name: "trigger" }] },
-    TypeDef { name: "Evidence", elements: &[
+    TypeDef { id: 201, name: "Evidence", elements: &[
         e("approvalDate", 24, 0, T(P::Date), N, X),
         e("author", 28, MANY, C(611), N, X),
         e("contact", 18, MANY, C(611), N, X),
@@ -2953,7 +2953,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 21, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 15, name: "status" }, Required { slot: 33, name: "exposureBackground" }] },
-    TypeDef { name: "EvidenceVariable", elements: &[
+    TypeDef { id: 202, name: "EvidenceVariable", elements: &[
         e("approvalDate", 24, 0, T(P::Date), N, X),
         e("author", 28, MANY, C(611), N, X),
         e("characteristic", 34, MANY, C(203), N, X),
@@ -2990,7 +2990,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 21, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 15, name: "status" }, Required { slot: 34, name: "characteristic" }] },
-    TypeDef { name: "EvidenceVariable.characteristic", elements: &[
+    TypeDef { id: 203, name: "EvidenceVariable.characteristic", elements: &[
         e("definitionCanonical", 4, 0, T(P::Canonical), N, 0),
         e("definitionCodeableConcept", 4, 0, C(609), N, 0),
         e("definitionDataRequirement", 4, 0, C(615), N, 0),
@@ -3010,7 +3010,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("timeFromStart", 8, 0, C(622), N, X),
         e("usageContext", 5, MANY, C(658), N, X),
     ], required: &[Required { slot: 4, name: "definition[x]" }] },
-    TypeDef { name: "ExampleScenario", elements: &[
+    TypeDef { id: 204, name: "ExampleScenario", elements: &[
         e("actor", 21, MANY, C(205), N, X),
         e("contact", 16, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -3037,7 +3037,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("version", 10, 0, T(P::String), N, X),
         e("workflow", 24, MANY, T(P::Canonical), N, X),
     ], required: &[Required { slot: 12, name: "status" }] },
-    TypeDef { name: "ExampleScenario.actor", elements: &[
+    TypeDef { id: 205, name: "ExampleScenario.actor", elements: &[
         e("actorId", 3, 0, T(P::String), N, X),
         e("description", 6, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3046,7 +3046,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 5, 0, T(P::String), N, X),
         e("type", 4, 0, T(P::Code), 95, X),
     ], required: &[Required { slot: 3, name: "actorId" }, Required { slot: 4, name: "type" }] },
-    TypeDef { name: "ExampleScenario.instance", elements: &[
+    TypeDef { id: 206, name: "ExampleScenario.instance", elements: &[
         e("containedInstance", 8, MANY, C(208), N, X),
         e("description", 6, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3057,21 +3057,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("resourceType", 4, 0, T(P::Code), 30, X),
         e("version", 7, MANY, C(207), N, X),
     ], required: &[Required { slot: 3, name: "resourceId" }, Required { slot: 4, name: "resourceType" }] },
-    TypeDef { name: "ExampleScenario.instance.instance.version", elements: &[
+    TypeDef { id: 207, name: "ExampleScenario.instance.instance.version", elements: &[
         e("description", 4, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("versionId", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "versionId" }, Required { slot: 4, name: "description" }] },
-    TypeDef { name: "ExampleScenario.instance.instance.containedInstance", elements: &[
+    TypeDef { id: 208, name: "ExampleScenario.instance.instance.containedInstance", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("resourceId", 3, 0, T(P::String), N, X),
         e("versionId", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "resourceId" }] },
-    TypeDef { name: "ExampleScenario.process", elements: &[
+    TypeDef { id: 209, name: "ExampleScenario.process", elements: &[
         e("description", 4, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3081,7 +3081,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("step", 7, MANY, C(210), N, X),
         e("title", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "title" }] },
-    TypeDef { name: "ExampleScenario.process.process.step", elements: &[
+    TypeDef { id: 210, name: "ExampleScenario.process.process.step", elements: &[
         e("alternative", 6, MANY, C(212), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3090,7 +3090,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("pause", 4, 0, T(P::Boolean), N, X),
         e("process", 3, MANY, C(209), N, X),
     ], required: &[] },
-    TypeDef { name: "ExampleScenario.process.process.step.process.step.operation", elements: &[
+    TypeDef { id: 211, name: "ExampleScenario.process.process.step.process.step.operation", elements: &[
         e("description", 8, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3105,7 +3105,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("response", 12, 0, C(208), N, X),
         e("type", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "number" }] },
-    TypeDef { name: "ExampleScenario.process.process.step.process.step.alternative", elements: &[
+    TypeDef { id: 212, name: "ExampleScenario.process.process.step.process.step.alternative", elements: &[
         e("description", 4, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3113,7 +3113,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("step", 5, MANY, C(210), N, X),
         e("title", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "title" }] },
-    TypeDef { name: "ExplanationOfBenefit", elements: &[
+    TypeDef { id: 213, name: "ExplanationOfBenefit", elements: &[
         e("accident", 40, 0, C(221), N, X),
         e("addItem", 42, MANY, C(226), N, X),
         e("adjudication", 43, MANY, C(223), N, X),
@@ -3166,7 +3166,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 10, 0, C(609), N, X),
         e("use", 12, 0, T(P::Code), 49, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "type" }, Required { slot: 12, name: "use" }, Required { slot: 13, name: "patient" }, Required { slot: 15, name: "created" }, Required { slot: 17, name: "insurer" }, Required { slot: 18, name: "provider" }, Required { slot: 30, name: "outcome" }, Required { slot: 39, name: "insurance" }] },
-    TypeDef { name: "ExplanationOfBenefit.related", elements: &[
+    TypeDef { id: 214, name: "ExplanationOfBenefit.related", elements: &[
         e("claim", 3, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3174,14 +3174,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("reference", 5, 0, C(636), N, X),
         e("relationship", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "ExplanationOfBenefit.payee", elements: &[
+    TypeDef { id: 215, name: "ExplanationOfBenefit.payee", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("party", 4, 0, C(649), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "ExplanationOfBenefit.careTeam", elements: &[
+    TypeDef { id: 216, name: "ExplanationOfBenefit.careTeam", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -3191,7 +3191,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("role", 6, 0, C(609), N, X),
         e("sequence", 3, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "provider" }] },
-    TypeDef { name: "ExplanationOfBenefit.supportingInfo", elements: &[
+    TypeDef { id: 217, name: "ExplanationOfBenefit.supportingInfo", elements: &[
         e("category", 4, 0, C(609), N, X),
         e("code", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3207,7 +3207,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueReference", 7, 0, C(649), N, 1),
         e("valueString", 7, 0, T(P::String), N, 1),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "category" }] },
-    TypeDef { name: "ExplanationOfBenefit.diagnosis", elements: &[
+    TypeDef { id: 218, name: "ExplanationOfBenefit.diagnosis", elements: &[
         e("diagnosisCodeableConcept", 4, 0, C(609), N, 0),
         e("diagnosisReference", 4, 0, C(649), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -3218,7 +3218,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("sequence", 3, 0, T(P::PositiveInt), N, X),
         e("type", 5, MANY, C(609), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 4, name: "diagnosis[x]" }] },
-    TypeDef { name: "ExplanationOfBenefit.procedure", elements: &[
+    TypeDef { id: 219, name: "ExplanationOfBenefit.procedure", elements: &[
         e("date", 5, 0, T(P::DateTime), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3229,7 +3229,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 4, MANY, C(609), N, X),
         e("udi", 7, MANY, C(649), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 6, name: "procedure[x]" }] },
-    TypeDef { name: "ExplanationOfBenefit.insurance", elements: &[
+    TypeDef { id: 220, name: "ExplanationOfBenefit.insurance", elements: &[
         e("coverage", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("focal", 3, 0, T(P::Boolean), N, X),
@@ -3237,7 +3237,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("preAuthRef", 5, MANY, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "focal" }, Required { slot: 4, name: "coverage" }] },
-    TypeDef { name: "ExplanationOfBenefit.accident", elements: &[
+    TypeDef { id: 221, name: "ExplanationOfBenefit.accident", elements: &[
         e("date", 3, 0, T(P::Date), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3246,7 +3246,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "ExplanationOfBenefit.item", elements: &[
+    TypeDef { id: 222, name: "ExplanationOfBenefit.item", elements: &[
         e("adjudication", 24, MANY, C(223), N, X),
         e("bodySite", 20, 0, C(609), N, X),
         e("careTeamSequence", 4, MANY, T(P::PositiveInt), N, X),
@@ -3277,7 +3277,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("udi", 19, MANY, C(649), N, X),
         e("unitPrice", 16, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 10, name: "productOrService" }] },
-    TypeDef { name: "ExplanationOfBenefit.item.item.adjudication", elements: &[
+    TypeDef { id: 223, name: "ExplanationOfBenefit.item.item.adjudication", elements: &[
         e("amount", 5, 0, C(639), N, X),
         e("category", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3286,7 +3286,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("reason", 4, 0, C(609), N, X),
         e("value", 6, 0, T(P::Decimal), N, X),
     ], required: &[Required { slot: 3, name: "category" }] },
-    TypeDef { name: "ExplanationOfBenefit.item.item.detail", elements: &[
+    TypeDef { id: 224, name: "ExplanationOfBenefit.item.item.detail", elements: &[
         e("adjudication", 15, MANY, C(223), N, X),
         e("category", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3305,7 +3305,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("udi", 13, MANY, C(649), N, X),
         e("unitPrice", 10, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 6, name: "productOrService" }] },
-    TypeDef { name: "ExplanationOfBenefit.item.item.detail.item.detail.subDetail", elements: &[
+    TypeDef { id: 225, name: "ExplanationOfBenefit.item.item.detail.item.detail.subDetail", elements: &[
         e("adjudication", 15, MANY, C(223), N, X),
         e("category", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3323,7 +3323,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("udi", 13, MANY, C(649), N, X),
         e("unitPrice", 10, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "sequence" }, Required { slot: 6, name: "productOrService" }] },
-    TypeDef { name: "ExplanationOfBenefit.addItem", elements: &[
+    TypeDef { id: 226, name: "ExplanationOfBenefit.addItem", elements: &[
         e("adjudication", 19, MANY, C(223), N, X),
         e("bodySite", 16, 0, C(609), N, X),
         e("detail", 20, MANY, C(227), N, X),
@@ -3349,7 +3349,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subSite", 17, MANY, C(609), N, X),
         e("unitPrice", 13, 0, C(639), N, X),
     ], required: &[Required { slot: 7, name: "productOrService" }] },
-    TypeDef { name: "ExplanationOfBenefit.addItem.addItem.detail", elements: &[
+    TypeDef { id: 227, name: "ExplanationOfBenefit.addItem.addItem.detail", elements: &[
         e("adjudication", 10, MANY, C(223), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("factor", 7, 0, T(P::Decimal), N, X),
@@ -3363,7 +3363,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subDetail", 11, MANY, C(228), N, X),
         e("unitPrice", 6, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "productOrService" }] },
-    TypeDef { name: "ExplanationOfBenefit.addItem.addItem.detail.addItem.detail.subDetail", elements: &[
+    TypeDef { id: 228, name: "ExplanationOfBenefit.addItem.addItem.detail.addItem.detail.subDetail", elements: &[
         e("adjudication", 10, MANY, C(223), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("factor", 7, 0, T(P::Decimal), N, X),
@@ -3376,14 +3376,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("quantity", 5, 0, C(659), N, X),
         e("unitPrice", 6, 0, C(639), N, X),
     ], required: &[Required { slot: 3, name: "productOrService" }] },
-    TypeDef { name: "ExplanationOfBenefit.total", elements: &[
+    TypeDef { id: 229, name: "ExplanationOfBenefit.total", elements: &[
         e("amount", 4, 0, C(639), N, X),
         e("category", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "category" }, Required { slot: 4, name: "amount" }] },
-    TypeDef { name: "ExplanationOfBenefit.payment", elements: &[
+    TypeDef { id: 230, name: "ExplanationOfBenefit.payment", elements: &[
         e("adjustment", 4, 0, C(639), N, X),
         e("adjustmentReason", 5, 0, C(609), N, X),
         e("amount", 7, 0, C(639), N, X),
@@ -3394,7 +3394,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "ExplanationOfBenefit.processNote", elements: &[
+    TypeDef { id: 231, name: "ExplanationOfBenefit.processNote", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("language", 6, 0, C(609), N, X),
@@ -3403,7 +3403,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 5, 0, T(P::String), N, X),
         e("type", 4, 0, T(P::Code), 51, X),
     ], required: &[] },
-    TypeDef { name: "ExplanationOfBenefit.benefitBalance", elements: &[
+    TypeDef { id: 232, name: "ExplanationOfBenefit.benefitBalance", elements: &[
         e("category", 3, 0, C(609), N, X),
         e("description", 6, 0, T(P::String), N, X),
         e("excluded", 4, 0, T(P::Boolean), N, X),
@@ -3416,7 +3416,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("term", 9, 0, C(609), N, X),
         e("unit", 8, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "category" }] },
-    TypeDef { name: "ExplanationOfBenefit.benefitBalance.benefitBalance.financial", elements: &[
+    TypeDef { id: 233, name: "ExplanationOfBenefit.benefitBalance.benefitBalance.financial", elements: &[
         e("allowedMoney", 4, 0, C(639), N, 0),
         e("allowedString", 4, 0, T(P::String), N, 0),
         e("allowedUnsignedInt", 4, 0, T(P::UnsignedInt), N, 0),
@@ -3427,7 +3427,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("usedMoney", 5, 0, C(639), N, 1),
         e("usedUnsignedInt", 5, 0, T(P::UnsignedInt), N, 1),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "FamilyMemberHistory", elements: &[
+    TypeDef { id: 234, name: "FamilyMemberHistory", elements: &[
         e("ageAge", 19, 0, C(606), N, 1),
         e("ageRange", 19, 0, C(647), N, 1),
         e("ageString", 19, 0, T(P::String), N, 1),
@@ -3463,7 +3463,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 11, 0, T(P::Code), 97, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 11, name: "status" }, Required { slot: 13, name: "patient" }, Required { slot: 16, name: "relationship" }] },
-    TypeDef { name: "FamilyMemberHistory.condition", elements: &[
+    TypeDef { id: 235, name: "FamilyMemberHistory.condition", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("contributedToDeath", 5, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3476,7 +3476,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("onsetString", 6, 0, T(P::String), N, 0),
         e("outcome", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "Flag", elements: &[
+    TypeDef { id: 236, name: "Flag", elements: &[
         e("author", 15, 0, C(649), N, X),
         e("category", 10, MANY, C(609), N, X),
         e("code", 11, 0, C(609), N, X),
@@ -3494,7 +3494,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 12, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 11, name: "code" }, Required { slot: 12, name: "subject" }] },
-    TypeDef { name: "Goal", elements: &[
+    TypeDef { id: 237, name: "Goal", elements: &[
         e("achievementStatus", 10, 0, C(609), N, X),
         e("addresses", 20, MANY, C(649), N, X),
         e("category", 11, MANY, C(609), N, X),
@@ -3521,7 +3521,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("target", 16, MANY, C(238), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "lifecycleStatus" }, Required { slot: 13, name: "description" }, Required { slot: 14, name: "subject" }] },
-    TypeDef { name: "Goal.target", elements: &[
+    TypeDef { id: 238, name: "Goal.target", elements: &[
         e("detailBoolean", 4, 0, T(P::Boolean), N, 0),
         e("detailCodeableConcept", 4, 0, C(609), N, 0),
         e("detailInteger", 4, 0, T(P::Integer), N, 0),
@@ -3536,7 +3536,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("measure", 3, 0, C(609), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "GraphDefinition", elements: &[
+    TypeDef { id: 239, name: "GraphDefinition", elements: &[
         e("contact", 15, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
         e("date", 13, 0, T(P::DateTime), N, X),
@@ -3561,7 +3561,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 17, MANY, C(658), N, X),
         e("version", 9, 0, T(P::String), N, X),
     ], required: &[Required { slot: 10, name: "name" }, Required { slot: 11, name: "status" }, Required { slot: 20, name: "start" }] },
-    TypeDef { name: "GraphDefinition.link", elements: &[
+    TypeDef { id: 240, name: "GraphDefinition.link", elements: &[
         e("description", 7, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3572,7 +3572,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("sliceName", 4, 0, T(P::String), N, X),
         e("target", 8, MANY, C(241), N, X),
     ], required: &[] },
-    TypeDef { name: "GraphDefinition.link.link.target", elements: &[
+    TypeDef { id: 241, name: "GraphDefinition.link.link.target", elements: &[
         e("compartment", 6, MANY, C(242), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3582,7 +3582,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("profile", 5, 0, T(P::Canonical), N, X),
         e("type", 3, 0, T(P::Code), 30, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "GraphDefinition.link.link.target.link.target.compartment", elements: &[
+    TypeDef { id: 242, name: "GraphDefinition.link.link.target.link.target.compartment", elements: &[
         e("code", 4, 0, T(P::Code), 58, X),
         e("description", 7, 0, T(P::String), N, X),
         e("expression", 6, 0, T(P::String), N, X),
@@ -3592,7 +3592,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rule", 5, 0, T(P::Code), 101, X),
         e("use", 3, 0, T(P::Code), 100, X),
     ], required: &[Required { slot: 3, name: "use" }, Required { slot: 4, name: "code" }, Required { slot: 5, name: "rule" }] },
-    TypeDef { name: "Group", elements: &[
+    TypeDef { id: 243, name: "Group", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("actual", 11, 0, T(P::Boolean), N, X),
         e("characteristic", 16, MANY, C(244), N, X),
@@ -3612,7 +3612,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 10, 0, T(P::Code), 102, X),
     ], required: &[Required { slot: 10, name: "type" }, Required { slot: 11, name: "actual" }] },
-    TypeDef { name: "Group.characteristic", elements: &[
+    TypeDef { id: 244, name: "Group.characteristic", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("exclude", 5, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3625,7 +3625,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueRange", 4, 0, C(647), N, 0),
         e("valueReference", 4, 0, C(649), N, 0),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "value[x]" }, Required { slot: 5, name: "exclude" }] },
-    TypeDef { name: "Group.member", elements: &[
+    TypeDef { id: 245, name: "Group.member", elements: &[
         e("entity", 3, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3633,7 +3633,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("period", 4, 0, C(642), N, X),
     ], required: &[Required { slot: 3, name: "entity" }] },
-    TypeDef { name: "GuidanceResponse", elements: &[
+    TypeDef { id: 246, name: "GuidanceResponse", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("dataRequirement", 22, MANY, C(615), N, X),
         e("encounter", 13, 0, C(649), N, X),
@@ -3660,7 +3660,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 12, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 10, name: "module[x]" }, Required { slot: 11, name: "status" }] },
-    TypeDef { name: "HealthcareService", elements: &[
+    TypeDef { id: 247, name: "HealthcareService", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("appointmentRequired", 27, 0, T(P::Boolean), N, X),
         e("availabilityExceptions", 30, 0, T(P::String), N, X),
@@ -3694,14 +3694,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 12, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "HealthcareService.eligibility", elements: &[
+    TypeDef { id: 248, name: "HealthcareService.eligibility", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("comment", 4, 0, T(P::Markdown), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "HealthcareService.availableTime", elements: &[
+    TypeDef { id: 249, name: "HealthcareService.availableTime", elements: &[
         e("allDay", 4, 0, T(P::Boolean), N, X),
         e("availableEndTime", 6, 0, T(P::Time), N, X),
         e("availableStartTime", 5, 0, T(P::Time), N, X),
@@ -3710,14 +3710,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "HealthcareService.notAvailable", elements: &[
+    TypeDef { id: 250, name: "HealthcareService.notAvailable", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("during", 4, 0, C(642), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "description" }] },
-    TypeDef { name: "ImagingStudy", elements: &[
+    TypeDef { id: 251, name: "ImagingStudy", elements: &[
         e("basedOn", 14, MANY, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
         e("description", 26, 0, T(P::String), N, X),
@@ -3747,7 +3747,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 11, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 11, name: "subject" }] },
-    TypeDef { name: "ImagingStudy.series", elements: &[
+    TypeDef { id: 252, name: "ImagingStudy.series", elements: &[
         e("bodySite", 9, 0, C(610), N, X),
         e("description", 6, 0, T(P::String), N, X),
         e("endpoint", 8, MANY, C(649), N, X),
@@ -3764,14 +3764,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("started", 12, 0, T(P::DateTime), N, X),
         e("uid", 3, 0, T(P::Id), N, X),
     ], required: &[Required { slot: 3, name: "uid" }, Required { slot: 5, name: "modality" }] },
-    TypeDef { name: "ImagingStudy.series.series.performer", elements: &[
+    TypeDef { id: 253, name: "ImagingStudy.series.series.performer", elements: &[
         e("actor", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("function", 3, 0, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "actor" }] },
-    TypeDef { name: "ImagingStudy.series.series.instance", elements: &[
+    TypeDef { id: 254, name: "ImagingStudy.series.series.instance", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -3780,7 +3780,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("title", 6, 0, T(P::String), N, X),
         e("uid", 3, 0, T(P::Id), N, X),
     ], required: &[Required { slot: 3, name: "uid" }, Required { slot: 4, name: "sopClass" }] },
-    TypeDef { name: "Immunization", elements: &[
+    TypeDef { id: 255, name: "Immunization", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("doseQuantity", 24, 0, C(659), N, X),
         e("education", 31, MANY, C(257), N, X),
@@ -3819,14 +3819,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("vaccineCode", 11, 0, C(609), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 11, name: "vaccineCode" }, Required { slot: 12, name: "patient" }, Required { slot: 14, name: "occurrence[x]" }] },
-    TypeDef { name: "Immunization.performer", elements: &[
+    TypeDef { id: 256, name: "Immunization.performer", elements: &[
         e("actor", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("function", 3, 0, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "actor" }] },
-    TypeDef { name: "Immunization.education", elements: &[
+    TypeDef { id: 257, name: "Immunization.education", elements: &[
         e("documentType", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3835,7 +3835,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("publicationDate", 5, 0, T(P::DateTime), N, X),
         e("reference", 4, 0, T(P::Uri), N, X),
     ], required: &[] },
-    TypeDef { name: "Immunization.reaction", elements: &[
+    TypeDef { id: 258, name: "Immunization.reaction", elements: &[
         e("date", 3, 0, T(P::DateTime), N, X),
         e("detail", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -3843,7 +3843,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("reported", 5, 0, T(P::Boolean), N, X),
     ], required: &[] },
-    TypeDef { name: "Immunization.protocolApplied", elements: &[
+    TypeDef { id: 259, name: "Immunization.protocolApplied", elements: &[
         e("authority", 4, 0, C(649), N, X),
         e("doseNumberPositiveInt", 6, 0, T(P::PositiveInt), N, 0),
         e("doseNumberString", 6, 0, T(P::String), N, 0),
@@ -3855,7 +3855,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("seriesDosesString", 7, 0, T(P::String), N, 1),
         e("targetDisease", 5, MANY, C(609), N, X),
     ], required: &[Required { slot: 6, name: "doseNumber[x]" }] },
-    TypeDef { name: "ImmunizationEvaluation", elements: &[
+    TypeDef { id: 260, name: "ImmunizationEvaluation", elements: &[
         e("authority", 12, 0, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
         e("date", 11, 0, T(P::DateTime), N, X),
@@ -3880,7 +3880,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("targetDisease", 13, 0, C(609), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "patient" }, Required { slot: 13, name: "targetDisease" }, Required { slot: 14, name: "immunizationEvent" }, Required { slot: 15, name: "doseStatus" }] },
-    TypeDef { name: "ImmunizationRecommendation", elements: &[
+    TypeDef { id: 261, name: "ImmunizationRecommendation", elements: &[
         e("authority", 11, 0, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
         e("date", 10, 0, T(P::DateTime), N, X),
@@ -3895,7 +3895,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("recommendation", 12, MANY, C(262), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "patient" }, Required { slot: 10, name: "date" }, Required { slot: 12, name: "recommendation" }] },
-    TypeDef { name: "ImmunizationRecommendation.recommendation", elements: &[
+    TypeDef { id: 262, name: "ImmunizationRecommendation.recommendation", elements: &[
         e("contraindicatedVaccineCode", 5, MANY, C(609), N, X),
         e("dateCriterion", 8, MANY, C(263), N, X),
         e("description", 9, 0, T(P::String), N, X),
@@ -3914,14 +3914,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("targetDisease", 4, 0, C(609), N, X),
         e("vaccineCode", 3, MANY, C(609), N, X),
     ], required: &[Required { slot: 6, name: "forecastStatus" }] },
-    TypeDef { name: "ImmunizationRecommendation.recommendation.recommendation.dateCriterion", elements: &[
+    TypeDef { id: 263, name: "ImmunizationRecommendation.recommendation.recommendation.dateCriterion", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("value", 4, 0, T(P::DateTime), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "value" }] },
-    TypeDef { name: "ImplementationGuide", elements: &[
+    TypeDef { id: 264, name: "ImplementationGuide", elements: &[
         e("contact", 16, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
         e("copyright", 20, 0, T(P::Markdown), N, X),
@@ -3951,7 +3951,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 18, MANY, C(658), N, X),
         e("version", 9, 0, T(P::String), N, X),
     ], required: &[Required { slot: 8, name: "url" }, Required { slot: 10, name: "name" }, Required { slot: 12, name: "status" }, Required { slot: 21, name: "packageId" }, Required { slot: 23, name: "fhirVersion" }] },
-    TypeDef { name: "ImplementationGuide.dependsOn", elements: &[
+    TypeDef { id: 265, name: "ImplementationGuide.dependsOn", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -3959,14 +3959,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("uri", 3, 0, T(P::Canonical), N, X),
         e("version", 5, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "uri" }] },
-    TypeDef { name: "ImplementationGuide.global", elements: &[
+    TypeDef { id: 266, name: "ImplementationGuide.global", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("profile", 4, 0, T(P::Canonical), N, X),
         e("type", 3, 0, T(P::Code), 30, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "profile" }] },
-    TypeDef { name: "ImplementationGuide.definition", elements: &[
+    TypeDef { id: 267, name: "ImplementationGuide.definition", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("grouping", 3, MANY, C(268), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -3976,14 +3976,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("resource", 4, MANY, C(269), N, X),
         e("template", 7, MANY, C(272), N, X),
     ], required: &[Required { slot: 4, name: "resource" }] },
-    TypeDef { name: "ImplementationGuide.definition.definition.grouping", elements: &[
+    TypeDef { id: 268, name: "ImplementationGuide.definition.definition.grouping", elements: &[
         e("description", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "ImplementationGuide.definition.definition.resource", elements: &[
+    TypeDef { id: 269, name: "ImplementationGuide.definition.definition.resource", elements: &[
         e("description", 6, 0, T(P::String), N, X),
         e("exampleBoolean", 7, 0, T(P::Boolean), N, 0),
         e("exampleCanonical", 7, 0, T(P::Canonical), N, 0),
@@ -3995,7 +3995,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 5, 0, T(P::String), N, X),
         e("reference", 3, 0, C(649), N, X),
     ], required: &[Required { slot: 3, name: "reference" }] },
-    TypeDef { name: "ImplementationGuide.definition.definition.page", elements: &[
+    TypeDef { id: 270, name: "ImplementationGuide.definition.definition.page", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("generation", 5, 0, T(P::Code), 109, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4005,14 +4005,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("page", 6, MANY, C(270), N, X),
         e("title", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "name[x]" }, Required { slot: 4, name: "title" }, Required { slot: 5, name: "generation" }] },
-    TypeDef { name: "ImplementationGuide.definition.definition.parameter", elements: &[
+    TypeDef { id: 271, name: "ImplementationGuide.definition.definition.parameter", elements: &[
         e("code", 3, 0, T(P::Code), 110, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("value", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "value" }] },
-    TypeDef { name: "ImplementationGuide.definition.definition.template", elements: &[
+    TypeDef { id: 272, name: "ImplementationGuide.definition.definition.template", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4020,7 +4020,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("scope", 5, 0, T(P::String), N, X),
         e("source", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "source" }] },
-    TypeDef { name: "ImplementationGuide.manifest", elements: &[
+    TypeDef { id: 273, name: "ImplementationGuide.manifest", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("image", 6, MANY, T(P::String), N, X),
@@ -4030,7 +4030,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rendering", 3, 0, T(P::Url), N, X),
         e("resource", 4, MANY, C(274), N, X),
     ], required: &[Required { slot: 4, name: "resource" }] },
-    TypeDef { name: "ImplementationGuide.manifest.manifest.resource", elements: &[
+    TypeDef { id: 274, name: "ImplementationGuide.manifest.manifest.resource", elements: &[
         e("exampleBoolean", 4, 0, T(P::Boolean), N, 0),
         e("exampleCanonical", 4, 0, T(P::Canonical), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -4039,7 +4039,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("reference", 3, 0, C(649), N, X),
         e("relativePath", 5, 0, T(P::Url), N, X),
     ], required: &[Required { slot: 3, name: "reference" }] },
-    TypeDef { name: "ImplementationGuide.manifest.manifest.page", elements: &[
+    TypeDef { id: 275, name: "ImplementationGuide.manifest.manifest.page", elements: &[
         e("anchor", 5, MANY, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4047,7 +4047,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 3, 0, T(P::String), N, X),
         e("title", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "InsurancePlan", elements: &[
+    TypeDef { id: 276, name: "InsurancePlan", elements: &[
         e("administeredBy", 15, 0, C(649), N, X),
         e("alias", 12, MANY, T(P::String), N, X),
         e("contact", 17, MANY, C(277), N, X),
@@ -4071,7 +4071,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 10, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "InsurancePlan.contact", elements: &[
+    TypeDef { id: 277, name: "InsurancePlan.contact", elements: &[
         e("address", 6, 0, C(605), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4080,7 +4080,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("purpose", 3, 0, C(609), N, X),
         e("telecom", 5, MANY, C(612), N, X),
     ], required: &[] },
-    TypeDef { name: "InsurancePlan.coverage", elements: &[
+    TypeDef { id: 278, name: "InsurancePlan.coverage", elements: &[
         e("benefit", 5, MANY, C(279), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4088,7 +4088,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("network", 4, MANY, C(649), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 5, name: "benefit" }] },
-    TypeDef { name: "InsurancePlan.coverage.coverage.benefit", elements: &[
+    TypeDef { id: 279, name: "InsurancePlan.coverage.coverage.benefit", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("limit", 5, MANY, C(280), N, X),
@@ -4096,14 +4096,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("requirement", 4, 0, T(P::String), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "InsurancePlan.coverage.coverage.benefit.coverage.benefit.limit", elements: &[
+    TypeDef { id: 280, name: "InsurancePlan.coverage.coverage.benefit.coverage.benefit.limit", elements: &[
         e("code", 4, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("value", 3, 0, C(646), N, X),
     ], required: &[] },
-    TypeDef { name: "InsurancePlan.plan", elements: &[
+    TypeDef { id: 281, name: "InsurancePlan.plan", elements: &[
         e("coverageArea", 5, MANY, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("generalCost", 7, MANY, C(282), N, X),
@@ -4114,7 +4114,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("specificCost", 8, MANY, C(283), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "InsurancePlan.plan.plan.generalCost", elements: &[
+    TypeDef { id: 282, name: "InsurancePlan.plan.plan.generalCost", elements: &[
         e("comment", 6, 0, T(P::String), N, X),
         e("cost", 5, 0, C(639), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -4123,21 +4123,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "InsurancePlan.plan.plan.specificCost", elements: &[
+    TypeDef { id: 283, name: "InsurancePlan.plan.plan.specificCost", elements: &[
         e("benefit", 4, MANY, C(284), N, X),
         e("category", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "category" }] },
-    TypeDef { name: "InsurancePlan.plan.plan.specificCost.plan.specificCost.benefit", elements: &[
+    TypeDef { id: 284, name: "InsurancePlan.plan.plan.specificCost.plan.specificCost.benefit", elements: &[
         e("cost", 4, MANY, C(285), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "InsurancePlan.plan.plan.specificCost.plan.specificCost.benefit.plan.specificCost.benefit.cost", elements: &[
+    TypeDef { id: 285, name: "InsurancePlan.plan.plan.specificCost.plan.specificCost.benefit.plan.specificCost.benefit.cost", elements: &[
         e("applicability", 4, 0, C(609), 111, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4146,7 +4146,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, C(609), N, X),
         e("value", 6, 0, C(646), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "Invoice", elements: &[
+    TypeDef { id: 286, name: "Invoice", elements: &[
         e("account", 17, 0, C(649), N, X),
         e("cancelledReason", 10, 0, T(P::String), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -4172,14 +4172,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("totalPriceComponent", 19, MANY, C(289), N, X),
         e("type", 11, 0, C(609), N, X),
     ], required: &[Required { slot: 9, name: "status" }] },
-    TypeDef { name: "Invoice.participant", elements: &[
+    TypeDef { id: 287, name: "Invoice.participant", elements: &[
         e("actor", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("role", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 4, name: "actor" }] },
-    TypeDef { name: "Invoice.lineItem", elements: &[
+    TypeDef { id: 288, name: "Invoice.lineItem", elements: &[
         e("chargeItemCodeableConcept", 4, 0, C(609), N, 0),
         e("chargeItemReference", 4, 0, C(649), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -4188,7 +4188,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("priceComponent", 5, MANY, C(289), N, X),
         e("sequence", 3, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 4, name: "chargeItem[x]" }] },
-    TypeDef { name: "Invoice.lineItem.lineItem.priceComponent", elements: &[
+    TypeDef { id: 289, name: "Invoice.lineItem.lineItem.priceComponent", elements: &[
         e("amount", 6, 0, C(639), N, X),
         e("code", 4, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -4197,7 +4197,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, T(P::Code), 47, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "Library", elements: &[
+    TypeDef { id: 290, name: "Library", elements: &[
         e("approvalDate", 27, 0, T(P::Date), N, X),
         e("author", 31, MANY, C(611), N, X),
         e("contact", 20, MANY, C(611), N, X),
@@ -4239,7 +4239,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 22, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 14, name: "status" }, Required { slot: 16, name: "type" }] },
-    TypeDef { name: "Linkage", elements: &[
+    TypeDef { id: 291, name: "Linkage", elements: &[
         e("active", 8, 0, T(P::Boolean), N, X),
         e("author", 9, 0, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -4252,14 +4252,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 7, MANY, C(634), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 10, name: "item" }] },
-    TypeDef { name: "Linkage.item", elements: &[
+    TypeDef { id: 292, name: "Linkage.item", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("resource", 4, 0, C(649), N, X),
         e("type", 3, 0, T(P::Code), 113, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "resource" }] },
-    TypeDef { name: "List", elements: &[
+    TypeDef { id: 293, name: "List", elements: &[
         e("code", 12, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("date", 15, 0, T(P::DateTime), N, X),
@@ -4282,7 +4282,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("title", 11, 0, T(P::String), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "mode" }] },
-    TypeDef { name: "List.entry", elements: &[
+    TypeDef { id: 294, name: "List.entry", elements: &[
         e("date", 5, 0, T(P::DateTime), N, X),
         e("deleted", 4, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -4291,7 +4291,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("item", 6, 0, C(649), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 6, name: "item" }] },
-    TypeDef { name: "Location", elements: &[
+    TypeDef { id: 295, name: "Location", elements: &[
         e("address", 17, 0, C(605), N, X),
         e("alias", 12, MANY, T(P::String), N, X),
         e("availabilityExceptions", 23, 0, T(P::String), N, X),
@@ -4318,7 +4318,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 15, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Location.position", elements: &[
+    TypeDef { id: 296, name: "Location.position", elements: &[
         e("altitude", 5, 0, T(P::Decimal), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4326,7 +4326,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("longitude", 3, 0, T(P::Decimal), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "longitude" }, Required { slot: 4, name: "latitude" }] },
-    TypeDef { name: "Location.hoursOfOperation", elements: &[
+    TypeDef { id: 297, name: "Location.hoursOfOperation", elements: &[
         e("allDay", 4, 0, T(P::Boolean), N, X),
         e("closingTime", 6, 0, T(P::Time), N, X),
         e("daysOfWeek", 3, MANY, T(P::Code), 104, X),
@@ -4335,7 +4335,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("openingTime", 5, 0, T(P::Time), N, X),
     ], required: &[] },
-    TypeDef { name: "Measure", elements: &[
+    TypeDef { id: 298, name: "Measure", elements: &[
         e("approvalDate", 26, 0, T(P::Date), N, X),
         e("author", 30, MANY, C(611), N, X),
         e("clinicalRecommendationStatement", 43, 0, T(P::Markdown), N, X),
@@ -4387,7 +4387,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 21, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 14, name: "status" }] },
-    TypeDef { name: "Measure.group", elements: &[
+    TypeDef { id: 299, name: "Measure.group", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("description", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -4396,7 +4396,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("population", 5, MANY, C(300), N, X),
         e("stratifier", 6, MANY, C(301), N, X),
     ], required: &[] },
-    TypeDef { name: "Measure.group.group.population", elements: &[
+    TypeDef { id: 300, name: "Measure.group.group.population", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("criteria", 5, 0, C(633), N, X),
         e("description", 4, 0, T(P::String), N, X),
@@ -4404,7 +4404,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 5, name: "criteria" }] },
-    TypeDef { name: "Measure.group.group.stratifier", elements: &[
+    TypeDef { id: 301, name: "Measure.group.group.stratifier", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("component", 6, MANY, C(302), N, X),
         e("criteria", 5, 0, C(633), N, X),
@@ -4413,7 +4413,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "Measure.group.group.stratifier.group.stratifier.component", elements: &[
+    TypeDef { id: 302, name: "Measure.group.group.stratifier.group.stratifier.component", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("criteria", 5, 0, C(633), N, X),
         e("description", 4, 0, T(P::String), N, X),
@@ -4421,7 +4421,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 5, name: "criteria" }] },
-    TypeDef { name: "Measure.supplementalData", elements: &[
+    TypeDef { id: 303, name: "Measure.supplementalData", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("criteria", 6, 0, C(633), N, X),
         e("description", 5, 0, T(P::String), N, X),
@@ -4430,7 +4430,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("usage", 4, MANY, C(609), N, X),
     ], required: &[Required { slot: 6, name: "criteria" }] },
-    TypeDef { name: "MeasureReport", elements: &[
+    TypeDef { id: 304, name: "MeasureReport", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("date", 13, 0, T(P::DateTime), N, X),
         e("evaluatedResource", 18, MANY, C(649), N, X),
@@ -4451,7 +4451,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 10, 0, T(P::Code), 119, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "type" }, Required { slot: 11, name: "measure" }, Required { slot: 15, name: "period" }] },
-    TypeDef { name: "MeasureReport.group", elements: &[
+    TypeDef { id: 305, name: "MeasureReport.group", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4460,7 +4460,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("population", 4, MANY, C(306), N, X),
         e("stratifier", 6, MANY, C(307), N, X),
     ], required: &[] },
-    TypeDef { name: "MeasureReport.group.group.population", elements: &[
+    TypeDef { id: 306, name: "MeasureReport.group.group.population", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("count", 4, 0, T(P::Integer), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -4468,14 +4468,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("subjectResults", 5, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "MeasureReport.group.group.stratifier", elements: &[
+    TypeDef { id: 307, name: "MeasureReport.group.group.stratifier", elements: &[
         e("code", 3, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("stratum", 4, MANY, C(308), N, X),
     ], required: &[] },
-    TypeDef { name: "MeasureReport.group.group.stratifier.group.stratifier.stratum", elements: &[
+    TypeDef { id: 308, name: "MeasureReport.group.group.stratifier.group.stratifier.stratum", elements: &[
         e("component", 4, MANY, C(309), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4484,14 +4484,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("population", 5, MANY, C(310), N, X),
         e("value", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "MeasureReport.group.group.stratifier.group.stratifier.stratum.group.stratifier.stratum.component", elements: &[
+    TypeDef { id: 309, name: "MeasureReport.group.group.stratifier.group.stratifier.stratum.group.stratifier.stratum.component", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("value", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "value" }] },
-    TypeDef { name: "MeasureReport.group.group.stratifier.group.stratifier.stratum.group.stratifier.stratum.population", elements: &[
+    TypeDef { id: 310, name: "MeasureReport.group.group.stratifier.group.stratifier.stratum.group.stratifier.stratum.population", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("count", 4, 0, T(P::Integer), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -4499,7 +4499,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("subjectResults", 5, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "Media", elements: &[
+    TypeDef { id: 311, name: "Media", elements: &[
         e("basedOn", 9, MANY, C(649), N, X),
         e("bodySite", 21, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -4532,7 +4532,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("view", 14, 0, C(609), N, X),
         e("width", 25, 0, T(P::PositiveInt), N, X),
     ], required: &[Required { slot: 11, name: "status" }, Required { slot: 28, name: "content" }] },
-    TypeDef { name: "Medication", elements: &[
+    TypeDef { id: 312, name: "Medication", elements: &[
         e("amount", 13, 0, C(648), N, X),
         e("batch", 15, 0, C(314), N, X),
         e("code", 9, 0, C(609), N, X),
@@ -4550,7 +4550,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 10, 0, T(P::Code), 120, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "Medication.ingredient", elements: &[
+    TypeDef { id: 313, name: "Medication.ingredient", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("isActive", 4, 0, T(P::Boolean), N, X),
@@ -4559,14 +4559,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("strength", 5, 0, C(648), N, X),
     ], required: &[Required { slot: 3, name: "item[x]" }] },
-    TypeDef { name: "Medication.batch", elements: &[
+    TypeDef { id: 314, name: "Medication.batch", elements: &[
         e("expirationDate", 4, 0, T(P::DateTime), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("lotNumber", 3, 0, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationAdministration", elements: &[
+    TypeDef { id: 315, name: "MedicationAdministration", elements: &[
         e("category", 13, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("context", 16, 0, C(649), N, X),
@@ -4597,14 +4597,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInformation", 17, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 11, name: "status" }, Required { slot: 14, name: "medication[x]" }, Required { slot: 15, name: "subject" }, Required { slot: 18, name: "effective[x]" }] },
-    TypeDef { name: "MedicationAdministration.performer", elements: &[
+    TypeDef { id: 316, name: "MedicationAdministration.performer", elements: &[
         e("actor", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("function", 3, 0, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "actor" }] },
-    TypeDef { name: "MedicationAdministration.dosage", elements: &[
+    TypeDef { id: 317, name: "MedicationAdministration.dosage", elements: &[
         e("dose", 7, 0, C(659), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4616,7 +4616,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("site", 4, 0, C(609), N, X),
         e("text", 3, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationDispense", elements: &[
+    TypeDef { id: 318, name: "MedicationDispense", elements: &[
         e("authorizingPrescription", 19, MANY, C(649), N, X),
         e("category", 12, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -4652,14 +4652,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("whenHandedOver", 24, 0, T(P::DateTime), N, X),
         e("whenPrepared", 23, 0, T(P::DateTime), N, X),
     ], required: &[Required { slot: 10, name: "status" }, Required { slot: 13, name: "medication[x]" }] },
-    TypeDef { name: "MedicationDispense.performer", elements: &[
+    TypeDef { id: 319, name: "MedicationDispense.performer", elements: &[
         e("actor", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("function", 3, 0, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "actor" }] },
-    TypeDef { name: "MedicationDispense.substitution", elements: &[
+    TypeDef { id: 320, name: "MedicationDispense.substitution", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -4668,7 +4668,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 4, 0, C(609), N, X),
         e("wasSubstituted", 3, 0, T(P::Boolean), N, X),
     ], required: &[Required { slot: 3, name: "wasSubstituted" }] },
-    TypeDef { name: "MedicationKnowledge", elements: &[
+    TypeDef { id: 321, name: "MedicationKnowledge", elements: &[
         e("administrationGuidelines", 23, MANY, C(327), N, X),
         e("amount", 12, 0, C(659), N, X),
         e("associatedMedication", 15, MANY, C(649), N, X),
@@ -4700,21 +4700,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("synonym", 13, MANY, T(P::String), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationKnowledge.relatedMedicationKnowledge", elements: &[
+    TypeDef { id: 322, name: "MedicationKnowledge.relatedMedicationKnowledge", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("reference", 4, MANY, C(649), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "reference" }] },
-    TypeDef { name: "MedicationKnowledge.monograph", elements: &[
+    TypeDef { id: 323, name: "MedicationKnowledge.monograph", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("source", 4, 0, C(649), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationKnowledge.ingredient", elements: &[
+    TypeDef { id: 324, name: "MedicationKnowledge.ingredient", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("isActive", 4, 0, T(P::Boolean), N, X),
@@ -4723,7 +4723,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("strength", 5, 0, C(648), N, X),
     ], required: &[Required { slot: 3, name: "item[x]" }] },
-    TypeDef { name: "MedicationKnowledge.cost", elements: &[
+    TypeDef { id: 325, name: "MedicationKnowledge.cost", elements: &[
         e("cost", 5, 0, C(639), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4731,14 +4731,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("source", 4, 0, T(P::String), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 5, name: "cost" }] },
-    TypeDef { name: "MedicationKnowledge.monitoringProgram", elements: &[
+    TypeDef { id: 326, name: "MedicationKnowledge.monitoringProgram", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 4, 0, T(P::String), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationKnowledge.administrationGuidelines", elements: &[
+    TypeDef { id: 327, name: "MedicationKnowledge.administrationGuidelines", elements: &[
         e("dosage", 3, MANY, C(328), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4747,14 +4747,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("patientCharacteristics", 5, MANY, C(329), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationKnowledge.administrationGuidelines.administrationGuidelines.dosage", elements: &[
+    TypeDef { id: 328, name: "MedicationKnowledge.administrationGuidelines.administrationGuidelines.dosage", elements: &[
         e("dosage", 4, MANY, C(620), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "dosage" }] },
-    TypeDef { name: "MedicationKnowledge.administrationGuidelines.administrationGuidelines.patientCharacteristics", elements: &[
+    TypeDef { id: 329, name: "MedicationKnowledge.administrationGuidelines.administrationGuidelines.patientCharacteristics", elements: &[
         e("characteristicCodeableConcept", 3, 0, C(609), N, 0),
         e("characteristicQuantity", 3, 0, C(659), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -4762,21 +4762,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("value", 4, MANY, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "characteristic[x]" }] },
-    TypeDef { name: "MedicationKnowledge.medicineClassification", elements: &[
+    TypeDef { id: 330, name: "MedicationKnowledge.medicineClassification", elements: &[
         e("classification", 4, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "MedicationKnowledge.packaging", elements: &[
+    TypeDef { id: 331, name: "MedicationKnowledge.packaging", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("quantity", 4, 0, C(659), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationKnowledge.drugCharacteristic", elements: &[
+    TypeDef { id: 332, name: "MedicationKnowledge.drugCharacteristic", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -4786,7 +4786,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueQuantity", 4, 0, C(659), N, 0),
         e("valueString", 4, 0, T(P::String), N, 0),
     ], required: &[] },
-    TypeDef { name: "MedicationKnowledge.regulatory", elements: &[
+    TypeDef { id: 333, name: "MedicationKnowledge.regulatory", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("maxDispense", 6, 0, C(336), N, X),
@@ -4795,27 +4795,27 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("schedule", 5, MANY, C(335), N, X),
         e("substitution", 4, MANY, C(334), N, X),
     ], required: &[Required { slot: 3, name: "regulatoryAuthority" }] },
-    TypeDef { name: "MedicationKnowledge.regulatory.regulatory.substitution", elements: &[
+    TypeDef { id: 334, name: "MedicationKnowledge.regulatory.regulatory.substitution", elements: &[
         e("allowed", 4, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "allowed" }] },
-    TypeDef { name: "MedicationKnowledge.regulatory.regulatory.schedule", elements: &[
+    TypeDef { id: 335, name: "MedicationKnowledge.regulatory.regulatory.schedule", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("schedule", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "schedule" }] },
-    TypeDef { name: "MedicationKnowledge.regulatory.regulatory.maxDispense", elements: &[
+    TypeDef { id: 336, name: "MedicationKnowledge.regulatory.regulatory.maxDispense", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("period", 4, 0, C(622), N, X),
         e("quantity", 3, 0, C(659), N, X),
     ], required: &[Required { slot: 3, name: "quantity" }] },
-    TypeDef { name: "MedicationKnowledge.kinetics", elements: &[
+    TypeDef { id: 337, name: "MedicationKnowledge.kinetics", elements: &[
         e("areaUnderCurve", 3, MANY, C(659), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("halfLifePeriod", 5, 0, C(622), N, X),
@@ -4823,7 +4823,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("lethalDose50", 4, MANY, C(659), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationRequest", elements: &[
+    TypeDef { id: 338, name: "MedicationRequest", elements: &[
         e("authoredOn", 20, 0, T(P::DateTime), N, X),
         e("basedOn", 29, MANY, C(649), N, X),
         e("category", 12, MANY, C(609), N, X),
@@ -4867,7 +4867,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInformation", 19, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 11, name: "intent" }, Required { slot: 16, name: "medication[x]" }, Required { slot: 17, name: "subject" }] },
-    TypeDef { name: "MedicationRequest.dispenseRequest", elements: &[
+    TypeDef { id: 339, name: "MedicationRequest.dispenseRequest", elements: &[
         e("dispenseInterval", 4, 0, C(622), N, X),
         e("expectedSupplyDuration", 8, 0, C(622), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -4879,14 +4879,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("quantity", 7, 0, C(659), N, X),
         e("validityPeriod", 5, 0, C(642), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationRequest.dispenseRequest.dispenseRequest.initialFill", elements: &[
+    TypeDef { id: 340, name: "MedicationRequest.dispenseRequest.dispenseRequest.initialFill", elements: &[
         e("duration", 4, 0, C(622), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("quantity", 3, 0, C(659), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicationRequest.substitution", elements: &[
+    TypeDef { id: 341, name: "MedicationRequest.substitution", elements: &[
         e("allowedBoolean", 3, 0, T(P::Boolean), N, 0),
         e("allowedCodeableConcept", 3, 0, C(609), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -4894,7 +4894,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("reason", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "allowed[x]" }] },
-    TypeDef { name: "MedicationStatement", elements: &[
+    TypeDef { id: 342, name: "MedicationStatement", elements: &[
         e("basedOn", 9, MANY, C(649), N, X),
         e("category", 13, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -4923,7 +4923,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 15, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 11, name: "status" }, Required { slot: 14, name: "medication[x]" }, Required { slot: 15, name: "subject" }] },
-    TypeDef { name: "MedicinalProduct", elements: &[
+    TypeDef { id: 343, name: "MedicinalProduct", elements: &[
         e("additionalMonitoringIndicator", 13, 0, C(609), N, X),
         e("attachedDocument", 20, MANY, C(649), N, X),
         e("clinicalTrial", 23, MANY, C(649), N, X),
@@ -4953,7 +4953,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 9, 0, C(609), N, X),
     ], required: &[Required { slot: 24, name: "name" }] },
-    TypeDef { name: "MedicinalProduct.name", elements: &[
+    TypeDef { id: 344, name: "MedicinalProduct.name", elements: &[
         e("countryLanguage", 5, MANY, C(346), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4961,14 +4961,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("namePart", 4, MANY, C(345), N, X),
         e("productName", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "productName" }] },
-    TypeDef { name: "MedicinalProduct.name.name.namePart", elements: &[
+    TypeDef { id: 345, name: "MedicinalProduct.name.name.namePart", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("part", 3, 0, T(P::String), N, X),
         e("type", 4, 0, C(610), N, X),
     ], required: &[Required { slot: 3, name: "part" }, Required { slot: 4, name: "type" }] },
-    TypeDef { name: "MedicinalProduct.name.name.countryLanguage", elements: &[
+    TypeDef { id: 346, name: "MedicinalProduct.name.name.countryLanguage", elements: &[
         e("country", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -4976,7 +4976,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("language", 5, 0, C(609), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "country" }, Required { slot: 5, name: "language" }] },
-    TypeDef { name: "MedicinalProduct.manufacturingBusinessOperation", elements: &[
+    TypeDef { id: 347, name: "MedicinalProduct.manufacturingBusinessOperation", elements: &[
         e("authorisationReferenceNumber", 4, 0, C(636), N, X),
         e("confidentialityIndicator", 6, 0, C(609), N, X),
         e("effectiveDate", 5, 0, T(P::DateTime), N, X),
@@ -4987,7 +4987,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("operationType", 3, 0, C(609), N, X),
         e("regulator", 8, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicinalProduct.specialDesignation", elements: &[
+    TypeDef { id: 348, name: "MedicinalProduct.specialDesignation", elements: &[
         e("date", 8, 0, T(P::DateTime), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5000,7 +5000,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 7, 0, C(609), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicinalProductAuthorization", elements: &[
+    TypeDef { id: 349, name: "MedicinalProductAuthorization", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("country", 10, MANY, C(609), N, X),
         e("dataExclusivityPeriod", 16, 0, C(642), N, X),
@@ -5026,7 +5026,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("validityPeriod", 15, 0, C(642), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicinalProductAuthorization.jurisdictionalAuthorization", elements: &[
+    TypeDef { id: 350, name: "MedicinalProductAuthorization.jurisdictionalAuthorization", elements: &[
         e("country", 4, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5036,7 +5036,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("validityPeriod", 7, 0, C(642), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicinalProductAuthorization.procedure", elements: &[
+    TypeDef { id: 351, name: "MedicinalProductAuthorization.procedure", elements: &[
         e("application", 6, MANY, C(351), N, X),
         e("dateDateTime", 5, 0, T(P::DateTime), N, 0),
         e("datePeriod", 5, 0, C(642), N, 0),
@@ -5046,7 +5046,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 4, name: "type" }] },
-    TypeDef { name: "MedicinalProductContraindication", elements: &[
+    TypeDef { id: 352, name: "MedicinalProductContraindication", elements: &[
         e("comorbidity", 11, MANY, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("disease", 9, 0, C(609), N, X),
@@ -5063,7 +5063,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("therapeuticIndication", 12, MANY, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicinalProductContraindication.otherTherapy", elements: &[
+    TypeDef { id: 353, name: "MedicinalProductContraindication.otherTherapy", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("medicationCodeableConcept", 4, 0, C(609), N, 0),
@@ -5071,7 +5071,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("therapyRelationshipType", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "therapyRelationshipType" }, Required { slot: 4, name: "medication[x]" }] },
-    TypeDef { name: "MedicinalProductIndication", elements: &[
+    TypeDef { id: 354, name: "MedicinalProductIndication", elements: &[
         e("comorbidity", 11, MANY, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("diseaseStatus", 10, 0, C(609), N, X),
@@ -5090,7 +5090,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("undesirableEffect", 15, MANY, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicinalProductIndication.otherTherapy", elements: &[
+    TypeDef { id: 355, name: "MedicinalProductIndication.otherTherapy", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("medicationCodeableConcept", 4, 0, C(609), N, 0),
@@ -5098,7 +5098,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("therapyRelationshipType", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "therapyRelationshipType" }, Required { slot: 4, name: "medication[x]" }] },
-    TypeDef { name: "MedicinalProductIngredient", elements: &[
+    TypeDef { id: 356, name: "MedicinalProductIngredient", elements: &[
         e("allergenicIndicator", 10, 0, T(P::Boolean), N, X),
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
@@ -5114,7 +5114,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("substance", 13, 0, C(360), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "role" }] },
-    TypeDef { name: "MedicinalProductIngredient.specifiedSubstance", elements: &[
+    TypeDef { id: 357, name: "MedicinalProductIngredient.specifiedSubstance", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("confidentiality", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -5123,7 +5123,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("strength", 6, MANY, C(358), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "group" }] },
-    TypeDef { name: "MedicinalProductIngredient.specifiedSubstance.specifiedSubstance.strength", elements: &[
+    TypeDef { id: 358, name: "MedicinalProductIngredient.specifiedSubstance.specifiedSubstance.strength", elements: &[
         e("concentration", 5, 0, C(648), N, X),
         e("concentrationLowLimit", 6, 0, C(648), N, X),
         e("country", 8, MANY, C(609), N, X),
@@ -5135,7 +5135,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("presentationLowLimit", 4, 0, C(648), N, X),
         e("referenceStrength", 9, MANY, C(359), N, X),
     ], required: &[Required { slot: 3, name: "presentation" }] },
-    TypeDef { name: "MedicinalProductIngredient.specifiedSubstance.specifiedSubstance.strength.specifiedSubstance.strength.referenceStrength", elements: &[
+    TypeDef { id: 359, name: "MedicinalProductIngredient.specifiedSubstance.specifiedSubstance.strength.specifiedSubstance.strength.referenceStrength", elements: &[
         e("country", 7, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5145,14 +5145,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("strengthLowLimit", 5, 0, C(648), N, X),
         e("substance", 3, 0, C(609), N, X),
     ], required: &[Required { slot: 4, name: "strength" }] },
-    TypeDef { name: "MedicinalProductIngredient.substance", elements: &[
+    TypeDef { id: 360, name: "MedicinalProductIngredient.substance", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("strength", 4, MANY, C(358), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "MedicinalProductInteraction", elements: &[
+    TypeDef { id: 361, name: "MedicinalProductInteraction", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("description", 9, 0, T(P::String), N, X),
         e("effect", 12, 0, C(609), N, X),
@@ -5169,14 +5169,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 11, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "MedicinalProductInteraction.interactant", elements: &[
+    TypeDef { id: 362, name: "MedicinalProductInteraction.interactant", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("itemCodeableConcept", 3, 0, C(609), N, 0),
         e("itemReference", 3, 0, C(649), N, 0),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "item[x]" }] },
-    TypeDef { name: "MedicinalProductManufactured", elements: &[
+    TypeDef { id: 363, name: "MedicinalProductManufactured", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
         e("id", 0, 0, T(P::Id), N, X),
@@ -5193,7 +5193,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("unitOfPresentation", 9, 0, C(609), N, X),
     ], required: &[Required { slot: 8, name: "manufacturedDoseForm" }, Required { slot: 10, name: "quantity" }] },
-    TypeDef { name: "MedicinalProductPackaged", elements: &[
+    TypeDef { id: 364, name: "MedicinalProductPackaged", elements: &[
         e("batchIdentifier", 15, MANY, C(365), N, X),
         e("contained", 5, MANY, R, N, X),
         e("description", 10, 0, T(P::String), N, X),
@@ -5212,14 +5212,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 9, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 16, name: "packageItem" }] },
-    TypeDef { name: "MedicinalProductPackaged.batchIdentifier", elements: &[
+    TypeDef { id: 365, name: "MedicinalProductPackaged.batchIdentifier", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("immediatePackaging", 4, 0, C(636), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("outerPackaging", 3, 0, C(636), N, X),
     ], required: &[Required { slot: 3, name: "outerPackaging" }] },
-    TypeDef { name: "MedicinalProductPackaged.packageItem", elements: &[
+    TypeDef { id: 366, name: "MedicinalProductPackaged.packageItem", elements: &[
         e("alternateMaterial", 7, MANY, C(609), N, X),
         e("device", 8, MANY, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -5236,7 +5236,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("shelfLifeStorage", 13, MANY, C(645), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 4, name: "type" }, Required { slot: 5, name: "quantity" }] },
-    TypeDef { name: "MedicinalProductPharmaceutical", elements: &[
+    TypeDef { id: 367, name: "MedicinalProductPharmaceutical", elements: &[
         e("administrableDoseForm", 9, 0, C(609), N, X),
         e("characteristics", 13, MANY, C(368), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -5253,14 +5253,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("unitOfPresentation", 10, 0, C(609), N, X),
     ], required: &[Required { slot: 9, name: "administrableDoseForm" }, Required { slot: 14, name: "routeOfAdministration" }] },
-    TypeDef { name: "MedicinalProductPharmaceutical.characteristics", elements: &[
+    TypeDef { id: 368, name: "MedicinalProductPharmaceutical.characteristics", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("status", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "MedicinalProductPharmaceutical.routeOfAdministration", elements: &[
+    TypeDef { id: 369, name: "MedicinalProductPharmaceutical.routeOfAdministration", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("firstDose", 4, 0, C(646), N, X),
@@ -5272,14 +5272,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("targetSpecies", 9, MANY, C(370), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "MedicinalProductPharmaceutical.routeOfAdministration.routeOfAdministration.targetSpecies", elements: &[
+    TypeDef { id: 370, name: "MedicinalProductPharmaceutical.routeOfAdministration.routeOfAdministration.targetSpecies", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("withdrawalPeriod", 4, MANY, C(371), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "MedicinalProductPharmaceutical.routeOfAdministration.routeOfAdministration.targetSpecies.routeOfAdministration.targetSpecies.withdrawalPeriod", elements: &[
+    TypeDef { id: 371, name: "MedicinalProductPharmaceutical.routeOfAdministration.routeOfAdministration.targetSpecies.routeOfAdministration.targetSpecies.withdrawalPeriod", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -5287,7 +5287,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("tissue", 3, 0, C(609), N, X),
         e("value", 4, 0, C(646), N, X),
     ], required: &[Required { slot: 3, name: "tissue" }, Required { slot: 4, name: "value" }] },
-    TypeDef { name: "MedicinalProductUndesirableEffect", elements: &[
+    TypeDef { id: 372, name: "MedicinalProductUndesirableEffect", elements: &[
         e("classification", 10, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
@@ -5302,7 +5302,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("symptomConditionEffect", 9, 0, C(609), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "MessageDefinition", elements: &[
+    TypeDef { id: 373, name: "MessageDefinition", elements: &[
         e("allowedResponse", 30, MANY, C(375), N, X),
         e("base", 24, 0, T(P::Canonical), N, X),
         e("category", 27, 0, T(P::Code), 127, X),
@@ -5337,7 +5337,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 20, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 14, name: "status" }, Required { slot: 16, name: "date" }, Required { slot: 26, name: "event[x]" }] },
-    TypeDef { name: "MessageDefinition.focus", elements: &[
+    TypeDef { id: 374, name: "MessageDefinition.focus", elements: &[
         e("code", 3, 0, T(P::Code), 30, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5346,14 +5346,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("profile", 4, 0, T(P::Canonical), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 5, name: "min" }] },
-    TypeDef { name: "MessageDefinition.allowedResponse", elements: &[
+    TypeDef { id: 375, name: "MessageDefinition.allowedResponse", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("message", 3, 0, T(P::Canonical), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("situation", 4, 0, T(P::Markdown), N, X),
     ], required: &[Required { slot: 3, name: "message" }] },
-    TypeDef { name: "MessageHeader", elements: &[
+    TypeDef { id: 376, name: "MessageHeader", elements: &[
         e("author", 12, 0, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
         e("definition", 18, 0, T(P::Canonical), N, X),
@@ -5375,7 +5375,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("source", 13, 0, C(378), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 8, name: "event[x]" }, Required { slot: 13, name: "source" }] },
-    TypeDef { name: "MessageHeader.destination", elements: &[
+    TypeDef { id: 377, name: "MessageHeader.destination", elements: &[
         e("endpoint", 5, 0, T(P::Url), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5384,7 +5384,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("receiver", 6, 0, C(649), N, X),
         e("target", 4, 0, C(649), N, X),
     ], required: &[Required { slot: 5, name: "endpoint" }] },
-    TypeDef { name: "MessageHeader.source", elements: &[
+    TypeDef { id: 378, name: "MessageHeader.source", elements: &[
         e("contact", 6, 0, C(612), N, X),
         e("endpoint", 7, 0, T(P::Url), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -5394,7 +5394,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("software", 4, 0, T(P::String), N, X),
         e("version", 5, 0, T(P::String), N, X),
     ], required: &[Required { slot: 7, name: "endpoint" }] },
-    TypeDef { name: "MessageHeader.response", elements: &[
+    TypeDef { id: 379, name: "MessageHeader.response", elements: &[
         e("code", 4, 0, T(P::Code), 129, X),
         e("details", 5, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -5402,7 +5402,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("identifier", 3, 0, T(P::Id), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "identifier" }, Required { slot: 4, name: "code" }] },
-    TypeDef { name: "MolecularSequence", elements: &[
+    TypeDef { id: 380, name: "MolecularSequence", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("coordinateSystem", 10, 0, T(P::Integer), N, X),
         e("device", 13, 0, C(649), N, X),
@@ -5428,7 +5428,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 9, 0, T(P::Code), 130, X),
         e("variant", 17, MANY, C(382), N, X),
     ], required: &[Required { slot: 10, name: "coordinateSystem" }] },
-    TypeDef { name: "MolecularSequence.referenceSeq", elements: &[
+    TypeDef { id: 381, name: "MolecularSequence.referenceSeq", elements: &[
         e("chromosome", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("genomeBuild", 4, 0, T(P::String), N, X),
@@ -5442,7 +5442,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("windowEnd", 11, 0, T(P::Integer), N, X),
         e("windowStart", 10, 0, T(P::Integer), N, X),
     ], required: &[] },
-    TypeDef { name: "MolecularSequence.variant", elements: &[
+    TypeDef { id: 382, name: "MolecularSequence.variant", elements: &[
         e("cigar", 7, 0, T(P::String), N, X),
         e("end", 4, 0, T(P::Integer), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -5453,7 +5453,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("start", 3, 0, T(P::Integer), N, X),
         e("variantPointer", 8, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "MolecularSequence.quality", elements: &[
+    TypeDef { id: 383, name: "MolecularSequence.quality", elements: &[
         e("end", 6, 0, T(P::Integer), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("fScore", 16, 0, T(P::Decimal), N, X),
@@ -5473,7 +5473,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("truthTP", 9, 0, T(P::Decimal), N, X),
         e("type", 3, 0, T(P::Code), 133, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "MolecularSequence.quality.quality.roc", elements: &[
+    TypeDef { id: 384, name: "MolecularSequence.quality.quality.roc", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("fMeasure", 9, MANY, T(P::Decimal), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5485,7 +5485,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("score", 3, MANY, T(P::Integer), N, X),
         e("sensitivity", 8, MANY, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "MolecularSequence.repository", elements: &[
+    TypeDef { id: 385, name: "MolecularSequence.repository", elements: &[
         e("datasetId", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5496,7 +5496,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("url", 4, 0, T(P::Uri), N, X),
         e("variantsetId", 7, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "MolecularSequence.structureVariant", elements: &[
+    TypeDef { id: 386, name: "MolecularSequence.structureVariant", elements: &[
         e("exact", 4, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5506,21 +5506,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("outer", 6, 0, C(387), N, X),
         e("variantType", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "MolecularSequence.structureVariant.structureVariant.outer", elements: &[
+    TypeDef { id: 387, name: "MolecularSequence.structureVariant.structureVariant.outer", elements: &[
         e("end", 4, 0, T(P::Integer), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("start", 3, 0, T(P::Integer), N, X),
     ], required: &[] },
-    TypeDef { name: "MolecularSequence.structureVariant.structureVariant.inner", elements: &[
+    TypeDef { id: 388, name: "MolecularSequence.structureVariant.structureVariant.inner", elements: &[
         e("end", 4, 0, T(P::Integer), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("start", 3, 0, T(P::Integer), N, X),
     ], required: &[] },
-    TypeDef { name: "NamingSystem", elements: &[
+    TypeDef { id: 389, name: "NamingSystem", elements: &[
         e("contact", 13, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
         e("date", 11, 0, T(P::DateTime), N, X),
@@ -5543,7 +5543,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("usage", 19, 0, T(P::String), N, X),
         e("useContext", 17, MANY, C(658), N, X),
     ], required: &[Required { slot: 8, name: "name" }, Required { slot: 9, name: "status" }, Required { slot: 10, name: "kind" }, Required { slot: 11, name: "date" }, Required { slot: 20, name: "uniqueId" }] },
-    TypeDef { name: "NamingSystem.uniqueId", elements: &[
+    TypeDef { id: 390, name: "NamingSystem.uniqueId", elements: &[
         e("comment", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5553,7 +5553,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, T(P::Code), 136, X),
         e("value", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "value" }] },
-    TypeDef { name: "NutritionOrder", elements: &[
+    TypeDef { id: 391, name: "NutritionOrder", elements: &[
         e("allergyIntolerance", 18, MANY, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
         e("dateTime", 16, 0, T(P::DateTime), N, X),
@@ -5580,7 +5580,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supplement", 22, MANY, C(395), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 12, name: "status" }, Required { slot: 13, name: "intent" }, Required { slot: 14, name: "patient" }, Required { slot: 16, name: "dateTime" }] },
-    TypeDef { name: "NutritionOrder.oralDiet", elements: &[
+    TypeDef { id: 392, name: "NutritionOrder.oralDiet", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("fluidConsistencyType", 7, MANY, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5591,21 +5591,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("texture", 6, MANY, C(394), N, X),
         e("type", 3, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "NutritionOrder.oralDiet.oralDiet.nutrient", elements: &[
+    TypeDef { id: 393, name: "NutritionOrder.oralDiet.oralDiet.nutrient", elements: &[
         e("amount", 4, 0, C(659), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifier", 3, 0, C(609), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "NutritionOrder.oralDiet.oralDiet.texture", elements: &[
+    TypeDef { id: 394, name: "NutritionOrder.oralDiet.oralDiet.texture", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("foodType", 4, 0, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifier", 3, 0, C(609), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "NutritionOrder.supplement", elements: &[
+    TypeDef { id: 395, name: "NutritionOrder.supplement", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("instruction", 7, 0, T(P::String), N, X),
@@ -5615,7 +5615,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("schedule", 5, MANY, C(655), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "NutritionOrder.enteralFormula", elements: &[
+    TypeDef { id: 396, name: "NutritionOrder.enteralFormula", elements: &[
         e("additiveProductName", 6, 0, T(P::String), N, X),
         e("additiveType", 5, 0, C(609), N, X),
         e("administration", 9, MANY, C(397), N, X),
@@ -5629,7 +5629,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("routeofAdministration", 8, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "NutritionOrder.enteralFormula.enteralFormula.administration", elements: &[
+    TypeDef { id: 397, name: "NutritionOrder.enteralFormula.enteralFormula.administration", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -5638,7 +5638,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rateRatio", 5, 0, C(648), N, 0),
         e("schedule", 3, 0, C(655), N, X),
     ], required: &[] },
-    TypeDef { name: "Observation", elements: &[
+    TypeDef { id: 398, name: "Observation", elements: &[
         e("basedOn", 9, MANY, C(649), N, X),
         e("bodySite", 24, 0, C(609), N, X),
         e("category", 12, MANY, C(609), N, X),
@@ -5685,7 +5685,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueString", 20, 0, T(P::String), N, 1),
         e("valueTime", 20, 0, T(P::Time), N, 1),
     ], required: &[Required { slot: 11, name: "status" }, Required { slot: 13, name: "code" }] },
-    TypeDef { name: "Observation.referenceRange", elements: &[
+    TypeDef { id: 399, name: "Observation.referenceRange", elements: &[
         e("age", 7, 0, C(647), N, X),
         e("appliesTo", 6, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -5696,7 +5696,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 8, 0, T(P::String), N, X),
         e("type", 5, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Observation.component", elements: &[
+    TypeDef { id: 400, name: "Observation.component", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("dataAbsentReason", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -5716,7 +5716,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueString", 4, 0, T(P::String), N, 0),
         e("valueTime", 4, 0, T(P::Time), N, 0),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "ObservationDefinition", elements: &[
+    TypeDef { id: 401, name: "ObservationDefinition", elements: &[
         e("abnormalCodedValueSet", 19, 0, C(649), N, X),
         e("category", 8, MANY, C(609), N, X),
         e("code", 9, 0, C(609), N, X),
@@ -5739,7 +5739,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("validCodedValueSet", 17, 0, C(649), N, X),
     ], required: &[Required { slot: 9, name: "code" }] },
-    TypeDef { name: "ObservationDefinition.quantitativeDetails", elements: &[
+    TypeDef { id: 402, name: "ObservationDefinition.quantitativeDetails", elements: &[
         e("conversionFactor", 5, 0, T(P::Decimal), N, X),
         e("customaryUnit", 3, 0, C(609), N, X),
         e("decimalPrecision", 6, 0, T(P::Integer), N, X),
@@ -5748,7 +5748,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("unit", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "ObservationDefinition.qualifiedInterval", elements: &[
+    TypeDef { id: 403, name: "ObservationDefinition.qualifiedInterval", elements: &[
         e("age", 8, 0, C(647), N, X),
         e("appliesTo", 6, MANY, C(609), N, X),
         e("category", 3, 0, T(P::Code), 138, X),
@@ -5761,7 +5761,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("range", 4, 0, C(647), N, X),
     ], required: &[] },
-    TypeDef { name: "OperationDefinition", elements: &[
+    TypeDef { id: 404, name: "OperationDefinition", elements: &[
         e("affectsState", 22, 0, T(P::Boolean), N, X),
         e("base", 25, 0, T(P::Canonical), N, X),
         e("code", 23, 0, T(P::Code), N, X),
@@ -5797,7 +5797,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 19, MANY, C(658), N, X),
         e("version", 9, 0, T(P::String), N, X),
     ], required: &[Required { slot: 10, name: "name" }, Required { slot: 12, name: "status" }, Required { slot: 13, name: "kind" }, Required { slot: 23, name: "code" }, Required { slot: 27, name: "system" }, Required { slot: 28, name: "type" }, Required { slot: 29, name: "instance" }] },
-    TypeDef { name: "OperationDefinition.parameter", elements: &[
+    TypeDef { id: 405, name: "OperationDefinition.parameter", elements: &[
         e("binding", 11, 0, C(406), N, X),
         e("documentation", 7, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -5813,28 +5813,28 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 8, 0, T(P::Code), 142, X),
         e("use", 4, 0, T(P::Code), 141, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 4, name: "use" }, Required { slot: 5, name: "min" }, Required { slot: 6, name: "max" }] },
-    TypeDef { name: "OperationDefinition.parameter.parameter.binding", elements: &[
+    TypeDef { id: 406, name: "OperationDefinition.parameter.parameter.binding", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("strength", 3, 0, T(P::Code), 143, X),
         e("valueSet", 4, 0, T(P::Canonical), N, X),
     ], required: &[Required { slot: 3, name: "strength" }, Required { slot: 4, name: "valueSet" }] },
-    TypeDef { name: "OperationDefinition.parameter.parameter.referencedFrom", elements: &[
+    TypeDef { id: 407, name: "OperationDefinition.parameter.parameter.referencedFrom", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("source", 3, 0, T(P::String), N, X),
         e("sourceId", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "source" }] },
-    TypeDef { name: "OperationDefinition.overload", elements: &[
+    TypeDef { id: 408, name: "OperationDefinition.overload", elements: &[
         e("comment", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("parameterName", 3, MANY, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "OperationOutcome", elements: &[
+    TypeDef { id: 409, name: "OperationOutcome", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
         e("id", 0, 0, T(P::Id), N, X),
@@ -5845,7 +5845,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 7, MANY, C(634), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 8, name: "issue" }] },
-    TypeDef { name: "OperationOutcome.issue", elements: &[
+    TypeDef { id: 410, name: "OperationOutcome.issue", elements: &[
         e("code", 4, 0, T(P::Code), 145, X),
         e("details", 5, 0, C(609), N, X),
         e("diagnostics", 6, 0, T(P::String), N, X),
@@ -5856,7 +5856,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("severity", 3, 0, T(P::Code), 144, X),
     ], required: &[Required { slot: 3, name: "severity" }, Required { slot: 4, name: "code" }] },
-    TypeDef { name: "Organization", elements: &[
+    TypeDef { id: 411, name: "Organization", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("address", 14, MANY, C(605), N, X),
         e("alias", 12, MANY, T(P::String), N, X),
@@ -5876,7 +5876,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 10, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Organization.contact", elements: &[
+    TypeDef { id: 412, name: "Organization.contact", elements: &[
         e("address", 6, 0, C(605), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -5885,7 +5885,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("purpose", 3, 0, C(609), N, X),
         e("telecom", 5, MANY, C(612), N, X),
     ], required: &[] },
-    TypeDef { name: "OrganizationAffiliation", elements: &[
+    TypeDef { id: 413, name: "OrganizationAffiliation", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("code", 14, MANY, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -5907,14 +5907,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("telecom", 18, MANY, C(612), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "Parameters", elements: &[
+    TypeDef { id: 414, name: "Parameters", elements: &[
         e("id", 0, 0, T(P::Id), N, X),
         e("implicitRules", 2, 0, T(P::Uri), N, X),
         e("language", 3, 0, T(P::Code), N, X),
         e("meta", 1, 0, C(638), N, X),
         e("parameter", 4, MANY, C(415), N, X),
     ], required: &[] },
-    TypeDef { name: "Parameters.parameter", elements: &[
+    TypeDef { id: 415, name: "Parameters.parameter", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -5972,7 +5972,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueUsageContext", 4, 0, C(658), N, 0),
         e("valueUuid", 4, 0, T(P::Uuid), N, 0),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "Patient", elements: &[
+    TypeDef { id: 416, name: "Patient", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("address", 15, MANY, C(605), N, X),
         e("birthDate", 13, 0, T(P::Date), N, X),
@@ -6000,7 +6000,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("telecom", 11, MANY, C(612), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "Patient.contact", elements: &[
+    TypeDef { id: 417, name: "Patient.contact", elements: &[
         e("address", 6, 0, C(605), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("gender", 7, 0, T(P::Code), 139, X),
@@ -6012,21 +6012,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("relationship", 3, MANY, C(609), N, X),
         e("telecom", 5, MANY, C(612), N, X),
     ], required: &[] },
-    TypeDef { name: "Patient.communication", elements: &[
+    TypeDef { id: 418, name: "Patient.communication", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("language", 3, 0, C(609), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("preferred", 4, 0, T(P::Boolean), N, X),
     ], required: &[Required { slot: 3, name: "language" }] },
-    TypeDef { name: "Patient.link", elements: &[
+    TypeDef { id: 419, name: "Patient.link", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("other", 3, 0, C(649), N, X),
         e("type", 4, 0, T(P::Code), 146, X),
     ], required: &[Required { slot: 3, name: "other" }, Required { slot: 4, name: "type" }] },
-    TypeDef { name: "PaymentNotice", elements: &[
+    TypeDef { id: 420, name: "PaymentNotice", elements: &[
         e("amount", 18, 0, C(639), N, X),
         e("contained", 5, MANY, R, N, X),
         e("created", 12, 0, T(P::DateTime), N, X),
@@ -6048,7 +6048,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 48, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 12, name: "created" }, Required { slot: 14, name: "payment" }, Required { slot: 17, name: "recipient" }, Required { slot: 18, name: "amount" }] },
-    TypeDef { name: "PaymentReconciliation", elements: &[
+    TypeDef { id: 421, name: "PaymentReconciliation", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("created", 11, 0, T(P::DateTime), N, X),
         e("detail", 20, MANY, C(422), N, X),
@@ -6073,7 +6073,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 48, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 11, name: "created" }, Required { slot: 17, name: "paymentDate" }, Required { slot: 18, name: "paymentAmount" }] },
-    TypeDef { name: "PaymentReconciliation.detail", elements: &[
+    TypeDef { id: 422, name: "PaymentReconciliation.detail", elements: &[
         e("amount", 12, 0, C(639), N, X),
         e("date", 9, 0, T(P::Date), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -6088,14 +6088,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("submitter", 7, 0, C(649), N, X),
         e("type", 5, 0, C(609), N, X),
     ], required: &[Required { slot: 5, name: "type" }] },
-    TypeDef { name: "PaymentReconciliation.processNote", elements: &[
+    TypeDef { id: 423, name: "PaymentReconciliation.processNote", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("text", 4, 0, T(P::String), N, X),
         e("type", 3, 0, T(P::Code), 51, X),
     ], required: &[] },
-    TypeDef { name: "Person", elements: &[
+    TypeDef { id: 424, name: "Person", elements: &[
         e("active", 16, 0, T(P::Boolean), N, X),
         e("address", 13, MANY, C(605), N, X),
         e("birthDate", 12, 0, T(P::Date), N, X),
@@ -6115,14 +6115,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("telecom", 10, MANY, C(612), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "Person.link", elements: &[
+    TypeDef { id: 425, name: "Person.link", elements: &[
         e("assurance", 4, 0, T(P::Code), 147, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("target", 3, 0, C(649), N, X),
     ], required: &[Required { slot: 3, name: "target" }] },
-    TypeDef { name: "PlanDefinition", elements: &[
+    TypeDef { id: 426, name: "PlanDefinition", elements: &[
         e("action", 38, MANY, C(429), N, X),
         e("approvalDate", 27, 0, T(P::Date), N, X),
         e("author", 31, MANY, C(611), N, X),
@@ -6164,7 +6164,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 22, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 15, name: "status" }] },
-    TypeDef { name: "PlanDefinition.goal", elements: &[
+    TypeDef { id: 427, name: "PlanDefinition.goal", elements: &[
         e("addresses", 7, MANY, C(609), N, X),
         e("category", 3, 0, C(609), N, X),
         e("description", 4, 0, C(609), N, X),
@@ -6176,7 +6176,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("start", 6, 0, C(609), N, X),
         e("target", 9, MANY, C(428), N, X),
     ], required: &[Required { slot: 4, name: "description" }] },
-    TypeDef { name: "PlanDefinition.goal.goal.target", elements: &[
+    TypeDef { id: 428, name: "PlanDefinition.goal.goal.target", elements: &[
         e("detailCodeableConcept", 4, 0, C(609), N, 0),
         e("detailQuantity", 4, 0, C(646), N, 0),
         e("detailRange", 4, 0, C(647), N, 0),
@@ -6186,7 +6186,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("measure", 3, 0, C(609), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "PlanDefinition.action", elements: &[
+    TypeDef { id: 429, name: "PlanDefinition.action", elements: &[
         e("action", 29, MANY, C(429), N, X),
         e("cardinalityBehavior", 25, 0, T(P::Code), 152, X),
         e("code", 8, MANY, C(609), N, X),
@@ -6225,14 +6225,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("trigger", 13, MANY, C(657), N, X),
         e("type", 20, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "PlanDefinition.action.action.condition", elements: &[
+    TypeDef { id: 430, name: "PlanDefinition.action.action.condition", elements: &[
         e("expression", 4, 0, C(633), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("kind", 3, 0, T(P::Code), 153, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "kind" }] },
-    TypeDef { name: "PlanDefinition.action.action.relatedAction", elements: &[
+    TypeDef { id: 431, name: "PlanDefinition.action.action.relatedAction", elements: &[
         e("actionId", 3, 0, T(P::Id), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -6241,21 +6241,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("offsetRange", 5, 0, C(647), N, 0),
         e("relationship", 4, 0, T(P::Code), 154, X),
     ], required: &[Required { slot: 3, name: "actionId" }, Required { slot: 4, name: "relationship" }] },
-    TypeDef { name: "PlanDefinition.action.action.participant", elements: &[
+    TypeDef { id: 432, name: "PlanDefinition.action.action.participant", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("role", 4, 0, C(609), N, X),
         e("type", 3, 0, T(P::Code), 5, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "PlanDefinition.action.action.dynamicValue", elements: &[
+    TypeDef { id: 433, name: "PlanDefinition.action.action.dynamicValue", elements: &[
         e("expression", 4, 0, C(633), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("path", 3, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "Practitioner", elements: &[
+    TypeDef { id: 434, name: "Practitioner", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("address", 12, MANY, C(605), N, X),
         e("birthDate", 14, 0, T(P::Date), N, X),
@@ -6275,7 +6275,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("telecom", 11, MANY, C(612), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "Practitioner.qualification", elements: &[
+    TypeDef { id: 435, name: "Practitioner.qualification", elements: &[
         e("code", 4, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -6284,7 +6284,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("period", 5, 0, C(642), N, X),
     ], required: &[Required { slot: 4, name: "code" }] },
-    TypeDef { name: "PractitionerRole", elements: &[
+    TypeDef { id: 436, name: "PractitionerRole", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("availabilityExceptions", 20, 0, T(P::String), N, X),
         e("availableTime", 18, MANY, C(437), N, X),
@@ -6308,7 +6308,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("telecom", 17, MANY, C(612), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "PractitionerRole.availableTime", elements: &[
+    TypeDef { id: 437, name: "PractitionerRole.availableTime", elements: &[
         e("allDay", 4, 0, T(P::Boolean), N, X),
         e("availableEndTime", 6, 0, T(P::Time), N, X),
         e("availableStartTime", 5, 0, T(P::Time), N, X),
@@ -6317,14 +6317,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "PractitionerRole.notAvailable", elements: &[
+    TypeDef { id: 438, name: "PractitionerRole.notAvailable", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("during", 4, 0, C(642), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "description" }] },
-    TypeDef { name: "Procedure", elements: &[
+    TypeDef { id: 439, name: "Procedure", elements: &[
         e("asserter", 21, 0, C(649), N, X),
         e("basedOn", 11, MANY, C(649), N, X),
         e("bodySite", 26, MANY, C(609), N, X),
@@ -6366,7 +6366,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("usedCode", 35, MANY, C(609), N, X),
         e("usedReference", 34, MANY, C(649), N, X),
     ], required: &[Required { slot: 13, name: "status" }, Required { slot: 17, name: "subject" }] },
-    TypeDef { name: "Procedure.performer", elements: &[
+    TypeDef { id: 440, name: "Procedure.performer", elements: &[
         e("actor", 4, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("function", 3, 0, C(609), N, X),
@@ -6374,14 +6374,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("onBehalfOf", 5, 0, C(649), N, X),
     ], required: &[Required { slot: 4, name: "actor" }] },
-    TypeDef { name: "Procedure.focalDevice", elements: &[
+    TypeDef { id: 441, name: "Procedure.focalDevice", elements: &[
         e("action", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("manipulated", 4, 0, C(649), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "manipulated" }] },
-    TypeDef { name: "Provenance", elements: &[
+    TypeDef { id: 442, name: "Provenance", elements: &[
         e("activity", 14, 0, C(609), N, X),
         e("agent", 15, MANY, C(443), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -6402,7 +6402,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("target", 8, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 8, name: "target" }, Required { slot: 10, name: "recorded" }, Required { slot: 15, name: "agent" }] },
-    TypeDef { name: "Provenance.agent", elements: &[
+    TypeDef { id: 443, name: "Provenance.agent", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -6411,7 +6411,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, C(609), N, X),
         e("who", 5, 0, C(649), N, X),
     ], required: &[Required { slot: 5, name: "who" }] },
-    TypeDef { name: "Provenance.entity", elements: &[
+    TypeDef { id: 444, name: "Provenance.entity", elements: &[
         e("agent", 5, MANY, C(443), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -6419,7 +6419,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("role", 3, 0, T(P::Code), 155, X),
         e("what", 4, 0, C(649), N, X),
     ], required: &[Required { slot: 3, name: "role" }, Required { slot: 4, name: "what" }] },
-    TypeDef { name: "Questionnaire", elements: &[
+    TypeDef { id: 445, name: "Questionnaire", elements: &[
         e("approvalDate", 25, 0, T(P::Date), N, X),
         e("code", 28, MANY, C(610), N, X),
         e("contact", 19, MANY, C(611), N, X),
@@ -6451,7 +6451,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 21, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 14, name: "status" }] },
-    TypeDef { name: "Questionnaire.item", elements: &[
+    TypeDef { id: 446, name: "Questionnaire.item", elements: &[
         e("answerOption", 16, MANY, C(448), N, X),
         e("answerValueSet", 15, 0, T(P::Canonical), N, X),
         e("code", 5, MANY, C(610), N, X),
@@ -6472,7 +6472,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 7, 0, T(P::String), N, X),
         e("type", 8, 0, T(P::Code), 156, X),
     ], required: &[Required { slot: 3, name: "linkId" }, Required { slot: 8, name: "type" }] },
-    TypeDef { name: "Questionnaire.item.item.enableWhen", elements: &[
+    TypeDef { id: 447, name: "Questionnaire.item.item.enableWhen", elements: &[
         e("answerBoolean", 5, 0, T(P::Boolean), N, 0),
         e("answerCoding", 5, 0, C(610), N, 0),
         e("answerDate", 5, 0, T(P::Date), N, 0),
@@ -6489,7 +6489,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("operator", 4, 0, T(P::Code), 158, X),
         e("question", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "question" }, Required { slot: 4, name: "operator" }, Required { slot: 5, name: "answer[x]" }] },
-    TypeDef { name: "Questionnaire.item.item.answerOption", elements: &[
+    TypeDef { id: 448, name: "Questionnaire.item.item.answerOption", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("initialSelected", 4, 0, T(P::Boolean), N, X),
@@ -6501,7 +6501,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueString", 3, 0, T(P::String), N, 0),
         e("valueTime", 3, 0, T(P::Time), N, 0),
     ], required: &[Required { slot: 3, name: "value[x]" }] },
-    TypeDef { name: "Questionnaire.item.item.initial", elements: &[
+    TypeDef { id: 449, name: "Questionnaire.item.item.initial", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -6518,7 +6518,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueTime", 3, 0, T(P::Time), N, 0),
         e("valueUri", 3, 0, T(P::Uri), N, 0),
     ], required: &[Required { slot: 3, name: "value[x]" }] },
-    TypeDef { name: "QuestionnaireResponse", elements: &[
+    TypeDef { id: 450, name: "QuestionnaireResponse", elements: &[
         e("author", 16, 0, C(649), N, X),
         e("authored", 15, 0, T(P::DateTime), N, X),
         e("basedOn", 9, MANY, C(649), N, X),
@@ -6539,7 +6539,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 13, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 12, name: "status" }] },
-    TypeDef { name: "QuestionnaireResponse.item", elements: &[
+    TypeDef { id: 451, name: "QuestionnaireResponse.item", elements: &[
         e("answer", 6, MANY, C(452), N, X),
         e("definition", 4, 0, T(P::Uri), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -6549,7 +6549,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("text", 5, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "linkId" }] },
-    TypeDef { name: "QuestionnaireResponse.item.item.answer", elements: &[
+    TypeDef { id: 452, name: "QuestionnaireResponse.item.item.answer", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("item", 4, MANY, C(451), N, X),
@@ -6567,7 +6567,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueTime", 3, 0, T(P::Time), N, 0),
         e("valueUri", 3, 0, T(P::Uri), N, 0),
     ], required: &[] },
-    TypeDef { name: "RelatedPerson", elements: &[
+    TypeDef { id: 453, name: "RelatedPerson", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("address", 16, MANY, C(605), N, X),
         e("birthDate", 15, 0, T(P::Date), N, X),
@@ -6589,14 +6589,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("telecom", 13, MANY, C(612), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 10, name: "patient" }] },
-    TypeDef { name: "RelatedPerson.communication", elements: &[
+    TypeDef { id: 454, name: "RelatedPerson.communication", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("language", 3, 0, C(609), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("preferred", 4, 0, T(P::Boolean), N, X),
     ], required: &[Required { slot: 3, name: "language" }] },
-    TypeDef { name: "RequestGroup", elements: &[
+    TypeDef { id: 455, name: "RequestGroup", elements: &[
         e("action", 25, MANY, C(456), N, X),
         e("author", 21, 0, C(649), N, X),
         e("authoredOn", 20, 0, T(P::DateTime), N, X),
@@ -6624,7 +6624,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 18, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 14, name: "status" }, Required { slot: 15, name: "intent" }] },
-    TypeDef { name: "RequestGroup.action", elements: &[
+    TypeDef { id: 456, name: "RequestGroup.action", elements: &[
         e("action", 21, MANY, C(456), N, X),
         e("cardinalityBehavior", 19, 0, T(P::Code), 152, X),
         e("code", 8, MANY, C(609), N, X),
@@ -6653,14 +6653,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("title", 4, 0, T(P::String), N, X),
         e("type", 14, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "RequestGroup.action.action.condition", elements: &[
+    TypeDef { id: 457, name: "RequestGroup.action.action.condition", elements: &[
         e("expression", 4, 0, C(633), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("kind", 3, 0, T(P::Code), 153, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "kind" }] },
-    TypeDef { name: "RequestGroup.action.action.relatedAction", elements: &[
+    TypeDef { id: 458, name: "RequestGroup.action.action.relatedAction", elements: &[
         e("actionId", 3, 0, T(P::Id), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -6669,7 +6669,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("offsetRange", 5, 0, C(647), N, 0),
         e("relationship", 4, 0, T(P::Code), 154, X),
     ], required: &[Required { slot: 3, name: "actionId" }, Required { slot: 4, name: "relationship" }] },
-    TypeDef { name: "ResearchDefinition", elements: &[
+    TypeDef { id: 459, name: "ResearchDefinition", elements: &[
         e("approvalDate", 28, 0, T(P::Date), N, X),
         e("author", 32, MANY, C(611), N, X),
         e("comment", 22, MANY, T(P::String), N, X),
@@ -6714,7 +6714,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 23, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 15, name: "status" }, Required { slot: 38, name: "population" }] },
-    TypeDef { name: "ResearchElementDefinition", elements: &[
+    TypeDef { id: 460, name: "ResearchElementDefinition", elements: &[
         e("approvalDate", 28, 0, T(P::Date), N, X),
         e("author", 32, MANY, C(611), N, X),
         e("characteristic", 40, MANY, C(461), N, X),
@@ -6758,7 +6758,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("variableType", 39, 0, T(P::Code), 93, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 15, name: "status" }, Required { slot: 38, name: "type" }, Required { slot: 40, name: "characteristic" }] },
-    TypeDef { name: "ResearchElementDefinition.characteristic", elements: &[
+    TypeDef { id: 461, name: "ResearchElementDefinition.characteristic", elements: &[
         e("definitionCanonical", 3, 0, T(P::Canonical), N, 0),
         e("definitionCodeableConcept", 3, 0, C(609), N, 0),
         e("definitionDataRequirement", 3, 0, C(615), N, 0),
@@ -6784,7 +6784,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("unitOfMeasure", 6, 0, C(609), N, X),
         e("usageContext", 4, MANY, C(658), N, X),
     ], required: &[Required { slot: 3, name: "definition[x]" }] },
-    TypeDef { name: "ResearchStudy", elements: &[
+    TypeDef { id: 462, name: "ResearchStudy", elements: &[
         e("arm", 30, MANY, C(463), N, X),
         e("category", 15, MANY, C(609), N, X),
         e("condition", 17, MANY, C(609), N, X),
@@ -6818,7 +6818,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("title", 9, 0, T(P::String), N, X),
     ], required: &[Required { slot: 12, name: "status" }] },
-    TypeDef { name: "ResearchStudy.arm", elements: &[
+    TypeDef { id: 463, name: "ResearchStudy.arm", elements: &[
         e("description", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -6826,14 +6826,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 3, 0, T(P::String), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "ResearchStudy.objective", elements: &[
+    TypeDef { id: 464, name: "ResearchStudy.objective", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::String), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "ResearchSubject", elements: &[
+    TypeDef { id: 465, name: "ResearchSubject", elements: &[
         e("actualArm", 14, 0, T(P::String), N, X),
         e("assignedArm", 13, 0, T(P::String), N, X),
         e("consent", 15, 0, C(649), N, X),
@@ -6851,7 +6851,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("study", 11, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 11, name: "study" }, Required { slot: 12, name: "individual" }] },
-    TypeDef { name: "RiskAssessment", elements: &[
+    TypeDef { id: 466, name: "RiskAssessment", elements: &[
         e("basedOn", 9, 0, C(649), N, X),
         e("basis", 21, MANY, C(649), N, X),
         e("code", 13, 0, C(609), N, X),
@@ -6879,7 +6879,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subject", 14, 0, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 11, name: "status" }, Required { slot: 14, name: "subject" }] },
-    TypeDef { name: "RiskAssessment.prediction", elements: &[
+    TypeDef { id: 467, name: "RiskAssessment.prediction", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -6892,7 +6892,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("whenPeriod", 7, 0, C(642), N, 1),
         e("whenRange", 7, 0, C(647), N, 1),
     ], required: &[] },
-    TypeDef { name: "RiskEvidenceSynthesis", elements: &[
+    TypeDef { id: 468, name: "RiskEvidenceSynthesis", elements: &[
         e("approvalDate", 22, 0, T(P::Date), N, X),
         e("author", 26, MANY, C(611), N, X),
         e("certainty", 38, MANY, C(472), N, X),
@@ -6933,7 +6933,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 19, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 13, name: "status" }, Required { slot: 33, name: "population" }, Required { slot: 35, name: "outcome" }] },
-    TypeDef { name: "RiskEvidenceSynthesis.sampleSize", elements: &[
+    TypeDef { id: 469, name: "RiskEvidenceSynthesis.sampleSize", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -6941,7 +6941,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("numberOfParticipants", 5, 0, T(P::Integer), N, X),
         e("numberOfStudies", 4, 0, T(P::Integer), N, X),
     ], required: &[] },
-    TypeDef { name: "RiskEvidenceSynthesis.riskEstimate", elements: &[
+    TypeDef { id: 470, name: "RiskEvidenceSynthesis.riskEstimate", elements: &[
         e("denominatorCount", 7, 0, T(P::Integer), N, X),
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -6953,7 +6953,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("unitOfMeasure", 6, 0, C(609), N, X),
         e("value", 5, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "RiskEvidenceSynthesis.riskEstimate.riskEstimate.precisionEstimate", elements: &[
+    TypeDef { id: 471, name: "RiskEvidenceSynthesis.riskEstimate.riskEstimate.precisionEstimate", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("from", 5, 0, T(P::Decimal), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -6962,7 +6962,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("to", 6, 0, T(P::Decimal), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "RiskEvidenceSynthesis.certainty", elements: &[
+    TypeDef { id: 472, name: "RiskEvidenceSynthesis.certainty", elements: &[
         e("certaintySubcomponent", 5, MANY, C(473), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -6970,7 +6970,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("note", 4, MANY, C(607), N, X),
         e("rating", 3, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "RiskEvidenceSynthesis.certainty.certainty.certaintySubcomponent", elements: &[
+    TypeDef { id: 473, name: "RiskEvidenceSynthesis.certainty.certainty.certaintySubcomponent", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -6978,7 +6978,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rating", 4, MANY, C(609), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Schedule", elements: &[
+    TypeDef { id: 474, name: "Schedule", elements: &[
         e("active", 9, 0, T(P::Boolean), N, X),
         e("actor", 13, MANY, C(649), N, X),
         e("comment", 15, 0, T(P::String), N, X),
@@ -6996,7 +6996,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("specialty", 12, MANY, C(609), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 13, name: "actor" }] },
-    TypeDef { name: "SearchParameter", elements: &[
+    TypeDef { id: 475, name: "SearchParameter", elements: &[
         e("base", 22, MANY, T(P::Code), 30, X),
         e("chain", 32, MANY, T(P::String), N, X),
         e("code", 21, 0, T(P::Code), N, X),
@@ -7032,14 +7032,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("xpath", 25, 0, T(P::String), N, X),
         e("xpathUsage", 26, 0, T(P::Code), 163, X),
     ], required: &[Required { slot: 8, name: "url" }, Required { slot: 10, name: "name" }, Required { slot: 12, name: "status" }, Required { slot: 17, name: "description" }, Required { slot: 21, name: "code" }, Required { slot: 22, name: "base" }, Required { slot: 23, name: "type" }] },
-    TypeDef { name: "SearchParameter.component", elements: &[
+    TypeDef { id: 476, name: "SearchParameter.component", elements: &[
         e("definition", 3, 0, T(P::Canonical), N, X),
         e("expression", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "definition" }, Required { slot: 4, name: "expression" }] },
-    TypeDef { name: "ServiceRequest", elements: &[
+    TypeDef { id: 477, name: "ServiceRequest", elements: &[
         e("asNeededBoolean", 25, 0, T(P::Boolean), N, 2),
         e("asNeededCodeableConcept", 25, 0, C(609), N, 2),
         e("authoredOn", 26, 0, T(P::DateTime), N, X),
@@ -7087,7 +7087,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supportingInfo", 35, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 14, name: "status" }, Required { slot: 15, name: "intent" }, Required { slot: 22, name: "subject" }] },
-    TypeDef { name: "Slot", elements: &[
+    TypeDef { id: 478, name: "Slot", elements: &[
         e("appointmentType", 12, 0, C(609), N, X),
         e("comment", 18, 0, T(P::String), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -7108,7 +7108,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 14, 0, T(P::Code), 166, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 13, name: "schedule" }, Required { slot: 14, name: "status" }, Required { slot: 15, name: "start" }, Required { slot: 16, name: "end" }] },
-    TypeDef { name: "Specimen", elements: &[
+    TypeDef { id: 479, name: "Specimen", elements: &[
         e("accessionIdentifier", 9, 0, C(636), N, X),
         e("collection", 16, 0, C(480), N, X),
         e("condition", 19, MANY, C(609), N, X),
@@ -7131,7 +7131,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 11, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Specimen.collection", elements: &[
+    TypeDef { id: 480, name: "Specimen.collection", elements: &[
         e("bodySite", 8, 0, C(609), N, X),
         e("collectedDateTime", 4, 0, T(P::DateTime), N, 0),
         e("collectedPeriod", 4, 0, C(642), N, 0),
@@ -7145,7 +7145,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("quantity", 6, 0, C(659), N, X),
     ], required: &[] },
-    TypeDef { name: "Specimen.processing", elements: &[
+    TypeDef { id: 481, name: "Specimen.processing", elements: &[
         e("additive", 5, MANY, C(649), N, X),
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7155,7 +7155,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("timeDateTime", 6, 0, T(P::DateTime), N, 0),
         e("timePeriod", 6, 0, C(642), N, 0),
     ], required: &[] },
-    TypeDef { name: "Specimen.container", elements: &[
+    TypeDef { id: 482, name: "Specimen.container", elements: &[
         e("additiveCodeableConcept", 8, 0, C(609), N, 0),
         e("additiveReference", 8, 0, C(649), N, 0),
         e("capacity", 6, 0, C(659), N, X),
@@ -7167,7 +7167,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("specimenQuantity", 7, 0, C(659), N, X),
         e("type", 5, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SpecimenDefinition", elements: &[
+    TypeDef { id: 483, name: "SpecimenDefinition", elements: &[
         e("collection", 12, MANY, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
@@ -7183,7 +7183,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("typeCollected", 9, 0, C(609), N, X),
         e("typeTested", 13, MANY, C(484), N, X),
     ], required: &[] },
-    TypeDef { name: "SpecimenDefinition.typeTested", elements: &[
+    TypeDef { id: 484, name: "SpecimenDefinition.typeTested", elements: &[
         e("container", 6, 0, C(485), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("handling", 10, MANY, C(487), N, X),
@@ -7196,7 +7196,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("retentionTime", 8, 0, C(622), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 5, name: "preference" }] },
-    TypeDef { name: "SpecimenDefinition.typeTested.typeTested.container", elements: &[
+    TypeDef { id: 485, name: "SpecimenDefinition.typeTested.typeTested.container", elements: &[
         e("additive", 9, MANY, C(486), N, X),
         e("cap", 5, 0, C(609), N, X),
         e("capacity", 7, 0, C(659), N, X),
@@ -7210,14 +7210,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("preparation", 10, 0, T(P::String), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SpecimenDefinition.typeTested.typeTested.container.typeTested.container.additive", elements: &[
+    TypeDef { id: 486, name: "SpecimenDefinition.typeTested.typeTested.container.typeTested.container.additive", elements: &[
         e("additiveCodeableConcept", 3, 0, C(609), N, 0),
         e("additiveReference", 3, 0, C(649), N, 0),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "additive[x]" }] },
-    TypeDef { name: "SpecimenDefinition.typeTested.typeTested.handling", elements: &[
+    TypeDef { id: 487, name: "SpecimenDefinition.typeTested.typeTested.handling", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("instruction", 6, 0, T(P::String), N, X),
@@ -7226,7 +7226,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("temperatureQualifier", 3, 0, C(609), N, X),
         e("temperatureRange", 4, 0, C(647), N, X),
     ], required: &[] },
-    TypeDef { name: "StructureDefinition", elements: &[
+    TypeDef { id: 488, name: "StructureDefinition", elements: &[
         e("abstract", 27, 0, T(P::Boolean), N, X),
         e("baseDefinition", 31, 0, T(P::Canonical), N, X),
         e("contact", 17, MANY, C(611), N, X),
@@ -7263,7 +7263,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 19, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 8, name: "url" }, Required { slot: 11, name: "name" }, Required { slot: 13, name: "status" }, Required { slot: 26, name: "kind" }, Required { slot: 27, name: "abstract" }, Required { slot: 30, name: "type" }] },
-    TypeDef { name: "StructureDefinition.mapping", elements: &[
+    TypeDef { id: 489, name: "StructureDefinition.mapping", elements: &[
         e("comment", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7272,26 +7272,26 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 5, 0, T(P::String), N, X),
         e("uri", 4, 0, T(P::Uri), N, X),
     ], required: &[Required { slot: 3, name: "identity" }] },
-    TypeDef { name: "StructureDefinition.context", elements: &[
+    TypeDef { id: 490, name: "StructureDefinition.context", elements: &[
         e("expression", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 3, 0, T(P::Code), 171, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "expression" }] },
-    TypeDef { name: "StructureDefinition.snapshot", elements: &[
+    TypeDef { id: 491, name: "StructureDefinition.snapshot", elements: &[
         e("element", 3, MANY, C(624), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "element" }] },
-    TypeDef { name: "StructureDefinition.differential", elements: &[
+    TypeDef { id: 492, name: "StructureDefinition.differential", elements: &[
         e("element", 3, MANY, C(624), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "element" }] },
-    TypeDef { name: "StructureMap", elements: &[
+    TypeDef { id: 493, name: "StructureMap", elements: &[
         e("contact", 17, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
         e("copyright", 22, 0, T(P::Markdown), N, X),
@@ -7319,7 +7319,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 19, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 8, name: "url" }, Required { slot: 11, name: "name" }, Required { slot: 13, name: "status" }, Required { slot: 25, name: "group" }] },
-    TypeDef { name: "StructureMap.structure", elements: &[
+    TypeDef { id: 494, name: "StructureMap.structure", elements: &[
         e("alias", 5, 0, T(P::String), N, X),
         e("documentation", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7328,7 +7328,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("url", 3, 0, T(P::Canonical), N, X),
     ], required: &[Required { slot: 3, name: "url" }, Required { slot: 4, name: "mode" }] },
-    TypeDef { name: "StructureMap.group", elements: &[
+    TypeDef { id: 495, name: "StructureMap.group", elements: &[
         e("documentation", 6, 0, T(P::String), N, X),
         e("extends", 4, 0, T(P::Id), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7339,7 +7339,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rule", 8, MANY, C(497), N, X),
         e("typeMode", 5, 0, T(P::Code), 173, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 5, name: "typeMode" }, Required { slot: 7, name: "input" }, Required { slot: 8, name: "rule" }] },
-    TypeDef { name: "StructureMap.group.group.input", elements: &[
+    TypeDef { id: 496, name: "StructureMap.group.group.input", elements: &[
         e("documentation", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7348,7 +7348,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 3, 0, T(P::Id), N, X),
         e("type", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 5, name: "mode" }] },
-    TypeDef { name: "StructureMap.group.group.rule", elements: &[
+    TypeDef { id: 497, name: "StructureMap.group.group.rule", elements: &[
         e("dependent", 7, MANY, C(501), N, X),
         e("documentation", 8, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7359,7 +7359,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("source", 4, MANY, C(498), N, X),
         e("target", 5, MANY, C(499), N, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 4, name: "source" }] },
-    TypeDef { name: "StructureMap.group.group.rule.group.rule.source", elements: &[
+    TypeDef { id: 498, name: "StructureMap.group.group.rule.group.rule.source", elements: &[
         e("check", 12, 0, T(P::String), N, X),
         e("condition", 11, 0, T(P::String), N, X),
         e("context", 3, 0, T(P::Id), N, X),
@@ -7424,7 +7424,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 6, 0, T(P::String), N, X),
         e("variable", 10, 0, T(P::Id), N, X),
     ], required: &[Required { slot: 3, name: "context" }] },
-    TypeDef { name: "StructureMap.group.group.rule.group.rule.target", elements: &[
+    TypeDef { id: 499, name: "StructureMap.group.group.rule.group.rule.target", elements: &[
         e("context", 3, 0, T(P::Id), N, X),
         e("contextType", 4, 0, T(P::Code), 176, X),
         e("element", 5, 0, T(P::String), N, X),
@@ -7437,7 +7437,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("transform", 9, 0, T(P::Code), 178, X),
         e("variable", 6, 0, T(P::Id), N, X),
     ], required: &[] },
-    TypeDef { name: "StructureMap.group.group.rule.group.rule.target.group.rule.target.parameter", elements: &[
+    TypeDef { id: 500, name: "StructureMap.group.group.rule.group.rule.target.group.rule.target.parameter", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -7447,14 +7447,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueInteger", 3, 0, T(P::Integer), N, 0),
         e("valueString", 3, 0, T(P::String), N, 0),
     ], required: &[Required { slot: 3, name: "value[x]" }] },
-    TypeDef { name: "StructureMap.group.group.rule.group.rule.dependent", elements: &[
+    TypeDef { id: 501, name: "StructureMap.group.group.rule.group.rule.dependent", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::Id), N, X),
         e("variable", 4, MANY, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "name" }, Required { slot: 4, name: "variable" }] },
-    TypeDef { name: "Subscription", elements: &[
+    TypeDef { id: 502, name: "Subscription", elements: &[
         e("channel", 14, 0, C(503), N, X),
         e("contact", 9, MANY, C(612), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -7471,7 +7471,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 8, 0, T(P::Code), 179, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 8, name: "status" }, Required { slot: 11, name: "reason" }, Required { slot: 12, name: "criteria" }, Required { slot: 14, name: "channel" }] },
-    TypeDef { name: "Subscription.channel", elements: &[
+    TypeDef { id: 503, name: "Subscription.channel", elements: &[
         e("endpoint", 4, 0, T(P::Url), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("header", 6, MANY, T(P::String), N, X),
@@ -7480,7 +7480,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("payload", 5, 0, T(P::Code), N, X),
         e("type", 3, 0, T(P::Code), 180, X),
     ], required: &[Required { slot: 3, name: "type" }] },
-    TypeDef { name: "Substance", elements: &[
+    TypeDef { id: 504, name: "Substance", elements: &[
         e("category", 10, MANY, C(609), N, X),
         e("code", 11, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -7497,7 +7497,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 181, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 11, name: "code" }] },
-    TypeDef { name: "Substance.instance", elements: &[
+    TypeDef { id: 505, name: "Substance.instance", elements: &[
         e("expiry", 4, 0, T(P::DateTime), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7505,7 +7505,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("quantity", 5, 0, C(659), N, X),
     ], required: &[] },
-    TypeDef { name: "Substance.ingredient", elements: &[
+    TypeDef { id: 506, name: "Substance.ingredient", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -7513,7 +7513,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("substanceCodeableConcept", 4, 0, C(609), N, 0),
         e("substanceReference", 4, 0, C(649), N, 0),
     ], required: &[Required { slot: 4, name: "substance[x]" }] },
-    TypeDef { name: "SubstanceNucleicAcid", elements: &[
+    TypeDef { id: 507, name: "SubstanceNucleicAcid", elements: &[
         e("areaOfHybridisation", 10, 0, T(P::String), N, X),
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
@@ -7528,7 +7528,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subunit", 12, MANY, C(508), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceNucleicAcid.subunit", elements: &[
+    TypeDef { id: 508, name: "SubstanceNucleicAcid.subunit", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("fivePrime", 7, 0, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7541,7 +7541,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("sugar", 10, MANY, C(510), N, X),
         e("threePrime", 8, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceNucleicAcid.subunit.subunit.linkage", elements: &[
+    TypeDef { id: 509, name: "SubstanceNucleicAcid.subunit.subunit.linkage", elements: &[
         e("connectivity", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7550,7 +7550,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 5, 0, T(P::String), N, X),
         e("residueSite", 6, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceNucleicAcid.subunit.subunit.sugar", elements: &[
+    TypeDef { id: 510, name: "SubstanceNucleicAcid.subunit.subunit.sugar", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("identifier", 3, 0, C(636), N, X),
@@ -7558,7 +7558,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 4, 0, T(P::String), N, X),
         e("residueSite", 5, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstancePolymer", elements: &[
+    TypeDef { id: 511, name: "SubstancePolymer", elements: &[
         e("class", 8, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
         e("copolymerConnectivity", 10, MANY, C(609), N, X),
@@ -7574,14 +7574,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("repeat", 13, MANY, C(514), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstancePolymer.monomerSet", elements: &[
+    TypeDef { id: 512, name: "SubstancePolymer.monomerSet", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("ratioType", 3, 0, C(609), N, X),
         e("startingMaterial", 4, MANY, C(513), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstancePolymer.monomerSet.monomerSet.startingMaterial", elements: &[
+    TypeDef { id: 513, name: "SubstancePolymer.monomerSet.monomerSet.startingMaterial", elements: &[
         e("amount", 6, 0, C(653), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7590,7 +7590,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstancePolymer.repeat", elements: &[
+    TypeDef { id: 514, name: "SubstancePolymer.repeat", elements: &[
         e("averageMolecularFormula", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7599,7 +7599,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("repeatUnit", 6, MANY, C(515), N, X),
         e("repeatUnitAmountType", 5, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstancePolymer.repeat.repeat.repeatUnit", elements: &[
+    TypeDef { id: 515, name: "SubstancePolymer.repeat.repeat.repeatUnit", elements: &[
         e("amount", 5, 0, C(653), N, X),
         e("degreeOfPolymerisation", 6, MANY, C(516), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7609,14 +7609,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("repeatUnit", 4, 0, T(P::String), N, X),
         e("structuralRepresentation", 7, MANY, C(517), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstancePolymer.repeat.repeat.repeatUnit.repeat.repeatUnit.degreeOfPolymerisation", elements: &[
+    TypeDef { id: 516, name: "SubstancePolymer.repeat.repeat.repeatUnit.repeat.repeatUnit.degreeOfPolymerisation", elements: &[
         e("amount", 4, 0, C(653), N, X),
         e("degree", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstancePolymer.repeat.repeat.repeatUnit.repeat.repeatUnit.structuralRepresentation", elements: &[
+    TypeDef { id: 517, name: "SubstancePolymer.repeat.repeat.repeatUnit.repeat.repeatUnit.structuralRepresentation", elements: &[
         e("attachment", 5, 0, C(608), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7624,7 +7624,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("representation", 4, 0, T(P::String), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceProtein", elements: &[
+    TypeDef { id: 518, name: "SubstanceProtein", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("disulfideLinkage", 10, MANY, T(P::String), N, X),
         e("extension", 6, MANY, C(634), N, X),
@@ -7638,7 +7638,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subunit", 11, MANY, C(519), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceProtein.subunit", elements: &[
+    TypeDef { id: 519, name: "SubstanceProtein.subunit", elements: &[
         e("cTerminalModification", 10, 0, T(P::String), N, X),
         e("cTerminalModificationId", 9, 0, C(636), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7651,7 +7651,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("sequenceAttachment", 6, 0, C(608), N, X),
         e("subunit", 3, 0, T(P::Integer), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceReferenceInformation", elements: &[
+    TypeDef { id: 520, name: "SubstanceReferenceInformation", elements: &[
         e("classification", 11, MANY, C(523), N, X),
         e("comment", 8, 0, T(P::String), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -7666,7 +7666,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("target", 12, MANY, C(524), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceReferenceInformation.gene", elements: &[
+    TypeDef { id: 521, name: "SubstanceReferenceInformation.gene", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("gene", 4, 0, C(609), N, X),
         e("geneSequenceOrigin", 3, 0, C(609), N, X),
@@ -7674,7 +7674,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("source", 5, MANY, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceReferenceInformation.geneElement", elements: &[
+    TypeDef { id: 522, name: "SubstanceReferenceInformation.geneElement", elements: &[
         e("element", 4, 0, C(636), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7682,7 +7682,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("source", 5, MANY, C(649), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceReferenceInformation.classification", elements: &[
+    TypeDef { id: 523, name: "SubstanceReferenceInformation.classification", elements: &[
         e("classification", 4, 0, C(609), N, X),
         e("domain", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7691,7 +7691,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("source", 6, MANY, C(649), N, X),
         e("subtype", 5, MANY, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceReferenceInformation.target", elements: &[
+    TypeDef { id: 524, name: "SubstanceReferenceInformation.target", elements: &[
         e("amountQuantity", 8, 0, C(646), N, 0),
         e("amountRange", 8, 0, C(647), N, 0),
         e("amountString", 8, 0, T(P::String), N, 0),
@@ -7706,7 +7706,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("target", 3, 0, C(636), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSourceMaterial", elements: &[
+    TypeDef { id: 525, name: "SubstanceSourceMaterial", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("countryOfOrigin", 15, MANY, C(609), N, X),
         e("developmentStage", 17, 0, C(609), N, X),
@@ -7729,14 +7729,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("sourceMaterialType", 9, 0, C(609), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSourceMaterial.fractionDescription", elements: &[
+    TypeDef { id: 526, name: "SubstanceSourceMaterial.fractionDescription", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("fraction", 3, 0, T(P::String), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("materialType", 4, 0, C(609), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSourceMaterial.organism", elements: &[
+    TypeDef { id: 527, name: "SubstanceSourceMaterial.organism", elements: &[
         e("author", 8, MANY, C(528), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("family", 3, 0, C(609), N, X),
@@ -7749,14 +7749,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("organismGeneral", 10, 0, C(530), N, X),
         e("species", 5, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSourceMaterial.organism.organism.author", elements: &[
+    TypeDef { id: 528, name: "SubstanceSourceMaterial.organism.organism.author", elements: &[
         e("authorDescription", 4, 0, T(P::String), N, X),
         e("authorType", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSourceMaterial.organism.organism.hybrid", elements: &[
+    TypeDef { id: 529, name: "SubstanceSourceMaterial.organism.organism.hybrid", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("hybridType", 7, 0, C(609), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7766,7 +7766,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("paternalOrganismId", 5, 0, T(P::String), N, X),
         e("paternalOrganismName", 6, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSourceMaterial.organism.organism.organismGeneral", elements: &[
+    TypeDef { id: 530, name: "SubstanceSourceMaterial.organism.organism.organismGeneral", elements: &[
         e("class", 5, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7775,14 +7775,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("order", 6, 0, C(609), N, X),
         e("phylum", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSourceMaterial.partDescription", elements: &[
+    TypeDef { id: 531, name: "SubstanceSourceMaterial.partDescription", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("part", 3, 0, C(609), N, X),
         e("partLocation", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification", elements: &[
+    TypeDef { id: 532, name: "SubstanceSpecification", elements: &[
         e("code", 19, MANY, C(539), N, X),
         e("comment", 14, 0, T(P::String), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -7811,7 +7811,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 9, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.moiety", elements: &[
+    TypeDef { id: 533, name: "SubstanceSpecification.moiety", elements: &[
         e("amountQuantity", 9, 0, C(646), N, 0),
         e("amountString", 9, 0, T(P::String), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -7824,7 +7824,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("role", 3, 0, C(609), N, X),
         e("stereochemistry", 6, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.property", elements: &[
+    TypeDef { id: 534, name: "SubstanceSpecification.property", elements: &[
         e("amountQuantity", 7, 0, C(646), N, 1),
         e("amountString", 7, 0, T(P::String), N, 1),
         e("category", 3, 0, C(609), N, X),
@@ -7836,7 +7836,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("parameters", 5, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.structure", elements: &[
+    TypeDef { id: 535, name: "SubstanceSpecification.structure", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("isotope", 7, MANY, C(536), N, X),
@@ -7849,7 +7849,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("source", 9, MANY, C(649), N, X),
         e("stereochemistry", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.structure.structure.isotope", elements: &[
+    TypeDef { id: 536, name: "SubstanceSpecification.structure.structure.isotope", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("halfLife", 6, 0, C(646), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7859,7 +7859,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 4, 0, C(609), N, X),
         e("substitution", 5, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.structure.structure.isotope.structure.isotope.molecularWeight", elements: &[
+    TypeDef { id: 537, name: "SubstanceSpecification.structure.structure.isotope.structure.isotope.molecularWeight", elements: &[
         e("amount", 5, 0, C(646), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7867,7 +7867,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.structure.structure.representation", elements: &[
+    TypeDef { id: 538, name: "SubstanceSpecification.structure.structure.representation", elements: &[
         e("attachment", 5, 0, C(608), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7875,7 +7875,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("representation", 4, 0, T(P::String), N, X),
         e("type", 3, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.code", elements: &[
+    TypeDef { id: 539, name: "SubstanceSpecification.code", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("comment", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7885,7 +7885,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 4, 0, C(609), N, X),
         e("statusDate", 5, 0, T(P::DateTime), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.name", elements: &[
+    TypeDef { id: 540, name: "SubstanceSpecification.name", elements: &[
         e("domain", 8, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7901,7 +7901,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("translation", 11, MANY, C(540), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "SubstanceSpecification.name.name.official", elements: &[
+    TypeDef { id: 541, name: "SubstanceSpecification.name.name.official", elements: &[
         e("authority", 3, 0, C(609), N, X),
         e("date", 5, 0, T(P::DateTime), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -7909,7 +7909,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("status", 4, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceSpecification.relationship", elements: &[
+    TypeDef { id: 542, name: "SubstanceSpecification.relationship", elements: &[
         e("amountQuantity", 6, 0, C(646), N, 1),
         e("amountRange", 6, 0, C(647), N, 1),
         e("amountRatio", 6, 0, C(648), N, 1),
@@ -7925,7 +7925,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("substanceCodeableConcept", 3, 0, C(609), N, 0),
         e("substanceReference", 3, 0, C(649), N, 0),
     ], required: &[] },
-    TypeDef { name: "SupplyDelivery", elements: &[
+    TypeDef { id: 543, name: "SupplyDelivery", elements: &[
         e("basedOn", 9, MANY, C(649), N, X),
         e("contained", 5, MANY, R, N, X),
         e("destination", 17, 0, C(649), N, X),
@@ -7948,7 +7948,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, C(640), N, X),
         e("type", 13, 0, C(609), 183, X),
     ], required: &[] },
-    TypeDef { name: "SupplyDelivery.suppliedItem", elements: &[
+    TypeDef { id: 544, name: "SupplyDelivery.suppliedItem", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("itemCodeableConcept", 4, 0, C(609), N, 0),
@@ -7956,7 +7956,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("quantity", 3, 0, C(659), N, X),
     ], required: &[] },
-    TypeDef { name: "SupplyRequest", elements: &[
+    TypeDef { id: 545, name: "SupplyRequest", elements: &[
         e("authoredOn", 16, 0, T(P::DateTime), N, X),
         e("category", 10, 0, C(609), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -7984,7 +7984,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("supplier", 18, MANY, C(649), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 12, name: "item[x]" }, Required { slot: 13, name: "quantity" }] },
-    TypeDef { name: "SupplyRequest.parameter", elements: &[
+    TypeDef { id: 546, name: "SupplyRequest.parameter", elements: &[
         e("code", 3, 0, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -7994,7 +7994,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueQuantity", 4, 0, C(646), N, 0),
         e("valueRange", 4, 0, C(647), N, 0),
     ], required: &[] },
-    TypeDef { name: "Task", elements: &[
+    TypeDef { id: 547, name: "Task", elements: &[
         e("authoredOn", 25, 0, T(P::DateTime), N, X),
         e("basedOn", 11, MANY, C(649), N, X),
         e("businessStatus", 16, 0, C(609), N, X),
@@ -8035,7 +8035,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("statusReason", 15, 0, C(609), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 14, name: "status" }, Required { slot: 17, name: "intent" }] },
-    TypeDef { name: "Task.restriction", elements: &[
+    TypeDef { id: 548, name: "Task.restriction", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -8043,7 +8043,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("recipient", 5, MANY, C(649), N, X),
         e("repetitions", 3, 0, T(P::PositiveInt), N, X),
     ], required: &[] },
-    TypeDef { name: "Task.input", elements: &[
+    TypeDef { id: 549, name: "Task.input", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -8099,7 +8099,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueUsageContext", 4, 0, C(658), N, 0),
         e("valueUuid", 4, 0, T(P::Uuid), N, 0),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "value[x]" }] },
-    TypeDef { name: "Task.output", elements: &[
+    TypeDef { id: 550, name: "Task.output", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -8155,7 +8155,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueUsageContext", 4, 0, C(658), N, 0),
         e("valueUuid", 4, 0, T(P::Uuid), N, 0),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "value[x]" }] },
-    TypeDef { name: "TerminologyCapabilities", elements: &[
+    TypeDef { id: 551, name: "TerminologyCapabilities", elements: &[
         e("closure", 31, 0, C(561), N, X),
         e("codeSearch", 28, 0, T(P::Code), 187, X),
         e("codeSystem", 26, MANY, C(554), N, X),
@@ -8189,21 +8189,21 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("validateCode", 29, 0, C(559), N, X),
         e("version", 9, 0, T(P::String), N, X),
     ], required: &[Required { slot: 12, name: "status" }, Required { slot: 14, name: "date" }, Required { slot: 22, name: "kind" }] },
-    TypeDef { name: "TerminologyCapabilities.software", elements: &[
+    TypeDef { id: 552, name: "TerminologyCapabilities.software", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::String), N, X),
         e("version", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "TerminologyCapabilities.implementation", elements: &[
+    TypeDef { id: 553, name: "TerminologyCapabilities.implementation", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("url", 4, 0, T(P::Url), N, X),
     ], required: &[Required { slot: 3, name: "description" }] },
-    TypeDef { name: "TerminologyCapabilities.codeSystem", elements: &[
+    TypeDef { id: 554, name: "TerminologyCapabilities.codeSystem", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -8211,7 +8211,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("uri", 3, 0, T(P::Canonical), N, X),
         e("version", 4, MANY, C(555), N, X),
     ], required: &[] },
-    TypeDef { name: "TerminologyCapabilities.codeSystem.codeSystem.version", elements: &[
+    TypeDef { id: 555, name: "TerminologyCapabilities.codeSystem.codeSystem.version", elements: &[
         e("code", 3, 0, T(P::String), N, X),
         e("compositional", 5, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8222,14 +8222,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("property", 8, MANY, T(P::Code), N, X),
     ], required: &[] },
-    TypeDef { name: "TerminologyCapabilities.codeSystem.codeSystem.version.codeSystem.version.filter", elements: &[
+    TypeDef { id: 556, name: "TerminologyCapabilities.codeSystem.codeSystem.version.codeSystem.version.filter", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("op", 4, MANY, T(P::Code), N, X),
     ], required: &[Required { slot: 3, name: "code" }, Required { slot: 4, name: "op" }] },
-    TypeDef { name: "TerminologyCapabilities.expansion", elements: &[
+    TypeDef { id: 557, name: "TerminologyCapabilities.expansion", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("hierarchical", 3, 0, T(P::Boolean), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -8239,32 +8239,32 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("parameter", 6, MANY, C(558), N, X),
         e("textFilter", 7, 0, T(P::Markdown), N, X),
     ], required: &[] },
-    TypeDef { name: "TerminologyCapabilities.expansion.expansion.parameter", elements: &[
+    TypeDef { id: 558, name: "TerminologyCapabilities.expansion.expansion.parameter", elements: &[
         e("documentation", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::Code), N, X),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "TerminologyCapabilities.validateCode", elements: &[
+    TypeDef { id: 559, name: "TerminologyCapabilities.validateCode", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("translations", 3, 0, T(P::Boolean), N, X),
     ], required: &[Required { slot: 3, name: "translations" }] },
-    TypeDef { name: "TerminologyCapabilities.translation", elements: &[
+    TypeDef { id: 560, name: "TerminologyCapabilities.translation", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("needsMap", 3, 0, T(P::Boolean), N, X),
     ], required: &[Required { slot: 3, name: "needsMap" }] },
-    TypeDef { name: "TerminologyCapabilities.closure", elements: &[
+    TypeDef { id: 561, name: "TerminologyCapabilities.closure", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("translation", 3, 0, T(P::Boolean), N, X),
     ], required: &[] },
-    TypeDef { name: "TestReport", elements: &[
+    TypeDef { id: 562, name: "TestReport", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
         e("id", 0, 0, T(P::Id), N, X),
@@ -8286,7 +8286,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("tester", 14, 0, T(P::String), N, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 10, name: "status" }, Required { slot: 11, name: "testScript" }, Required { slot: 12, name: "result" }] },
-    TypeDef { name: "TestReport.participant", elements: &[
+    TypeDef { id: 563, name: "TestReport.participant", elements: &[
         e("display", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -8294,20 +8294,20 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, T(P::Code), 190, X),
         e("uri", 4, 0, T(P::Uri), N, X),
     ], required: &[Required { slot: 3, name: "type" }, Required { slot: 4, name: "uri" }] },
-    TypeDef { name: "TestReport.setup", elements: &[
+    TypeDef { id: 564, name: "TestReport.setup", elements: &[
         e("action", 3, MANY, C(565), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "action" }] },
-    TypeDef { name: "TestReport.setup.setup.action", elements: &[
+    TypeDef { id: 565, name: "TestReport.setup.setup.action", elements: &[
         e("assert", 4, 0, C(567), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("operation", 3, 0, C(566), N, X),
     ], required: &[] },
-    TypeDef { name: "TestReport.setup.setup.action.setup.action.operation", elements: &[
+    TypeDef { id: 566, name: "TestReport.setup.setup.action.setup.action.operation", elements: &[
         e("detail", 5, 0, T(P::Uri), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -8315,7 +8315,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("result", 3, 0, T(P::Code), 191, X),
     ], required: &[Required { slot: 3, name: "result" }] },
-    TypeDef { name: "TestReport.setup.setup.action.setup.action.assert", elements: &[
+    TypeDef { id: 567, name: "TestReport.setup.setup.action.setup.action.assert", elements: &[
         e("detail", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -8323,7 +8323,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("result", 3, 0, T(P::Code), 191, X),
     ], required: &[Required { slot: 3, name: "result" }] },
-    TypeDef { name: "TestReport.test", elements: &[
+    TypeDef { id: 568, name: "TestReport.test", elements: &[
         e("action", 5, MANY, C(569), N, X),
         e("description", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8331,26 +8331,26 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 5, name: "action" }] },
-    TypeDef { name: "TestReport.test.test.action", elements: &[
+    TypeDef { id: 569, name: "TestReport.test.test.action", elements: &[
         e("assert", 4, 0, C(567), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("operation", 3, 0, C(566), N, X),
     ], required: &[] },
-    TypeDef { name: "TestReport.teardown", elements: &[
+    TypeDef { id: 570, name: "TestReport.teardown", elements: &[
         e("action", 3, MANY, C(571), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "action" }] },
-    TypeDef { name: "TestReport.teardown.teardown.action", elements: &[
+    TypeDef { id: 571, name: "TestReport.teardown.teardown.action", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("operation", 3, 0, C(566), N, X),
     ], required: &[Required { slot: 3, name: "operation" }] },
-    TypeDef { name: "TestScript", elements: &[
+    TypeDef { id: 572, name: "TestScript", elements: &[
         e("contact", 17, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
         e("copyright", 22, 0, T(P::Markdown), N, X),
@@ -8384,35 +8384,35 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("variable", 28, MANY, C(579), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 8, name: "url" }, Required { slot: 11, name: "name" }, Required { slot: 13, name: "status" }] },
-    TypeDef { name: "TestScript.origin", elements: &[
+    TypeDef { id: 573, name: "TestScript.origin", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("index", 3, 0, T(P::Integer), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("profile", 4, 0, C(610), N, X),
     ], required: &[Required { slot: 3, name: "index" }, Required { slot: 4, name: "profile" }] },
-    TypeDef { name: "TestScript.destination", elements: &[
+    TypeDef { id: 574, name: "TestScript.destination", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("index", 3, 0, T(P::Integer), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("profile", 4, 0, C(610), N, X),
     ], required: &[Required { slot: 3, name: "index" }, Required { slot: 4, name: "profile" }] },
-    TypeDef { name: "TestScript.metadata", elements: &[
+    TypeDef { id: 575, name: "TestScript.metadata", elements: &[
         e("capability", 4, MANY, C(577), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("link", 3, MANY, C(576), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 4, name: "capability" }] },
-    TypeDef { name: "TestScript.metadata.metadata.link", elements: &[
+    TypeDef { id: 576, name: "TestScript.metadata.metadata.link", elements: &[
         e("description", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("url", 3, 0, T(P::Uri), N, X),
     ], required: &[Required { slot: 3, name: "url" }] },
-    TypeDef { name: "TestScript.metadata.metadata.capability", elements: &[
+    TypeDef { id: 577, name: "TestScript.metadata.metadata.capability", elements: &[
         e("capabilities", 9, 0, T(P::Canonical), N, X),
         e("description", 5, 0, T(P::String), N, X),
         e("destination", 7, 0, T(P::Integer), N, X),
@@ -8424,7 +8424,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("required", 3, 0, T(P::Boolean), N, X),
         e("validated", 4, 0, T(P::Boolean), N, X),
     ], required: &[Required { slot: 3, name: "required" }, Required { slot: 4, name: "validated" }, Required { slot: 9, name: "capabilities" }] },
-    TypeDef { name: "TestScript.fixture", elements: &[
+    TypeDef { id: 578, name: "TestScript.fixture", elements: &[
         e("autocreate", 3, 0, T(P::Boolean), N, X),
         e("autodelete", 4, 0, T(P::Boolean), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8432,7 +8432,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("resource", 5, 0, C(649), N, X),
     ], required: &[Required { slot: 3, name: "autocreate" }, Required { slot: 4, name: "autodelete" }] },
-    TypeDef { name: "TestScript.variable", elements: &[
+    TypeDef { id: 579, name: "TestScript.variable", elements: &[
         e("defaultValue", 4, 0, T(P::String), N, X),
         e("description", 5, 0, T(P::String), N, X),
         e("expression", 6, 0, T(P::String), N, X),
@@ -8445,20 +8445,20 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("path", 9, 0, T(P::String), N, X),
         e("sourceId", 10, 0, T(P::Id), N, X),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "TestScript.setup", elements: &[
+    TypeDef { id: 580, name: "TestScript.setup", elements: &[
         e("action", 3, MANY, C(581), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "action" }] },
-    TypeDef { name: "TestScript.setup.setup.action", elements: &[
+    TypeDef { id: 581, name: "TestScript.setup.setup.action", elements: &[
         e("assert", 4, 0, C(584), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("operation", 3, 0, C(582), N, X),
     ], required: &[] },
-    TypeDef { name: "TestScript.setup.setup.action.setup.action.operation", elements: &[
+    TypeDef { id: 582, name: "TestScript.setup.setup.action.setup.action.operation", elements: &[
         e("accept", 7, 0, T(P::Code), N, X),
         e("contentType", 8, 0, T(P::Code), N, X),
         e("description", 6, 0, T(P::String), N, X),
@@ -8480,14 +8480,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, C(610), N, X),
         e("url", 19, 0, T(P::String), N, X),
     ], required: &[Required { slot: 10, name: "encodeRequestUrl" }] },
-    TypeDef { name: "TestScript.setup.setup.action.setup.action.operation.setup.action.operation.requestHeader", elements: &[
+    TypeDef { id: 583, name: "TestScript.setup.setup.action.setup.action.operation.setup.action.operation.requestHeader", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("field", 3, 0, T(P::String), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("value", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "field" }, Required { slot: 4, name: "value" }] },
-    TypeDef { name: "TestScript.setup.setup.action.setup.action.assert", elements: &[
+    TypeDef { id: 584, name: "TestScript.setup.setup.action.setup.action.assert", elements: &[
         e("compareToSourceExpression", 7, 0, T(P::String), N, X),
         e("compareToSourceId", 6, 0, T(P::String), N, X),
         e("compareToSourcePath", 8, 0, T(P::String), N, X),
@@ -8514,7 +8514,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("value", 23, 0, T(P::String), N, X),
         e("warningOnly", 24, 0, T(P::Boolean), N, X),
     ], required: &[Required { slot: 24, name: "warningOnly" }] },
-    TypeDef { name: "TestScript.test", elements: &[
+    TypeDef { id: 585, name: "TestScript.test", elements: &[
         e("action", 5, MANY, C(586), N, X),
         e("description", 4, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8522,26 +8522,26 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("name", 3, 0, T(P::String), N, X),
     ], required: &[Required { slot: 5, name: "action" }] },
-    TypeDef { name: "TestScript.test.test.action", elements: &[
+    TypeDef { id: 586, name: "TestScript.test.test.action", elements: &[
         e("assert", 4, 0, C(584), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("operation", 3, 0, C(582), N, X),
     ], required: &[] },
-    TypeDef { name: "TestScript.teardown", elements: &[
+    TypeDef { id: 587, name: "TestScript.teardown", elements: &[
         e("action", 3, MANY, C(588), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "action" }] },
-    TypeDef { name: "TestScript.teardown.teardown.action", elements: &[
+    TypeDef { id: 588, name: "TestScript.teardown.teardown.action", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("operation", 3, 0, C(582), N, X),
     ], required: &[Required { slot: 3, name: "operation" }] },
-    TypeDef { name: "ValueSet", elements: &[
+    TypeDef { id: 589, name: "ValueSet", elements: &[
         e("compose", 24, 0, C(590), N, X),
         e("contact", 17, MANY, C(611), N, X),
         e("contained", 5, MANY, R, N, X),
@@ -8569,7 +8569,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("useContext", 19, MANY, C(658), N, X),
         e("version", 10, 0, T(P::String), N, X),
     ], required: &[Required { slot: 13, name: "status" }] },
-    TypeDef { name: "ValueSet.compose", elements: &[
+    TypeDef { id: 590, name: "ValueSet.compose", elements: &[
         e("exclude", 6, MANY, C(591), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -8578,7 +8578,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("lockedDate", 3, 0, T(P::Date), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 5, name: "include" }] },
-    TypeDef { name: "ValueSet.compose.compose.include", elements: &[
+    TypeDef { id: 591, name: "ValueSet.compose.compose.include", elements: &[
         e("concept", 5, MANY, C(592), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("filter", 6, MANY, C(594), N, X),
@@ -8588,7 +8588,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueSet", 7, MANY, T(P::Canonical), N, X),
         e("version", 4, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "ValueSet.compose.compose.include.compose.include.concept", elements: &[
+    TypeDef { id: 592, name: "ValueSet.compose.compose.include.compose.include.concept", elements: &[
         e("code", 3, 0, T(P::Code), N, X),
         e("designation", 5, MANY, C(593), N, X),
         e("display", 4, 0, T(P::String), N, X),
@@ -8596,7 +8596,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "code" }] },
-    TypeDef { name: "ValueSet.compose.compose.include.compose.include.concept.compose.include.concept.designation", elements: &[
+    TypeDef { id: 593, name: "ValueSet.compose.compose.include.compose.include.concept.compose.include.concept.designation", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("language", 3, 0, T(P::Code), N, X),
@@ -8604,7 +8604,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("use", 4, 0, C(610), N, X),
         e("value", 5, 0, T(P::String), N, X),
     ], required: &[Required { slot: 5, name: "value" }] },
-    TypeDef { name: "ValueSet.compose.compose.include.compose.include.filter", elements: &[
+    TypeDef { id: 594, name: "ValueSet.compose.compose.include.compose.include.filter", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -8612,7 +8612,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("property", 3, 0, T(P::Code), N, X),
         e("value", 5, 0, T(P::String), N, X),
     ], required: &[Required { slot: 3, name: "property" }, Required { slot: 4, name: "op" }, Required { slot: 5, name: "value" }] },
-    TypeDef { name: "ValueSet.expansion", elements: &[
+    TypeDef { id: 595, name: "ValueSet.expansion", elements: &[
         e("contains", 8, MANY, C(597), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -8623,7 +8623,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("timestamp", 4, 0, T(P::DateTime), N, X),
         e("total", 5, 0, T(P::Integer), N, X),
     ], required: &[Required { slot: 4, name: "timestamp" }] },
-    TypeDef { name: "ValueSet.expansion.expansion.parameter", elements: &[
+    TypeDef { id: 596, name: "ValueSet.expansion.expansion.parameter", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
@@ -8636,7 +8636,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueString", 4, 0, T(P::String), N, 0),
         e("valueUri", 4, 0, T(P::Uri), N, 0),
     ], required: &[Required { slot: 3, name: "name" }] },
-    TypeDef { name: "ValueSet.expansion.expansion.contains", elements: &[
+    TypeDef { id: 597, name: "ValueSet.expansion.expansion.contains", elements: &[
         e("abstract", 4, 0, T(P::Boolean), N, X),
         e("code", 7, 0, T(P::Code), N, X),
         e("contains", 10, MANY, C(597), N, X),
@@ -8649,7 +8649,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("system", 3, 0, T(P::Uri), N, X),
         e("version", 6, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "VerificationResult", elements: &[
+    TypeDef { id: 598, name: "VerificationResult", elements: &[
         e("attestation", 20, 0, C(600), N, X),
         e("contained", 5, MANY, R, N, X),
         e("extension", 6, MANY, C(634), N, X),
@@ -8673,7 +8673,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("validationType", 13, 0, C(609), N, X),
         e("validator", 21, MANY, C(601), N, X),
     ], required: &[Required { slot: 11, name: "status" }] },
-    TypeDef { name: "VerificationResult.primarySource", elements: &[
+    TypeDef { id: 599, name: "VerificationResult.primarySource", elements: &[
         e("canPushUpdates", 8, 0, C(609), N, X),
         e("communicationMethod", 5, MANY, C(609), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8685,7 +8685,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("validationStatus", 6, 0, C(609), N, X),
         e("who", 3, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "VerificationResult.attestation", elements: &[
+    TypeDef { id: 600, name: "VerificationResult.attestation", elements: &[
         e("communicationMethod", 5, 0, C(609), N, X),
         e("date", 6, 0, T(P::Date), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8698,7 +8698,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("sourceSignature", 10, 0, C(652), N, X),
         e("who", 3, 0, C(649), N, X),
     ], required: &[] },
-    TypeDef { name: "VerificationResult.validator", elements: &[
+    TypeDef { id: 601, name: "VerificationResult.validator", elements: &[
         e("attestationSignature", 5, 0, C(652), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -8706,7 +8706,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("organization", 3, 0, C(649), N, X),
     ], required: &[Required { slot: 3, name: "organization" }] },
-    TypeDef { name: "VisionPrescription", elements: &[
+    TypeDef { id: 602, name: "VisionPrescription", elements: &[
         e("contained", 5, MANY, R, N, X),
         e("created", 10, 0, T(P::DateTime), N, X),
         e("dateWritten", 13, 0, T(P::DateTime), N, X),
@@ -8724,7 +8724,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("status", 9, 0, T(P::Code), 48, X),
         e("text", 4, 0, C(640), N, X),
     ], required: &[Required { slot: 9, name: "status" }, Required { slot: 10, name: "created" }, Required { slot: 11, name: "patient" }, Required { slot: 13, name: "dateWritten" }, Required { slot: 14, name: "prescriber" }, Required { slot: 15, name: "lensSpecification" }] },
-    TypeDef { name: "VisionPrescription.lensSpecification", elements: &[
+    TypeDef { id: 603, name: "VisionPrescription.lensSpecification", elements: &[
         e("add", 9, 0, T(P::Decimal), N, X),
         e("axis", 7, 0, T(P::Integer), N, X),
         e("backCurve", 11, 0, T(P::Decimal), N, X),
@@ -8743,14 +8743,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("product", 3, 0, C(609), N, X),
         e("sphere", 5, 0, T(P::Decimal), N, X),
     ], required: &[Required { slot: 3, name: "product" }, Required { slot: 4, name: "eye" }] },
-    TypeDef { name: "VisionPrescription.lensSpecification.lensSpecification.prism", elements: &[
+    TypeDef { id: 604, name: "VisionPrescription.lensSpecification.lensSpecification.prism", elements: &[
         e("amount", 3, 0, T(P::Decimal), N, X),
         e("base", 4, 0, T(P::Code), 199, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("modifierExtension", 2, MANY, C(634), N, X),
     ], required: &[Required { slot: 3, name: "amount" }, Required { slot: 4, name: "base" }] },
-    TypeDef { name: "Address", elements: &[
+    TypeDef { id: 605, name: "Address", elements: &[
         e("city", 6, 0, T(P::String), N, X),
         e("country", 10, 0, T(P::String), N, X),
         e("district", 7, 0, T(P::String), N, X),
@@ -8764,7 +8764,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 3, 0, T(P::Code), 201, X),
         e("use", 2, 0, T(P::Code), 200, X),
     ], required: &[] },
-    TypeDef { name: "Age", elements: &[
+    TypeDef { id: 606, name: "Age", elements: &[
         e("code", 6, 0, T(P::Code), N, X),
         e("comparator", 3, 0, T(P::Code), 202, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8773,7 +8773,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("unit", 4, 0, T(P::String), N, X),
         e("value", 2, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "Annotation", elements: &[
+    TypeDef { id: 607, name: "Annotation", elements: &[
         e("authorReference", 2, 0, C(649), N, 0),
         e("authorString", 2, 0, T(P::String), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -8781,7 +8781,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, T(P::Markdown), N, X),
         e("time", 3, 0, T(P::DateTime), N, X),
     ], required: &[Required { slot: 4, name: "text" }] },
-    TypeDef { name: "Attachment", elements: &[
+    TypeDef { id: 608, name: "Attachment", elements: &[
         e("contentType", 2, 0, T(P::Code), N, X),
         e("creation", 9, 0, T(P::DateTime), N, X),
         e("data", 4, 0, T(P::Base64Binary), N, X),
@@ -8793,13 +8793,13 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("title", 8, 0, T(P::String), N, X),
         e("url", 5, 0, T(P::Url), N, X),
     ], required: &[] },
-    TypeDef { name: "CodeableConcept", elements: &[
+    TypeDef { id: 609, name: "CodeableConcept", elements: &[
         e("coding", 2, MANY, C(610), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("text", 3, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "Coding", elements: &[
+    TypeDef { id: 610, name: "Coding", elements: &[
         e("code", 4, 0, T(P::Code), N, X),
         e("display", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8808,13 +8808,13 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("userSelected", 6, 0, T(P::Boolean), N, X),
         e("version", 3, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "ContactDetail", elements: &[
+    TypeDef { id: 611, name: "ContactDetail", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("name", 2, 0, T(P::String), N, X),
         e("telecom", 3, MANY, C(612), N, X),
     ], required: &[] },
-    TypeDef { name: "ContactPoint", elements: &[
+    TypeDef { id: 612, name: "ContactPoint", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("period", 6, 0, C(642), N, X),
@@ -8823,14 +8823,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("use", 4, 0, T(P::Code), 204, X),
         e("value", 3, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "Contributor", elements: &[
+    TypeDef { id: 613, name: "Contributor", elements: &[
         e("contact", 4, MANY, C(611), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("name", 3, 0, T(P::String), N, X),
         e("type", 2, 0, T(P::Code), 205, X),
     ], required: &[Required { slot: 2, name: "type" }, Required { slot: 3, name: "name" }] },
-    TypeDef { name: "Count", elements: &[
+    TypeDef { id: 614, name: "Count", elements: &[
         e("code", 6, 0, T(P::Code), N, X),
         e("comparator", 3, 0, T(P::Code), 202, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8839,7 +8839,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("unit", 4, 0, T(P::String), N, X),
         e("value", 2, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "DataRequirement", elements: &[
+    TypeDef { id: 615, name: "DataRequirement", elements: &[
         e("codeFilter", 6, MANY, C(616), N, X),
         e("dateFilter", 7, MANY, C(617), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8852,7 +8852,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("subjectReference", 4, 0, C(649), N, 0),
         e("type", 2, 0, T(P::Code), 142, X),
     ], required: &[Required { slot: 2, name: "type" }] },
-    TypeDef { name: "DataRequirement.codeFilter", elements: &[
+    TypeDef { id: 616, name: "DataRequirement.codeFilter", elements: &[
         e("code", 5, MANY, C(610), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -8860,7 +8860,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("searchParam", 3, 0, T(P::String), N, X),
         e("valueSet", 4, 0, T(P::Canonical), N, X),
     ], required: &[] },
-    TypeDef { name: "DataRequirement.dateFilter", elements: &[
+    TypeDef { id: 617, name: "DataRequirement.dateFilter", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("path", 2, 0, T(P::String), N, X),
@@ -8869,13 +8869,13 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueDuration", 4, 0, C(622), N, 0),
         e("valuePeriod", 4, 0, C(642), N, 0),
     ], required: &[] },
-    TypeDef { name: "DataRequirement.sort", elements: &[
+    TypeDef { id: 618, name: "DataRequirement.sort", elements: &[
         e("direction", 3, 0, T(P::Code), 206, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("path", 2, 0, T(P::String), N, X),
     ], required: &[Required { slot: 2, name: "path" }, Required { slot: 3, name: "direction" }] },
-    TypeDef { name: "Distance", elements: &[
+    TypeDef { id: 619, name: "Distance", elements: &[
         e("code", 6, 0, T(P::Code), N, X),
         e("comparator", 3, 0, T(P::Code), 202, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8884,7 +8884,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("unit", 4, 0, T(P::String), N, X),
         e("value", 2, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "Dosage", elements: &[
+    TypeDef { id: 620, name: "Dosage", elements: &[
         e("additionalInstruction", 5, MANY, C(609), N, X),
         e("asNeededBoolean", 8, 0, T(P::Boolean), N, 0),
         e("asNeededCodeableConcept", 8, 0, C(609), N, 0),
@@ -8903,7 +8903,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 4, 0, T(P::String), N, X),
         e("timing", 7, 0, C(655), N, X),
     ], required: &[] },
-    TypeDef { name: "Dosage.doseAndRate", elements: &[
+    TypeDef { id: 621, name: "Dosage.doseAndRate", elements: &[
         e("doseQuantity", 3, 0, C(659), N, 0),
         e("doseRange", 3, 0, C(647), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -8913,7 +8913,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("rateRatio", 4, 0, C(648), N, 1),
         e("type", 2, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "Duration", elements: &[
+    TypeDef { id: 622, name: "Duration", elements: &[
         e("code", 6, 0, T(P::Code), N, X),
         e("comparator", 3, 0, T(P::Code), 202, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -8922,11 +8922,11 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("unit", 4, 0, T(P::String), N, X),
         e("value", 2, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "Element", elements: &[
+    TypeDef { id: 623, name: "Element", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "ElementDefinition", elements: &[
+    TypeDef { id: 624, name: "ElementDefinition", elements: &[
         e("alias", 14, MANY, T(P::String), N, X),
         e("base", 17, 0, C(627), N, X),
         e("binding", 35, 0, C(631), N, X),
@@ -9128,7 +9128,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("slicing", 9, 0, C(625), N, X),
         e("type", 19, MANY, C(628), N, X),
     ], required: &[Required { slot: 3, name: "path" }] },
-    TypeDef { name: "ElementDefinition.slicing", elements: &[
+    TypeDef { id: 625, name: "ElementDefinition.slicing", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("discriminator", 2, MANY, C(626), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9136,20 +9136,20 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("ordered", 4, 0, T(P::Boolean), N, X),
         e("rules", 5, 0, T(P::Code), 208, X),
     ], required: &[Required { slot: 5, name: "rules" }] },
-    TypeDef { name: "ElementDefinition.slicing.slicing.discriminator", elements: &[
+    TypeDef { id: 626, name: "ElementDefinition.slicing.slicing.discriminator", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("path", 3, 0, T(P::String), N, X),
         e("type", 2, 0, T(P::Code), 209, X),
     ], required: &[Required { slot: 2, name: "type" }, Required { slot: 3, name: "path" }] },
-    TypeDef { name: "ElementDefinition.base", elements: &[
+    TypeDef { id: 627, name: "ElementDefinition.base", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("max", 4, 0, T(P::String), N, X),
         e("min", 3, 0, T(P::UnsignedInt), N, X),
         e("path", 2, 0, T(P::String), N, X),
     ], required: &[Required { slot: 2, name: "path" }, Required { slot: 3, name: "min" }, Required { slot: 4, name: "max" }] },
-    TypeDef { name: "ElementDefinition.type", elements: &[
+    TypeDef { id: 628, name: "ElementDefinition.type", elements: &[
         e("aggregation", 5, MANY, T(P::Code), 210, X),
         e("code", 2, 0, T(P::Uri), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9158,7 +9158,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("targetProfile", 4, MANY, T(P::Canonical), N, X),
         e("versioning", 6, 0, T(P::Code), 211, X),
     ], required: &[Required { slot: 2, name: "code" }] },
-    TypeDef { name: "ElementDefinition.example", elements: &[
+    TypeDef { id: 629, name: "ElementDefinition.example", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("label", 2, 0, T(P::String), N, X),
@@ -9213,7 +9213,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueUsageContext", 3, 0, C(658), N, 0),
         e("valueUuid", 3, 0, T(P::Uuid), N, 0),
     ], required: &[Required { slot: 2, name: "label" }, Required { slot: 3, name: "value[x]" }] },
-    TypeDef { name: "ElementDefinition.constraint", elements: &[
+    TypeDef { id: 630, name: "ElementDefinition.constraint", elements: &[
         e("expression", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("human", 5, 0, T(P::String), N, X),
@@ -9224,14 +9224,14 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("source", 8, 0, T(P::Canonical), N, X),
         e("xpath", 7, 0, T(P::String), N, X),
     ], required: &[Required { slot: 2, name: "key" }, Required { slot: 4, name: "severity" }, Required { slot: 5, name: "human" }] },
-    TypeDef { name: "ElementDefinition.binding", elements: &[
+    TypeDef { id: 631, name: "ElementDefinition.binding", elements: &[
         e("description", 3, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("strength", 2, 0, T(P::Code), 143, X),
         e("valueSet", 4, 0, T(P::Canonical), N, X),
     ], required: &[Required { slot: 2, name: "strength" }] },
-    TypeDef { name: "ElementDefinition.mapping", elements: &[
+    TypeDef { id: 632, name: "ElementDefinition.mapping", elements: &[
         e("comment", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -9239,7 +9239,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("language", 3, 0, T(P::Code), N, X),
         e("map", 4, 0, T(P::String), N, X),
     ], required: &[Required { slot: 2, name: "identity" }, Required { slot: 4, name: "map" }] },
-    TypeDef { name: "Expression", elements: &[
+    TypeDef { id: 633, name: "Expression", elements: &[
         e("description", 2, 0, T(P::String), N, X),
         e("expression", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9248,7 +9248,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("name", 3, 0, T(P::Id), N, X),
         e("reference", 6, 0, T(P::Uri), N, X),
     ], required: &[Required { slot: 4, name: "language" }] },
-    TypeDef { name: "Extension", elements: &[
+    TypeDef { id: 634, name: "Extension", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("url", 2, ATTR, T(P::Uri), N, X),
@@ -9303,7 +9303,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueUsageContext", 3, 0, C(658), N, 0),
         e("valueUuid", 3, 0, T(P::Uuid), N, 0),
     ], required: &[Required { slot: 2, name: "url" }] },
-    TypeDef { name: "HumanName", elements: &[
+    TypeDef { id: 635, name: "HumanName", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("family", 4, 0, T(P::String), N, X),
         e("given", 5, MANY, T(P::String), N, X),
@@ -9314,7 +9314,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("text", 3, 0, T(P::String), N, X),
         e("use", 2, 0, T(P::Code), 213, X),
     ], required: &[] },
-    TypeDef { name: "Identifier", elements: &[
+    TypeDef { id: 636, name: "Identifier", elements: &[
         e("assigner", 7, 0, C(649), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -9324,7 +9324,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("use", 2, 0, T(P::Code), 214, X),
         e("value", 5, 0, T(P::String), N, X),
     ], required: &[] },
-    TypeDef { name: "MarketingStatus", elements: &[
+    TypeDef { id: 637, name: "MarketingStatus", elements: &[
         e("country", 3, 0, C(609), N, X),
         e("dateRange", 6, 0, C(642), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9334,7 +9334,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("restoreDate", 7, 0, T(P::DateTime), N, X),
         e("status", 5, 0, C(609), N, X),
     ], required: &[Required { slot: 3, name: "country" }, Required { slot: 5, name: "status" }, Required { slot: 6, name: "dateRange" }] },
-    TypeDef { name: "Meta", elements: &[
+    TypeDef { id: 638, name: "Meta", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("lastUpdated", 3, 0, T(P::Instant), N, X),
@@ -9344,19 +9344,19 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("tag", 7, MANY, C(610), N, X),
         e("versionId", 2, 0, T(P::Id), N, X),
     ], required: &[] },
-    TypeDef { name: "Money", elements: &[
+    TypeDef { id: 639, name: "Money", elements: &[
         e("currency", 3, 0, T(P::Code), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("value", 2, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "Narrative", elements: &[
+    TypeDef { id: 640, name: "Narrative", elements: &[
         e("div", 3, 0, T(P::Xhtml), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("status", 2, 0, T(P::Code), 215, X),
     ], required: &[Required { slot: 2, name: "status" }, Required { slot: 3, name: "div" }] },
-    TypeDef { name: "ParameterDefinition", elements: &[
+    TypeDef { id: 641, name: "ParameterDefinition", elements: &[
         e("documentation", 6, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -9367,13 +9367,13 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 7, 0, T(P::Code), 142, X),
         e("use", 3, 0, T(P::Code), 141, X),
     ], required: &[Required { slot: 3, name: "use" }, Required { slot: 7, name: "type" }] },
-    TypeDef { name: "Period", elements: &[
+    TypeDef { id: 642, name: "Period", elements: &[
         e("end", 3, 0, T(P::DateTime), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("start", 2, 0, T(P::DateTime), N, X),
     ], required: &[] },
-    TypeDef { name: "Population", elements: &[
+    TypeDef { id: 643, name: "Population", elements: &[
         e("ageCodeableConcept", 3, 0, C(609), N, 0),
         e("ageRange", 3, 0, C(647), N, 0),
         e("extension", 1, MANY, C(634), N, X),
@@ -9383,7 +9383,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("physiologicalCondition", 6, 0, C(609), N, X),
         e("race", 5, 0, C(609), N, X),
     ], required: &[] },
-    TypeDef { name: "ProdCharacteristic", elements: &[
+    TypeDef { id: 644, name: "ProdCharacteristic", elements: &[
         e("color", 10, MANY, T(P::String), N, X),
         e("depth", 5, 0, C(646), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9399,7 +9399,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("weight", 6, 0, C(646), N, X),
         e("width", 4, 0, C(646), N, X),
     ], required: &[] },
-    TypeDef { name: "ProductShelfLife", elements: &[
+    TypeDef { id: 645, name: "ProductShelfLife", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("identifier", 3, 0, C(636), N, X),
@@ -9408,7 +9408,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("specialPrecautionsForStorage", 6, MANY, C(609), N, X),
         e("type", 4, 0, C(609), N, X),
     ], required: &[Required { slot: 4, name: "type" }, Required { slot: 5, name: "period" }] },
-    TypeDef { name: "Quantity", elements: &[
+    TypeDef { id: 646, name: "Quantity", elements: &[
         e("code", 6, 0, T(P::Code), N, X),
         e("comparator", 3, 0, T(P::Code), 202, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9417,19 +9417,19 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("unit", 4, 0, T(P::String), N, X),
         e("value", 2, 0, T(P::Decimal), N, X),
     ], required: &[] },
-    TypeDef { name: "Range", elements: &[
+    TypeDef { id: 647, name: "Range", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("high", 3, 0, C(659), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("low", 2, 0, C(659), N, X),
     ], required: &[] },
-    TypeDef { name: "Ratio", elements: &[
+    TypeDef { id: 648, name: "Ratio", elements: &[
         e("denominator", 3, 0, C(646), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("numerator", 2, 0, C(646), N, X),
     ], required: &[] },
-    TypeDef { name: "Reference", elements: &[
+    TypeDef { id: 649, name: "Reference", elements: &[
         e("display", 5, 0, T(P::String), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -9437,7 +9437,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("reference", 2, 0, T(P::String), N, X),
         e("type", 3, 0, T(P::Uri), N, X),
     ], required: &[] },
-    TypeDef { name: "RelatedArtifact", elements: &[
+    TypeDef { id: 650, name: "RelatedArtifact", elements: &[
         e("citation", 5, 0, T(P::Markdown), N, X),
         e("display", 4, 0, T(P::String), N, X),
         e("document", 7, 0, C(608), N, X),
@@ -9448,7 +9448,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("type", 2, 0, T(P::Code), 216, X),
         e("url", 6, 0, T(P::Url), N, X),
     ], required: &[Required { slot: 2, name: "type" }] },
-    TypeDef { name: "SampledData", elements: &[
+    TypeDef { id: 651, name: "SampledData", elements: &[
         e("data", 8, 0, T(P::String), N, X),
         e("dimensions", 7, 0, T(P::PositiveInt), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9459,7 +9459,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("period", 3, 0, T(P::Decimal), N, X),
         e("upperLimit", 6, 0, T(P::Decimal), N, X),
     ], required: &[Required { slot: 2, name: "origin" }, Required { slot: 3, name: "period" }, Required { slot: 7, name: "dimensions" }] },
-    TypeDef { name: "Signature", elements: &[
+    TypeDef { id: 652, name: "Signature", elements: &[
         e("data", 8, 0, T(P::Base64Binary), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -9470,7 +9470,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("when", 3, 0, T(P::Instant), N, X),
         e("who", 4, 0, C(649), N, X),
     ], required: &[Required { slot: 2, name: "type" }, Required { slot: 3, name: "when" }, Required { slot: 4, name: "who" }] },
-    TypeDef { name: "SubstanceAmount", elements: &[
+    TypeDef { id: 653, name: "SubstanceAmount", elements: &[
         e("amountQuantity", 3, 0, C(646), N, 0),
         e("amountRange", 3, 0, C(647), N, 0),
         e("amountString", 3, 0, T(P::String), N, 0),
@@ -9481,13 +9481,13 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("referenceRange", 6, 0, C(654), N, X),
     ], required: &[] },
-    TypeDef { name: "SubstanceAmount.referenceRange", elements: &[
+    TypeDef { id: 654, name: "SubstanceAmount.referenceRange", elements: &[
         e("extension", 1, MANY, C(634), N, X),
         e("highLimit", 3, 0, C(646), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
         e("lowLimit", 2, 0, C(646), N, X),
     ], required: &[] },
-    TypeDef { name: "Timing", elements: &[
+    TypeDef { id: 655, name: "Timing", elements: &[
         e("code", 5, 0, C(609), N, X),
         e("event", 3, MANY, T(P::DateTime), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9495,7 +9495,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("modifierExtension", 2, MANY, C(634), N, X),
         e("repeat", 4, 0, C(656), N, X),
     ], required: &[] },
-    TypeDef { name: "Timing.repeat", elements: &[
+    TypeDef { id: 656, name: "Timing.repeat", elements: &[
         e("boundsDuration", 2, 0, C(622), N, 0),
         e("boundsPeriod", 2, 0, C(642), N, 0),
         e("boundsRange", 2, 0, C(647), N, 0),
@@ -9516,7 +9516,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("timeOfDay", 14, MANY, T(P::Time), N, X),
         e("when", 15, MANY, T(P::Code), 218, X),
     ], required: &[] },
-    TypeDef { name: "TriggerDefinition", elements: &[
+    TypeDef { id: 657, name: "TriggerDefinition", elements: &[
         e("condition", 6, 0, C(633), N, X),
         e("data", 5, MANY, C(615), N, X),
         e("extension", 1, MANY, C(634), N, X),
@@ -9528,7 +9528,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("timingTiming", 4, 0, C(655), N, 0),
         e("type", 2, 0, T(P::Code), 219, X),
     ], required: &[Required { slot: 2, name: "type" }] },
-    TypeDef { name: "UsageContext", elements: &[
+    TypeDef { id: 658, name: "UsageContext", elements: &[
         e("code", 2, 0, C(610), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),
@@ -9537,7 +9537,7 @@ pub(crate) static TYPES: [TypeDef; 660] = [
         e("valueRange", 3, 0, C(647), N, 0),
         e("valueReference", 3, 0, C(649), N, 0),
     ], required: &[Required { slot: 2, name: "code" }, Required { slot: 3, name: "value[x]" }] },
-    TypeDef { name: "SimpleQuantity", elements: &[
+    TypeDef { id: 659, name: "SimpleQuantity", elements: &[
         e("code", 5, 0, T(P::Code), N, X),
         e("extension", 1, MANY, C(634), N, X),
         e("id", 0, ATTR, T(P::String), N, X),

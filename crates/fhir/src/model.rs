@@ -1,5 +1,7 @@
 //! The shape of the generated tables in `definitions.rs` and the lookups over them.
 
+use std::sync::LazyLock;
+
 use crate::definitions::{RESOURCES, TYPES, VALUE_SETS};
 
 /// `Element::flags`: the element repeats (max `*`), so its JSON value is an array.
@@ -120,6 +122,8 @@ pub(crate) struct Required {
 /// A resource, complex datatype or backbone element (`Observation.component`).
 #[derive(Debug)]
 pub(crate) struct TypeDef {
+    /// Its index in `TYPES`.
+    pub(crate) id: u16,
     pub(crate) name: &'static str,
     /// Sorted by JSON name.
     pub(crate) elements: &'static [Element],
@@ -133,20 +137,89 @@ impl TypeDef {
 
     /// The element with this JSON property name.
     pub(crate) fn element(&self, name: &str) -> Option<&'static Element> {
-        let elements = self.elements;
-        elements
-            .binary_search_by(|e| e.name.cmp(name))
-            .ok()
+        let elements = TYPES[usize::from(self.id)].elements;
+        LOOKUP.types[usize::from(self.id)]
+            .find(name, |i| elements[i].name)
             .map(|i| &elements[i])
     }
 
     /// The concrete resource type with this name.
     pub(crate) fn resource(name: &str) -> Option<&'static TypeDef> {
-        RESOURCES
-            .binary_search_by(|(n, _)| (*n).cmp(name))
-            .ok()
+        LOOKUP
+            .resources
+            .find(name, |i| RESOURCES[i].0)
             .map(|i| Self::get(RESOURCES[i].1))
     }
+}
+
+/// Hash tables over the generated names, built once: looking a JSON property up is then one
+/// hash of its name and, nearly always, one comparison, where a binary search over a type's
+/// elements took several (most of the validation time).
+struct Lookup {
+    /// One table per entry of `TYPES`, over its elements' names.
+    types: Vec<NameTable>,
+    /// Over `RESOURCES`.
+    resources: NameTable,
+}
+
+static LOOKUP: LazyLock<Lookup> = LazyLock::new(|| Lookup {
+    types: TYPES
+        .iter()
+        .map(|t| NameTable::new(t.elements.iter().map(|e| e.name)))
+        .collect(),
+    resources: NameTable::new(RESOURCES.iter().map(|(name, _)| *name)),
+});
+
+/// An open-addressing (linear probing) table from a name to its index in a generated slice.
+struct NameTable {
+    /// `(hash, index)`; [`NameTable::EMPTY`] marks a free slot. At most half full.
+    slots: Box<[(u32, u16)]>,
+    mask: usize,
+}
+
+impl NameTable {
+    const EMPTY: u16 = u16::MAX;
+
+    fn new<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> Self {
+        let size = (names.len() * 2).next_power_of_two().max(4);
+        let mut slots = vec![(0, Self::EMPTY); size].into_boxed_slice();
+        let mask = size - 1;
+        for (i, name) in names.enumerate() {
+            let hash = fnv1a(name);
+            let mut at = hash as usize & mask;
+            while slots[at].1 != Self::EMPTY {
+                at = (at + 1) & mask;
+            }
+            slots[at] = (
+                hash,
+                u16::try_from(i).expect("generated tables index with u16"),
+            );
+        }
+        Self { slots, mask }
+    }
+
+    fn find(&self, name: &str, name_of: impl Fn(usize) -> &'static str) -> Option<usize> {
+        let hash = fnv1a(name);
+        let mut at = hash as usize & self.mask;
+        loop {
+            let (h, i) = self.slots[at];
+            if i == Self::EMPTY {
+                return None;
+            }
+            if h == hash && name_of(usize::from(i)) == name {
+                return Some(usize::from(i));
+            }
+            at = (at + 1) & self.mask;
+        }
+    }
+}
+
+/// 32-bit FNV-1a: short keys, no seed needed (the names are the spec's, not an attacker's; a
+/// hostile key costs one failed probe sequence in a table at most half full).
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// The codes of a required value set: `(code, index into systems)`, sorted by code.
