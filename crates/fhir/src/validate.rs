@@ -282,11 +282,14 @@ impl<'v> Walker<'v> {
             let msg = format!("_{name} must be an array, as {name} repeats");
             return self.report(IssueCode::Structure, path, msg);
         };
+        // Both arrays line up index by index; `_name` alone (values all absent) is allowed.
         let values = match parent.get(name) {
-            Some(Value::Array(values)) => values.as_slice(),
-            _ => &[],
+            Some(Value::Array(values)) => Some(values.as_slice()),
+            _ => None,
         };
-        if items.len() != values.len() {
+        if let Some(values) = values
+            && items.len() != values.len()
+        {
             let msg = format!(
                 "_{name} must have as many items as {name} ({})",
                 values.len()
@@ -297,9 +300,11 @@ impl<'v> Walker<'v> {
             let at = path.index(i);
             match item {
                 Value::Object(obj) => self.object(element, obj, &at, false),
-                Value::Null if !values[i].is_null() => {}
+                Value::Null if values.is_some_and(|v| !v[i].is_null()) => {}
                 Value::Null => {
-                    let msg = format!("{name} and _{name} are both null at index {i}");
+                    let msg = format!(
+                        "_{name}[{i}] is null and so is {name}[{i}]: one must have content"
+                    );
                     self.report(IssueCode::Structure, &at, msg);
                 }
                 _ => {

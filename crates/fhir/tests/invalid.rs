@@ -267,6 +267,15 @@ fn cases() -> Vec<Case> {
             &[(Structure, "Patient.name[0]._given")],
         ),
         case(
+            "_given null with no given",
+            set(
+                remove(patient(), "/name/0/given"),
+                "/name/0/_given",
+                json!([{"id": "g"}, null]),
+            ),
+            &[(Structure, "Patient.name[0]._given[1]")],
+        ),
+        case(
             "value and _value both null",
             set(
                 set(patient(), "/name/0/given", json!(["Alice", null])),

@@ -200,6 +200,13 @@ fn a_primitive_may_carry_only_extensions() {
         "valueInteger": 64,
         "_valueInteger": {"id": "v1"}
     }));
+    // A repeating primitive with extensions only.
+    assert_valid(&json!({
+        "resourceType": "Patient",
+        "name": [{"family": "Liddell",
+                  "_given": [{"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason",
+                                             "valueCode": "masked"}]}]}]
+    }));
 }
 
 #[test]
