@@ -14,7 +14,7 @@
 //! the indexer (which drives the invalidation) lags the chain by more than the configured
 //! number of blocks, every request that needs a decision is refused with 503.
 
-use crate::{chain::Chain, config::GatewayConfig, error::AppError};
+use crate::{chain::ChainClient, config::GatewayConfig, error::AppError};
 use alloy::primitives::Address;
 use carechain_contracts::{Action, Basis, Purpose, ResourceType};
 use carechain_formats::index::{self, Channel, Notification, Subject};
@@ -108,7 +108,7 @@ struct Cached {
 /// Decides and caches.
 #[derive(Debug)]
 pub struct ConsentService {
-    chain: Arc<Chain>,
+    chain: Arc<ChainClient>,
     pool: PgPool,
     settings: ConsentSettings,
     cache: Mutex<HashMap<DecisionKey, Cached>>,
@@ -126,7 +126,7 @@ const CHAIN_DOWN: &str =
 
 impl ConsentService {
     /// A service over `chain`, reading the indexer's cursor from `pool`.
-    pub fn new(chain: Arc<Chain>, pool: PgPool, settings: ConsentSettings) -> Self {
+    pub fn new(chain: Arc<ChainClient>, pool: PgPool, settings: ConsentSettings) -> Self {
         Self {
             chain,
             pool,

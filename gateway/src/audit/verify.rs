@@ -6,7 +6,7 @@
 //! not from the database) over the stored hashes. It reports the first row that is missing or
 //! does not verify. The CLI calls it through [`AnchorReader`] and a database pool.
 
-use super::{ComplianceError, anchor::range_hashes};
+use super::{LogError, anchor::range_hashes};
 use alloy::{
     primitives::{Address, B256},
     providers::{DynProvider, Provider, ProviderBuilder},
@@ -46,14 +46,10 @@ pub struct AnchoredBatch {
 
 impl AnchorReader {
     /// A reader of the `AuditAnchor` at `contract` through `rpc_url`.
-    pub fn new(
-        rpc_url: &str,
-        contract: Address,
-        timeout: Duration,
-    ) -> Result<Self, ComplianceError> {
+    pub fn new(rpc_url: &str, contract: Address, timeout: Duration) -> Result<Self, LogError> {
         let url: alloy::transports::http::reqwest::Url = rpc_url
             .parse()
-            .map_err(|e: url::ParseError| ComplianceError::Chain(e.to_string()))?;
+            .map_err(|e: url::ParseError| LogError::Chain(e.to_string()))?;
         Ok(Self {
             provider: ProviderBuilder::new().connect_http(url).erased(),
             contract,
@@ -74,15 +70,15 @@ impl AnchorReader {
     async fn timed<T, E: std::fmt::Display>(
         &self,
         fut: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<T, ComplianceError> {
+    ) -> Result<T, LogError> {
         tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| ComplianceError::Chain("chain call timed out".into()))?
-            .map_err(|e| ComplianceError::Chain(e.to_string()))
+            .map_err(|_| LogError::Chain("chain call timed out".into()))?
+            .map_err(|e| LogError::Chain(e.to_string()))
     }
 
     /// Every anchored batch, in order.
-    pub async fn batches(&self) -> Result<Vec<AnchoredBatch>, ComplianceError> {
+    pub async fn batches(&self) -> Result<Vec<AnchoredBatch>, LogError> {
         let anchor = AuditAnchor::new(self.contract, &self.provider);
         let count = self
             .timed(async { anchor.batchCount().call().await })
@@ -107,7 +103,7 @@ impl AnchorReader {
         batch_id: u64,
         value: B256,
         proof: Vec<B256>,
-    ) -> Result<bool, ComplianceError> {
+    ) -> Result<bool, LogError> {
         let anchor = AuditAnchor::new(self.contract, &self.provider);
         self.timed(async { anchor.verifyInclusion(batch_id, value, proof).call().await })
             .await
@@ -157,7 +153,7 @@ impl VerifyReport {
 pub async fn verify_audit_log(
     pool: &PgPool,
     anchors: &AnchorReader,
-) -> Result<VerifyReport, ComplianceError> {
+) -> Result<VerifyReport, LogError> {
     let batches = anchors.batches().await?;
     let anchored_to = batches.last().map(|b| b.to_seq).unwrap_or(0);
     let mut report = VerifyReport {
@@ -182,7 +178,7 @@ pub async fn verify_audit_log(
             (rows, computed)
         })
         .await
-        .map_err(|e| ComplianceError::Chain(format!("verification task failed: {e}")))?;
+        .map_err(|e| LogError::Chain(format!("verification task failed: {e}")))?;
         for (row, computed) in rows.iter().zip(computed) {
             let current = batch_iter.peek().copied();
             let hash = match checker.check(row, computed) {
@@ -270,8 +266,8 @@ pub async fn inclusion_proof(
     pool: &PgPool,
     anchors: &AnchorReader,
     seq: u64,
-) -> Result<Option<InclusionProof>, ComplianceError> {
-    let seq_i = i64::try_from(seq).map_err(|_| ComplianceError::Missing(seq))?;
+) -> Result<Option<InclusionProof>, LogError> {
+    let seq_i = i64::try_from(seq).map_err(|_| LogError::Missing(seq))?;
     let batch: Option<AnchorRow> = sqlx::query_as(
         "SELECT from_seq, to_seq, root, tx_hash, block_number, batch_id FROM gateway_audit_anchors
          WHERE state = 'anchored' AND from_seq <= $1 AND to_seq >= $1",
@@ -284,13 +280,13 @@ pub async fn inclusion_proof(
     };
     let (from, to) = (from as u64, to as u64);
     let hashes = range_hashes(pool, from, to, true).await?;
-    let tree = MerkleTree::new(&hashes).ok_or(ComplianceError::Missing(from))?;
-    let root = B256::try_from(root.as_slice()).map_err(|_| ComplianceError::Tampered(from))?;
+    let tree = MerkleTree::new(&hashes).ok_or(LogError::Missing(from))?;
+    let root = B256::try_from(root.as_slice()).map_err(|_| LogError::Tampered(from))?;
     if tree.root() != root {
-        return Err(ComplianceError::Tampered(from));
+        return Err(LogError::Tampered(from));
     }
-    let index = usize::try_from(seq - from).map_err(|_| ComplianceError::Missing(seq))?;
-    let proof = tree.proof(index).ok_or(ComplianceError::Missing(seq))?;
+    let index = usize::try_from(seq - from).map_err(|_| LogError::Missing(seq))?;
+    let proof = tree.proof(index).ok_or(LogError::Missing(seq))?;
     let hash = hashes[index];
     let verified_on_chain = anchors
         .verify_inclusion(batch_id as u64, hash, proof.clone())

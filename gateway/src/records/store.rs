@@ -108,19 +108,20 @@ pub struct NewVersion {
     pub fields: SearchFields,
 }
 
-/// Keyed hashing of search tokens.
+/// Keyed hashing of the coded terms searches match (FHIR token parameters, `system|code`):
+/// the index holds these hashes, never the codes.
 #[derive(Clone)]
-pub struct TokenHasher {
+pub struct SearchTermHasher {
     key: [u8; 32],
 }
 
-impl std::fmt::Debug for TokenHasher {
+impl std::fmt::Debug for SearchTermHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenHasher(..)")
+        f.write_str("SearchTermHasher(..)")
     }
 }
 
-impl TokenHasher {
+impl SearchTermHasher {
     /// A hasher keyed from the gateway secret.
     pub fn new(secret: &[u8]) -> Self {
         let mut key = [0u8; 32];
@@ -409,7 +410,7 @@ pub async fn history(
 pub async fn write_version(
     conn: &mut PgConnection,
     key: &SecretKey,
-    hasher: &TokenHasher,
+    hasher: &SearchTermHasher,
     v: &NewVersion,
     expected_current: i64,
 ) -> Result<(), AppError> {
