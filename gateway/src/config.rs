@@ -130,6 +130,11 @@ pub struct GatewayConfig {
         default_value_t = 1000
     )]
     pub max_search_patients: usize,
+    /// Refuse an update that does not name the version it replaces (`If-Match` on PUT,
+    /// `request.ifMatch` in a transaction) with 428, so no client overwrites a version it has
+    /// not seen. The CapabilityStatement says so (`versioning: versioned-update`).
+    #[arg(long, env = "CARECHAIN_GATEWAY_REQUIRE_IF_MATCH")]
+    pub require_if_match: bool,
     /// Database role the audit writer switches to (INSERT and SELECT only); empty for none.
     #[arg(
         long,
@@ -194,6 +199,7 @@ impl GatewayConfig {
             default_page_size: 20,
             max_page_size: 100,
             max_search_patients: 1000,
+            require_if_match: false,
             audit_role: "carechain_gateway_audit".into(),
             relay_key: None,
             relay_per_patient_per_hour: 20,

@@ -203,6 +203,7 @@ impl Gateway {
                 max_page_size: config.max_page_size,
                 max_search_patients: config.max_search_patients,
                 default_custodian: config.default_custodian,
+                require_if_match: config.require_if_match,
             },
         });
         let state = AppState::new(AppStateParts {

@@ -49,6 +49,9 @@ pub enum IssueCode {
     TooLong,
     /// `too-costly`: too many issues; the rest were not reported.
     TooCostly,
+    /// `business-rule`: valid R4, but against a rule of the server that stores it (for the
+    /// gateway: a reference into another patient's records). Not reported by [`crate::validate`].
+    BusinessRule,
 }
 
 impl IssueCode {
@@ -63,6 +66,7 @@ impl IssueCode {
             Self::CodeInvalid => "code-invalid",
             Self::TooLong => "too-long",
             Self::TooCostly => "too-costly",
+            Self::BusinessRule => "business-rule",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Transaction and batch Bundles (how an EHR feeds records in).
 
 use super::{
-    AuditSink, RecordRequest, Served, anchoring_failed, conceal, new_id, parse_patient,
+    AuditSink, RecordRequest, Served, anchoring_failed,
+    compartment::{self, PlannedPatients},
+    conceal, new_id, parse_patient,
     read::read,
     search::search,
     stamp,
@@ -198,6 +200,11 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(AppError::Invalid("POST [base] takes a Bundle".into()));
     }
+    if bundle.get("type").and_then(Value::as_str) == Some("transaction") {
+        // All or nothing: every entry is valid FHIR R4 before anything is decided or stored
+        // (a batch's entries are validated one by one, each with its own outcome).
+        carechain_fhir::validate(&bundle)?;
+    }
     let kind = match bundle.get("type").and_then(Value::as_str) {
         Some("transaction") => "transaction",
         Some("batch") => "batch",
@@ -263,6 +270,10 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
                         "the resource's type and id must match request.url".into(),
                     )));
                 }
+                req.records
+                    .settings()
+                    .check_if_match(*if_match)
+                    .map_err(at)?;
                 (*rt, id.clone(), Action::Update, *if_match)
             }
             EntryRequest::Delete(rt, id) => (*rt, id.clone(), Action::Delete, None),
@@ -385,6 +396,17 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             current,
             status,
         });
+    }
+    // No entry may tie its patient to another patient's records (the planned creates count as
+    // the records they will be).
+    let planned: PlannedPatients = prepared
+        .iter()
+        .map(|p| ((p.resource_type, p.id.clone()), p.patient.clone()))
+        .collect();
+    for item in &prepared {
+        if let Some(body) = &item.body {
+            compartment::check(req, item.resource_type, &item.patient, body, &planned).await?;
+        }
     }
     // Hash every new version; anchor one Merkle root for the custodian.
     let now = Utc::now();

@@ -17,6 +17,7 @@
 //! and for which purpose, and where the audit record learns what happened.
 
 pub mod bundle;
+mod compartment;
 pub mod patients;
 pub mod query;
 pub mod read;
@@ -85,6 +86,22 @@ pub struct RecordSettings {
     /// The custodian of records written by patients and delegates (members write for their
     /// own organisation).
     pub default_custodian: Option<Address>,
+    /// Whether an update must name the version it replaces (`If-Match`, or `request.ifMatch`
+    /// in a transaction).
+    pub require_if_match: bool,
+}
+
+impl RecordSettings {
+    /// Refuses an update without the version it replaces, when that is required.
+    pub fn check_if_match(&self, if_match: Option<i64>) -> Result<(), AppError> {
+        if self.require_if_match && if_match.is_none() {
+            return Err(AppError::PreconditionRequired(
+                "this gateway requires If-Match on update (the version being replaced, e.g. W/\"3\")"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The record service's dependencies: the store, the chain, the consent decisions and keys.

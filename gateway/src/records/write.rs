@@ -5,7 +5,9 @@
 //! encrypted with its patient's data key.
 
 use super::{
-    RecordRequest, Served, anchoring_failed, conceal, new_id, parse_patient, stamp,
+    RecordRequest, Served, anchoring_failed,
+    compartment::{self, PlannedPatients},
+    conceal, new_id, parse_patient, stamp,
     store::{self, KeyState, NewVersion},
 };
 use crate::{
@@ -31,6 +33,8 @@ pub async fn write(
             "the body's resourceType is not {name}"
         )));
     }
+    // Nothing that is not valid FHIR R4 is stored: every issue is answered, with its location.
+    carechain_fhir::validate(&body)?;
     let (id, _) = match update {
         Some((id, if_match)) => {
             if body.get("id").and_then(Value::as_str) != Some(id) {
@@ -38,6 +42,7 @@ pub async fn write(
                     "the body's id must equal the id in the URL".into(),
                 ));
             }
+            req.records.settings().check_if_match(if_match)?;
             (id.to_owned(), if_match)
         }
         None if resource_type == ResourceType::Patient => {
@@ -51,6 +56,14 @@ pub async fn write(
     req.audit.entity(format!("{name}/{id}"));
     let patient_text = resource::patient_of(resource_type, Some(&id), &body)?;
     let patient = parse_patient(&patient_text)?;
+    compartment::check(
+        req,
+        resource_type,
+        &patient_text,
+        &body,
+        &PlannedPatients::new(),
+    )
+    .await?;
     let current = match update {
         // An update is decided for the body's patient before the record is looked up, and a
         // record of another patient is answered as absent: a requester without consent learns
