@@ -54,6 +54,9 @@ pub enum AppError {
     /// The body is not FHIR JSON.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The client accepts no format the gateway produces (it speaks FHIR JSON only).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The content is well-formed but breaks a business rule.
     #[error("{0}")]
     Unprocessable(String),
@@ -104,6 +107,7 @@ impl AppError {
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::Unprocessable(_) | Self::NotValid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -117,9 +121,10 @@ impl AppError {
     pub fn issue_code(&self) -> &'static str {
         match self {
             Self::Invalid(_) => "invalid",
-            Self::NotSupported(_) | Self::MethodNotAllowed | Self::UnsupportedMediaType(_) => {
-                "not-supported"
-            }
+            Self::NotSupported(_)
+            | Self::MethodNotAllowed
+            | Self::UnsupportedMediaType(_)
+            | Self::NotAcceptable(_) => "not-supported",
             Self::Unauthenticated(_) => "login",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) | Self::ConcealedDenial(_) => "not-found",

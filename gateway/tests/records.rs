@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod client;
 mod common;
 
 use alloy::{
@@ -10,73 +11,9 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{Action, Purpose, ResourceType};
+use client::Client;
 use common::{TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
-
-struct Client<'a> {
-    gw: &'a TestGateway,
-    token: String,
-    requests: &'a std::cell::Cell<i64>,
-}
-
-impl<'a> Client<'a> {
-    /// Signs `signer` in: two requests (nonce and login), counted.
-    async fn sign_in(
-        gw: &'a TestGateway,
-        signer: &PrivateKeySigner,
-        requests: &'a std::cell::Cell<i64>,
-    ) -> Self {
-        let token = gw.sign_in(signer).await;
-        requests.set(requests.get() + 2);
-        Self {
-            gw,
-            token,
-            requests,
-        }
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        headers: &[(&str, &str)],
-    ) -> (u16, reqwest::header::HeaderMap, Value) {
-        let mut request = self
-            .gw
-            .http
-            .request(method, self.gw.url(path))
-            .bearer_auth(&self.token);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/fhir+json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.unwrap();
-        self.requests.set(self.requests.get() + 1);
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.json().await.unwrap_or(Value::Null);
-        (status, headers, body)
-    }
-
-    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
-        self.send(reqwest::Method::GET, path, None, &[]).await
-    }
-
-    /// `POST [base]` with a Bundle.
-    async fn post_bundle(&self, bundle: Value) -> (u16, reqwest::header::HeaderMap, Value) {
-        self.post("/", bundle).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
-        self.send(reqwest::Method::POST, path, Some(body), &[])
-            .await
-    }
-}
 
 fn observation(patient: &PrivateKeySigner) -> Value {
     json!({

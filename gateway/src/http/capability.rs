@@ -41,6 +41,12 @@ fn search_params(rt: ResourceType) -> Vec<Value> {
     let mut params = vec![
         json!({"name": "patient", "type": "reference", "documentation": "The patient's wallet address or Patient/<address>. Without it the search spans only the patients whose consent allows the requester to search this type for the purpose (at most a configured number of patients with matches, 1000 by default; total, pages and _include cover nothing else)."}),
         json!({"name": "_lastUpdated", "type": "date"}),
+        json!({"name": "_id", "type": "token", "documentation": "Logical ids, comma-separated (a Patient's id is its wallet address)."}),
+        json!({"name": "_summary", "type": "token", "documentation": "true (summary elements of the R4 definition, and the mandatory ones), text, data, count (the total only) or false; subsetted resources are tagged SUBSETTED."}),
+        json!({"name": "_elements", "type": "token", "documentation": "Top-level elements to return (with id, meta and the mandatory elements); tagged SUBSETTED."}),
+        json!({"name": "_total", "type": "token", "documentation": "none (no count: faster) or accurate (the default; estimate is answered accurately)."}),
+        json!({"name": "_sort", "type": "token", "documentation": "_lastUpdated, -_lastUpdated, date or -date."}),
+        json!({"name": "_count", "type": "number"}),
     ];
     if crate::fhir::resource::has_clinical_params(rt) {
         params.push(json!({"name": "code", "type": "token"}));
@@ -48,6 +54,24 @@ fn search_params(rt: ResourceType) -> Vec<Value> {
         params.push(json!({"name": "date", "type": "date"}));
     }
     params
+}
+
+/// The `_revinclude` values of a type: records that reference a matched Patient (by its
+/// patient) or a matched Encounter.
+fn search_rev_includes(rt: ResourceType) -> Vec<String> {
+    match rt {
+        ResourceType::Patient => TYPES
+            .iter()
+            .filter(|t| **t != ResourceType::Patient)
+            .map(|t| format!("{t}:patient"))
+            .collect(),
+        ResourceType::Encounter => TYPES
+            .iter()
+            .filter(|t| !matches!(t, ResourceType::Patient | ResourceType::Encounter))
+            .map(|t| format!("{t}:encounter"))
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The `_include` values of a type (patient-centric references only).
@@ -60,14 +84,15 @@ fn search_includes(rt: ResourceType) -> Vec<String> {
 }
 
 /// Builds the CapabilityStatement for a gateway at `base_url`.
-pub fn statement(base_url: &str, software_version: &str) -> Value {
+/// `require_if_match`: updates must name the version they replace.
+pub fn statement(base_url: &str, software_version: &str, require_if_match: bool) -> Value {
     let mut resources: Vec<Value> = if SUPPORTED.is_empty() {
         Vec::new()
     } else {
         TYPES
             .iter()
             .map(|rt| {
-                json!({
+                let mut entry = json!({
                     "type": rt.code(),
                     "interaction": SUPPORTED.iter().map(|code| json!({"code": code})).collect::<Vec<_>>(),
                     "versioning": "versioned-update",
@@ -77,8 +102,17 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
                     "conditionalUpdate": false,
                     "conditionalDelete": "not-supported",
                     "searchParam": search_params(*rt),
-                    "searchInclude": search_includes(*rt),
-                })
+                });
+                // R4 allows no empty arrays: a list with nothing in it is left out.
+                for (name, values) in [
+                    ("searchInclude", search_includes(*rt)),
+                    ("searchRevInclude", search_rev_includes(*rt)),
+                ] {
+                    if !values.is_empty() {
+                        entry[name] = json!(values);
+                    }
+                }
+                entry
             })
             .collect()
     };
@@ -105,12 +139,19 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
                 record named by id (read, vread, history, update, delete) that consent does not \
                 allow is answered 404 exactly like an id that does not exist (no \
                 `X-Consent-Block`), so a refusal does not reveal whether the id exists; it is \
-                audited as a denial.",
+                audited as a denial. Every write is validated as FHIR R4 (422 with an \
+                OperationOutcome naming each issue's location) and may reference only its own \
+                patient's records. Responses are FHIR JSON only (an Accept naming only XML is \
+                answered 406).",
             "security": {
                 "cors": false,
                 "description": "Bearer tokens from EIP-4361 wallet sign-in; consent decided on chain per request."
             },
             "resource": resources,
+            "extension": [{
+                "url": "urn:carechain:if-match-required",
+                "valueBoolean": require_if_match
+            }],
             "interaction": [
                 {"code": "transaction", "documentation": "POST, PUT (ifMatch), DELETE and GET (read, vread, search) entries, all or nothing: every entry is decided before anything is written; urn:uuid references rewritten; new versions anchored as one Merkle batch; GET entries (of records that exist before the transaction) are answered last, against the new state."},
                 {"code": "batch", "documentation": "POST, PUT (ifMatch), DELETE and GET entries, each run on its own; each entry reports its outcome."}
@@ -130,7 +171,7 @@ mod tests {
 
     #[test]
     fn names_only_what_is_supported() {
-        let cs = statement("http://127.0.0.1:8080", "0.1.0");
+        let cs = statement("http://127.0.0.1:8080", "0.1.0", false);
         assert_eq!(cs["resourceType"], "CapabilityStatement");
         assert_eq!(cs["fhirVersion"], "4.0.1");
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
@@ -140,5 +181,15 @@ mod tests {
             assert_eq!(interactions.len(), SUPPORTED.len());
         }
         assert!(!TYPES.contains(&ResourceType::AuditEvent));
+    }
+
+    #[test]
+    fn is_valid_r4() {
+        for require_if_match in [false, true] {
+            let cs = statement("http://127.0.0.1:8080", "0.1.0", require_if_match);
+            if let Err(err) = carechain_fhir::validate(&cs) {
+                panic!("{err}");
+            }
+        }
     }
 }

@@ -496,7 +496,10 @@ pub fn amend_capability(resources: &mut Vec<Value>) {
         Some(consent) => {
             consent["documentation"] = json!(consent_doc);
             consent["searchParam"] = json!([{"name": "patient", "type": "reference"}]);
-            consent["searchInclude"] = json!([]);
+            if let Some(entry) = consent.as_object_mut() {
+                entry.remove("searchInclude");
+                entry.remove("searchRevInclude");
+            }
         }
         None => resources.push(json!({
             "type": "Consent",
@@ -537,7 +540,7 @@ mod tests {
 
     #[test]
     fn capability_names_the_compliance_routes() {
-        let cs = crate::http::capability::statement("http://127.0.0.1:8080", "0.1.0");
+        let cs = crate::http::capability::statement("http://127.0.0.1:8080", "0.1.0", false);
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
         let audit = resources
             .iter()

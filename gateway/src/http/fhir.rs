@@ -71,13 +71,8 @@ fn purpose(
                 name.chars().take(40).collect::<String>()
             )));
         }
-        if name == "_format"
-            && !matches!(
-                value.as_ref(),
-                "json" | "application/fhir+json" | "application/json"
-            )
-        {
-            return Err(AppError::NotSupported("only JSON is supported".into()));
+        if name == "_format" && !super::json_format(&value) {
+            return Err(AppError::NotAcceptable(super::JSON_ONLY.into()));
         }
         if name == "_purpose" {
             from_param = Some(value.into_owned());

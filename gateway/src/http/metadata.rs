@@ -10,6 +10,10 @@ pub(super) async fn capability_statement(State(state): State<AppState>, ctx: Aud
         r.subtype = "capabilities".into();
         r.action = 'R';
     });
-    let statement = super::capability::statement(state.base_url(), env!("CARGO_PKG_VERSION"));
+    let statement = super::capability::statement(
+        state.base_url(),
+        env!("CARGO_PKG_VERSION"),
+        state.config().require_if_match,
+    );
     respond(StatusCode::OK, &statement)
 }

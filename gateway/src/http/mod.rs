@@ -109,9 +109,13 @@ async fn audit_every_request(
     })));
     request.extensions_mut().insert(ctx.clone());
     let limit = Duration::from_secs(state.config().request_timeout_secs);
-    let mut response = match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => AppError::Unavailable("the request took too long").into_response(),
+    let mut response = if accepts_json(request.headers()) {
+        match tokio::time::timeout(limit, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => AppError::Unavailable("the request took too long").into_response(),
+        }
+    } else {
+        AppError::NotAcceptable(JSON_ONLY.into()).into_response()
     };
     let mark = response.extensions().get::<ErrorMark>().copied();
     ctx.update(|r| {
@@ -140,6 +144,45 @@ async fn audit_every_request(
             AppError::internal(err).into_response()
         }
     }
+}
+
+/// Why a client asking for another format is refused.
+pub(crate) const JSON_ONLY: &str =
+    "this server speaks FHIR JSON only: accept application/fhir+json (or use _format=json)";
+
+/// Whether a `_format` value or media type names FHIR JSON.
+pub(crate) fn json_format(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "json" | "application/fhir+json" | "application/json" | "application/json+fhir"
+    )
+}
+
+/// Whether the client's `Accept` header lets the gateway answer in JSON (no header: yes). A
+/// client that asks only for XML (`application/fhir+xml`) or anything else gets 406, never a
+/// JSON body under a 200.
+fn accepts_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return true;
+    };
+    let Ok(accept) = accept.to_str() else {
+        return false;
+    };
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let refused = parts.any(|p| {
+            p.trim()
+                .strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !refused
+            && (media.is_empty()
+                || media == "*/*"
+                || media == "application/*"
+                || json_format(media))
+    })
 }
 
 /// The BALP subtype and AuditEvent action of a request line.
@@ -274,6 +317,27 @@ pub(crate) fn respond(status: StatusCode, body: &Value) -> Response {
 mod tests {
     use super::classify;
     use axum::http::Method;
+
+    #[test]
+    fn negotiates_json_only() {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        let with = |accept: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::ACCEPT,
+                HeaderValue::from_str(accept).expect("header"),
+            );
+            super::accepts_json(&headers)
+        };
+        assert!(super::accepts_json(&HeaderMap::new()));
+        assert!(with("application/fhir+json"));
+        assert!(with("application/fhir+xml;q=0.9, application/fhir+json"));
+        assert!(with("*/*"));
+        assert!(with("text/html, application/json;q=0.5"));
+        assert!(!with("application/fhir+xml"));
+        assert!(!with("application/xml, text/xml"));
+        assert!(!with("application/fhir+json;q=0, application/fhir+xml"));
+    }
 
     #[test]
     fn classifies_request_lines() {

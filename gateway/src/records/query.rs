@@ -34,6 +34,10 @@ pub const PARAMS: &[&str] = &[
     "category",
     "date",
     "_include",
+    "_revinclude",
+    "_total",
+    "_summary",
+    "_elements",
     "_cursor",
     "_purpose",
     "_format",
@@ -111,6 +115,23 @@ pub struct SearchQuery {
     /// `_include` targets: `Patient` (the compartment's patient) or `Encounter`.
     #[serde(default)]
     pub include: Vec<String>,
+    /// `_revinclude`: `(type, reference parameter)`: records of `type` that reference the
+    /// matches (`patient`/`subject` when searching Patient, `encounter` when searching
+    /// Encounter).
+    #[serde(default)]
+    pub revinclude: Vec<(String, String)>,
+    /// `_id` values (any of them).
+    #[serde(default)]
+    pub ids: Vec<String>,
+    /// `_total=none`: no count (saves the counting query).
+    #[serde(default)]
+    pub no_total: bool,
+    /// `_summary`: `true`, `text`, `data`, `count` or `false` (absent: full resources).
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// `_elements`: the top-level elements to return.
+    #[serde(default)]
+    pub elements: Vec<String>,
 }
 
 /// The state a cursor carries.
@@ -143,6 +164,11 @@ impl SearchQuery {
             category: Vec::new(),
             sort: Sort::LastUpdated,
             include: Vec::new(),
+            revinclude: Vec::new(),
+            ids: Vec::new(),
+            no_total: false,
+            summary: None,
+            elements: Vec::new(),
         };
         let clinical = resource::has_clinical_params(resource_type);
         for (name, value) in params {
@@ -164,6 +190,49 @@ impl SearchQuery {
                     query.patient = resource::normalize_address(value).ok_or_else(|| {
                         AppError::Invalid("a Patient id is a wallet address".into())
                     })?;
+                }
+                "_id" => {
+                    for id in token_values(value)? {
+                        resource::validate_id(&id)?;
+                        query.ids.push(id);
+                    }
+                }
+                "_total" => match value.as_str() {
+                    "none" => query.no_total = true,
+                    "accurate" | "estimate" => query.no_total = false,
+                    _ => {
+                        return Err(AppError::Invalid(
+                            "_total is none, estimate or accurate".into(),
+                        ));
+                    }
+                },
+                "_summary" => {
+                    if !matches!(value.as_str(), "true" | "false" | "text" | "data" | "count") {
+                        return Err(AppError::Invalid(
+                            "_summary is true, text, data, count or false".into(),
+                        ));
+                    }
+                    if value == "count" {
+                        query.count = 0;
+                    }
+                    query.summary = Some(value.clone());
+                }
+                "_elements" => {
+                    for element in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                        if !element.chars().all(|c| c.is_ascii_alphanumeric()) {
+                            return Err(AppError::Invalid(format!(
+                                "_elements names top-level elements: `{}` is not one",
+                                element.chars().take(40).collect::<String>()
+                            )));
+                        }
+                        query.elements.push(element.to_owned());
+                    }
+                }
+                "_revinclude" => {
+                    let target = revinclude_target(resource_type, value)?;
+                    if !query.revinclude.contains(&target) {
+                        query.revinclude.push(target);
+                    }
                 }
                 "_count" => {
                     let count: usize = value.parse().map_err(|_| {
@@ -197,6 +266,14 @@ impl SearchQuery {
                 }
             }
         }
+        if query.summary.is_some() && !query.elements.is_empty() {
+            return Err(AppError::Invalid(
+                "_summary and _elements cannot be combined".into(),
+            ));
+        }
+        if query.summary.as_deref() == Some("count") {
+            query.count = 0;
+        }
         Ok(query)
     }
 
@@ -219,6 +296,11 @@ impl SearchQuery {
         if let Some(patients) = patients {
             sql.push(" AND patient = ANY(");
             sql.push_bind(patients.to_vec());
+            sql.push("::text[])");
+        }
+        if !self.ids.is_empty() {
+            sql.push(" AND id = ANY(");
+            sql.push_bind(self.ids.clone());
             sql.push("::text[])");
         }
         for value in &self.last_updated {
@@ -316,6 +398,34 @@ fn include_target(resource_type: ResourceType, value: &str) -> Result<ResourceTy
     }
 }
 
+/// `_revinclude=[type]:patient|subject` (searching Patient) or `[type]:encounter` (searching
+/// Encounter): records of `type` that reference the matches. Read only where consent covers
+/// them, like `_include`.
+fn revinclude_target(
+    resource_type: ResourceType,
+    value: &str,
+) -> Result<(String, String), AppError> {
+    let unsupported = || {
+        AppError::NotSupported(
+            "_revinclude supports [type]:patient or [type]:subject on Patient searches and [type]:encounter on Encounter searches".into(),
+        )
+    };
+    let (source, param) = value.split_once(':').ok_or_else(unsupported)?;
+    let source = resource::parse_type(source).map_err(|_| unsupported())?;
+    let param = param.split(':').next().unwrap_or_default();
+    match (resource_type, param) {
+        (ResourceType::Patient, "patient" | "subject") if source != ResourceType::Patient => {
+            Ok((source.code().to_owned(), "patient".to_owned()))
+        }
+        (ResourceType::Encounter, "encounter")
+            if !matches!(source, ResourceType::Patient | ResourceType::Encounter) =>
+        {
+            Ok((source.code().to_owned(), "encounter".to_owned()))
+        }
+        _ => Err(unsupported()),
+    }
+}
+
 fn token_values(value: &str) -> Result<Vec<String>, AppError> {
     let values: Vec<String> = value
         .split(',')
@@ -334,8 +444,9 @@ fn token_values(value: &str) -> Result<Vec<String>, AppError> {
 /// One page of matches.
 #[derive(Debug, Clone)]
 pub struct Page {
-    /// Matches in the requester's view (the whole compartment search, not just this page).
-    pub total: i64,
+    /// Matches in the requester's view (the whole compartment search, not just this page);
+    /// `None` with `_total=none`.
+    pub total: Option<i64>,
     /// `(resource_type, id)` of the page's records, in order.
     pub keys: Vec<(String, String)>,
     /// The cursor of the next page, when there is one.
@@ -401,9 +512,18 @@ pub async fn run(
     after: Option<&(i64, String)>,
     requester: Address,
 ) -> Result<Page, AppError> {
-    let mut count_sql = QueryBuilder::<Postgres>::new("SELECT count(*)");
-    query.filters(&mut count_sql, hasher, Some(patients))?;
-    let total: i64 = count_sql.build_query_scalar().fetch_one(pool).await?;
+    let total = if query.no_total {
+        None
+    } else {
+        let mut count_sql = QueryBuilder::<Postgres>::new("SELECT count(*)");
+        query.filters(&mut count_sql, hasher, Some(patients))?;
+        Some(
+            count_sql
+                .build_query_scalar::<i64>()
+                .fetch_one(pool)
+                .await?,
+        )
+    };
     if query.count == 0 {
         return Ok(Page {
             total,

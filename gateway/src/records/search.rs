@@ -15,6 +15,10 @@ use carechain_contracts::{Action, ResourceType};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 
+/// Most records `_revinclude` adds per patient and type to one page (beyond: an outcome entry
+/// says so; the client searches the type itself).
+const MAX_REVINCLUDED: i64 = 1000;
+
 /// `GET [type]?..` (or the next page of one, from its cursor): a searchset Bundle.
 ///
 /// Consent is decided before the index is paged: a search naming its patient needs that
@@ -182,6 +186,61 @@ pub async fn search(
             }
         }
     }
+    // _revinclude: records of the same patient that reference the matches (the patient
+    // itself, or a matched Encounter), only where consent covers reading them.
+    let mut truncated = false;
+    for (target, param) in &query.revinclude {
+        let target: ResourceType = target
+            .parse()
+            .map_err(|_| AppError::Invalid("the paging cursor is invalid".into()))?;
+        for patient in &include_patients {
+            let key = req.key(parse_patient(patient)?, target, Action::Read);
+            if !req.records.consent().decide(key).await?.allowed {
+                continue;
+            }
+            let encounters: Option<Vec<String>> = (param == "encounter").then(|| {
+                versions
+                    .iter()
+                    .filter(|v| v.patient == *patient)
+                    .map(|v| v.id.clone())
+                    .collect()
+            });
+            if encounters.as_ref().is_some_and(Vec::is_empty) {
+                continue;
+            }
+            let keys = store::referencing(
+                req.records.pool(),
+                target.code(),
+                patient,
+                encounters.as_deref(),
+                MAX_REVINCLUDED + 1,
+            )
+            .await?;
+            truncated |= keys.len() as i64 > MAX_REVINCLUDED;
+            for stored in store::current_versions(req.records.pool(), &keys)
+                .await?
+                .iter()
+                .take(MAX_REVINCLUDED as usize)
+            {
+                let served = req.records.open_verified(stored).await?;
+                entries.push(json!({
+                    "fullUrl": format!("{base}/{}/{}", stored.resource_type, stored.id),
+                    "resource": served.resource,
+                    "search": {"mode": "include"},
+                }));
+            }
+        }
+    }
+    if truncated {
+        entries.push(json!({
+            "resource": crate::error::operation_outcome(
+                "warning",
+                "too-costly",
+                &format!("_revinclude returned at most {MAX_REVINCLUDED} records per patient and type; search the type itself for the rest"),
+            ),
+            "search": {"mode": "outcome"},
+        }));
+    }
     let mut links = vec![json!({
         "relation": "self",
         "url": match cursor {
@@ -202,13 +261,16 @@ pub async fn search(
     if let Some(next) = &page.next {
         links.push(json!({"relation": "next", "url": format!("{base}/{name}?_cursor={next}")}));
     }
-    Ok(json!({
+    let mut bundle = json!({
         "resourceType": "Bundle",
         "type": "searchset",
-        "total": page.total,
         "link": links,
         "entry": entries,
-    }))
+    });
+    if let Some(total) = page.total {
+        bundle["total"] = json!(total);
+    }
+    Ok(bundle)
 }
 
 /// The patients a search without `patient` may return: those with a match whose consent

@@ -382,6 +382,33 @@ pub async fn current_versions(
         .map_err(AppError::from)
 }
 
+/// The current records of `resource_type` of `patient` (those referencing one of `encounters`,
+/// when given), at most `limit`, oldest first: what `_revinclude` adds to a search page.
+pub async fn referencing(
+    pool: &PgPool,
+    resource_type: &str,
+    patient: &str,
+    encounters: Option<&[String]>,
+    limit: i64,
+) -> Result<Vec<(String, String)>, AppError> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM gateway_resources
+         WHERE resource_type = $1 AND patient = $2 AND NOT deleted
+           AND ($3::text[] IS NULL OR encounter = ANY($3::text[]))
+         ORDER BY last_updated, id LIMIT $4",
+    )
+    .bind(resource_type)
+    .bind(patient)
+    .bind(encounters)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(ids
+        .into_iter()
+        .map(|id| (resource_type.to_owned(), id))
+        .collect())
+}
+
 /// Every version, newest first.
 pub async fn history(
     pool: &PgPool,
