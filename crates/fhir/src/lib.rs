@@ -78,6 +78,7 @@ mod issue;
 mod model;
 mod path;
 mod primitive;
+pub mod schema;
 mod validate;
 
 pub use issue::{Issue, IssueCode, Severity, ValidationError, operation_outcome};
