@@ -37,6 +37,16 @@ impl Date {
         })
     }
 
+    /// The date `days` later (earlier when negative), if it is between years 1 and 9999.
+    pub fn add_days(self, days: i64) -> Option<Self> {
+        from_days(to_days(self.year, self.month, self.day).checked_add(days)?)
+    }
+
+    /// How many days from `self` to `later` (negative when `later` is earlier).
+    pub fn days_until(self, later: Date) -> i64 {
+        to_days(later.year, later.month, later.day) - to_days(self.year, self.month, self.day)
+    }
+
     /// Parses `YYYY-MM-DD`.
     pub fn parse(text: &str) -> Option<Self> {
         let parsed = Parsed::parse(text)?;
