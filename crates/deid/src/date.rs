@@ -196,13 +196,22 @@ mod tests {
             assert_eq!(to_days(d.year, d.month, d.day), days, "{d}");
         }
         assert_eq!(to_days(1970, 1, 1), 0);
-        assert_eq!(from_days(11_016).map(|d| d.to_string()).as_deref(), Some("2000-02-29"));
+        assert_eq!(
+            from_days(11_016).map(|d| d.to_string()).as_deref(),
+            Some("2000-02-29")
+        );
     }
 
     #[test]
     fn shifting_keeps_precision_time_and_zone() {
-        assert_eq!(shift("1965-11-15T06:22:41-05:00", 50).as_deref(), Some("1966-01-04T06:22:41-05:00"));
-        assert_eq!(shift("2010-03-01T06:22:41.399-05:00", -1).as_deref(), Some("2010-02-28T06:22:41.399-05:00"));
+        assert_eq!(
+            shift("1965-11-15T06:22:41-05:00", 50).as_deref(),
+            Some("1966-01-04T06:22:41-05:00")
+        );
+        assert_eq!(
+            shift("2010-03-01T06:22:41.399-05:00", -1).as_deref(),
+            Some("2010-02-28T06:22:41.399-05:00")
+        );
         assert_eq!(shift("2012-02-28", 1).as_deref(), Some("2012-02-29"));
         assert_eq!(shift("2012-02", 40).as_deref(), Some("2012-03"));
         assert_eq!(shift("2012", -1).as_deref(), Some("2011"));

@@ -128,8 +128,26 @@ impl Deidentifier {
     /// # Errors
     ///
     /// [`Error::InvalidWallet`], [`Error::NotAResource`].
-    pub fn deidentify(&self, resource: &Value, patient_wallet: &str) -> Result<Option<Value>, Error> {
+    pub fn deidentify(
+        &self,
+        resource: &Value,
+        patient_wallet: &str,
+    ) -> Result<Option<Value>, Error> {
         self.patient(patient_wallet)?.deidentify(resource)
+    }
+
+    /// [`Deidentifier::deidentify`] of a resource the caller owns: it is de-identified in
+    /// place, nothing kept is copied (what a streaming export wants).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidWallet`], [`Error::NotAResource`].
+    pub fn deidentify_owned(
+        &self,
+        resource: Value,
+        patient_wallet: &str,
+    ) -> Result<Option<Value>, Error> {
+        self.patient(patient_wallet)?.deidentify_owned(resource)
     }
 
     /// De-identifies a resource that belongs to no patient (an Organization, a Practitioner):
@@ -139,6 +157,15 @@ impl Deidentifier {
     ///
     /// [`Error::NotAResource`].
     pub fn deidentify_unlinked(&self, resource: &Value) -> Result<Option<Value>, Error> {
+        self.walk(resource.clone(), None)
+    }
+
+    /// [`Deidentifier::deidentify_unlinked`] in place.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAResource`].
+    pub fn deidentify_unlinked_owned(&self, resource: Value) -> Result<Option<Value>, Error> {
         self.walk(resource, None)
     }
 
@@ -151,8 +178,12 @@ impl Deidentifier {
         Ok(self.key.pseudonym(&Wallet::parse(wallet)?))
     }
 
-    fn walk(&self, resource: &Value, patient: Option<&PatientScope<'_>>) -> Result<Option<Value>, Error> {
-        let obj = resource.as_object().ok_or(Error::NotAResource)?;
+    fn walk(
+        &self,
+        mut resource: Value,
+        patient: Option<&PatientScope<'_>>,
+    ) -> Result<Option<Value>, Error> {
+        let obj = resource.as_object_mut().ok_or(Error::NotAResource)?;
         let ty = obj
             .get("resourceType")
             .and_then(Value::as_str)
@@ -163,13 +194,15 @@ impl Deidentifier {
             rules: &self.rules,
             patient,
         };
-        Ok(walk.resource(ty, obj, None, None, false))
+        Ok(walk
+            .resource(ty, obj, None, None, false)
+            .then_some(resource))
     }
 }
 
 impl PatientScope<'_> {
-    /// Also maps references to `Patient/<id>` onto this patient's pseudonym, for a source whose
-    /// Patient id is not the wallet (the gateway's is).
+    /// Also maps references to `Patient/<id>` (and `urn:uuid:<id>`) onto this patient's
+    /// pseudonym, for a source whose Patient id is not the wallet (the gateway's is).
     pub fn with_source_id(mut self, id: &str) -> Self {
         self.source_id = Some(id.to_owned());
         self
@@ -191,6 +224,16 @@ impl PatientScope<'_> {
     ///
     /// [`Error::NotAResource`].
     pub fn deidentify(&self, resource: &Value) -> Result<Option<Value>, Error> {
+        self.deid.walk(resource.clone(), Some(self))
+    }
+
+    /// [`PatientScope::deidentify`] of a resource the caller owns: de-identified in place,
+    /// nothing kept is copied.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAResource`].
+    pub fn deidentify_owned(&self, resource: Value) -> Result<Option<Value>, Error> {
         self.deid.walk(resource, Some(self))
     }
 }
@@ -212,10 +255,21 @@ struct Res {
 
 /// What a rule does to one primitive value.
 enum Outcome {
-    Value(Value),
+    /// Left as it is.
+    Keep,
+    /// Replaced.
+    Set(Value),
+    /// Cut to its first four characters (a date's year).
+    Year,
+    /// Removed.
     Remove,
     /// The rule cannot act on this type: the next covering rule decides.
     Skip,
+}
+
+/// What a value's siblings tell about it (only the country of an address, for ZIP codes).
+struct Siblings {
+    country: Option<String>,
 }
 
 struct Walk<'d> {
@@ -225,32 +279,34 @@ struct Walk<'d> {
 }
 
 impl Walk<'_> {
+    /// De-identifies a resource in place; `false` when it is dropped.
     fn resource(
         &self,
         ty: Type,
-        obj: &Map<String, Value>,
+        obj: &mut Map<String, Value>,
         parent: Option<&Frame<'_>>,
         via: Option<Element>,
         contained: bool,
-    ) -> Option<Value> {
+    ) -> bool {
         if self.rules.drop[ty.index()] {
-            return None;
+            return false;
         }
         let inherited = parent.map_or(0, |f| f.covering);
-        let matched = self.rules.by_type[ty.index()]
-            | via.map_or(0, |el| self.element_rules(el, parent));
+        let matched =
+            self.rules.by_type[ty.index()] | via.map_or(0, |el| self.element_rules(el, parent));
         let matched = self.url_filter(matched, obj);
         let frame = Frame {
             parent,
             via: via.map(element_number),
             covering: inherited | matched,
         };
-        let res = Res { ty, contained };
-        let mut out = self.object(ty, obj, &frame, res)?;
-        if !contained {
-            self.label(&mut out);
+        if !self.object(ty, obj, &frame, Res { ty, contained }) {
+            return false;
         }
-        Some(Value::Object(out))
+        if !contained {
+            self.label(obj);
+        }
+        true
     }
 
     /// Rules matching a node reached by `el` through its path (the node's parent is `parent`).
@@ -311,107 +367,155 @@ impl Walk<'_> {
         bits
     }
 
-    /// The properties of an object of type `ty`, de-identified; `None` when nothing is left.
-    fn object(
-        &self,
-        ty: Type,
-        obj: &Map<String, Value>,
-        frame: &Frame<'_>,
-        res: Res,
-    ) -> Option<Map<String, Value>> {
-        let mut out = Map::new();
+    /// De-identifies the properties of an object of type `ty` in place; `false` when nothing is
+    /// left of it.
+    fn object(&self, ty: Type, obj: &mut Map<String, Value>, frame: &Frame<'_>, res: Res) -> bool {
         let mut removed = false;
-        for (key, value) in obj {
-            if key == "resourceType" && ty.is_resource() {
-                out.insert(key.clone(), value.clone());
-                continue;
-            }
-            let (name, underscore) = match key.strip_prefix('_') {
-                Some(name) => (name, true),
-                None => (key.as_str(), false),
-            };
-            let Some(el) = ty.element(name) else {
-                removed = true;
-                continue;
-            };
-            let result = match el.kind() {
-                Kind::Primitive(_) if el.is_attribute() && underscore => None,
-                Kind::Primitive(p) if el.repeats() => {
-                    if underscore && obj.contains_key(name) {
-                        continue; // handled with the values
-                    }
-                    let (values, extensions) = if underscore {
-                        (None, Some(value))
-                    } else {
-                        (Some(value), obj.get(&format!("_{name}")))
-                    };
-                    let (values, extensions, lost) =
-                        self.primitive_array(el, p, values, extensions, frame, obj, res);
-                    removed |= lost;
-                    if let Some(ext) = extensions {
-                        out.insert(format!("_{name}"), ext);
-                    }
-                    match values {
-                        Some(values) => {
-                            out.insert(name.to_owned(), values);
-                        }
-                        None if !underscore => removed = true,
-                        None => {}
-                    }
+        // A repeating primitive and its `_name` sibling line up index by index: they are taken
+        // out, done together and put back once the other properties are done.
+        let mut pairs: Vec<(String, Option<Value>, Option<Value>)> = Vec::new();
+        if obj.keys().any(|k| k.starts_with('_')) {
+            let names: Vec<String> = obj
+                .keys()
+                .filter_map(|k| k.strip_prefix('_'))
+                .filter(|name| obj.contains_key(*name))
+                .map(str::to_owned)
+                .collect();
+            for name in names {
+                let Some(el) = ty.element(&name) else {
+                    continue;
+                };
+                let Kind::Primitive(p) = el.kind() else {
+                    continue;
+                };
+                if !el.repeats() || el.is_attribute() {
                     continue;
                 }
-                Kind::Primitive(_) if underscore => match value {
-                    Value::Object(ext) => self.primitive_element(el, ext, frame, res),
-                    _ => None,
-                },
-                Kind::Primitive(p) => self.leaf(el, p, value, frame, obj, res),
-                _ if underscore => None,
-                Kind::Complex(t) if el.repeats() => {
-                    self.array(value, |item| self.complex(el, t, item, frame, res))
-                }
-                Kind::Complex(t) => self.complex(el, t, value, frame, res),
-                Kind::Resource if el.repeats() => self.array(value, |item| {
-                    self.nested_resource(el, item, frame)
-                }),
-                Kind::Resource => self.nested_resource(el, value, frame),
-            };
-            match result {
-                Some(v) => {
-                    out.insert(key.clone(), v);
-                }
-                None => removed = true,
+                let mut values = obj.remove(&name);
+                let mut extensions = obj.remove(&format!("_{name}"));
+                removed |= self.primitive_pairs(el, p, &mut values, &mut extensions, frame, res);
+                pairs.push((name, values, extensions));
             }
         }
-        if out.is_empty() {
-            return None;
+        let siblings = Siblings {
+            country: obj
+                .get("country")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        obj.retain(|key, value| {
+            let keep = self.property(ty, key, value, frame, res, &siblings);
+            removed |= !keep;
+            keep
+        });
+        for (name, values, extensions) in pairs {
+            if let Some(extensions) = extensions {
+                obj.insert(format!("_{name}"), extensions);
+            }
+            if let Some(values) = values {
+                obj.insert(name, values);
+            }
+        }
+        if obj.is_empty() {
+            return false;
         }
         if ty == self.deid.known.extension
-            && (!out.contains_key("url")
-                || !(out.contains_key("extension") || out.keys().any(|k| k.starts_with("value"))))
+            && (!obj.contains_key("url")
+                || !(obj.contains_key("extension") || obj.keys().any(|k| k.starts_with("value"))))
         {
-            return None;
+            return false;
         }
         if removed {
-            fill_required(ty, &mut out, 0);
+            fill_required(ty, obj, 0);
         }
-        Some(out)
+        true
     }
 
-    /// The items of a repeating element that survive; `None` when none does.
-    fn array(&self, value: &Value, mut each: impl FnMut(&Value) -> Option<Value>) -> Option<Value> {
-        let Value::Array(items) = value else {
-            return None;
+    /// One property of an object: `false` when it goes.
+    fn property(
+        &self,
+        ty: Type,
+        key: &str,
+        value: &mut Value,
+        frame: &Frame<'_>,
+        res: Res,
+        siblings: &Siblings,
+    ) -> bool {
+        if key == "resourceType" {
+            return ty.is_resource();
+        }
+        let (name, underscore) = match key.strip_prefix('_') {
+            Some(name) => (name, true),
+            None => (key, false),
         };
-        let kept: Vec<Value> = items.iter().filter_map(&mut each).collect();
-        (!kept.is_empty()).then_some(Value::Array(kept))
+        let Some(el) = ty.element(name) else {
+            return false;
+        };
+        match el.kind() {
+            Kind::Primitive(_) if underscore => {
+                if el.is_attribute() {
+                    return false;
+                }
+                if el.repeats() {
+                    // `_name` without values: its items are Elements or null.
+                    let Value::Array(items) = value else {
+                        return false;
+                    };
+                    for item in items.iter_mut() {
+                        let keep = match item {
+                            Value::Object(obj) => self.primitive_element(el, obj, frame, res),
+                            _ => false,
+                        };
+                        if !keep {
+                            *item = Value::Null;
+                        }
+                    }
+                    return items.iter().any(|v| !v.is_null());
+                }
+                match value {
+                    Value::Object(obj) => self.primitive_element(el, obj, frame, res),
+                    _ => false,
+                }
+            }
+            Kind::Primitive(p) if el.repeats() => {
+                let Value::Array(items) = value else {
+                    return false;
+                };
+                items.retain_mut(|v| self.leaf(el, p, v, frame, siblings, res));
+                !items.is_empty()
+            }
+            Kind::Primitive(p) => self.leaf(el, p, value, frame, siblings, res),
+            _ if underscore => false,
+            Kind::Complex(t) if el.repeats() => {
+                let Value::Array(items) = value else {
+                    return false;
+                };
+                items.retain_mut(|item| self.complex(el, t, item, frame, res));
+                !items.is_empty()
+            }
+            Kind::Complex(t) => self.complex(el, t, value, frame, res),
+            Kind::Resource if el.repeats() => {
+                let Value::Array(items) = value else {
+                    return false;
+                };
+                items.retain_mut(|item| self.nested_resource(el, item, frame));
+                !items.is_empty()
+            }
+            Kind::Resource => self.nested_resource(el, value, frame),
+        }
     }
 
-    fn nested_resource(&self, el: Element, value: &Value, frame: &Frame<'_>) -> Option<Value> {
-        let obj = value.as_object()?;
-        let ty = obj
+    fn nested_resource(&self, el: Element, value: &mut Value, frame: &Frame<'_>) -> bool {
+        let Value::Object(obj) = value else {
+            return false;
+        };
+        let Some(ty) = obj
             .get("resourceType")
             .and_then(Value::as_str)
-            .and_then(Type::resource)?;
+            .and_then(Type::resource)
+        else {
+            return false;
+        };
         self.resource(ty, obj, Some(frame), Some(el), el.name() == "contained")
     }
 
@@ -419,11 +523,13 @@ impl Walk<'_> {
         &self,
         el: Element,
         ty: Type,
-        value: &Value,
+        value: &mut Value,
         frame: &Frame<'_>,
         res: Res,
-    ) -> Option<Value> {
-        let obj = value.as_object()?;
+    ) -> bool {
+        let Value::Object(obj) = value else {
+            return false;
+        };
         let matched = self.url_filter(
             self.rules.by_type[ty.index()] | self.element_rules(el, Some(frame)),
             obj,
@@ -434,7 +540,8 @@ impl Walk<'_> {
             if matched & (1 << first) != 0
                 && let Method::Substitute(v) = &self.rules.rules[first].method
             {
-                return Some(v.clone());
+                *value = v.clone();
+                return true;
             }
         }
         let child = Frame {
@@ -442,17 +549,17 @@ impl Walk<'_> {
             via: Some(element_number(el)),
             covering,
         };
-        self.object(ty, obj, &child, res).map(Value::Object)
+        self.object(ty, obj, &child, res)
     }
 
     /// A primitive's `_name` sibling (its id and extensions).
     fn primitive_element(
         &self,
         el: Element,
-        obj: &Map<String, Value>,
+        obj: &mut Map<String, Value>,
         frame: &Frame<'_>,
         res: Res,
-    ) -> Option<Value> {
+    ) -> bool {
         let ty = self.deid.known.element;
         let matched = self.rules.by_type[ty.index()] | self.element_rules(el, Some(frame));
         let child = Frame {
@@ -460,55 +567,51 @@ impl Walk<'_> {
             via: Some(element_number(el)),
             covering: frame.covering | matched,
         };
-        self.object(ty, obj, &child, res).map(Value::Object)
+        self.object(ty, obj, &child, res)
     }
 
     /// A repeating primitive with its `_name` sibling, kept aligned index by index: an index
-    /// stays while its value or its extensions do. Also says whether any index was lost.
-    #[allow(clippy::too_many_arguments)]
-    fn primitive_array(
+    /// stays while its value or its extensions do. Says whether anything was lost.
+    fn primitive_pairs(
         &self,
         el: Element,
         p: Primitive,
-        values: Option<&Value>,
-        extensions: Option<&Value>,
+        values: &mut Option<Value>,
+        extensions: &mut Option<Value>,
         frame: &Frame<'_>,
-        parent: &Map<String, Value>,
         res: Res,
-    ) -> (Option<Value>, Option<Value>, bool) {
-        let values = values.and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-        let extensions = extensions
-            .and_then(Value::as_array)
-            .map_or(&[][..], Vec::as_slice);
+    ) -> bool {
+        let siblings = Siblings { country: None };
+        let mut values_in = match values.take() {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let mut extensions_in = match extensions.take() {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        let n = values_in.len().max(extensions_in.len());
+        values_in.resize(n, Value::Null);
+        extensions_in.resize(n, Value::Null);
         let mut lost = false;
-        if extensions.is_empty() {
-            let kept: Vec<Value> = values
-                .iter()
-                .filter_map(|v| {
-                    let out = self.leaf(el, p, v, frame, parent, res);
-                    lost |= out.is_none();
-                    out
-                })
-                .collect();
-            return ((!kept.is_empty()).then_some(Value::Array(kept)), None, lost);
-        }
-        let mut out_values = Vec::new();
-        let mut out_extensions = Vec::new();
-        for i in 0..values.len().max(extensions.len()) {
-            let value = values
-                .get(i)
-                .filter(|v| !v.is_null())
-                .and_then(|v| self.leaf(el, p, v, frame, parent, res));
-            let extension = extensions
-                .get(i)
-                .and_then(Value::as_object)
-                .and_then(|e| self.primitive_element(el, e, frame, res));
-            if value.is_none() && extension.is_none() {
+        let mut out_values = Vec::with_capacity(n);
+        let mut out_extensions = Vec::with_capacity(n);
+        for (mut value, mut extension) in values_in.into_iter().zip(extensions_in) {
+            let has_value = !value.is_null() && self.leaf(el, p, &mut value, frame, &siblings, res);
+            let has_extension = match &mut extension {
+                Value::Object(obj) => self.primitive_element(el, obj, frame, res),
+                _ => false,
+            };
+            if !has_value && !has_extension {
                 lost = true;
                 continue;
             }
-            out_values.push(value.unwrap_or(Value::Null));
-            out_extensions.push(extension.unwrap_or(Value::Null));
+            out_values.push(if has_value { value } else { Value::Null });
+            out_extensions.push(if has_extension {
+                extension
+            } else {
+                Value::Null
+            });
         }
         let some = |items: Vec<Value>| {
             items
@@ -516,34 +619,47 @@ impl Walk<'_> {
                 .any(|v| !v.is_null())
                 .then_some(Value::Array(items))
         };
-        (some(out_values), some(out_extensions), lost)
+        *values = some(out_values);
+        *extensions = some(out_extensions);
+        lost
     }
 
-    /// One primitive value: the first covering rule that can act on its type decides.
+    /// One primitive value, in place: the first covering rule that can act on its type decides.
+    /// `false` when it goes.
     fn leaf(
         &self,
         el: Element,
         p: Primitive,
-        value: &Value,
+        value: &mut Value,
         frame: &Frame<'_>,
-        parent: &Map<String, Value>,
+        siblings: &Siblings,
         res: Res,
-    ) -> Option<Value> {
+    ) -> bool {
         if value.is_null() || value.is_array() || value.is_object() {
-            return None;
+            return false;
         }
         let matched = self.rules.by_primitive[p as usize] | self.element_rules(el, Some(frame));
         let mut covering = frame.covering | matched;
         while covering != 0 {
             let r = covering.trailing_zeros() as usize;
             covering &= covering - 1;
-            match self.apply(&self.rules.rules[r].method, el, p, value, parent, res) {
-                Outcome::Value(v) => return Some(v),
-                Outcome::Remove => return None,
+            match self.apply(&self.rules.rules[r].method, el, p, value, siblings, res) {
+                Outcome::Keep => return true,
+                Outcome::Set(v) => {
+                    *value = v;
+                    return true;
+                }
+                Outcome::Year => {
+                    if let Value::String(s) = value {
+                        s.truncate(4);
+                    }
+                    return true;
+                }
+                Outcome::Remove => return false,
                 Outcome::Skip => {}
             }
         }
-        Some(value.clone())
+        true
     }
 
     fn apply(
@@ -552,14 +668,14 @@ impl Walk<'_> {
         el: Element,
         p: Primitive,
         value: &Value,
-        parent: &Map<String, Value>,
+        siblings: &Siblings,
         res: Res,
     ) -> Outcome {
         let text = value.as_str();
         match method {
-            Method::Keep => Outcome::Value(value.clone()),
+            Method::Keep => Outcome::Keep,
             Method::Redact => Outcome::Remove,
-            Method::Substitute(v) => Outcome::Value(v.clone()),
+            Method::Substitute(v) => Outcome::Set(v.clone()),
             Method::CryptoHash => match text {
                 Some(text) => self.hash(el, p, text, res),
                 None => Outcome::Skip,
@@ -577,7 +693,7 @@ impl Walk<'_> {
                     let at = self.deid.reference_date;
                     match date::age_at(text, at) {
                         Some(age) if age >= 90 => {
-                            Outcome::Value(Value::String(format!("{:04}", at.year - 91)))
+                            Outcome::Set(Value::String(format!("{:04}", at.year - 91)))
                         }
                         Some(_) => self.date(p, text, self.rules.date_mode),
                         None => Outcome::Remove,
@@ -586,8 +702,8 @@ impl Walk<'_> {
                 _ => Outcome::Skip,
             },
             Method::Generalize(Generalization::Zip3) => match (p, text) {
-                (Primitive::String, Some(text)) => match zip3(text, parent) {
-                    Some(zip) => Outcome::Value(Value::String(zip.to_owned())),
+                (Primitive::String, Some(text)) => match zip3(text, siblings.country.as_deref()) {
+                    Some(zip) => Outcome::Set(Value::String(zip.to_owned())),
                     None => Outcome::Remove,
                 },
                 _ => Outcome::Skip,
@@ -596,17 +712,19 @@ impl Walk<'_> {
     }
 
     fn date(&self, p: Primitive, text: &str, mode: DateMode) -> Outcome {
-        let shifted = match (mode, self.patient) {
-            (DateMode::Shift, Some(patient)) => Some(date::shift(text, patient.offset_days)),
-            _ => None,
-        };
-        let out = match shifted {
-            Some(shifted) => shifted,
-            // An instant must be complete: reduced to a year it is no instant.
-            None if p == Primitive::Instant => None,
-            None => date::year_of(text).map(str::to_owned),
-        };
-        out.map_or(Outcome::Remove, |s| Outcome::Value(Value::String(s)))
+        if let (DateMode::Shift, Some(patient)) = (mode, self.patient) {
+            return date::shift(text, patient.offset_days)
+                .map_or(Outcome::Remove, |s| Outcome::Set(Value::String(s)));
+        }
+        // An instant must be complete: reduced to a year it is no instant.
+        if p == Primitive::Instant || date::year_of(text).is_none() {
+            return Outcome::Remove;
+        }
+        if text.len() == 4 {
+            Outcome::Keep
+        } else {
+            Outcome::Year
+        }
     }
 
     fn hash(&self, el: Element, p: Primitive, text: &str, res: Res) -> Outcome {
@@ -620,12 +738,13 @@ impl Walk<'_> {
             } else {
                 key.resource_id(res.ty.name(), text)
             };
-            return Outcome::Value(Value::String(id));
+            return Outcome::Set(Value::String(id));
         }
-        if (el.name() == "reference" && el.owner() == known.reference) || Some(el) == known.full_url {
+        if (el.name() == "reference" && el.owner() == known.reference) || Some(el) == known.full_url
+        {
             return self
                 .reference(text)
-                .map_or(Outcome::Remove, |r| Outcome::Value(Value::String(r)));
+                .map_or(Outcome::Remove, |r| Outcome::Set(Value::String(r)));
         }
         let digest = || key.value(text);
         let out = match p {
@@ -643,7 +762,7 @@ impl Walk<'_> {
             | Primitive::Markdown => keys::hex16(&digest()),
             _ => return Outcome::Skip,
         };
-        Outcome::Value(Value::String(out))
+        Outcome::Set(Value::String(out))
     }
 
     /// The pseudonymous id of a Patient: the study pseudonym for a wallet (and for this
@@ -674,6 +793,13 @@ impl Walk<'_> {
             });
         }
         if let Some(uuid) = text.strip_prefix("urn:uuid:") {
+            if let Some(p) = self.patient
+                && p.source_id
+                    .as_deref()
+                    .is_some_and(|id| id.eq_ignore_ascii_case(uuid))
+            {
+                return Some(format!("urn:uuid:{}", p.pseudonym));
+            }
             return parse_uuid(uuid).map(|u| format!("urn:uuid:{}", key.uuid_id(&u)));
         }
         if text.starts_with("urn:oid:") {
@@ -688,7 +814,9 @@ impl Walk<'_> {
         let ty = Type::resource(type_name)?;
         let valid_id = !id.is_empty()
             && id.len() <= 64
-            && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
+            && id
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.');
         if !valid_id {
             return None;
         }
@@ -727,21 +855,21 @@ impl Walk<'_> {
 }
 
 fn is_date(p: Primitive) -> bool {
-    matches!(p, Primitive::Date | Primitive::DateTime | Primitive::Instant)
+    matches!(
+        p,
+        Primitive::Date | Primitive::DateTime | Primitive::Instant
+    )
 }
 
 /// A US ZIP code's first three digits (`000` for the restricted ones); `None` for anything
 /// else, which is then removed.
-fn zip3<'a>(text: &'a str, address: &Map<String, Value>) -> Option<&'a str> {
-    let us = address
-        .get("country")
-        .and_then(Value::as_str)
-        .is_none_or(|c| {
-            matches!(
-                c.trim().to_ascii_uppercase().as_str(),
-                "US" | "USA" | "UNITED STATES" | "UNITED STATES OF AMERICA"
-            )
-        });
+fn zip3<'a>(text: &'a str, country: Option<&str>) -> Option<&'a str> {
+    let us = country.is_none_or(|c| {
+        matches!(
+            c.trim().to_ascii_uppercase().as_str(),
+            "US" | "USA" | "UNITED STATES" | "UNITED STATES OF AMERICA"
+        )
+    });
     let text = text.trim();
     let b = text.as_bytes();
     let five = b.len() >= 5 && b[..5].iter().all(u8::is_ascii_digit);
@@ -806,16 +934,14 @@ mod tests {
 
     #[test]
     fn zip_codes() {
-        let none = Map::new();
-        let mut canada = Map::new();
-        canada.insert("country".into(), json!("CA"));
-        assert_eq!(zip3("02780", &none), Some("027"));
-        assert_eq!(zip3("02780-1234", &none), Some("027"));
-        assert_eq!(zip3("036 12", &none), None);
-        assert_eq!(zip3("03601", &none), Some("000"));
-        assert_eq!(zip3("89301", &none), Some("000"));
-        assert_eq!(zip3("0278", &none), None);
-        assert_eq!(zip3("K1A 0B1", &canada), None);
-        assert_eq!(zip3("02780", &canada), None);
+        let (none, canada) = (None, Some("CA"));
+        assert_eq!(zip3("02780", none), Some("027"));
+        assert_eq!(zip3("02780-1234", none), Some("027"));
+        assert_eq!(zip3("036 12", none), None);
+        assert_eq!(zip3("03601", none), Some("000"));
+        assert_eq!(zip3("89301", none), Some("000"));
+        assert_eq!(zip3("0278", none), None);
+        assert_eq!(zip3("K1A 0B1", canada), None);
+        assert_eq!(zip3("02780", canada), None);
     }
 }

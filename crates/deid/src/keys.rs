@@ -49,7 +49,7 @@ impl DeidSecret {
     pub fn from_hex(text: &str) -> Result<Self, Error> {
         let text = text.trim();
         let text = text.strip_prefix("0x").unwrap_or(text);
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err(Error::SecretNotHex);
         }
         let bytes = text
@@ -117,16 +117,22 @@ pub(crate) fn parse_wallet(text: &str) -> Option<Wallet> {
 /// The 16 bytes of a UUID written `8-4-4-4-12` (either case).
 pub(crate) fn parse_uuid(text: &str) -> Option<[u8; 16]> {
     let b = text.as_bytes();
-    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+    if b.len() != 36 {
         return None;
     }
-    let mut hex = [0u8; 32];
-    let mut n = 0;
-    for &c in b.iter().filter(|c| **c != b'-') {
-        *hex.get_mut(n)? = c;
-        n += 1;
+    let mut out = [0u8; 16];
+    let mut at = 0;
+    for (i, byte) in out.iter_mut().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            if b[at] != b'-' {
+                return None;
+            }
+            at += 1;
+        }
+        *byte = hex_value(b[at])? << 4 | hex_value(b[at + 1])?;
+        at += 2;
     }
-    decode_hex::<16>(std::str::from_utf8(&hex).ok()?)
+    Some(out)
 }
 
 fn decode_hex<const N: usize>(hex: &str) -> Option<[u8; N]> {
@@ -292,10 +298,7 @@ mod tests {
             Some(Error::SecretTooShort(31))
         );
         assert!(DeidSecret::from_hex(&"ab".repeat(32)).is_ok());
-        assert_eq!(
-            DeidSecret::from_hex("zz").err(),
-            Some(Error::SecretNotHex)
-        );
+        assert_eq!(DeidSecret::from_hex("zz").err(), Some(Error::SecretNotHex));
         assert_eq!(format!("{:?}", secret()), "DeidSecret(..)");
         let lower = Wallet::parse("0x00000000000000000000000000000000000000aa");
         let upper = Wallet::parse("0x00000000000000000000000000000000000000AA");
@@ -314,10 +317,22 @@ mod tests {
         assert_ne!(a.pseudonym(&wallet), other.pseudonym(&wallet));
         assert_eq!(a.date_offset(&wallet, 365), b.date_offset(&wallet, 365));
         let uuid = "5cbc121b-cd71-4428-b8b7-31e53eba8184";
-        assert_eq!(a.resource_id("Encounter", uuid), b.resource_id("Encounter", uuid));
-        assert_eq!(a.resource_id("Encounter", uuid), a.resource_id("Claim", uuid));
-        assert_ne!(a.resource_id("Encounter", "42"), b.resource_id("Encounter", "42"));
-        assert_ne!(a.resource_id("Encounter", "42"), a.resource_id("Claim", "42"));
+        assert_eq!(
+            a.resource_id("Encounter", uuid),
+            b.resource_id("Encounter", uuid)
+        );
+        assert_eq!(
+            a.resource_id("Encounter", uuid),
+            a.resource_id("Claim", uuid)
+        );
+        assert_ne!(
+            a.resource_id("Encounter", "42"),
+            b.resource_id("Encounter", "42")
+        );
+        assert_ne!(
+            a.resource_id("Encounter", "42"),
+            a.resource_id("Claim", "42")
+        );
         assert!(StudyKey::new(&secret(), "", "org-a").is_err());
     }
 
@@ -342,10 +357,7 @@ mod tests {
         assert_eq!(uuid, "ffffffff-ffff-8fff-bfff-ffffffffffff");
         assert!(parse_uuid(&uuid).is_some());
         assert_eq!(hex16(&h).len(), 32);
-        assert_eq!(
-            oid_text(&h),
-            format!("urn:oid:2.25.{}", u128::MAX)
-        );
+        assert_eq!(oid_text(&h), format!("urn:oid:2.25.{}", u128::MAX));
         assert!(parse_uuid("5cbc121b-cd71-4428-b8b7-31e53eba818").is_none());
     }
 }

@@ -358,16 +358,17 @@ fn compile(raw: RawFile) -> Result<Rules, Error> {
     }
     let default_labels = ["PSEUDED".to_string(), "REDACTED".to_string()];
     for code in raw.security.labels.as_deref().unwrap_or(&default_labels) {
-        let (code, display) = LABELS
-            .iter()
-            .find(|(c, _)| c == code)
-            .ok_or_else(|| Error::Setting {
-                setting: "security.labels",
-                reason: format!(
-                    "`{code}` is not one of {}",
-                    LABELS.map(|(c, _)| c).join(", ")
-                ),
-            })?;
+        let (code, display) =
+            LABELS
+                .iter()
+                .find(|(c, _)| c == code)
+                .ok_or_else(|| Error::Setting {
+                    setting: "security.labels",
+                    reason: format!(
+                        "`{code}` is not one of {}",
+                        LABELS.map(|(c, _)| c).join(", ")
+                    ),
+                })?;
         rules
             .labels
             .push(json!({"system": OBSERVATION_VALUE, "code": code, "display": display}));
@@ -407,8 +408,16 @@ fn compile(raw: RawFile) -> Result<Rules, Error> {
                     return Err(fail(format!(
                         "{} applies to {} values, and this selector only reaches {}",
                         method_name(raw_rule.method),
-                        accepted.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
-                        prims.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                        accepted
+                            .iter()
+                            .map(|p| p.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        prims
+                            .iter()
+                            .map(|p| p.name())
+                            .collect::<Vec<_>>()
+                            .join(", "),
                     )));
                 }
             }
@@ -528,9 +537,7 @@ fn method(rule: &RawRule) -> Result<Method, String> {
                 ));
             }
             None => {
-                return Err(
-                    "generalize needs `to`: \"year\", \"zip3\" or \"birthDate\"".into()
-                );
+                return Err("generalize needs `to`: \"year\", \"zip3\" or \"birthDate\"".into());
             }
         }),
         MethodName::Substitute => {
@@ -570,7 +577,9 @@ pub(crate) fn accepted_primitives(method: &Method) -> Option<&'static [Primitive
         Method::Keep | Method::Redact | Method::Substitute(_) => None,
         Method::CryptoHash => Some(HASHABLE),
         Method::DateShift | Method::Generalize(Generalization::Year) => Some(DATES),
-        Method::Generalize(Generalization::BirthDate) => Some(&[Primitive::Date, Primitive::DateTime]),
+        Method::Generalize(Generalization::BirthDate) => {
+            Some(&[Primitive::Date, Primitive::DateTime])
+        }
         Method::Generalize(Generalization::Zip3) => Some(&[Primitive::String]),
     }
 }
@@ -610,8 +619,8 @@ fn resolve_type(name: &str) -> Result<Target, String> {
 fn resolve_path(path: &str) -> Result<Target, String> {
     let mut parts = path.split('.');
     let root = parts.next().unwrap_or_default();
-    let mut current = root_types(root)
-        .ok_or_else(|| format!("`{root}` is not an R4 resource or datatype"))?;
+    let mut current =
+        root_types(root).ok_or_else(|| format!("`{root}` is not an R4 resource or datatype"))?;
     let steps: Vec<&str> = parts.collect();
     if steps.is_empty() {
         return Ok(Target::Types(current));
@@ -643,7 +652,11 @@ fn resolve_path(path: &str) -> Result<Target, String> {
         if elements.is_empty() {
             let names: Vec<&str> = current.iter().map(|t| t.name()).collect();
             let owner = if names.len() > 3 {
-                format!("any of the {} types at `{}`", names.len(), steps[..n].join("."))
+                format!(
+                    "any of the {} types at `{}`",
+                    names.len(),
+                    steps[..n].join(".")
+                )
             } else {
                 names.join(" or ")
             };
@@ -679,16 +692,32 @@ mod tests {
 
     #[test]
     fn paths_resolve_through_the_definitions() {
-        assert!(matches!(resolve_path("Patient.address.postalCode"), Ok(Target::Path(s)) if s.len() == 2));
-        assert!(matches!(resolve_path("Observation.value[x]"), Ok(Target::Path(s)) if s[0].len() == 11));
+        assert!(
+            matches!(resolve_path("Patient.address.postalCode"), Ok(Target::Path(s)) if s.len() == 2)
+        );
+        assert!(
+            matches!(resolve_path("Observation.value[x]"), Ok(Target::Path(s)) if s[0].len() == 11)
+        );
         assert!(matches!(resolve_path("Resource.id"), Ok(Target::Path(s)) if s[0].len() == 146));
-        assert!(matches!(resolve_path("Patient.birthDate.extension"), Ok(Target::Path(_))));
+        assert!(matches!(
+            resolve_path("Patient.birthDate.extension"),
+            Ok(Target::Path(_))
+        ));
         assert!(matches!(resolve_path("HumanName"), Ok(Target::Types(t)) if t.len() == 1));
         let err = |p: &str| resolve_path(p).err().unwrap_or_default();
-        assert_eq!(err("Patient.adress"), "`Patient.adress`: Patient has no element `adress`");
-        assert_eq!(err("Nobody.name"), "`Nobody` is not an R4 resource or datatype");
+        assert_eq!(
+            err("Patient.adress"),
+            "`Patient.adress`: Patient has no element `adress`"
+        );
+        assert_eq!(
+            err("Nobody.name"),
+            "`Nobody` is not an R4 resource or datatype"
+        );
         assert!(err("Bundle.entry.resource.id").contains("cannot go into"));
         assert!(resolve_type("Patient.name").is_err());
-        assert!(matches!(resolve_type("dateTime"), Ok(Target::Primitive(Primitive::DateTime))));
+        assert!(matches!(
+            resolve_type("dateTime"),
+            Ok(Target::Primitive(Primitive::DateTime))
+        ));
     }
 }

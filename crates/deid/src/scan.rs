@@ -87,7 +87,10 @@ static PATTERNS: LazyLock<Vec<(Regex, FindingKind)>> = LazyLock::new(|| {
             r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
             FindingKind::Email,
         ),
-        (r"\(?\b[0-9]{3}\)?[-. ][0-9]{3}[-. ][0-9]{4}\b", FindingKind::Phone),
+        (
+            r"\(?\b[0-9]{3}\)?[-. ][0-9]{3}[-. ][0-9]{4}\b",
+            FindingKind::Phone,
+        ),
         (r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b", FindingKind::Ssn),
         (
             &format!(r"(?:^|[^0-9.]){octet}(?:\.{octet}){{3}}(?:$|[^0-9.])"),
@@ -179,17 +182,23 @@ impl PhiScanner {
     pub fn scan_ndjson(&self, text: &str) -> Vec<Finding> {
         let mut found = Vec::new();
         for (n, line) in text.lines().enumerate() {
-            found.extend(self.scan_line(line).into_iter().map(|f| Finding {
-                line: n + 1,
-                ..f
-            }));
+            found.extend(
+                self.scan_line(line)
+                    .into_iter()
+                    .map(|f| Finding { line: n + 1, ..f }),
+            );
         }
         found
     }
 }
 
 /// Collects the identifying values of one JSON value, knowing the key it sits under.
-fn learn(value: &Value, key: Option<&str>, resource: bool, out: &mut BTreeMap<String, FindingKind>) {
+fn learn(
+    value: &Value,
+    key: Option<&str>,
+    resource: bool,
+    out: &mut BTreeMap<String, FindingKind>,
+) {
     let mut add = |text: Option<&Value>, kind: FindingKind| {
         let mut add_one = |v: &Value| {
             if let Some(s) = v.as_str().map(str::trim).filter(|s| !s.is_empty()) {
@@ -243,10 +252,8 @@ fn learn(value: &Value, key: Option<&str>, resource: bool, out: &mut BTreeMap<St
                 learn(item, key, nested, out);
             }
         }
-        Value::String(s) => {
-            if parse_wallet(s).is_some() {
-                out.entry(s.clone()).or_insert(FindingKind::Wallet);
-            }
+        Value::String(s) if parse_wallet(s).is_some() => {
+            out.entry(s.clone()).or_insert(FindingKind::Wallet);
         }
         _ => {}
     }
@@ -280,15 +287,33 @@ mod tests {
             k.dedup();
             k
         };
-        assert_eq!(kinds(r#"{"x":"Taunton, 02780"}"#), [FindingKind::AddressLine, FindingKind::PostalCode]);
+        assert_eq!(
+            kinds(r#"{"x":"Taunton, 02780"}"#),
+            [FindingKind::AddressLine, FindingKind::PostalCode]
+        );
         assert_eq!(kinds(r#"{"x":"Tauntonville"}"#), []);
-        assert_eq!(kinds(r#"{"postalCode":"02780-1234"}"#), [FindingKind::PostalCode]);
-        assert_eq!(kinds(r#"{"x":"call 555-938-2921"}"#), [FindingKind::Telecom, FindingKind::Phone]);
-        assert_eq!(kinds(r#"{"x":"0x00000000000000000000000000000000000000AB"}"#), [FindingKind::Wallet]);
+        assert_eq!(
+            kinds(r#"{"postalCode":"02780-1234"}"#),
+            [FindingKind::PostalCode]
+        );
+        assert_eq!(
+            kinds(r#"{"x":"call 555-938-2921"}"#),
+            [FindingKind::Telecom, FindingKind::Phone]
+        );
+        assert_eq!(
+            kinds(r#"{"x":"0x00000000000000000000000000000000000000AB"}"#),
+            [FindingKind::Wallet]
+        );
         assert_eq!(kinds(r#"{"x":"a@b.example"}"#), [FindingKind::Email]);
         assert_eq!(kinds(r#"{"x":"10.0.0.1"}"#), [FindingKind::IpAddress]);
         assert_eq!(kinds(r#"{"x":"urn:oid:2.16.840.1.113883.6.238"}"#), []);
-        assert_eq!(kinds(r#"{"x":"2010-03-01T06:22:41-05:00"}"#), [FindingKind::FullDate]);
-        assert_eq!(kinds(r#"{"id":"5cbc121b-cd71-4428-b8b7-31e53eba8184"}"#), [FindingKind::SourceId]);
+        assert_eq!(
+            kinds(r#"{"x":"2010-03-01T06:22:41-05:00"}"#),
+            [FindingKind::FullDate]
+        );
+        assert_eq!(
+            kinds(r#"{"id":"5cbc121b-cd71-4428-b8b7-31e53eba8184"}"#),
+            [FindingKind::SourceId]
+        );
     }
 }

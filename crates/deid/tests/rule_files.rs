@@ -23,11 +23,17 @@ fn rule_error(text: &str) -> (usize, String, String) {
 #[test]
 fn toml_and_shape_errors_name_the_line() {
     let e = refused("name = \"x\"\n[[rule]\npath = 1").to_string();
-    assert!(e.starts_with("the rule file cannot be read:") && e.contains("line 2"), "{e}");
+    assert!(
+        e.starts_with("the rule file cannot be read:") && e.contains("line 2"),
+        "{e}"
+    );
     let e = refused("[[rule]]\npath = \"Patient.name\"\nmethd = \"redact\"\n").to_string();
     assert!(e.contains("unknown field `methd`"), "{e}");
     let e = refused("[[rule]]\npath = \"Patient.name\"\nmethod = \"scramble\"\n").to_string();
-    assert!(e.contains("unknown variant `scramble`") && e.contains("cryptoHash"), "{e}");
+    assert!(
+        e.contains("unknown variant `scramble`") && e.contains("cryptoHash"),
+        "{e}"
+    );
     let e = refused("[dates]\nmode = \"month\"\n").to_string();
     assert!(e.contains("unknown variant `month`"), "{e}");
     let e = refused("colour = \"blue\"\n").to_string();
@@ -41,27 +47,81 @@ fn selectors_are_checked_against_the_r4_definitions() {
     let (index, selector, reason) = rule_error(&format!(
         "{ok}\n[[rule]]\npath = [\"Patient.name\", \"Patient.adress.city\"]\nmethod = \"redact\"\n"
     ));
-    assert_eq!((index, selector.as_str()), (2, r#"path = ["Patient.name", "Patient.adress.city"]"#));
-    assert_eq!(reason, "`Patient.adress.city`: Patient has no element `adress`");
+    assert_eq!(
+        (index, selector.as_str()),
+        (2, r#"path = ["Patient.name", "Patient.adress.city"]"#)
+    );
+    assert_eq!(
+        reason,
+        "`Patient.adress.city`: Patient has no element `adress`"
+    );
     let cases = [
-        ("type = \"HumanNames\"\nmethod = \"redact\"", "not an R4 resource, datatype or primitive type"),
-        ("type = \"Patient.name\"\nmethod = \"redact\"", "is a path: write it as `path`"),
-        ("path = \"Observation.value[x].nothing\"\nmethod = \"redact\"", "has no element `nothing`"),
-        ("path = \"Bundle.entry.resource.id\"\nmethod = \"redact\"", "cannot go into them"),
-        ("path = \"Patient.name\"\ntype = \"string\"\nmethod = \"redact\"", "not both"),
+        (
+            "type = \"HumanNames\"\nmethod = \"redact\"",
+            "not an R4 resource, datatype or primitive type",
+        ),
+        (
+            "type = \"Patient.name\"\nmethod = \"redact\"",
+            "is a path: write it as `path`",
+        ),
+        (
+            "path = \"Observation.value[x].nothing\"\nmethod = \"redact\"",
+            "has no element `nothing`",
+        ),
+        (
+            "path = \"Bundle.entry.resource.id\"\nmethod = \"redact\"",
+            "cannot go into them",
+        ),
+        (
+            "path = \"Patient.name\"\ntype = \"string\"\nmethod = \"redact\"",
+            "not both",
+        ),
         ("method = \"redact\"", "needs a selector"),
         ("path = []\nmethod = \"redact\"", "lists nothing"),
-        ("type = \"string\"\nmethod = \"dateShift\"", "dateShift applies to date, dateTime, instant values"),
-        ("path = \"Patient.gender\"\nmethod = \"generalize\"\nto = \"zip3\"", "only reaches code"),
-        ("path = \"Patient.birthDate\"\nmethod = \"generalize\"", "generalize needs `to`"),
-        ("path = \"Patient.birthDate\"\nmethod = \"generalize\"\nto = \"decade\"", "generalize to `decade`"),
-        ("path = \"Patient.birthDate\"\nmethod = \"redact\"\nto = \"year\"", "`to` belongs to generalize"),
-        ("path = \"Patient.gender\"\nmethod = \"substitute\"", "substitute needs a `value`"),
-        ("path = \"Patient.gender\"\nmethod = \"keep\"\nvalue = \"x\"", "`value` belongs to substitute"),
-        ("path = \"Patient.birthDate\"\nmethod = \"substitute\"\nvalue = 1979-05-27", "TOML date-time"),
-        ("type = \"HumanName\"\nurl = \"http://x\"\nmethod = \"redact\"", "must reach an Extension"),
-        ("type = \"Extension\"\nurl = []\nmethod = \"redact\"", "at least one extension url"),
-        ("type = \"HumanName\"\nmethod = \"redact\"\nsafe_harbor = [\"S\"]", "not a Safe Harbor identifier letter"),
+        (
+            "type = \"string\"\nmethod = \"dateShift\"",
+            "dateShift applies to date, dateTime, instant values",
+        ),
+        (
+            "path = \"Patient.gender\"\nmethod = \"generalize\"\nto = \"zip3\"",
+            "only reaches code",
+        ),
+        (
+            "path = \"Patient.birthDate\"\nmethod = \"generalize\"",
+            "generalize needs `to`",
+        ),
+        (
+            "path = \"Patient.birthDate\"\nmethod = \"generalize\"\nto = \"decade\"",
+            "generalize to `decade`",
+        ),
+        (
+            "path = \"Patient.birthDate\"\nmethod = \"redact\"\nto = \"year\"",
+            "`to` belongs to generalize",
+        ),
+        (
+            "path = \"Patient.gender\"\nmethod = \"substitute\"",
+            "substitute needs a `value`",
+        ),
+        (
+            "path = \"Patient.gender\"\nmethod = \"keep\"\nvalue = \"x\"",
+            "`value` belongs to substitute",
+        ),
+        (
+            "path = \"Patient.birthDate\"\nmethod = \"substitute\"\nvalue = 1979-05-27",
+            "TOML date-time",
+        ),
+        (
+            "type = \"HumanName\"\nurl = \"http://x\"\nmethod = \"redact\"",
+            "must reach an Extension",
+        ),
+        (
+            "type = \"Extension\"\nurl = []\nmethod = \"redact\"",
+            "at least one extension url",
+        ),
+        (
+            "type = \"HumanName\"\nmethod = \"redact\"\nsafe_harbor = [\"S\"]",
+            "not a Safe Harbor identifier letter",
+        ),
     ];
     for (body, expected) in cases {
         let (index, _, reason) = rule_error(&format!("[[rule]]\n{body}\n"));
@@ -73,11 +133,31 @@ fn selectors_are_checked_against_the_r4_definitions() {
 #[test]
 fn settings_are_checked() {
     let cases = [
-        ("[drop]\ntypes = [\"Patients\"]", "drop.types", "`Patients` is not an R4 resource type"),
-        ("[drop]\nsafe_harbor = [\"a\"]", "drop.safe_harbor", "not a Safe Harbor identifier letter"),
-        ("[security]\nlabels = [\"SECRET\"]", "security.labels", "`SECRET` is not one of"),
-        ("[dates]\nmax_shift_days = 0", "dates.max_shift_days", "0 is not between 1 and 3650"),
-        ("[dates]\nmax_shift_days = 4000", "dates.max_shift_days", "4000 is not between"),
+        (
+            "[drop]\ntypes = [\"Patients\"]",
+            "drop.types",
+            "`Patients` is not an R4 resource type",
+        ),
+        (
+            "[drop]\nsafe_harbor = [\"a\"]",
+            "drop.safe_harbor",
+            "not a Safe Harbor identifier letter",
+        ),
+        (
+            "[security]\nlabels = [\"SECRET\"]",
+            "security.labels",
+            "`SECRET` is not one of",
+        ),
+        (
+            "[dates]\nmax_shift_days = 0",
+            "dates.max_shift_days",
+            "0 is not between 1 and 3650",
+        ),
+        (
+            "[dates]\nmax_shift_days = 4000",
+            "dates.max_shift_days",
+            "4000 is not between",
+        ),
     ];
     for (text, expected_setting, expected) in cases {
         match refused(text) {
@@ -89,9 +169,17 @@ fn settings_are_checked() {
         }
     }
     let many = "[[rule]]\ntype = \"string\"\nmethod = \"redact\"\n".repeat(129);
-    assert!(matches!(refused(&many), Error::Setting { setting: "rule", .. }));
+    assert!(matches!(
+        refused(&many),
+        Error::Setting {
+            setting: "rule",
+            ..
+        }
+    ));
     assert_eq!(
-        Rules::from_toml(&many[..many.len() / 129 * 128]).map(|r| r.len()).ok(),
+        Rules::from_toml(&many[..many.len() / 129 * 128])
+            .map(|r| r.len())
+            .ok(),
         Some(128)
     );
 }

@@ -47,7 +47,8 @@ fn the_vendored_inputs_are_valid_r4_as_stored() {
 #[test]
 fn safe_harbor_output_has_no_phi_and_validates() {
     let patients = patients();
-    let deid = safe_harbor("study-1", "org-a").with_reference_date(Date::new(2026, 1, 1).expect("date"));
+    let deid =
+        safe_harbor("study-1", "org-a").with_reference_date(Date::new(2026, 1, 1).expect("date"));
     let lines = export(&deid, &patients);
     let scanner = PhiScanner::new(patients.iter().flat_map(|p| &p.resources), true);
     assert!(scanner.needles() > 300, "{}", scanner.needles());
@@ -65,7 +66,9 @@ fn safe_harbor_output_has_no_phi_and_validates() {
         if let Err(e) = carechain_fhir::validate(&value) {
             panic!("{e:?}\n{line}");
         }
-        *types.entry(value["resourceType"].as_str().unwrap_or("").into()).or_default() += 1;
+        *types
+            .entry(value["resourceType"].as_str().unwrap_or("").into())
+            .or_default() += 1;
         assert_eq!(value["meta"]["security"][0]["code"], "PSEUDED", "{line}");
     }
     // Nothing in these types is dropped by Safe Harbor: every input resource is exported.
@@ -83,7 +86,13 @@ fn parse_lines(lines: &[String]) -> Vec<Value> {
 fn ids(resources: &[Value]) -> HashSet<String> {
     resources
         .iter()
-        .map(|r| format!("{}/{}", r["resourceType"].as_str().unwrap_or(""), r["id"].as_str().unwrap_or("")))
+        .map(|r| {
+            format!(
+                "{}/{}",
+                r["resourceType"].as_str().unwrap_or(""),
+                r["id"].as_str().unwrap_or("")
+            )
+        })
         .collect()
 }
 
@@ -91,13 +100,22 @@ fn ids(resources: &[Value]) -> HashSet<String> {
 fn pseudonyms_are_stable_across_custodians_and_differ_across_studies() {
     let patients = patients();
     let p = &patients[0];
-    let (a, b) = (safe_harbor("study-1", "org-a"), safe_harbor("study-1", "org-b"));
+    let (a, b) = (
+        safe_harbor("study-1", "org-a"),
+        safe_harbor("study-1", "org-b"),
+    );
     // Each custodian holds part of the patient's records: the Patient and every other
     // resource at A, the rest at B.
     let split = |keep: usize| StoredPatient {
         source: p.source.clone(),
         wallet: p.wallet.clone(),
-        resources: p.resources.iter().enumerate().filter(|(i, _)| i % 2 == keep).map(|(_, r)| r.clone()).collect(),
+        resources: p
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == keep)
+            .map(|(_, r)| r.clone())
+            .collect(),
     };
     let out_a = parse_lines(&export(&a, &[split(0)]));
     let out_b = parse_lines(&export(&b, &[split(1)]));
@@ -118,22 +136,33 @@ fn pseudonyms_are_stable_across_custodians_and_differ_across_studies() {
     }
     assert!(patient_refs > 300, "{patient_refs}");
     // And B's references into A's half join (Synthea's ids are UUIDs: custodian-independent).
-    let exported = ids(&out_a).union(&ids(&out_b)).cloned().collect::<HashSet<_>>();
+    let exported = ids(&out_a)
+        .union(&ids(&out_b))
+        .cloned()
+        .collect::<HashSet<_>>();
     let mut refs = Vec::new();
     out_b.iter().for_each(|r| references(r, &mut refs));
     let into_a = refs.iter().filter(|r| ids(&out_a).contains(*r)).count();
     assert!(into_a > 50, "{into_a}");
-    assert!(refs.iter().all(|r| r.starts_with('#') || exported.contains(r)), "{refs:?}");
+    assert!(
+        refs.iter()
+            .all(|r| r.starts_with('#') || exported.contains(r)),
+        "{refs:?}"
+    );
     // Another study, or another secret, gives another pseudonym.
-    let other_study = safe_harbor("study-2", "org-a").pseudonym(&p.wallet).expect("wallet");
+    let other_study = safe_harbor("study-2", "org-a")
+        .pseudonym(&p.wallet)
+        .expect("wallet");
     assert_ne!(other_study, pseudonym);
     let other_secret = DeidSecret::from_bytes(&[9u8; 32]).expect("secret");
-    let other = Deidentifier::new(Rules::safe_harbor(), &other_secret, "study-1", "org-a").expect("deid");
+    let other =
+        Deidentifier::new(Rules::safe_harbor(), &other_secret, "study-1", "org-a").expect("deid");
     assert_ne!(other.pseudonym(&p.wallet).expect("wallet"), pseudonym);
     // Ids that are not UUIDs are only unique per server: hashed with the custodian.
     let obs = json!({"resourceType": "Observation", "id": "42", "status": "final",
                      "code": {"coding": [{"system": "http://loinc.org", "code": "8302-2"}]}});
-    let id_at = |d: &Deidentifier| d.deidentify(&obs, &p.wallet).expect("ok").expect("kept")["id"].clone();
+    let id_at =
+        |d: &Deidentifier| d.deidentify(&obs, &p.wallet).expect("ok").expect("kept")["id"].clone();
     assert_ne!(id_at(&a), id_at(&b));
     assert_eq!(id_at(&a), id_at(&safe_harbor("study-1", "org-a")));
 }
@@ -169,9 +198,14 @@ fn dates(value: &Value, path: &mut String, out: &mut HashMap<String, String>) {
 fn date_shifts_are_consistent_within_a_patient_and_between_custodians() {
     let patients = patients();
     let shift = |custodian: &str| {
-        Deidentifier::new(Rules::safe_harbor().with_date_mode(DateMode::Shift), &secret(), "study-1", custodian)
-            .expect("deid")
-            .with_reference_date(Date::new(2026, 1, 1).expect("date"))
+        Deidentifier::new(
+            Rules::safe_harbor().with_date_mode(DateMode::Shift),
+            &secret(),
+            "study-1",
+            custodian,
+        )
+        .expect("deid")
+        .with_reference_date(Date::new(2026, 1, 1).expect("date"))
     };
     let (a, b) = (shift("org-a"), shift("org-b"));
     let mut offsets = HashSet::new();
@@ -186,7 +220,8 @@ fn date_shifts_are_consistent_within_a_patient_and_between_custodians() {
         for r in p.resources.iter().filter(|r| !unlinked(r)) {
             let out_a = scope_a.deidentify(r).expect("ok").expect("kept");
             let out_b = scope_b.deidentify(r).expect("ok").expect("kept");
-            let (mut before, mut after, mut at_b) = (HashMap::new(), HashMap::new(), HashMap::new());
+            let (mut before, mut after, mut at_b) =
+                (HashMap::new(), HashMap::new(), HashMap::new());
             dates(r, &mut String::new(), &mut before);
             dates(&out_a, &mut String::new(), &mut after);
             dates(&out_b, &mut String::new(), &mut at_b);
@@ -202,7 +237,10 @@ fn date_shifts_are_consistent_within_a_patient_and_between_custodians() {
         }
         assert!(compared >= 1, "{}", p.source);
     }
-    assert!(offsets.len() > 1, "patients get different offsets: {offsets:?}");
+    assert!(
+        offsets.len() > 1,
+        "patients get different offsets: {offsets:?}"
+    );
 }
 
 #[test]
@@ -216,7 +254,12 @@ fn references_still_join_inside_the_export() {
         let mut refs = Vec::new();
         resources.iter().for_each(|r| references(r, &mut refs));
         let total = refs.iter().filter(|r| !r.starts_with('#')).count();
-        (total, refs.iter().filter(|r| !r.starts_with('#') && !known.contains(*r)).count())
+        (
+            total,
+            refs.iter()
+                .filter(|r| !r.starts_with('#') && !known.contains(*r))
+                .count(),
+        )
     };
     let (total_in, missing_in) = unresolved(&inputs);
     let (total_out, missing_out) = unresolved(&outputs);
@@ -233,7 +276,10 @@ fn ages_over_89_are_grouped() {
     let wallet = "0x00000000000000000000000000000000000000aa";
     let birth = |deid: &Deidentifier, date: &str| {
         let patient = json!({"resourceType": "Patient", "id": wallet, "birthDate": date});
-        let out = deid.deidentify(&patient, wallet).expect("ok").expect("kept");
+        let out = deid
+            .deidentify(&patient, wallet)
+            .expect("ok")
+            .expect("kept");
         assert!(carechain_fhir::validate(&out).is_ok());
         out["birthDate"].as_str().unwrap_or_default().to_owned()
     };
@@ -241,11 +287,20 @@ fn ages_over_89_are_grouped() {
     assert_eq!(birth(&year, "1930-05-01"), "1934", "95: the one 90+ year");
     assert_eq!(birth(&year, "1935-06-01"), "1934", "90 today");
     assert_eq!(birth(&year, "1935-06-02"), "1935", "89 until tomorrow");
-    assert_eq!(birth(&year, "1935"), "1934", "a bare year counts from its first day");
+    assert_eq!(
+        birth(&year, "1935"),
+        "1934",
+        "a bare year counts from its first day"
+    );
     assert_eq!(birth(&year, "1980-02-03"), "1980");
-    let shift = Deidentifier::new(Rules::safe_harbor().with_date_mode(DateMode::Shift), &secret(), "s", "c")
-        .expect("deid")
-        .with_reference_date(at);
+    let shift = Deidentifier::new(
+        Rules::safe_harbor().with_date_mode(DateMode::Shift),
+        &secret(),
+        "s",
+        "c",
+    )
+    .expect("deid")
+    .with_reference_date(at);
     assert_eq!(birth(&shift, "1920-01-01"), "1934");
     let shifted = birth(&shift, "1980-02-03");
     assert_eq!(shifted.len(), 10);
@@ -254,9 +309,10 @@ fn ages_over_89_are_grouped() {
 
 #[test]
 fn a_custom_rule_file_changes_the_output_as_configured() {
-    let safe_harbor_rules = &carechain_deid::rules::SAFE_HARBOR[carechain_deid::rules::SAFE_HARBOR
-        .find("[[rule]]")
-        .expect("rules")..];
+    let safe_harbor_rules = &carechain_deid::rules::SAFE_HARBOR
+        [carechain_deid::rules::SAFE_HARBOR
+            .find("[[rule]]")
+            .expect("rules")..];
     let custom = format!(
         r#"
 name = "Safe Harbor, keeping observation codes"
@@ -290,20 +346,41 @@ value = "unknown"
     let standard = safe_harbor("study-1", "org-a");
     let p = &patients()[0];
     let of_type = |deid: &Deidentifier, ty: &str| -> Option<Value> {
-        let r = p.resources.iter().find(|r| r["resourceType"] == ty).expect("present");
+        let r = p
+            .resources
+            .iter()
+            .find(|r| r["resourceType"] == ty)
+            .expect("present");
         deid.deidentify(r, &p.wallet).expect("ok")
     };
     let observation = of_type(&custom, "Observation").expect("kept");
     assert_eq!(observation["code"]["text"], "Body Height");
-    assert!(of_type(&standard, "Observation").expect("kept")["code"].get("text").is_none());
-    assert_eq!(observation["effectiveDateTime"].as_str().map(str::len), Some(25), "shifted, not a year");
+    assert!(
+        of_type(&standard, "Observation").expect("kept")["code"]
+            .get("text")
+            .is_none()
+    );
+    assert_eq!(
+        observation["effectiveDateTime"].as_str().map(str::len),
+        Some(25),
+        "shifted, not a year"
+    );
     let patient = of_type(&custom, "Patient").expect("kept");
     assert_eq!(patient["gender"], "unknown");
     let urls = |p: &Value| -> Vec<String> {
-        p["extension"].as_array().into_iter().flatten().filter_map(|e| e["url"].as_str().map(str::to_owned)).collect()
+        p["extension"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["url"].as_str().map(str::to_owned))
+            .collect()
     };
     assert!(!urls(&patient).iter().any(|u| u.ends_with("us-core-race")));
-    assert!(urls(&of_type(&standard, "Patient").expect("kept")).iter().any(|u| u.ends_with("us-core-race")));
+    assert!(
+        urls(&of_type(&standard, "Patient").expect("kept"))
+            .iter()
+            .any(|u| u.ends_with("us-core-race"))
+    );
     assert_eq!(of_type(&custom, "Claim"), None);
     assert!(of_type(&standard, "Claim").is_some());
     for out in [observation, patient] {
@@ -338,7 +415,15 @@ fn required_elements_removed_by_the_rules_become_data_absent() {
             panic!("{e:?}\n{out}");
         }
         let text = out.to_string();
-        for phi in ["QWFyb24", "GRP-12345", "Acme", "Humana", "Mason910", "Aaron", "2020-01-01"] {
+        for phi in [
+            "QWFyb24",
+            "GRP-12345",
+            "Acme",
+            "Humana",
+            "Mason910",
+            "Aaron",
+            "2020-01-01",
+        ] {
             assert!(!text.contains(phi), "{phi} in {text}");
         }
         assert!(text.contains("data-absent-reason"), "{text}");
@@ -352,21 +437,39 @@ fn a_whole_bundle_is_deidentified_with_its_links_intact() {
     )
     .expect("JSON");
     let wallet = "0x00000000000000000000000000000000000000aa";
-    let out = safe_harbor("s", "c").deidentify(&bundle, wallet).expect("ok").expect("kept");
+    let deid = safe_harbor("s", "c");
+    // The raw bundle names its patient by a UUID, not by the wallet.
+    let patient_id = bundle["entry"][0]["resource"]["id"]
+        .as_str()
+        .expect("the Patient first");
+    let scope = deid
+        .patient(wallet)
+        .expect("wallet")
+        .with_source_id(patient_id);
+    let out = scope.deidentify(&bundle).expect("ok").expect("kept");
     if let Err(e) = carechain_fhir::validate(&out) {
         panic!("{e:?}");
     }
     let entries = out["entry"].as_array().expect("entries");
     assert_eq!(entries.len(), 319);
-    let full_urls: HashSet<&str> = entries.iter().filter_map(|e| e["fullUrl"].as_str()).collect();
+    let full_urls: HashSet<&str> = entries
+        .iter()
+        .filter_map(|e| e["fullUrl"].as_str())
+        .collect();
     for e in entries {
         let id = e["resource"]["id"].as_str().expect("id");
-        assert!(full_urls.contains(format!("urn:uuid:{id}").as_str()) || e["resource"]["resourceType"] == "Patient");
+        assert!(
+            full_urls.contains(format!("urn:uuid:{id}").as_str()),
+            "{id}"
+        );
         assert!(e.get("request").is_none());
     }
     let mut refs = Vec::new();
     references(&out, &mut refs);
-    let joined = refs.iter().filter(|r| full_urls.contains(r.as_str())).count();
+    let joined = refs
+        .iter()
+        .filter(|r| full_urls.contains(r.as_str()))
+        .count();
     let source_urls: HashSet<&str> = bundle["entry"]
         .as_array()
         .into_iter()
@@ -375,8 +478,16 @@ fn a_whole_bundle_is_deidentified_with_its_links_intact() {
         .collect();
     let mut source_refs = Vec::new();
     references(&bundle, &mut source_refs);
-    let joined_before = source_refs.iter().filter(|r| source_urls.contains(r.as_str())).count();
-    assert_eq!(joined, joined_before, "every link inside the bundle still joins");
+    let joined_before = source_refs
+        .iter()
+        .filter(|r| source_urls.contains(r.as_str()))
+        .count();
+    assert_eq!(
+        joined, joined_before,
+        "every link inside the bundle still joins"
+    );
+    let to_patient = format!("urn:uuid:{}", scope.pseudonym());
+    assert!(refs.iter().filter(|r| **r == to_patient).count() > 300);
     let scanner = PhiScanner::new([&bundle], true);
     assert_eq!(scanner.scan_line(&out.to_string()), []);
 }

@@ -89,7 +89,10 @@ fn from_bundle(name: &str, bundle: &Value) -> StoredPatient {
             r
         })
         .collect();
-    if let Some(at) = resources.iter().position(|r| r["resourceType"] == "Patient") {
+    if let Some(at) = resources
+        .iter()
+        .position(|r| r["resourceType"] == "Patient")
+    {
         let mut patient = resources.remove(at);
         link_wallet(&mut patient, &wallet);
         resources.insert(0, patient);
