@@ -32,6 +32,7 @@ pub struct Deidentifier {
 
 struct Known {
     reference: Type,
+    age: Type,
     extension: Type,
     element: Type,
     patient: Type,
@@ -72,6 +73,7 @@ impl Deidentifier {
         custodian: &str,
     ) -> Result<Self, Error> {
         let reference = Type::named("Reference").ok_or(Error::NotAResource)?;
+        let age = Type::named("Age").ok_or(Error::NotAResource)?;
         let extension = Type::named("Extension").ok_or(Error::NotAResource)?;
         let patient = Type::resource("Patient").ok_or(Error::NotAResource)?;
         let full_url = Type::named("Bundle.entry").and_then(|t| t.element("fullUrl"));
@@ -81,6 +83,7 @@ impl Deidentifier {
             reference_date: Date::today(),
             known: Known {
                 reference,
+                age,
                 extension,
                 element: Type::primitive_element(),
                 patient,
@@ -537,11 +540,17 @@ impl Walk<'_> {
         let covering = frame.covering | matched;
         if covering != 0 {
             let first = covering.trailing_zeros() as usize;
-            if matched & (1 << first) != 0
-                && let Method::Substitute(v) = &self.rules.rules[first].method
-            {
-                *value = v.clone();
-                return true;
+            if matched & (1 << first) != 0 {
+                match &self.rules.rules[first].method {
+                    Method::Substitute(v) => {
+                        *value = v.clone();
+                        return true;
+                    }
+                    Method::Generalize(Generalization::Age) if ty == self.deid.known.age => {
+                        cap_age(obj);
+                    }
+                    _ => {}
+                }
             }
         }
         let child = Frame {
@@ -701,6 +710,8 @@ impl Walk<'_> {
                 }
                 _ => Outcome::Skip,
             },
+            // Acts on the Age node (in `complex`), never on a value.
+            Method::Generalize(Generalization::Age) => Outcome::Skip,
             Method::Generalize(Generalization::Zip3) => match (p, text) {
                 (Primitive::String, Some(text)) => match zip3(text, siblings.country.as_deref()) {
                     Some(zip) => Outcome::Set(Value::String(zip.to_owned())),
@@ -886,6 +897,36 @@ fn zip3<'a>(text: &'a str, country: Option<&str>) -> Option<&'a str> {
     } else {
         prefix
     })
+}
+
+/// An `Age` of 90 years or more becomes `>= 90` years (Safe Harbor's "90 or older"). The
+/// value is read in its UCUM unit (years, months, weeks, days, hours or minutes).
+fn cap_age(age: &mut Map<String, Value>) {
+    let Some(value) = age.get("value").and_then(Value::as_f64) else {
+        return;
+    };
+    let unit = age
+        .get("code")
+        .or_else(|| age.get("unit"))
+        .and_then(Value::as_str)
+        .unwrap_or("a");
+    let per_year = match unit {
+        "a" | "yr" | "year" | "years" | "y" => 1.0,
+        "mo" | "month" | "months" => 12.0,
+        "wk" | "week" | "weeks" => 52.1775,
+        "d" | "day" | "days" => 365.25,
+        "h" | "hour" | "hours" => 8766.0,
+        "min" | "minute" | "minutes" => 525_960.0,
+        _ => return,
+    };
+    if value / per_year < 90.0 {
+        return;
+    }
+    age.insert("value".into(), json!(90));
+    age.insert("comparator".into(), json!(">="));
+    age.insert("unit".into(), json!("years"));
+    age.insert("system".into(), json!("http://unitsofmeasure.org"));
+    age.insert("code".into(), json!("a"));
 }
 
 /// Puts a data-absent-reason where R4 requires an element that is no longer there.

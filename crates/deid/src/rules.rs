@@ -78,6 +78,8 @@ pub(crate) enum Generalization {
     Zip3,
     /// A birth date: by the date mode, or the one "90 or older" year for anyone aged 90+.
     BirthDate,
+    /// An `Age` of 90 years or more: `>= 90` years.
+    Age,
 }
 
 /// What a rule does to the values it covers.
@@ -298,15 +300,24 @@ impl Target {
         }
     }
 
+    /// Whether the selector can land on an Age.
+    fn reaches_ages(&self) -> bool {
+        self.reaches_type("Age")
+    }
+
     /// Whether the selector can land on an Extension.
     fn reaches_extensions(&self) -> bool {
-        let is_extension = |t: Type| t.name() == "Extension";
+        self.reaches_type("Extension")
+    }
+
+    fn reaches_type(&self, name: &str) -> bool {
+        let named = |t: Type| t.name() == name;
         match self {
-            Self::Types(types) => types.iter().any(|t| is_extension(*t)),
+            Self::Types(types) => types.iter().any(|t| named(*t)),
             Self::Primitive(_) => false,
             Self::Path(steps) => steps.last().is_some_and(|last| {
                 last.iter()
-                    .any(|el| matches!(el.kind(), Kind::Complex(t) if is_extension(t)))
+                    .any(|el| matches!(el.kind(), Kind::Complex(t) if named(t)))
             }),
         }
     }
@@ -400,7 +411,13 @@ fn compile(raw: RawFile) -> Result<Rules, Error> {
             return Err(fail("the selector lists nothing".into()));
         }
         let method = method(&raw_rule).map_err(&fail)?;
-        if let Some(accepted) = accepted_primitives(&method) {
+        if method == Method::Generalize(Generalization::Age) {
+            if !targets.iter().all(Target::reaches_ages) {
+                return Err(fail(
+                    "generalize to age acts on Age values: the selector must reach an Age".into(),
+                ));
+            }
+        } else if let Some(accepted) = accepted_primitives(&method) {
             for target in &targets {
                 if let Some(prims) = target.primitives()
                     && !prims.iter().any(|p| accepted.contains(p))
@@ -514,6 +531,8 @@ fn method_name(m: MethodName) -> &'static str {
     }
 }
 
+const GENERALIZATIONS: &str = r#""year", "zip3", "birthDate" or "age""#;
+
 fn method(rule: &RawRule) -> Result<Method, String> {
     let name = method_name(rule.method);
     if rule.to.is_some() && rule.method != MethodName::Generalize {
@@ -531,13 +550,14 @@ fn method(rule: &RawRule) -> Result<Method, String> {
             Some("year") => Generalization::Year,
             Some("zip3") => Generalization::Zip3,
             Some("birthDate") => Generalization::BirthDate,
+            Some("age") => Generalization::Age,
             Some(other) => {
                 return Err(format!(
-                    "generalize to `{other}`: expected \"year\", \"zip3\" or \"birthDate\""
+                    "generalize to `{other}`: expected {GENERALIZATIONS}"
                 ));
             }
             None => {
-                return Err("generalize needs `to`: \"year\", \"zip3\" or \"birthDate\"".into());
+                return Err(format!("generalize needs `to`: {GENERALIZATIONS}"));
             }
         }),
         MethodName::Substitute => {
@@ -581,6 +601,8 @@ pub(crate) fn accepted_primitives(method: &Method) -> Option<&'static [Primitive
             Some(&[Primitive::Date, Primitive::DateTime])
         }
         Method::Generalize(Generalization::Zip3) => Some(&[Primitive::String]),
+        // Acts on Age nodes, checked apart.
+        Method::Generalize(Generalization::Age) => Some(&[]),
     }
 }
 

@@ -91,6 +91,10 @@ fn selectors_are_checked_against_the_r4_definitions() {
             "generalize needs `to`",
         ),
         (
+            "path = \"Patient.birthDate\"\nmethod = \"generalize\"\nto = \"age\"",
+            "must reach an Age",
+        ),
+        (
             "path = \"Patient.birthDate\"\nmethod = \"generalize\"\nto = \"decade\"",
             "generalize to `decade`",
         ),

@@ -305,6 +305,30 @@ fn ages_over_89_are_grouped() {
     let shifted = birth(&shift, "1980-02-03");
     assert_eq!(shifted.len(), 10);
     assert_ne!(shifted, "1980-02-03");
+    let onset = |age: Value| {
+        let condition = json!({"resourceType": "Condition",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+            "subject": {"reference": format!("Patient/{wallet}")}, "onsetAge": age});
+        let out = year
+            .deidentify(&condition, wallet)
+            .expect("ok")
+            .expect("kept");
+        assert!(carechain_fhir::validate(&out).is_ok(), "{out}");
+        out["onsetAge"].clone()
+    };
+    let ucum = "http://unitsofmeasure.org";
+    let ninety_plus =
+        json!({"value": 90, "comparator": ">=", "unit": "years", "system": ucum, "code": "a"});
+    assert_eq!(
+        onset(json!({"value": 95, "unit": "years", "system": ucum, "code": "a"})),
+        ninety_plus
+    );
+    assert_eq!(
+        onset(json!({"value": 1100, "unit": "months", "system": ucum, "code": "mo"})),
+        ninety_plus
+    );
+    let young = json!({"value": 40, "unit": "years", "system": ucum, "code": "a"});
+    assert_eq!(onset(young.clone()), young);
 }
 
 #[test]
