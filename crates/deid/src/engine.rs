@@ -33,6 +33,7 @@ pub struct Deidentifier {
 struct Known {
     reference: Type,
     age: Type,
+    address: Type,
     extension: Type,
     element: Type,
     patient: Type,
@@ -74,6 +75,7 @@ impl Deidentifier {
     ) -> Result<Self, Error> {
         let reference = Type::named("Reference").ok_or(Error::NotAResource)?;
         let age = Type::named("Age").ok_or(Error::NotAResource)?;
+        let address = Type::named("Address").ok_or(Error::NotAResource)?;
         let extension = Type::named("Extension").ok_or(Error::NotAResource)?;
         let patient = Type::resource("Patient").ok_or(Error::NotAResource)?;
         let full_url = Type::named("Bundle.entry").and_then(|t| t.element("fullUrl"));
@@ -84,6 +86,7 @@ impl Deidentifier {
             known: Known {
                 reference,
                 age,
+                address,
                 extension,
                 element: Type::primitive_element(),
                 patient,
@@ -401,10 +404,13 @@ impl Walk<'_> {
             }
         }
         let siblings = Siblings {
-            country: obj
-                .get("country")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            country: if ty == self.deid.known.address {
+                obj.get("country")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            } else {
+                None
+            },
         };
         obj.retain(|key, value| {
             let keep = self.property(ty, key, value, frame, res, &siblings);

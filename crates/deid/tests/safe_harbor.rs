@@ -71,6 +71,21 @@ fn safe_harbor_output_has_no_phi_and_validates() {
             .or_default() += 1;
         assert_eq!(value["meta"]["security"][0]["code"], "PSEUDED", "{line}");
     }
+    // The Synthea population has a patient born in 1931: 94 on the reference date.
+    let old = patients
+        .iter()
+        .find(|p| p.resources[0]["birthDate"] == "1931-04-18")
+        .expect("the 1931 patient");
+    let pseudonym = deid.pseudonym(&old.wallet).expect("wallet");
+    let exported = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).expect("JSON"))
+        .find(|v| v["id"] == json!(pseudonym))
+        .expect("exported");
+    assert_eq!(
+        exported["birthDate"], "1935",
+        "2026 - 91: the one year of everyone 90 or over"
+    );
     // Nothing in these types is dropped by Safe Harbor: every input resource is exported.
     assert_eq!(lines.len(), 319 + 556 + 25, "{types:?}");
 }
