@@ -53,3 +53,13 @@ pub use engine::{DATA_ABSENT_REASON, Deidentifier, PatientScope, RESTRICTED_ZIP3
 pub use error::Error;
 pub use keys::{DeidSecret, Wallet};
 pub use rules::{DateMode, Rules};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_deidentifier_is_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<crate::Deidentifier>();
+        shareable::<crate::PatientScope<'static>>();
+    }
+}
