@@ -33,7 +33,7 @@
 //!   what each Safe Harbor rule does.
 //! - [`Deidentifier`]: one per study and custodian, keyed by the consortium's
 //!   [`DeidSecret`]. A patient's pseudonym and date offset are the same at every custodian in a
-//!   study and differ between studies ([`keys`](crate::keys) gives the construction).
+//!   study and differ between studies ([`keys`] gives the construction).
 //! - Every output is valid R4 when its input is: where R4 requires an element the rules removed,
 //!   a `data-absent-reason` extension (`masked`) stands in for it.
 //! - [`scan`]: a PHI scanner for the output, which the tests run over every exported line.
