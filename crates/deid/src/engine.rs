@@ -1,7 +1,9 @@
-//! The de-identification walk: one pass over a resource, guided by the R4 definitions, building
-//! the de-identified copy.
+//! The de-identification walk: one pass over a resource, guided by the R4 definitions, that
+//! de-identifies it in place.
 
 use carechain_fhir::schema::{Element, Kind, Primitive, Type};
+use std::sync::LazyLock;
+
 use serde_json::{Map, Value, json};
 
 use crate::date::{self, Date};
@@ -27,9 +29,10 @@ pub struct Deidentifier {
     key: StudyKey,
     reference_date: Date,
     /// Types and elements the walk recognises by identity.
-    known: Known,
+    known: &'static Known,
 }
 
+/// The types and elements the walk recognises by identity.
 struct Known {
     reference: Type,
     age: Type,
@@ -49,9 +52,22 @@ impl std::fmt::Debug for Deidentifier {
     }
 }
 
+static KNOWN: LazyLock<Known> = LazyLock::new(|| {
+    // The generated R4 tables define all of these: a missing one is a broken build.
+    let named = |name: &str| Type::named(name).expect("an R4 datatype");
+    Known {
+        reference: named("Reference"),
+        age: named("Age"),
+        address: named("Address"),
+        extension: named("Extension"),
+        element: Type::primitive_element(),
+        patient: Type::resource("Patient").expect("an R4 resource type"),
+        full_url: named("Bundle.entry").element("fullUrl"),
+    }
+});
+
 /// The patient a batch of resources belongs to: their pseudonym and date offset, derived once.
 /// Get one from [`Deidentifier::patient`] and pass every resource of the patient through it.
-#[derive(Debug)]
 pub struct PatientScope<'d> {
     deid: &'d Deidentifier,
     wallet: Wallet,
@@ -73,25 +89,11 @@ impl Deidentifier {
         study: &str,
         custodian: &str,
     ) -> Result<Self, Error> {
-        let reference = Type::named("Reference").ok_or(Error::NotAResource)?;
-        let age = Type::named("Age").ok_or(Error::NotAResource)?;
-        let address = Type::named("Address").ok_or(Error::NotAResource)?;
-        let extension = Type::named("Extension").ok_or(Error::NotAResource)?;
-        let patient = Type::resource("Patient").ok_or(Error::NotAResource)?;
-        let full_url = Type::named("Bundle.entry").and_then(|t| t.element("fullUrl"));
         Ok(Self {
             rules,
             key: StudyKey::new(secret, study, custodian)?,
             reference_date: Date::today(),
-            known: Known {
-                reference,
-                age,
-                address,
-                extension,
-                element: Type::primitive_element(),
-                patient,
-                full_url,
-            },
+            known: &KNOWN,
         })
     }
 
@@ -203,6 +205,15 @@ impl Deidentifier {
         Ok(walk
             .resource(ty, obj, None, None, false)
             .then_some(resource))
+    }
+}
+
+impl std::fmt::Debug for PatientScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the wallet nor the offset: both would undo the de-identification.
+        f.debug_struct("PatientScope")
+            .field("pseudonym", &self.pseudonym)
+            .finish_non_exhaustive()
     }
 }
 

@@ -530,3 +530,43 @@ fn a_whole_bundle_is_deidentified_with_its_links_intact() {
     let scanner = PhiScanner::new([&bundle], true);
     assert_eq!(scanner.scan_line(&out.to_string()), []);
 }
+
+#[test]
+fn the_fhir_crates_valid_examples_stay_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fhir/tests/data/valid");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("examples")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 14);
+    let wallet = "0x00000000000000000000000000000000000000aa";
+    for deid in [
+        safe_harbor("s", "c"),
+        Deidentifier::new(
+            Rules::safe_harbor().with_date_mode(DateMode::Shift),
+            &secret(),
+            "s",
+            "c",
+        )
+        .expect("deid"),
+    ] {
+        for path in &names {
+            let input: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON");
+            let Some(out) = deid.deidentify(&input, wallet).expect("a resource") else {
+                assert_eq!(
+                    input["resourceType"], "AuditEvent",
+                    "only AuditEvent is dropped"
+                );
+                continue;
+            };
+            if let Err(e) = carechain_fhir::validate(&out) {
+                panic!("{}: {e:?}\n{out}", path.display());
+            }
+            let scanner = PhiScanner::new([&input], deid.rules().date_mode() == DateMode::Year);
+            let text = out.to_string();
+            assert_eq!(scanner.scan_line(&text), [], "{}: {text}", path.display());
+        }
+    }
+}
