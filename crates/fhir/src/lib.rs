@@ -24,6 +24,9 @@
 //! assert_eq!(outcome["issue"][1]["expression"][0], "Observation.status");
 //! ```
 //!
+//! The tables are also readable through [`schema`], for code that walks resources by their
+//! definitions (the de-identification engine does).
+//!
 //! # What is checked
 //!
 //! Everything below comes from tables generated from the R4 StructureDefinitions and ValueSets
@@ -78,6 +81,7 @@ mod issue;
 mod model;
 mod path;
 mod primitive;
+pub mod schema;
 mod validate;
 
 pub use issue::{Issue, IssueCode, Severity, ValidationError, operation_outcome};

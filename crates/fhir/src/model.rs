@@ -14,34 +14,79 @@ pub(crate) const NO_CHOICE: u8 = u8::MAX;
 /// The most choice groups (`value[x]`, `effective[x]`, ...) one type has; the generator checks it.
 pub(crate) const MAX_CHOICES: usize = 8;
 
-/// The FHIR primitive types, each with its own JSON type and lexical rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Prim {
+/// The FHIR primitive types, each with its own JSON type and lexical rule (public as
+/// [`crate::schema::Primitive`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Prim {
+    /// `base64Binary`
     Base64Binary,
+    /// `boolean`
     Boolean,
+    /// `canonical`
     Canonical,
+    /// `code`
     Code,
+    /// `date`
     Date,
+    /// `dateTime`
     DateTime,
+    /// `decimal`
     Decimal,
+    /// `id`
     Id,
+    /// `instant`
     Instant,
+    /// `integer`
     Integer,
+    /// `markdown`
     Markdown,
+    /// `oid`
     Oid,
+    /// `positiveInt`
     PositiveInt,
+    /// `string`
     String,
+    /// `time`
     Time,
+    /// `unsignedInt`
     UnsignedInt,
+    /// `uri`
     Uri,
+    /// `url`
     Url,
+    /// `uuid`
     Uuid,
+    /// `xhtml` (a narrative's `div`)
     Xhtml,
 }
 
 impl Prim {
-    /// The FHIR name of the type, for diagnostics.
-    pub(crate) fn name(self) -> &'static str {
+    /// Every primitive type, in the order of the variants.
+    pub const ALL: [Prim; 20] = [
+        Self::Base64Binary,
+        Self::Boolean,
+        Self::Canonical,
+        Self::Code,
+        Self::Date,
+        Self::DateTime,
+        Self::Decimal,
+        Self::Id,
+        Self::Instant,
+        Self::Integer,
+        Self::Markdown,
+        Self::Oid,
+        Self::PositiveInt,
+        Self::String,
+        Self::Time,
+        Self::UnsignedInt,
+        Self::Uri,
+        Self::Url,
+        Self::Uuid,
+        Self::Xhtml,
+    ];
+
+    /// The FHIR name of the type (`dateTime`, `base64Binary`).
+    pub fn name(self) -> &'static str {
         match self {
             Self::Base64Binary => "base64Binary",
             Self::Boolean => "boolean",
@@ -137,10 +182,13 @@ impl TypeDef {
 
     /// The element with this JSON property name.
     pub(crate) fn element(&self, name: &str) -> Option<&'static Element> {
+        self.element_position(name).map(|i| &self.elements[i])
+    }
+
+    /// The position in `elements` of the element with this JSON property name.
+    pub(crate) fn element_position(&self, name: &str) -> Option<usize> {
         let elements = TYPES[usize::from(self.id)].elements;
-        LOOKUP.types[usize::from(self.id)]
-            .find(name, |i| elements[i].name)
-            .map(|i| &elements[i])
+        LOOKUP.types[usize::from(self.id)].find(name, |i| elements[i].name)
     }
 
     /// The concrete resource type with this name.
