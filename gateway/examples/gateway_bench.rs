@@ -8,7 +8,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{TestChain, TestGateway, TestIndexer, fresh_database};
+use common::{TestChain, TestGateway, fresh_database};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,77 @@ async fn load(http: &reqwest::Client, url: &str, token: &str, connections: usize
     }
 }
 
+/// Closed-loop single-resource creates (`POST url` with `body`) on `connections` connections.
+async fn create_load(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+    connections: usize,
+) -> Load {
+    eprintln!("create load: {url} with {connections} connections");
+    let run = run_length();
+    let deadline = Instant::now() + run;
+    let body = body.to_string();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (http, token, body) = (http.clone(), token.to_owned(), body.clone());
+        let url = reqwest::Url::parse(url).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let start = Instant::now();
+                let response = http
+                    .post(url.clone())
+                    .bearer_auth(&token)
+                    .header("content-type", "application/fhir+json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let answer = response.bytes().await.unwrap();
+                assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+                latencies.push(start.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
+    eprintln!("  {} creates, p99 {:.2} ms", all.len(), p99.as_secs_f64() * 1000.0);
+    Load {
+        rps: all.len() as f64 / run.as_secs_f64(),
+        p99_ms: p99.as_secs_f64() * 1000.0,
+    }
+}
+
+/// The indexer as it ships (its default poll interval: the revocation lag is measured with it).
+async fn product_indexer(chain: &TestChain, database_url: &str) -> tokio::task::JoinHandle<()> {
+    use clap::Parser;
+    let config = carechain_indexer::Config::try_parse_from([
+        "carechain-indexer",
+        "--rpc-url",
+        &chain.rpc_url,
+        "--manifest",
+        chain.manifest_path.to_str().unwrap(),
+        "--database-url",
+        database_url,
+        "--no-progress",
+    ])
+    .unwrap();
+    let indexer = carechain_indexer::Indexer::start(config).await.unwrap();
+    tokio::spawn(async move {
+        if let Err(err) = indexer.run().await {
+            eprintln!("indexer stopped: {err}");
+        }
+    })
+}
+
 fn figure(name: &str, value: f64, unit: &str) {
     println!("FIGURE {name} {value:.2} {unit}");
 }
@@ -87,18 +158,20 @@ async fn main() {
     let (org, practitioner) = (&custodian.org, custodian.practitioner.clone());
     let db = fresh_database().await;
     let kek = alloy::hex::encode([7u8; 32]);
-    let settings = |skip: bool| {
+    let settings = |skip: bool, skip_validation: bool| {
         let kek = kek.clone();
         let custodian = &custodian;
         move |c: &mut carechain_gateway::GatewayConfig| {
             custodian.configure(c);
             c.kek = Some(kek);
             c.bench_skip_consent = skip;
+            c.bench_skip_validation = skip_validation;
         }
     };
-    let checked = TestGateway::start_with(&chain, &db, settings(false)).await;
-    let unchecked = TestGateway::start_with(&chain, &db, settings(true)).await;
-    let _indexer = TestIndexer::start(&chain, &db).await;
+    let checked = TestGateway::start_with(&chain, &db, settings(false, false)).await;
+    let unchecked = TestGateway::start_with(&chain, &db, settings(true, false)).await;
+    let unvalidated = TestGateway::start_with(&chain, &db, settings(false, true)).await;
+    let indexer = product_indexer(&chain, &db).await;
     let patient_wallet = chain.wallet().await;
     let patient = checked.sign_in(&patient_wallet).await;
     let me = format!("{:#x}", patient_wallet.address());
@@ -152,6 +225,28 @@ async fn main() {
         "resources/s",
     );
 
+    // Single creates at 8 connections, validated (the gateway as it ships) and not (the
+    // baseline), both deciding consent and anchoring each version.
+    let http = reqwest::Client::new();
+    let one = observation(3);
+    let validated = create_load(&http, &checked.url("/Observation"), &patient, &one, 8).await;
+    let patient_unvalidated = unvalidated.sign_in(&patient_wallet).await;
+    let baseline = create_load(
+        &http,
+        &unvalidated.url("/Observation"),
+        &patient_unvalidated,
+        &one,
+        8,
+    )
+    .await;
+    figure("gateway.write.per_s.validated.c8", validated.rps, "creates/s");
+    figure("gateway.write.per_s.unvalidated.c8", baseline.rps, "creates/s");
+    figure(
+        "gateway.write.validate_ratio",
+        validated.rps / baseline.rps,
+        "ratio",
+    );
+
     // The practitioner's organisation gets read + search for TREAT.
     let consents = chain.consents_as(&patient_wallet);
     consents
@@ -190,7 +285,6 @@ async fn main() {
             == 200
     })
     .await;
-    let http = reqwest::Client::new();
     for connections in [1, 8, 32] {
         let on = load(&http, &read_checked, &doctor_checked, connections).await;
         let off = load(
@@ -224,6 +318,90 @@ async fn main() {
     let search = checked.url(&format!("/Observation?patient={me}&_count=50&_sort=-date"));
     let page = load(&http, &search, &doctor_checked, 8).await;
     figure("gateway.search.p99_ms.c8", page.p99_ms, "ms");
+
+    // Revocation lag: a second patient grants the practitioner's own key read access, the
+    // practitioner reads in a tight loop, the patient revokes; from the moment the revoking
+    // block is mined (its receipt is back) to the first refused read. 50 rounds.
+    let second = chain.wallet().await;
+    let second_token = checked.sign_in(&second).await;
+    let second_me = format!("{:#x}", second.address());
+    let mut own_record = observation(1);
+    own_record["subject"] = json!({"reference": format!("Patient/{second_me}")});
+    let created: Value = checked
+        .http
+        .post(checked.url("/Observation"))
+        .bearer_auth(&second_token)
+        .header("content-type", "application/fhir+json")
+        .body(own_record.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let revoked_read = reqwest::Url::parse(
+        &checked.url(&format!("/Observation/{}", created["id"].as_str().unwrap())),
+    )
+    .unwrap();
+    let status_of = || async {
+        http.get(revoked_read.clone())
+            .bearer_auth(&doctor_checked)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let second_consents = chain.consents_as(&second);
+    let mut lags = Vec::new();
+    for round in 0..50u8 {
+        second_consents
+            .grant(
+                second.address(),
+                practitioner.address(),
+                carechain_contracts::ResourceType::Observation.bit(),
+                carechain_contracts::Action::Read.bit(),
+                carechain_contracts::Purpose::Treat.bit(),
+                alloy::primitives::aliases::U40::ZERO,
+                alloy::primitives::aliases::U40::from(4_000_000_000u64),
+                alloy::primitives::B256::repeat_byte(round),
+            )
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        while status_of().await != 200 {}
+        // anvil mines a block per transaction as it accepts it: the block holding the
+        // revocation exists when `send` returns (waiting for the receipt would add the
+        // client's receipt polling to the figure's start).
+        let pending = second_consents
+            .revoke(second.address(), practitioner.address())
+            .send()
+            .await
+            .unwrap();
+        let mined = Instant::now();
+        while status_of().await == 200 {}
+        lags.push(mined.elapsed());
+        pending.get_receipt().await.unwrap();
+    }
+    lags.sort();
+    let lag_at = |per_cent: usize| lags[(lags.len() * per_cent / 100).min(lags.len() - 1)];
+    eprintln!(
+        "revocation lag over {} revocations: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        lags.len(),
+        lag_at(50).as_secs_f64() * 1000.0,
+        lag_at(99).as_secs_f64() * 1000.0,
+        lag_at(100).as_secs_f64() * 1000.0
+    );
+    figure(
+        "gateway.revocation_lag_p99_ms",
+        lag_at(99).as_secs_f64() * 1000.0,
+        "ms",
+    );
+    indexer.abort();
+    unvalidated.stop().await;
     checked.stop().await;
     unchecked.stop().await;
 }

@@ -161,6 +161,15 @@ pub struct GatewayConfig {
         default_value_t = false
     )]
     pub bench_skip_consent: bool,
+    /// Benchmarks only: store writes without validating them as FHIR R4 (the baseline of
+    /// `gateway.write.validate_ratio`). Refused unless listening on a loopback address.
+    #[arg(
+        long,
+        hide = true,
+        env = "CARECHAIN_GATEWAY_BENCH_SKIP_VALIDATION",
+        default_value_t = false
+    )]
+    pub bench_skip_validation: bool,
     /// Compliance: audit anchoring.
     #[command(flatten)]
     pub anchoring: AnchoringConfig,
@@ -205,6 +214,7 @@ impl GatewayConfig {
             relay_per_patient_per_hour: 20,
             relay_per_client_per_minute: 30,
             bench_skip_consent: false,
+            bench_skip_validation: false,
             anchoring: AnchoringConfig::default(),
         }
     }
@@ -214,6 +224,12 @@ impl GatewayConfig {
         if self.bench_skip_consent && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 name: "bench_skip_consent",
+                reason: "only allowed when listening on a loopback address".into(),
+            });
+        }
+        if self.bench_skip_validation && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                name: "bench_skip_validation",
                 reason: "only allowed when listening on a loopback address".into(),
             });
         }

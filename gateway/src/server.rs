@@ -204,6 +204,7 @@ impl Gateway {
                 max_search_patients: config.max_search_patients,
                 default_custodian: config.default_custodian,
                 require_if_match: config.require_if_match,
+                validate: !config.bench_skip_validation,
             },
         });
         let state = AppState::new(AppStateParts {

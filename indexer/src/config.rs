@@ -65,12 +65,15 @@ pub struct Config {
     #[arg(long, env = "CARECHAIN_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
 
-    /// How often to poll for a new head while following the chain, in milliseconds.
+    /// How often to poll for a new head while following the chain, in milliseconds. Short by
+    /// default: a revocation is enforced by the gateways from the first request after the
+    /// indexer has committed its block, so this bounds how long a revoked consent still
+    /// allows (one cheap eth_blockNumber per poll).
     #[arg(
         long,
         env = "CARECHAIN_POLL_INTERVAL_MS",
         value_name = "MS",
-        default_value_t = 1000
+        default_value_t = 100
     )]
     pub poll_interval_ms: u64,
 

@@ -203,7 +203,7 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
     if bundle.get("type").and_then(Value::as_str) == Some("transaction") {
         // All or nothing: every entry is valid FHIR R4 before anything is decided or stored
         // (a batch's entries are validated one by one, each with its own outcome).
-        carechain_fhir::validate(&bundle)?;
+        req.records.settings().check_valid(&bundle)?;
     }
     let kind = match bundle.get("type").and_then(Value::as_str) {
         Some("transaction") => "transaction",

@@ -89,9 +89,19 @@ pub struct RecordSettings {
     /// Whether an update must name the version it replaces (`If-Match`, or `request.ifMatch`
     /// in a transaction).
     pub require_if_match: bool,
+    /// Whether writes are validated as FHIR R4 (off only in the benchmark's baseline).
+    pub validate: bool,
 }
 
 impl RecordSettings {
+    /// Refuses a resource that is not valid FHIR R4 (every issue, with its location).
+    pub fn check_valid(&self, resource: &Value) -> Result<(), AppError> {
+        if self.validate {
+            carechain_fhir::validate(resource)?;
+        }
+        Ok(())
+    }
+
     /// Refuses an update without the version it replaces, when that is required.
     pub fn check_if_match(&self, if_match: Option<i64>) -> Result<(), AppError> {
         if self.require_if_match && if_match.is_none() {

@@ -34,7 +34,7 @@ pub async fn write(
         )));
     }
     // Nothing that is not valid FHIR R4 is stored: every issue is answered, with its location.
-    carechain_fhir::validate(&body)?;
+    req.records.settings().check_valid(&body)?;
     let (id, _) = match update {
         Some((id, if_match)) => {
             if body.get("id").and_then(Value::as_str) != Some(id) {
