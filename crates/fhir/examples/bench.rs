@@ -4,11 +4,13 @@
 //! case runs, default 1000 ms). Cases: the 3.5 kB blood-pressure Observation of the tests, the
 //! gateway's own small Observation, the 500-entry transaction Bundle of `bench/run gateway`'s
 //! import, and the 319-entry Synthea Bundle. Parsing the JSON is not timed: the gateway has
-//! parsed the body already when it validates.
+//! parsed the body already when it validates. Then subsetting (`_summary`, `_elements`) of the
+//! two Observations, and `_summary=true` over a 50-entry page of the Synthea Bundle's resources.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use carechain_fhir::{Summary, select_elements, summarize, summarize_in_place};
 use serde_json::{Value, json};
 
 fn main() {
@@ -50,6 +52,39 @@ fn main() {
         });
         println!("FIGURE {name} {ns:.0} ns");
     }
+    for (name, resource) in [
+        ("observation_bp_3_5kb", &observation),
+        ("observation_small", &small),
+    ] {
+        for mode in [Summary::True, Summary::Text, Summary::Data] {
+            let ns = time(budget, || summarize(black_box(resource), mode).is_object());
+            println!("FIGURE fhir.summary_{mode}.{name} {ns:.0} ns");
+        }
+        let ns = time_owned(budget, resource, |r| {
+            summarize_in_place(r, Summary::True);
+            r.is_object()
+        });
+        println!("FIGURE fhir.summary_true_in_place.{name} {ns:.0} ns");
+        let names = ["value", "subject"];
+        let ns = time(budget, || {
+            select_elements(black_box(resource), &names).is_ok_and(|v| v.is_object())
+        });
+        println!("FIGURE fhir.elements_value_subject.{name} {ns:.0} ns");
+    }
+    let page: Vec<&Value> = synthea["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .take(50)
+        .map(|e| &e["resource"])
+        .collect();
+    let ns = time(budget, || {
+        page.iter()
+            .all(|r| summarize(black_box(r), Summary::True).is_object())
+    });
+    println!("FIGURE fhir.summary_true.synthea_page_50_entries {ns:.0} ns");
+    let ns = time(budget, || black_box(&small).clone().is_object());
+    println!("FIGURE fhir.clone.observation_small {ns:.0} ns (for scale)");
     // For scale: what parsing the same Observation from its bytes costs.
     let bytes = serde_json::to_vec(&observation).expect("serialise");
     let ns = time(budget, || {
@@ -79,6 +114,30 @@ fn time(budget: Duration, mut f: impl FnMut() -> bool) -> f64 {
         done += batch;
     }
     started.elapsed().as_nanos() as f64 / done as f64
+}
+
+/// Like [`time`], for a call that consumes its own copy of `resource`: the copies are made, and
+/// dropped, outside the timed part.
+fn time_owned(budget: Duration, resource: &Value, mut f: impl FnMut(&mut Value) -> bool) -> f64 {
+    let mut timed = Duration::ZERO;
+    let mut done = 0u64;
+    let mut warm = true;
+    while timed < budget {
+        // Few enough to stay in the cache, as a resource the caller has just parsed would be.
+        let mut batch: Vec<Value> = (0..16).map(|_| resource.clone()).collect();
+        let started = Instant::now();
+        for copy in &mut batch {
+            assert!(f(black_box(copy)));
+        }
+        if warm {
+            warm = false; // the first batch warms up
+        } else {
+            timed += started.elapsed();
+            done += batch.len() as u64;
+        }
+        drop(batch);
+    }
+    timed.as_nanos() as f64 / done as f64
 }
 
 /// The Observation `bench/run gateway` imports.

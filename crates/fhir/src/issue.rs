@@ -32,7 +32,8 @@ impl Severity {
 /// `OperationOutcome.issue.code`: the FHIR issue types this validator reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IssueCode {
-    /// `invalid`: the content is not valid at all (not a JSON object, an unknown resource type).
+    /// `invalid`: the content is not valid at all (not a JSON object, an unknown resource type),
+    /// or an `_elements` list names no element of the type.
     Invalid,
     /// `structure`: an unknown element, the wrong JSON type, an array where one value belongs
     /// or the reverse, an empty object or array, `null`, two choices of one `[x]` element.

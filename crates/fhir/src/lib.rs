@@ -68,12 +68,43 @@
 //! - Duplicate JSON keys (the parser keeps the last), the textual form of JSON numbers (a
 //!   `decimal` is any JSON number) and whether a narrative `div` is well-formed XHTML.
 //!
+//! # Subsetting for search: `_summary` and `_elements`
+//!
+//! [`summarize`] and [`select_elements`] (and their `_in_place` forms, for a resource the
+//! caller owns) return the part of a resource that a search's `_summary=true|text|data|false`
+//! or `_elements=a,b` asks for, tagged `SUBSETTED`, and still valid R4: mandatory elements stay.
+//! [`parse_elements`] checks an `_elements` list against the searched type before any
+//! resource is read.
+//!
+//! ```
+//! use carechain_fhir::{Summary, parse_elements, select_elements, summarize};
+//! use serde_json::json;
+//!
+//! let observation = json!({
+//!     "resourceType": "Observation",
+//!     "status": "final",
+//!     "code": {"text": "Heart rate"},
+//!     "note": [{"text": "after a run"}],
+//!     "valueQuantity": {"value": 130, "unit": "/min"},
+//! });
+//! let summary = summarize(&observation, Summary::True); // `note` is not isSummary in R4
+//! assert!(summary.get("note").is_none() && summary.get("valueQuantity").is_some());
+//! assert_eq!(summary["meta"]["tag"][0]["code"], "SUBSETTED");
+//!
+//! let names = parse_elements("Observation", "value").expect("known names");
+//! let selected = select_elements(&observation, &names).expect("known names");
+//! assert!(selected.get("status").is_some()); // mandatory
+//! assert!(parse_elements("Observation", "value,colour").is_err()); // a 400
+//! carechain_fhir::validate(&selected).expect("still valid");
+//! ```
+//!
 //! # Cost
 //!
 //! The walk allocates nothing while a resource is valid, apart from a small vector when the
 //! resource references contained resources; lookups are binary searches over sorted static
 //! tables. `cargo run --release -p carechain-fhir --example bench` prints the time per
-//! validation of a typical Observation and of a 500-entry Bundle.
+//! validation of a typical Observation and of a 500-entry Bundle, and of subsetting the
+//! Observation.
 
 #[rustfmt::skip]
 mod definitions;
@@ -82,9 +113,14 @@ mod model;
 mod path;
 mod primitive;
 pub mod schema;
+mod subset;
 mod validate;
 
 pub use issue::{Issue, IssueCode, Severity, ValidationError, operation_outcome};
+pub use subset::{
+    ElementsError, Summary, SummaryError, parse_elements, select_elements,
+    select_elements_in_place, summarize, summarize_in_place,
+};
 
 /// Validates one FHIR R4 resource in its JSON form (a Bundle with all its entries, contained
 /// resources included).

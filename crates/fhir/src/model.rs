@@ -2,13 +2,17 @@
 
 use std::sync::LazyLock;
 
-use crate::definitions::{RESOURCES, TYPES, VALUE_SETS};
+use crate::definitions::{CHOICES, RESOURCES, TYPES, VALUE_SETS};
 
 /// `Element::flags`: the element repeats (max `*`), so its JSON value is an array.
 pub(crate) const MANY: u8 = 1;
 /// `Element::flags`: an XML attribute in the spec (`Element.id`, `Extension.url`): a plain JSON
 /// string with no `_name` sibling.
 pub(crate) const ATTR: u8 = 2;
+/// `Element::flags`: `isSummary` in the definitions: kept by `_summary=true`.
+pub(crate) const SUMMARY: u8 = 4;
+/// `Element::flags`: `isModifier` in the definitions: it can change the meaning of what holds it.
+pub(crate) const MODIFIER: u8 = 8;
 /// `Element::choice` of an element that is not part of a `name[x]` choice.
 pub(crate) const NO_CHOICE: u8 = u8::MAX;
 /// The most choice groups (`value[x]`, `effective[x]`, ...) one type has; the generator checks it.
@@ -131,7 +135,7 @@ pub(crate) struct Element {
     pub(crate) name: &'static str,
     /// The element's index among its type's elements (a bit in the seen-set).
     pub(crate) slot: u8,
-    /// [`MANY`] and [`ATTR`].
+    /// [`MANY`], [`ATTR`], [`SUMMARY`] and [`MODIFIER`].
     pub(crate) flags: u8,
     /// The element's type.
     pub(crate) ty: Ty,
@@ -148,6 +152,16 @@ impl Element {
 
     pub(crate) fn attr(&self) -> bool {
         self.flags & ATTR != 0
+    }
+
+    /// Marked `isSummary` in the definitions.
+    pub(crate) fn summary(&self) -> bool {
+        self.flags & SUMMARY != 0
+    }
+
+    /// Marked `isModifier` in the definitions.
+    pub(crate) fn modifier(&self) -> bool {
+        self.flags & MODIFIER != 0
     }
 
     /// The required value set bound to this element, if the package could expand it.
@@ -189,6 +203,19 @@ impl TypeDef {
     pub(crate) fn element_position(&self, name: &str) -> Option<usize> {
         let elements = TYPES[usize::from(self.id)].elements;
         LOOKUP.types[usize::from(self.id)].find(name, |i| elements[i].name)
+    }
+
+    /// Whether the element in this slot has a minimum cardinality of 1.
+    pub(crate) fn is_required(&self, slot: u8) -> bool {
+        self.required.iter().any(|r| r.slot == slot)
+    }
+
+    /// The spec's names of this type's choice elements (`value` for `value[x]`), indexed by
+    /// [`Element::choice`].
+    pub(crate) fn choice_names(&self) -> &'static [&'static str] {
+        CHOICES
+            .binary_search_by_key(&self.id, |(id, _)| *id)
+            .map_or(&[], |i| CHOICES[i].1)
     }
 
     /// The concrete resource type with this name.

@@ -455,7 +455,7 @@ fn extension_at(parent: &Map<String, Value>, name: &str, i: usize) -> bool {
 }
 
 /// Whether a contained resource has a reference to its container (`#`) anywhere in it.
-fn refers_to_container(value: &Value) -> bool {
+pub(crate) fn refers_to_container(value: &Value) -> bool {
     match value {
         Value::String(s) => s == "#",
         Value::Array(items) => items.iter().any(refers_to_container),

@@ -1,19 +1,14 @@
 //! Valid R4 content passes: an example of every common clinical type, the gateway's own traffic,
 //! and a whole Synthea transaction Bundle.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use carechain_fhir::{IssueCode, operation_outcome, validate};
+use common::load;
 use serde_json::{Value, json};
-
-fn load(relative: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(relative);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 #[track_caller]
 fn assert_valid(resource: &Value) {
