@@ -118,7 +118,11 @@ async fn create_load(
     }
     all.sort();
     let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
-    eprintln!("  {} creates, p99 {:.2} ms", all.len(), p99.as_secs_f64() * 1000.0);
+    eprintln!(
+        "  {} creates, p99 {:.2} ms",
+        all.len(),
+        p99.as_secs_f64() * 1000.0
+    );
     Load {
         rps: all.len() as f64 / run.as_secs_f64(),
         p99_ms: p99.as_secs_f64() * 1000.0,
@@ -239,8 +243,16 @@ async fn main() {
         8,
     )
     .await;
-    figure("gateway.write.per_s.validated.c8", validated.rps, "creates/s");
-    figure("gateway.write.per_s.unvalidated.c8", baseline.rps, "creates/s");
+    figure(
+        "gateway.write.per_s.validated.c8",
+        validated.rps,
+        "creates/s",
+    );
+    figure(
+        "gateway.write.per_s.unvalidated.c8",
+        baseline.rps,
+        "creates/s",
+    );
     figure(
         "gateway.write.validate_ratio",
         validated.rps / baseline.rps,
