@@ -12,16 +12,13 @@
 use sqlx::{PgConnection, Row};
 
 /// Derived tables, emptied by [`recompute`].
-const DERIVED_TABLES: &[&str] = &[
+pub const DERIVED_TABLES: &[&str] = &[
     "organisations",
     "members",
     "consents",
     "delegates",
     "break_glass_sessions",
-    "record_anchors",
-    "record_batches",
     "audit_gateways",
-    "audit_batches",
 ];
 
 /// The latest grant-or-revoke event per (patient, grantee) in blocks $2..=$3, as a query
@@ -130,30 +127,6 @@ WHERE c.chain_id = $1 AND c.block_number BETWEEN $2 AND $3
   AND s.chain_id = $1 AND s.session_id = c.session_id
 "#;
 
-const RECORD_ANCHORS: &str = r#"
-INSERT INTO record_anchors (chain_id, version_hash, org, anchorer, block_number, tx_hash)
-SELECT $1, version_hash, org, anchorer, block_number, tx_hash
-FROM ev_record_anchored
-WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-ON CONFLICT (chain_id, org, version_hash) DO NOTHING
-"#;
-
-const RECORD_BATCHES: &str = r#"
-INSERT INTO record_batches (chain_id, root, org, leaf_count, anchorer, block_number, tx_hash)
-SELECT $1, root, org, leaf_count, anchorer, block_number, tx_hash
-FROM ev_record_batch_anchored
-WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-ON CONFLICT (chain_id, org, root) DO NOTHING
-"#;
-
-const AUDIT_BATCHES: &str = r#"
-INSERT INTO audit_batches (chain_id, batch_id, gateway, from_seq, to_seq, root, block_number, tx_hash)
-SELECT $1, batch_id, gateway, from_seq, to_seq, root, block_number, tx_hash
-FROM ev_audit_batch_anchored
-WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-ON CONFLICT (chain_id, batch_id) DO NOTHING
-"#;
-
 /// Latest register-or-remove per gateway.
 const AUDIT_GATEWAYS: &str = r#"
 WITH latest AS (
@@ -259,25 +232,6 @@ WHERE granted
 "#
 );
 
-/// [`build`]: each organisation's first anchoring of each version hash (a later one is `DO NOTHING` in
-/// [`RECORD_ANCHORS`]).
-const RECORD_ANCHORS_BUILD: &str = r#"
-INSERT INTO record_anchors (chain_id, version_hash, org, anchorer, block_number, tx_hash)
-SELECT DISTINCT ON (org, version_hash) $1, version_hash, org, anchorer, block_number, tx_hash
-FROM ev_record_anchored
-WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-ORDER BY org, version_hash, block_number, log_index
-"#;
-
-/// [`build`]: the first anchoring of each audit batch id (as [`AUDIT_BATCHES`]).
-const AUDIT_BATCHES_BUILD: &str = r#"
-INSERT INTO audit_batches (chain_id, batch_id, gateway, from_seq, to_seq, root, block_number, tx_hash)
-SELECT DISTINCT ON (batch_id) $1, batch_id, gateway, from_seq, to_seq, root, block_number, tx_hash
-FROM ev_audit_batch_anchored
-WHERE chain_id = $1 AND block_number BETWEEN $2 AND $3
-ORDER BY batch_id, block_number, log_index
-"#;
-
 /// Indexes of the tables [`build`] fills with one row per event, dropped before a bulk build
 /// and created again after it (a sorted index build instead of one insertion per row), with
 /// the same names and definitions as in `migrations/`: (drop, create).
@@ -290,28 +244,28 @@ const BULK_INDEXES: &[(&str, &str)] = &[
         "DROP INDEX consents_grantee",
         "CREATE INDEX consents_grantee ON consents (chain_id, grantee)",
     ),
-    (
-        "ALTER TABLE record_anchors DROP CONSTRAINT record_anchors_pkey",
-        "ALTER TABLE record_anchors ADD CONSTRAINT record_anchors_pkey PRIMARY KEY (chain_id, org, version_hash)",
-    ),
-    (
-        "ALTER TABLE audit_batches DROP CONSTRAINT audit_batches_pkey",
-        "ALTER TABLE audit_batches ADD CONSTRAINT audit_batches_pkey PRIMARY KEY (chain_id, batch_id)",
-    ),
 ];
 
-/// Secondary indexes of the event tables that only readers need (a patient's consent history).
-/// A first backfill into empty event tables drops them ([`crate::store::Store::defer_event_indexes`])
-/// so that its inserts maintain only the primary keys; [`build`] creates them again after the
-/// rows, in its transaction. `(name, CREATE INDEX IF NOT EXISTS ...)`, as in the migrations.
-pub(crate) const DEFERRED_EVENT_INDEXES: &[(&str, &str)] = &[
+/// Secondary indexes of the event tables that only readers need (a patient's consent history,
+/// record anchors by hash). A first backfill into empty event tables drops them
+/// ([`crate::store::Store::defer_event_indexes`]) so that its inserts maintain only the primary
+/// keys; [`build`] creates them again after the rows, in its transaction.
+/// `(table, name, CREATE INDEX IF NOT EXISTS ...)`, as in the migrations.
+pub(crate) const DEFERRED_EVENT_INDEXES: &[(&str, &str, &str)] = &[
     (
+        "ev_consent_granted",
         "ev_consent_granted_patient",
         "CREATE INDEX IF NOT EXISTS ev_consent_granted_patient ON ev_consent_granted (chain_id, patient, grantee)",
     ),
     (
+        "ev_consent_revoked",
         "ev_consent_revoked_patient",
         "CREATE INDEX IF NOT EXISTS ev_consent_revoked_patient ON ev_consent_revoked (chain_id, patient, grantee)",
+    ),
+    (
+        "ev_record_anchored",
+        "ev_record_anchored_hash",
+        "CREATE INDEX IF NOT EXISTS ev_record_anchored_hash ON ev_record_anchored (chain_id, version_hash)",
     ),
 ];
 
@@ -328,10 +282,7 @@ pub async fn apply_range(
         DELEGATES,
         BREAK_GLASS_OPENED,
         BREAK_GLASS_CLOSED,
-        RECORD_ANCHORS,
-        RECORD_BATCHES,
         AUDIT_GATEWAYS,
-        AUDIT_BATCHES,
     ] {
         sqlx::query(sql)
             .bind(chain_id)
@@ -434,14 +385,12 @@ pub async fn build(
             sqlx::query(*drop_sql).execute(&mut *conn).await?;
         }
     }
-    for sql in [CONSENTS_BUILD, RECORD_ANCHORS_BUILD, AUDIT_BATCHES_BUILD] {
-        sqlx::query(sql)
-            .bind(chain_id)
-            .bind(0_i64)
-            .bind(to)
-            .execute(&mut *conn)
-            .await?;
-    }
+    sqlx::query(CONSENTS_BUILD)
+        .bind(chain_id)
+        .bind(0_i64)
+        .bind(to)
+        .execute(&mut *conn)
+        .await?;
     if bulk {
         for (_, create_sql) in BULK_INDEXES {
             sqlx::query(*create_sql).execute(&mut *conn).await?;
@@ -452,7 +401,6 @@ pub async fn build(
         DELEGATES,
         BREAK_GLASS_OPENED,
         BREAK_GLASS_CLOSED,
-        RECORD_BATCHES,
         AUDIT_GATEWAYS,
     ] {
         sqlx::query(sql)
@@ -465,7 +413,7 @@ pub async fn build(
     apply_membership(conn, chain_id, 0, to).await?;
     // Whatever dropped them (a first backfill), the event tables have all their indexes again
     // once the derived state exists.
-    for (_, create_sql) in DEFERRED_EVENT_INDEXES {
+    for (_, _, create_sql) in DEFERRED_EVENT_INDEXES {
         sqlx::query(*create_sql).execute(&mut *conn).await?;
     }
     Ok(())

@@ -316,25 +316,27 @@ impl Store {
     }
 
     /// Before a first backfill: when the derived state holds nothing of this chain yet and
-    /// no chain has consent events stored, drops the event tables' reader-only indexes
-    /// ([`derive::DEFERRED_EVENT_INDEXES`]) so that the backfill's inserts maintain only the
-    /// primary keys; the bulk build that ends the backfill ([`derive::build`]) creates them
+    /// the tables of the deferred indexes hold no row of any chain, drops the event tables'
+    /// reader-only indexes ([`derive::DEFERRED_EVENT_INDEXES`]) so that the backfill's inserts
+    /// maintain only the primary keys; the bulk build that ends the backfill ([`derive::build`]) creates them
     /// again, so an interrupted backfill leaves them missing only until it completes. Returns
     /// whether they were dropped.
     pub async fn defer_event_indexes(&self) -> Result<bool, IndexerError> {
         let mut tx = self.pool.begin().await?;
-        let fresh: bool = sqlx::query_scalar(
-            "SELECT d.block_number < p.deployment_block \
-                    AND NOT EXISTS (SELECT 1 FROM ev_consent_granted) \
-                    AND NOT EXISTS (SELECT 1 FROM ev_consent_revoked) \
+        let empty: String = derive::DEFERRED_EVENT_INDEXES
+            .iter()
+            .map(|(table, _, _)| format!(" AND NOT EXISTS (SELECT 1 FROM {table})"))
+            .collect();
+        let fresh: bool = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT d.block_number < p.deployment_block{empty} \
              FROM indexer_derived_cursor d JOIN indexer_deployments p USING (chain_id) \
-             WHERE chain_id = $1 FOR UPDATE OF d",
-        )
+             WHERE chain_id = $1 FOR UPDATE OF d"
+        )))
         .bind(self.chain_id)
         .fetch_one(&mut *tx)
         .await?;
         if fresh {
-            for (name, _) in derive::DEFERRED_EVENT_INDEXES {
+            for (_, name, _) in derive::DEFERRED_EVENT_INDEXES {
                 sqlx::query(AssertSqlSafe(format!("DROP INDEX IF EXISTS {name}")))
                     .execute(&mut *tx)
                     .await?;
