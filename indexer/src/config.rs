@@ -46,8 +46,9 @@ pub struct Config {
     #[arg(long, env = "CARECHAIN_CONFIRMATIONS", value_name = "BLOCKS")]
     pub confirmations: Option<u64>,
 
-    /// Number of recent blocks whose hashes are kept to detect reorgs; a reorg deeper than
-    /// this stops the indexer with an error.
+    /// Deepest reorg handled, in blocks: the hashes of the last BLOCKS + 1 indexed blocks are
+    /// kept (the fork point of a reorg this deep among them); a reorg deeper than this stops
+    /// the indexer with an error.
     #[arg(
         long,
         env = "CARECHAIN_REORG_WINDOW",

@@ -116,6 +116,24 @@ pub enum IndexerError {
 }
 
 impl IndexerError {
+    /// A stable name for the variant, for structured logs and alerts.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Manifest(_) => "manifest",
+            Self::ChainIdMismatch { .. } => "chain-id-mismatch",
+            Self::DatabaseConnect { .. } => "database-connect",
+            Self::Migrate(_) => "migrate",
+            Self::Database(_) => "database",
+            Self::DeploymentMismatch { .. } => "deployment-mismatch",
+            Self::CursorMoved { .. } => "cursor-moved",
+            Self::DeepReorg { .. } => "deep-reorg",
+            Self::ChainBehindCursor { .. } => "chain-behind-cursor",
+            Self::Decode(_) => "decode",
+            Self::MetricsListen { .. } => "metrics-listen",
+            Self::Task(_) => "task",
+        }
+    }
+
     /// Whether retrying the pass from the stored cursor can succeed (database outages,
     /// incomplete logs). Everything else stops the indexer.
     pub fn is_transient(&self) -> bool {

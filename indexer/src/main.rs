@@ -1,9 +1,8 @@
 //! `carechain-indexer`: see `--help`.
 
-use carechain_indexer::{Config, Indexer, config::LogFormat};
+use carechain_indexer::{Config, Indexer, IndexerError, config::LogFormat};
 use clap::Parser;
-use eyre::WrapErr;
-use std::io::IsTerminal;
+use std::{io::IsTerminal, process::ExitCode};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -48,16 +47,44 @@ async fn shutdown_signal() {
     }
 }
 
+/// The error and its sources, `: `-separated.
+fn with_sources(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // Transparent variants repeat their source's message.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Reports a fatal error as a log line, so that it is a JSON object like every other line under
+/// `--log-format json` (log collectors see why the indexer stopped), and fails the process.
+fn fatal(error: &IndexerError, context: &'static str) -> ExitCode {
+    tracing::error!(error = %with_sources(error), kind = error.kind(), "{context}");
+    ExitCode::FAILURE
+}
+
 #[tokio::main]
-async fn main() -> eyre::Result<()> {
+async fn main() -> ExitCode {
     let config = Config::parse();
     init_logging(config.log_format);
-    let indexer = Indexer::start(config)
-        .await
-        .wrap_err("the indexer could not start")?;
+    let indexer = match Indexer::start(config).await {
+        Ok(indexer) => indexer,
+        Err(error) => return fatal(&error, "the indexer could not start"),
+    };
     tokio::select! {
-        result = indexer.run() => result.wrap_err("the indexer stopped")?,
+        result = indexer.run() => {
+            if let Err(error) = result {
+                return fatal(&error, "the indexer stopped");
+            }
+        }
         () = shutdown_signal() => tracing::info!("shutting down"),
     }
-    Ok(())
+    ExitCode::SUCCESS
 }

@@ -159,11 +159,49 @@ impl Chain {
             .event_signature(self.topics.clone())
     }
 
-    /// The logs of the block with hash `hash`.
-    pub async fn logs_at(&self, hash: B256) -> Vec<Log> {
+    /// The header of the block with hash `hash`, `None` if the node does not know it (any
+    /// more: a block reorganised away).
+    pub async fn block_by_hash(&self, hash: B256) -> Option<BlockRef> {
+        self.retry("eth_getBlockByHash", || {
+            self.provider
+                .raw_request::<_, Option<BlockRef>>("eth_getBlockByHash".into(), (hash, false))
+        })
+        .await
+    }
+
+    /// The logs of the block with hash `hash`, or `None` when the node no longer knows that
+    /// block: it was reorganised away after its header was read (nodes answer "unknown block",
+    /// or "block not found", with an error). An error answer for a block the node still knows,
+    /// and every transport error, is retried with backoff.
+    pub async fn logs_at(&self, hash: B256) -> Option<Vec<Log>> {
         let filter = self.filter().at_block_hash(hash);
-        self.retry("eth_getLogs(blockHash)", || self.provider.get_logs(&filter))
-            .await
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.provider.get_logs(&filter).await {
+                Ok(logs) => return Some(logs),
+                Err(error) => {
+                    // Whatever the error says (its wording differs between nodes), a block the
+                    // node cannot find by its hash is gone from the canonical chain.
+                    if error.is_error_resp() && self.block_by_hash(hash).await.is_none() {
+                        tracing::warn!(
+                            block_hash = %hash,
+                            %error,
+                            "the block vanished before its logs were fetched: chain reorganised"
+                        );
+                        return None;
+                    }
+                    Metrics::add(&self.metrics.rpc_retries, 1);
+                    tracing::warn!(
+                        call = "eth_getLogs(blockHash)",
+                        retry_in_ms = pause.as_millis() as u64,
+                        %error,
+                        "RPC call failed; retrying"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.max_backoff);
+                }
+            }
+        }
     }
 
     /// The logs of blocks `[from, to]`, in order. A range the provider refuses (an error

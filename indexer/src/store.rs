@@ -256,7 +256,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DELETE FROM indexer_blocks WHERE chain_id = $1 AND block_number <= $2")
+        // The last `window` + 1 hashes are kept: a reorg of `window` blocks replaces blocks
+        // `to - window + 1 ..= to`, and its fork point `to - window` must still be known.
+        sqlx::query("DELETE FROM indexer_blocks WHERE chain_id = $1 AND block_number < $2")
             .bind(self.chain_id)
             .bind(db_i64(range.to) - db_i64(self.window))
             .execute(&mut *tx)

@@ -449,7 +449,12 @@ impl Indexer {
             *cursor = self.handle_reorg(*cursor).await?;
             return Ok(Step::Progress);
         }
-        let logs = self.chain.logs_at(block.hash).await;
+        let Some(logs) = self.chain.logs_at(block.hash).await else {
+            // Replaced between its header and its logs: the next step reads the block now at
+            // this height and checks its parent like any other (a deeper reorg shows there).
+            Metrics::add(&self.metrics.reorgs_handled, 1);
+            return Ok(Step::Progress);
+        };
         let events = decode(&logs, &self.manifest.contracts)?;
         let n = events.len() as u64;
         self.store
