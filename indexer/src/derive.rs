@@ -247,7 +247,7 @@ const BULK_INDEXES: &[(&str, &str)] = &[
 ];
 
 /// Secondary indexes of the event tables that only readers need (a patient's consent history,
-/// record anchors by hash). A first backfill into empty event tables drops them
+/// record anchors by hash, chain events by agent). A first backfill into empty event tables drops them
 /// ([`crate::store::Store::defer_event_indexes`]) so that its inserts maintain only the primary
 /// keys; [`build`] creates them again after the rows, in its transaction.
 /// `(table, name, CREATE INDEX IF NOT EXISTS ...)`, as in the migrations.
@@ -266,6 +266,17 @@ pub(crate) const DEFERRED_EVENT_INDEXES: &[(&str, &str, &str)] = &[
         "ev_record_anchored",
         "ev_record_anchored_hash",
         "CREATE INDEX IF NOT EXISTS ev_record_anchored_hash ON ev_record_anchored (chain_id, version_hash)",
+    ),
+    // The gateway's AuditEvent search by agent (migrations/0520_audit_search_at_scale.sql).
+    (
+        "ev_consent_granted",
+        "ev_consent_granted_actor",
+        "CREATE INDEX IF NOT EXISTS ev_consent_granted_actor ON ev_consent_granted (chain_id, actor)",
+    ),
+    (
+        "ev_consent_revoked",
+        "ev_consent_revoked_actor",
+        "CREATE INDEX IF NOT EXISTS ev_consent_revoked_actor ON ev_consent_revoked (chain_id, actor)",
     ),
 ];
 

@@ -206,10 +206,11 @@ async fn kill_9_during_the_derived_state_build_loses_nothing() {
     // The event tables' reader indexes, dropped for the first backfill, are back.
     let deferred: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_indexes WHERE indexname IN \
-         ('ev_consent_granted_patient', 'ev_consent_revoked_patient', 'ev_record_anchored_hash')",
+         ('ev_consent_granted_patient', 'ev_consent_revoked_patient', 'ev_record_anchored_hash', \
+          'ev_consent_granted_actor', 'ev_consent_revoked_actor')",
     )
     .fetch_one(&pool)
     .await
     .expect("indexes");
-    assert_eq!(deferred, 3);
+    assert_eq!(deferred, 5);
 }

@@ -1,5 +1,6 @@
 //! `GET /Consent?patient=`: the patient's current and past consents, from the index of the
-//! ConsentRegistry's events, as FHIR Consent resources with their chain proof.
+//! ConsentRegistry's events, as FHIR Consent resources with their chain proof, newest first
+//! and paged by the grant's `(block, log index)` (index `ev_consent_granted_patient`).
 
 use crate::error::AppError;
 use alloy::primitives::Address;
@@ -34,16 +35,36 @@ fn instant(secs: i64) -> Option<String> {
     DateTime::<Utc>::from_timestamp(secs, 0).map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
-/// Every consent ever granted by or for `patient`, newest first, each with the event that ended
-/// it (a later grant to the same grantee, or a revocation) when there is one.
+/// How many consents were ever granted by or for `patient`.
+pub async fn count_consents(pool: &PgPool, chain_id: u64, patient: Address) -> Result<i64, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT count(*) FROM ev_consent_granted WHERE chain_id = $1 AND patient = $2",
+    )
+    .bind(db_chain_id(chain_id)?)
+    .bind(patient.as_slice())
+    .fetch_one(pool)
+    .await?)
+}
+
+fn db_chain_id(chain_id: u64) -> Result<i64, AppError> {
+    i64::try_from(chain_id)
+        .map_err(|_| AppError::internal(std::io::Error::other("chain id out of range")))
+}
+
+/// A page of the consents ever granted by or for `patient`, newest first: up to `count`
+/// before the grant at `(block, log index)` `before` (from the newest when `None`), each with
+/// the event that ended it (a later grant to the same grantee, or a revocation) when there is
+/// one, and the key of the last one when more follow.
 pub async fn consents_of(
     pool: &PgPool,
     chain_id: u64,
     patient: Address,
-) -> Result<Vec<Value>, AppError> {
-    let chain_id = i64::try_from(chain_id)
-        .map_err(|_| AppError::internal(std::io::Error::other("chain id out of range")))?;
-    let rows: Vec<GrantRow> = sqlx::query_as(
+    count: usize,
+    before: Option<(i64, i32)>,
+) -> Result<(Vec<Value>, Option<(i64, i32)>), AppError> {
+    let chain_id = db_chain_id(chain_id)?;
+    let (before_block, before_log) = before.unwrap_or((i64::MAX, i32::MAX));
+    let mut rows: Vec<GrantRow> = sqlx::query_as(
         "WITH ev AS (
             SELECT block_number, log_index, grantee, true AS grant FROM ev_consent_granted
             WHERE chain_id = $1 AND patient = $2
@@ -67,15 +88,22 @@ pub async fn consents_of(
             ORDER BY ev.block_number, ev.log_index LIMIT 1) nx ON true
          LEFT JOIN organisations o ON o.chain_id = $1 AND o.org = g.grantee
          WHERE g.chain_id = $1 AND g.patient = $2
-         ORDER BY g.block_number DESC, g.log_index DESC",
+           AND (g.block_number, g.log_index) < ($3, $4)
+         ORDER BY g.block_number DESC, g.log_index DESC LIMIT $5",
     )
     .bind(chain_id)
     .bind(patient.as_slice())
+    .bind(before_block)
+    .bind(before_log)
+    .bind(i64::try_from(count + 1).unwrap_or(i64::MAX))
     .fetch_all(pool)
     .await?;
+    let more = rows.len() > count;
+    rows.truncate(count);
+    let last = rows.last().map(|row| (row.0, row.1)).filter(|_| more);
     let now = Utc::now().timestamp();
     let patient_ref = format!("Patient/{patient:#x}");
-    Ok(rows
+    let consents = rows
         .into_iter()
         .map(|row| {
             let (block, log, tx, grantee, actor, types, actions, purposes, from, until, hash, ended_by_grant, ended_block, ended_tx, org_kind) =
@@ -145,5 +173,6 @@ pub async fn consents_of(
                 }
             })
         })
-        .collect())
+        .collect();
+    Ok((consents, last))
 }

@@ -5,11 +5,13 @@
 //!
 //! - [`events`]: the AuditEvent index (gateway rows and chain events) and its search;
 //! - [`access`]: who may see what (compliance members, patients, delegates);
-//! - [`consents`]: a patient's consent history from the chain's index, as FHIR Consent.
+//! - [`consents`]: a patient's consent history from the chain's index, as FHIR Consent;
+//! - [`lists`]: the paging of the consent history and of the break-glass review queue.
 
 pub mod access;
 pub mod consents;
 pub mod events;
+pub mod lists;
 
 use crate::audit::{LogError, anchor, verify};
 use alloy::{eips::BlockNumberOrTag, primitives::Address, providers::Provider};

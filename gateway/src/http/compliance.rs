@@ -14,8 +14,12 @@
 use crate::{
     AppState,
     audit::verify,
-    compliance::{Compliance, consents, events},
+    compliance::{
+        Compliance, consents, events,
+        lists::{self, List, ListCursor},
+    },
     error::AppError,
+    fhir::{date::DateRange, resource::normalize_address},
     http::{AuditCtx, FhirJson, FhirPath, Requester, respond},
 };
 use alloy::primitives::Address;
@@ -63,6 +67,10 @@ fn address(text: &str) -> Option<Address> {
     crate::fhir::resource::normalize_address(text).and_then(|a| a.parse().ok())
 }
 
+fn chain_id(state: &AppState) -> i64 {
+    i64::try_from(state.chain().chain_id()).unwrap_or(i64::MAX)
+}
+
 fn compliance(state: &AppState) -> Result<&Compliance, AppError> {
     state.compliance().ok_or(AppError::Unavailable(
         "compliance services are not configured",
@@ -87,8 +95,8 @@ async fn search(
             if params.iter().any(|(k, _)| k != "_cursor" && k != "_format") {
                 return Err(AppError::Invalid("a paging cursor is used alone".into()));
             }
-            let (q, after) = events::resume(state.cursors(), token, claims.sub)?;
-            (q, Some(after))
+            let (q, key, total) = events::resume(state.cursors(), token, claims.sub)?;
+            (q, Some(events::Continue { key, total }))
         }
         None => (
             events::AuditQuery::parse(
@@ -109,7 +117,8 @@ async fn search(
         state.pool(),
         state.cursors(),
         &query,
-        after.as_ref(),
+        chain_id(&state),
+        after,
         claims.sub,
     )
     .await?;
@@ -129,10 +138,11 @@ async fn search(
             json!({"fullUrl": format!("{base}/AuditEvent/{id}"), "resource": event, "search": {"mode": "match"}})
         })
         .collect();
-    Ok(respond(
-        StatusCode::OK,
-        &json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries}),
-    ))
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries});
+    if let Some(total) = page.total {
+        bundle["total"] = json!(total);
+    }
+    Ok(respond(StatusCode::OK, &bundle))
 }
 
 async fn read_checked(
@@ -231,26 +241,56 @@ async fn export(
     mark(&ctx, "export", 'R');
     ctx.update(|r| r.entity = Some("AuditEvent".into()));
     state.access().require_compliance(&claims).await?;
-    let (mut from, mut to) = (1u64, u64::MAX >> 1);
+    let mut selection = events::ExportSelection {
+        from: 1,
+        to: u64::MAX >> 1,
+        ..Default::default()
+    };
     for (name, value) in params(query) {
         let n = || {
             value
                 .parse::<u64>()
                 .map_err(|_| AppError::Invalid(format!("`{name}` must be a sequence number")))
         };
+        // The start of the date or instant: `_since` includes it, `_until` does not.
+        let instant = || {
+            DateRange::parse(&value)
+                .map(|range| range.start)
+                .map_err(|_| AppError::Invalid(format!("`{name}` must be a FHIR date or instant")))
+        };
         match name.as_str() {
-            "from" => from = n()?.max(1),
-            "to" => to = n()?.min(u64::MAX >> 1),
+            "from" => selection.from = n()?.max(1),
+            "to" => selection.to = n()?.min(u64::MAX >> 1),
+            "_since" => selection.since = Some(instant()?),
+            "_until" => selection.until = Some(instant()?),
+            "patient" => {
+                let bare = value.strip_prefix("Patient/").unwrap_or(&value);
+                selection.patient = Some(normalize_address(bare).ok_or_else(|| {
+                    AppError::Invalid("`patient` must be a wallet address (0x + 40 hex)".into())
+                })?);
+            }
             "_format" => {}
             _ => {
                 return Err(AppError::NotSupported(
-                    "$export takes `from` and `to` (sequence numbers)".into(),
+                    "$export takes `from` and `to` (sequence numbers), `_since` and `_until` \
+                     (dates or instants) and `patient`"
+                        .into(),
                 ));
             }
         }
     }
-    ctx.update(|r| r.detail = Some(format!("export seq {from}..{to}")));
-    let stream = events::export_ndjson(state.pool().clone(), from, to);
+    let mut detail = format!("export seq {}..{}", selection.from, selection.to);
+    if let Some(since) = selection.since {
+        detail.push_str(&format!(", since {}", since.to_rfc3339()));
+    }
+    if let Some(until) = selection.until {
+        detail.push_str(&format!(", until {}", until.to_rfc3339()));
+    }
+    if let Some(patient) = &selection.patient {
+        ctx.update(|r| r.patient = Some(patient.clone()));
+    }
+    ctx.update(|r| r.detail = Some(detail));
+    let stream = events::export_ndjson(state.pool().clone(), selection);
     let mut response = Body::from_stream(stream).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -294,38 +334,94 @@ async fn verify_log(
     ))
 }
 
-type QueueRow = (
-    String,
-    Vec<u8>,
-    Vec<u8>,
-    Vec<u8>,
-    i16,
-    i64,
-    i64,
-    Vec<u8>,
-    Option<i64>,
-);
+/// `_count` and `_cursor` of a paged list: the page size, and the cursor opened for
+/// `claims` (used alone: the cursor holds the rest).
+fn list_paging(
+    state: &AppState,
+    claims: &crate::auth::Claims,
+    params: &[(String, String)],
+) -> Result<(usize, Option<ListCursor>), AppError> {
+    let mut count = state.config().default_page_size;
+    let mut cursor = None;
+    for (name, value) in params {
+        match name.as_str() {
+            "_count" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| AppError::Invalid("`_count` must be a number".into()))?;
+                count = n.min(state.config().max_page_size);
+            }
+            "_cursor" => cursor = Some(ListCursor::open(state.cursors(), value, claims.sub)?),
+            _ => {}
+        }
+    }
+    if cursor.is_some()
+        && params
+            .iter()
+            .any(|(k, _)| k != "_cursor" && k != "_format")
+    {
+        return Err(AppError::Invalid("a paging cursor is used alone".into()));
+    }
+    Ok((count, cursor))
+}
+
+/// The `self` and `next` links of a list page.
+fn list_links(path: &str, first: &str, token: Option<&str>, next: Option<String>) -> Vec<Value> {
+    let mut links = vec![json!({"relation": "self", "url": match token {
+        Some(token) => format!("{path}?_cursor={token}"),
+        None => format!("{path}{first}"),
+    }})];
+    if let Some(next) = next {
+        links.push(json!({"relation": "next", "url": format!("{path}?_cursor={next}")}));
+    }
+    links
+}
 
 async fn break_glass_queue(
     State(state): State<AppState>,
     ctx: AuditCtx,
+    RawQuery(query): RawQuery,
     Requester(claims): Requester,
 ) -> Result<Response, AppError> {
     mark(&ctx, "break-glass-queue", 'R');
     state.access().require_compliance(&claims).await?;
-    let chain_id = i64::try_from(state.chain().chain_id()).unwrap_or(i64::MAX);
-    let rows: Vec<QueueRow> = sqlx::query_as(
-        "SELECT s.session_id::text, s.patient, s.org, s.opener, s.reason, s.expires_at,
-                s.opened_block, s.opened_tx, s.closed_block
-         FROM break_glass_sessions s
-         WHERE s.chain_id = $1 AND NOT EXISTS (
-           SELECT 1 FROM gateway_break_glass_reviews r
-           WHERE r.chain_id = s.chain_id AND r.session_id = s.session_id)
-         ORDER BY s.opened_block, s.session_id LIMIT 1000",
-    )
-    .bind(chain_id)
-    .fetch_all(state.pool())
-    .await?;
+    let params = params(query);
+    if let Some((name, _)) = params
+        .iter()
+        .find(|(k, _)| !matches!(k.as_str(), "_count" | "_cursor" | "_format"))
+    {
+        return Err(AppError::NotSupported(format!(
+            "$break-glass-queue takes `_count` and `_cursor` only, not `{}`",
+            name.chars().take(40).collect::<String>()
+        )));
+    }
+    let (count, cursor) = list_paging(&state, &claims, &params)?;
+    let (count, after, total) = match cursor {
+        Some(c) if c.list == List::BreakGlassQueue => (c.count, Some(c.after), c.total),
+        Some(_) => return Err(AppError::Invalid("the paging cursor is for another list".into())),
+        None => (
+            count,
+            None,
+            lists::unreviewed_sessions(state.pool(), chain_id(&state)).await?,
+        ),
+    };
+    let mut rows =
+        lists::break_glass_queue(state.pool(), chain_id(&state), count, after.as_ref()).await?;
+    let more = rows.len() > count;
+    rows.truncate(count);
+    let next = match rows.last().filter(|_| more) {
+        Some(last) => Some(
+            ListCursor::new(
+                List::BreakGlassQueue,
+                claims.sub,
+                count,
+                (last.6, last.0.clone()),
+                total,
+            )
+            .seal(state.cursors())?,
+        ),
+        None => None,
+    };
     let hex = |b: &[u8]| format!("0x{}", alloy::hex::encode(b));
     let entries: Vec<Value> = rows
         .into_iter()
@@ -350,9 +446,16 @@ async fn break_glass_queue(
             }})
         })
         .collect();
+    let token = params.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.as_str());
+    let links = list_links(
+        &format!("{}/AuditEvent/$break-glass-queue", state.base_url()),
+        "",
+        token,
+        next,
+    );
     Ok(respond(
         StatusCode::OK,
-        &json!({"resourceType": "Bundle", "type": "collection", "total": entries.len(), "entry": entries}),
+        &json!({"resourceType": "Bundle", "type": "collection", "total": total, "link": links, "entry": entries}),
     ))
 }
 
@@ -448,30 +551,69 @@ async fn consent_search(
 ) -> Result<Response, AppError> {
     mark(&ctx, "search-type", 'E');
     ctx.update(|r| r.entity = Some("Consent".into()));
+    let params = params(query);
     let mut patient = None;
-    for (name, value) in params(query) {
+    for (name, value) in &params {
         match name.as_str() {
             "patient" => {
-                let bare = value.strip_prefix("Patient/").unwrap_or(&value);
+                let bare = value.strip_prefix("Patient/").unwrap_or(value);
                 patient = Some(address(bare).ok_or_else(|| {
                     AppError::Invalid("`patient` must be a wallet address (0x + 40 hex)".into())
                 })?);
             }
-            "_format" => {}
+            "_count" | "_cursor" | "_format" => {}
             _ => {
                 return Err(AppError::NotSupported(
-                    "Consent is searched by `patient` only".into(),
+                    "Consent is searched by `patient` only (paged with `_count`)".into(),
                 ));
             }
         }
     }
-    let patient = patient.ok_or_else(|| AppError::Invalid("`patient` is required".into()))?;
+    let (count, cursor) = list_paging(&state, &claims, &params)?;
+    let (patient, count, before, total) = match (cursor, patient) {
+        (Some(c), _) => match c.list {
+            List::Consents(patient) => {
+                let before = c
+                    .after
+                    .1
+                    .parse::<i32>()
+                    .map(|log| (c.after.0, log))
+                    .map_err(|_| AppError::Invalid("the paging cursor is invalid".into()))?;
+                (patient, c.count, Some(before), Some(c.total))
+            }
+            List::BreakGlassQueue => {
+                return Err(AppError::Invalid("the paging cursor is for another list".into()));
+            }
+        },
+        (None, Some(patient)) => (patient, count, None, None),
+        (None, None) => return Err(AppError::Invalid("`patient` is required".into())),
+    };
     ctx.update(|r| r.patient = Some(format!("{patient:#x}")));
+    // Re-checked on every page: a cursor outlives neither a suspension nor a delegation.
     state
         .access()
         .require_viewer(&claims, Some(patient))
         .await?;
-    let consents = consents::consents_of(state.pool(), state.chain().chain_id(), patient).await?;
+    let chain_id = state.chain().chain_id();
+    let total = match total {
+        Some(total) => total,
+        None => consents::count_consents(state.pool(), chain_id, patient).await?,
+    };
+    let (consents, last) =
+        consents::consents_of(state.pool(), chain_id, patient, count, before).await?;
+    let next = match last {
+        Some((block, log)) => Some(
+            ListCursor::new(
+                List::Consents(patient),
+                claims.sub,
+                count,
+                (block, log.to_string()),
+                total,
+            )
+            .seal(state.cursors())?,
+        ),
+        None => None,
+    };
     let base = state.base_url();
     let entries: Vec<Value> = consents
         .into_iter()
@@ -480,22 +622,28 @@ async fn consent_search(
             json!({"fullUrl": format!("{base}/Consent/{id}"), "resource": c, "search": {"mode": "match"}})
         })
         .collect();
+    let token = params.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.as_str());
+    let links = list_links(
+        &format!("{base}/Consent"),
+        &format!("?patient={patient:#x}"),
+        token,
+        next,
+    );
     Ok(respond(
         StatusCode::OK,
-        &json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(),
-                "link": [{"relation": "self", "url": format!("{base}/Consent?patient={patient:#x}")}],
-                "entry": entries}),
+        &json!({"resourceType": "Bundle", "type": "searchset", "total": total,
+                "link": links, "entry": entries}),
     ))
 }
 
 /// Adds the compliance routes to the CapabilityStatement's resources: an AuditEvent entry,
 /// and on the Consent entry the search that the chain's index answers.
 pub fn amend_capability(resources: &mut Vec<Value>) {
-    let consent_doc = "Search (GET Consent?patient=) returns current and past consents from the index of ConsentRegistry events, each with its chain proof (transaction hash, block, log index); the patient, an active delegate and compliance staff may search. Stored Consent documents are read by id.";
+    let consent_doc = "Search (GET Consent?patient=) returns current and past consents from the index of ConsentRegistry events, newest first and paged (_count, then the Bundle's next link), each with its chain proof (transaction hash, block, log index); the patient, an active delegate and compliance staff may search. Stored Consent documents are read by id.";
     match resources.iter_mut().find(|r| r["type"] == "Consent") {
         Some(consent) => {
             consent["documentation"] = json!(consent_doc);
-            consent["searchParam"] = json!([{"name": "patient", "type": "reference"}]);
+            consent["searchParam"] = json!([{"name": "patient", "type": "reference"}, {"name": "_count", "type": "number"}]);
             if let Some(entry) = consent.as_object_mut() {
                 entry.remove("searchInclude");
                 entry.remove("searchRevInclude");
@@ -505,7 +653,7 @@ pub fn amend_capability(resources: &mut Vec<Value>) {
             "type": "Consent",
             "documentation": consent_doc,
             "interaction": [{"code": "search-type"}],
-            "searchParam": [{"name": "patient", "type": "reference"}]
+            "searchParam": [{"name": "patient", "type": "reference"}, {"name": "_count", "type": "number"}]
         })),
     }
     let op = |name: &str, doc: &str| json!({"name": name, "definition": format!("urn:carechain:operation:{name}"), "documentation": doc});
@@ -523,13 +671,14 @@ pub fn amend_capability(resources: &mut Vec<Value>) {
             {"name": "entity", "type": "reference"},
             {"name": "purpose", "type": "token"},
             {"name": "_count", "type": "number"},
+            {"name": "_total", "type": "token", "documentation": "none skips the count; accurate (the default) and estimate count every match"},
             {"name": "_sort", "type": "string", "documentation": "date or -date"}
         ],
         "operation": [
-            op("export", "GET AuditEvent/$export?from=&to= (sequence numbers): the audit log as streamed NDJSON. Compliance staff only."),
+            op("export", "GET AuditEvent/$export: the audit log as streamed NDJSON, selected by sequence numbers (from, to; in sequence order), and by date (_since inclusive, _until exclusive: FHIR dates or instants) and patient (then in recorded order). Compliance staff only."),
             op("verify", "GET AuditEvent/$verify: recomputes the hash chain and every root anchored in AuditAnchor; reports the first missing or tampered row. Compliance staff only."),
             op("proof", "GET AuditEvent/[seq]/$proof: the Merkle inclusion proof of an anchored row, its batch and anchoring transaction, checked on chain."),
-            op("break-glass-queue", "GET AuditEvent/$break-glass-queue: break-glass sessions not reviewed yet. Compliance staff only."),
+            op("break-glass-queue", "GET AuditEvent/$break-glass-queue: break-glass sessions not reviewed yet, oldest first, paged (_count, then the Bundle's next link). Compliance staff only."),
             op("break-glass-review", "POST AuditEvent/$break-glass-review with Parameters session + outcome (justified | unjustified | inconclusive). Compliance staff only; audited.")
         ]
     }));
