@@ -10,6 +10,9 @@ pub enum IndexerError {
     /// The deployment manifest is missing or invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A TLS setting (the RPC's CA file, PostgreSQL's sslmode or root certificate) is unusable.
+    #[error(transparent)]
+    Tls(#[from] carechain_tls::TlsError),
     /// The manifest names another chain than the RPC endpoint serves.
     #[error(
         "the deployment manifest {manifest_path} is for chain id {manifest_chain_id}, but the RPC \
@@ -21,7 +24,7 @@ pub enum IndexerError {
         manifest_path: PathBuf,
         /// Its chain id.
         manifest_chain_id: u64,
-        /// The RPC URL.
+        /// The RPC URL, redacted.
         rpc_url: String,
         /// The chain id the endpoint reports.
         rpc_chain_id: u64,
