@@ -117,16 +117,19 @@ impl std::fmt::Debug for ChainClient {
 }
 
 impl ChainClient {
-    /// Connects to `rpc_url`; `service_keys` maps custodian organisations to hex private keys.
+    /// Connects to `endpoint`; `service_keys` maps custodian organisations to hex private keys.
     pub fn new(
-        rpc_url: &str,
+        endpoint: &carechain_tls::RpcEndpoint,
         contracts: ContractAddresses,
         chain_id: u64,
         service_keys: &[(Address, String)],
         timeout: Duration,
     ) -> Result<Self, ChainError> {
-        let url: alloy::transports::http::reqwest::Url = rpc_url.parse().map_err(rpc)?;
-        let provider = ProviderBuilder::new().connect_http(url.clone()).erased();
+        // One HTTP client (and connection pool) for reads and every custodian's sends.
+        let client = endpoint.client(timeout).map_err(rpc)?;
+        let provider = ProviderBuilder::new()
+            .connect_client(client.clone())
+            .erased();
         let mut anchorers = HashMap::new();
         for (org, key) in service_keys {
             let signer: PrivateKeySigner = key
@@ -135,7 +138,7 @@ impl ChainClient {
                 .map_err(|_| ChainError::InvalidKey(org.to_string()))?;
             let provider = ProviderBuilder::new()
                 .wallet(EthereumWallet::from(signer))
-                .connect_http(url.clone())
+                .connect_client(client.clone())
                 .erased();
             anchorers.insert(
                 *org,

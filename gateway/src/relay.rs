@@ -433,7 +433,7 @@ fn revert_reason(err: &alloy::contract::Error) -> String {
 impl Relay {
     /// A relay sending from `key` to the ConsentRegistry at `registry` on `chain_id`.
     pub fn new(
-        rpc_url: &str,
+        rpc: &carechain_tls::RpcEndpoint,
         key: &str,
         registry: Address,
         chain_id: u64,
@@ -446,12 +446,12 @@ impl Relay {
             .parse()
             .map_err(|_| RelayError::Invalid("the relay key is not a private key".into()))?;
         let relayer = signer.address();
-        let url: alloy::transports::http::reqwest::Url = rpc_url
-            .parse()
-            .map_err(|_| RelayError::Invalid(format!("bad RPC URL {rpc_url}")))?;
+        let client = rpc
+            .client(timeout)
+            .map_err(|err| RelayError::Invalid(err.to_string()))?;
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer))
-            .connect_http(url)
+            .connect_client(client)
             .erased();
         Ok(Self {
             provider,

@@ -383,7 +383,15 @@ impl TestGateway {
             let _ = rx.await;
         }));
         Self {
-            base: format!("http://{addr}"),
+            // `https://` when the gateway serves TLS (a test then sets a client that trusts it).
+            base: format!(
+                "{}://{addr}",
+                if state.config().serves_tls() {
+                    "https"
+                } else {
+                    "http"
+                }
+            ),
             http: reqwest::Client::new(),
             pool,
             state,
