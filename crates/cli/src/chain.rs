@@ -8,20 +8,51 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{ConsentRegistry, DeploymentManifest, ProviderRegistry, Status};
+use carechain_tls::{RedactedUrl, RpcEndpoint};
 use eyre::{WrapErr, bail, eyre};
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-/// Where the chain and the contracts are.
+/// Time limit of one JSON-RPC request.
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the chain's JSON-RPC endpoint is and how its HTTPS certificate is checked.
 #[derive(Debug, Clone, clap::Args)]
-pub(crate) struct ChainArgs {
-    /// JSON-RPC URL of the chain.
+pub(crate) struct RpcArgs {
+    /// JSON-RPC URL of the chain (`http://` or `https://`; credentials in it are never shown).
     #[arg(
         long,
         env = "CARECHAIN_RPC_URL",
         value_name = "URL",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8545"
     )]
-    pub(crate) rpc: String,
+    pub(crate) rpc: RedactedUrl,
+    /// CA certificate(s) (PEM) the RPC endpoint's HTTPS certificate must chain to, instead of
+    /// the system's root certificates.
+    #[arg(long, env = "CARECHAIN_RPC_CA_FILE", value_name = "PEM")]
+    pub(crate) rpc_ca_file: Option<PathBuf>,
+}
+
+impl RpcArgs {
+    /// The endpoint with its trust.
+    pub(crate) fn endpoint(&self) -> RpcEndpoint {
+        RpcEndpoint::new(self.rpc.clone(), self.rpc_ca_file.as_deref())
+    }
+
+    /// A read-only provider (the CA file is read now: a bad one is reported before anything
+    /// is sent).
+    pub(crate) fn provider(&self) -> eyre::Result<RootProvider<Ethereum>> {
+        let endpoint = self.endpoint();
+        endpoint.trust().check()?;
+        Ok(RootProvider::new(endpoint.client(RPC_TIMEOUT)?))
+    }
+}
+
+/// Where the chain and the contracts are.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ChainArgs {
+    #[command(flatten)]
+    pub(crate) rpc: RpcArgs,
     /// Deployment manifest written by the deploy script (`carechain deploy`).
     #[arg(
         long,
@@ -36,7 +67,7 @@ pub(crate) struct ChainArgs {
 pub(crate) struct Chain {
     pub(crate) provider: DynProvider,
     pub(crate) manifest: DeploymentManifest,
-    rpc: String,
+    rpc: RpcArgs,
 }
 
 impl Chain {
@@ -45,21 +76,17 @@ impl Chain {
         let manifest = DeploymentManifest::load(&args.manifest).wrap_err(
             "pass --manifest (or CARECHAIN_MANIFEST) naming the file `carechain deploy` wrote",
         )?;
-        let url = args
-            .rpc
-            .parse()
-            .wrap_err_with(|| format!("invalid --rpc URL `{}`", args.rpc))?;
-        let provider = RootProvider::<Ethereum>::new_http(url).erased();
+        let provider = args.rpc.provider()?.erased();
         let chain_id = provider.get_chain_id().await.wrap_err_with(|| {
             format!(
                 "cannot reach the chain at {} (is it running? pass --rpc or CARECHAIN_RPC_URL)",
-                args.rpc
+                args.rpc.rpc
             )
         })?;
         if chain_id != manifest.chain_id {
             bail!(
                 "the chain at {} has chain id {chain_id}, but the manifest {} is for chain {}: pass the matching --manifest or --rpc",
-                args.rpc,
+                args.rpc.rpc,
                 args.manifest.display(),
                 manifest.chain_id
             );
@@ -73,13 +100,9 @@ impl Chain {
 
     /// A provider that signs and sends with `signer`.
     pub(crate) fn with_signer(&self, signer: &PrivateKeySigner) -> eyre::Result<DynProvider> {
-        let url = self
-            .rpc
-            .parse()
-            .wrap_err_with(|| format!("invalid --rpc URL `{}`", self.rpc))?;
         Ok(ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer.clone()))
-            .connect_http(url)
+            .connect_client(self.rpc.endpoint().client(RPC_TIMEOUT)?)
             .erased())
     }
 

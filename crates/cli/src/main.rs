@@ -21,11 +21,7 @@ mod ops;
 mod prompt;
 mod time;
 
-use alloy::{
-    network::Ethereum,
-    primitives::Address,
-    providers::{Provider, RootProvider},
-};
+use alloy::{primitives::Address, providers::Provider};
 use carechain_contracts::{
     Action, Basis, ConsentRegistry, DeploymentManifest, Purpose, ResourceType,
 };
@@ -840,9 +836,8 @@ fn keys(command: KeysCommand) -> eyre::Result<()> {
 
 #[derive(Debug, clap::Args)]
 struct DecideArgs {
-    /// JSON-RPC URL of the chain.
-    #[arg(long, env = "CARECHAIN_RPC_URL")]
-    rpc: String,
+    #[command(flatten)]
+    rpc: chain::RpcArgs,
     /// Deployment manifest written by the deploy script.
     #[arg(long, env = "CARECHAIN_MANIFEST")]
     manifest: PathBuf,
@@ -880,19 +875,15 @@ fn print_codes() {
 
 async fn decide(args: DecideArgs) -> eyre::Result<()> {
     let manifest = DeploymentManifest::load(&args.manifest)?;
-    let url = args
-        .rpc
-        .parse()
-        .wrap_err_with(|| format!("invalid --rpc URL `{}`", args.rpc))?;
-    let provider = RootProvider::<Ethereum>::new_http(url);
+    let provider = args.rpc.provider()?;
     let chain_id = provider
         .get_chain_id()
         .await
-        .wrap_err_with(|| format!("cannot reach the chain at {}", args.rpc))?;
+        .wrap_err_with(|| format!("cannot reach the chain at {}", args.rpc.rpc))?;
     if chain_id != manifest.chain_id {
         bail!(
             "the chain at {} has chain id {chain_id}, but the manifest {} is for chain {}",
-            args.rpc,
+            args.rpc.rpc,
             args.manifest.display(),
             manifest.chain_id
         );
