@@ -358,6 +358,49 @@ manifest_is_live() {
   done
 }
 
+# --- local certificate authority ---------------------------------------------
+#
+# ensure_local_ca DIR: a private CA for one machine's stack and a server certificate it
+# signed, in DIR (openssl from Debian, installed when missing):
+#   DIR/ca.pem       the CA certificate: what clients are told to trust
+#   DIR/ca.key       its key (0600, never leaves DIR)
+#   DIR/server.pem   a certificate for localhost, 127.0.0.1 and ::1 (825 days)
+#   DIR/server.key   its key (0600)
+# Existing files are kept (a CA someone already trusts stays the same); the server
+# certificate is issued again when it is missing, expires within 30 days, or was not signed
+# by DIR/ca.pem.
+ensure_local_ca() {
+  local dir="$1"
+  command -v openssl >/dev/null || ensure_apt openssl
+  mkdir -p "$dir"
+  (
+    umask 077
+    cd "$dir" || exit 1
+    if [[ ! -s ca.pem || ! -s ca.key ]]; then
+      rm -f ca.pem ca.key server.pem server.key
+      openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout ca.key -out ca.pem -days 3650 -subj "/CN=carechain local stack CA" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 \
+        || { echo "openssl could not create the CA in $dir" >&2; exit 1; }
+    fi
+    if [[ ! -s server.pem || ! -s server.key ]] \
+      || ! openssl x509 -in server.pem -noout -checkend $((30 * 86400)) >/dev/null 2>&1 \
+      || ! openssl verify -CAfile ca.pem server.pem >/dev/null 2>&1; then
+      printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
+        "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" >server.ext
+      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout server.key -out server.csr -subj "/CN=localhost" >/dev/null 2>&1 \
+        && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+          -days 825 -extfile server.ext -out server.pem >/dev/null 2>&1 \
+        || { echo "openssl could not issue the server certificate in $dir" >&2; exit 1; }
+      rm -f server.csr server.ext
+    fi
+    chmod 644 ca.pem server.pem
+  ) || die "could not set up the local CA in $dir"
+}
+
 # --- PostgreSQL -------------------------------------------------------------
 #
 # A private cluster: DIR/data (owned by the postgres OS user when running as

@@ -200,6 +200,22 @@ impl Stack {
         self.var("CARECHAIN_GATEWAY_URL")
     }
 
+    /// The stack's CA (`CARECHAIN_CA_FILE`): its gateway's HTTPS certificate chains to it.
+    pub fn ca_file(&self) -> PathBuf {
+        PathBuf::from(self.var("CARECHAIN_CA_FILE"))
+    }
+
+    /// An HTTP client that trusts the stack's CA (and nothing else).
+    pub fn https_client(&self) -> reqwest::Client {
+        carechain_tls::http::client_builder(&carechain_tls::Trust::CaFile(self.ca_file()))
+            .and_then(|builder| {
+                builder
+                    .build()
+                    .map_err(|e| carechain_tls::TlsError::HttpClient(e.to_string()))
+            })
+            .unwrap_or_else(|e| panic!("an HTTPS client trusting the stack's CA: {e}"))
+    }
+
     /// Runs the `carechain` CLI built by the stack, with the stack's settings in its
     /// environment (as after `source .stack/env`) plus `env`; HOME points into the state
     /// directory so keys and tokens stay there.
