@@ -145,10 +145,10 @@ pub(crate) async fn deploy(args: DeployArgs) -> eyre::Result<()> {
         .current_dir(&repo)
         .env("DEPLOY_MANIFEST", &staged)
         .env("MAX_BREAK_GLASS_SECONDS", max_break_glass.to_string())
-        // forge reads the URL from its environment: a URL with credentials stays off the
-        // command line (which any local user can list).
-        .env("ETH_RPC_URL", args.rpc.rpc.expose().as_str())
-        .args(["script", script, "--broadcast"])
+        // forge takes the endpoint on its command line only (it has no environment
+        // variable for a script's RPC); it prints nothing of it.
+        .args(["script", script, "--broadcast", "--rpc-url"])
+        .arg(args.rpc.rpc.expose().as_str())
         .arg("--keystore")
         .arg(private.0.join("deployer"))
         .arg("--password-file")
