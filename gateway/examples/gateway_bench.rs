@@ -1,5 +1,10 @@
 //! `bench/gateway`: read, search and import figures on loopback, consent checked against the
-//! same gateway with the check switched off (`--bench-skip-consent`) as the baseline.
+//! same gateway with the check switched off (`--bench-skip-consent`) as the baseline, and
+//! HTTPS reads against plain reads (a second consent-checking gateway serving TLS).
+//!
+//! The bench drives one user at thousands of requests per second: every gateway here sets the
+//! per-user limits (`--user-*-per-minute`) to `u32::MAX`, so the limiter stays on the request
+//! path (its cost is measured) but never refuses.
 //!
 //! Needs what the integration tests need (`DATABASE_URL` server, anvil, forge); prints
 //! `FIGURE <name> <value> <unit>` lines.
@@ -151,6 +156,18 @@ async fn product_indexer(chain: &TestChain, database_url: &str) -> tokio::task::
     })
 }
 
+/// A client trusting `ca` only, offering the ALPN protocols `alpn`.
+fn https_client(ca: &std::path::Path, alpn: &[&[u8]]) -> reqwest::Client {
+    let mut config = carechain_tls::Trust::CaFile(ca.to_owned())
+        .client_config()
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .build()
+        .unwrap()
+}
+
 fn figure(name: &str, value: f64, unit: &str) {
     println!("FIGURE {name} {value:.2} {unit}");
 }
@@ -170,11 +187,30 @@ async fn main() {
             c.kek = Some(kek);
             c.bench_skip_consent = skip;
             c.bench_skip_validation = skip_validation;
+            c.user_limits = carechain_gateway::config::UserLimits {
+                reads_per_minute: u32::MAX,
+                searches_per_minute: u32::MAX,
+                writes_per_minute: u32::MAX,
+            };
         }
     };
     let checked = TestGateway::start_with(&chain, &db, settings(false, false)).await;
     let unchecked = TestGateway::start_with(&chain, &db, settings(true, false)).await;
     let unvalidated = TestGateway::start_with(&chain, &db, settings(false, true)).await;
+    // The same as `checked`, on HTTPS (a certificate from a CA made here).
+    let tls_dir = common::temp_dir("bench-tls");
+    let ca = carechain_tls::testing::TestCa::new(&tls_dir.0, "bench");
+    let cert = ca.issue(&["127.0.0.1"], "gateway");
+    let mut https = TestGateway::start_with(&chain, &db, {
+        let plain = settings(false, false);
+        move |c: &mut carechain_gateway::GatewayConfig| {
+            plain(c);
+            c.tls_cert = Some(cert.cert);
+            c.tls_key = Some(cert.key);
+        }
+    })
+    .await;
+    https.http = https_client(ca.ca_file(), &[b"h2", b"http/1.1"]);
     let indexer = product_indexer(&chain, &db).await;
     let patient_wallet = chain.wallet().await;
     let patient = checked.sign_in(&patient_wallet).await;
@@ -327,6 +363,45 @@ async fn main() {
             "ms",
         );
     }
+    // HTTPS against plain HTTP: the same reads on 8 connections each, kept and reused (HTTP/1.1
+    // over TLS, so both sides hold 8 connections; HTTP/2 would multiplex them onto one), twice
+    // in alternating order so that neither side always runs on the warmer machine.
+    let doctor_https = https.sign_in(&practitioner).await;
+    let read_https = https.url(&read_path);
+    common::eventually(|| async {
+        https
+            .http
+            .get(&read_https)
+            .bearer_auth(&doctor_https)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    let tls_h1 = https_client(ca.ca_file(), &[b"http/1.1"]);
+    let (mut plain_loads, mut tls_loads) = (Vec::new(), Vec::new());
+    for round in 0..2 {
+        if round == 0 {
+            plain_loads.push(load(&http, &read_checked, &doctor_checked, 8).await);
+            tls_loads.push(load(&tls_h1, &read_https, &doctor_https, 8).await);
+        } else {
+            tls_loads.push(load(&tls_h1, &read_https, &doctor_https, 8).await);
+            plain_loads.push(load(&http, &read_checked, &doctor_checked, 8).await);
+        }
+    }
+    let mean_rps = |loads: &[Load]| loads.iter().map(|l| l.rps).sum::<f64>() / loads.len() as f64;
+    let worst_p99 = |loads: &[Load]| loads.iter().map(|l| l.p99_ms).fold(0.0, f64::max);
+    figure("gateway.read.rps.plain.c8", mean_rps(&plain_loads), "req/s");
+    figure("gateway.read.rps.tls.c8", mean_rps(&tls_loads), "req/s");
+    figure(
+        "gateway.read.tls_ratio.c8",
+        mean_rps(&tls_loads) / mean_rps(&plain_loads),
+        "ratio",
+    );
+    figure("gateway.read.p99_ms.c8.tls", worst_p99(&tls_loads), "ms");
+
     let search = checked.url(&format!("/Observation?patient={me}&_count=50&_sort=-date"));
     let page = load(&http, &search, &doctor_checked, 8).await;
     figure("gateway.search.p99_ms.c8", page.p99_ms, "ms");
@@ -413,6 +488,7 @@ async fn main() {
         "ms",
     );
     indexer.abort();
+    https.stop().await;
     unvalidated.stop().await;
     checked.stop().await;
     unchecked.stop().await;
