@@ -207,25 +207,20 @@ impl SearchQuery {
                     }
                 },
                 "_summary" => {
-                    if !matches!(value.as_str(), "true" | "false" | "text" | "data" | "count") {
-                        return Err(AppError::Invalid(
-                            "_summary is true, text, data, count or false".into(),
-                        ));
-                    }
-                    if value == "count" {
-                        query.count = 0;
+                    match value.parse::<carechain_fhir::Summary>() {
+                        Ok(_) | Err(carechain_fhir::SummaryError::Count) => {}
+                        Err(err) => return Err(AppError::Invalid(err.to_string())),
                     }
                     query.summary = Some(value.clone());
                 }
                 "_elements" => {
-                    for element in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-                        if !element.chars().all(|c| c.is_ascii_alphanumeric()) {
-                            return Err(AppError::Invalid(format!(
-                                "_elements names top-level elements: `{}` is not one",
-                                element.chars().take(40).collect::<String>()
-                            )));
+                    // Checked against the R4 definition of the type before anything is read.
+                    for name in carechain_fhir::parse_elements(resource_type.code(), value)
+                        .map_err(|err| AppError::Invalid(err.to_string()))?
+                    {
+                        if !query.elements.contains(&name) {
+                            query.elements.push(name);
                         }
-                        query.elements.push(element.to_owned());
                     }
                 }
                 "_revinclude" => {
