@@ -8,7 +8,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{TestChain, TestGateway, TestIndexer, fresh_database};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

@@ -10,7 +10,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{Action, Purpose, ResourceType};
-use common::{TestChain, TestGateway, TestIndexer, fresh_database};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 
 struct Client<'a> {
