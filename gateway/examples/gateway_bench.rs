@@ -8,7 +8,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{TestChain, TestGateway, fresh_database};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -129,28 +129,6 @@ async fn create_load(
     }
 }
 
-/// The indexer as it ships (its default poll interval: the revocation lag is measured with it).
-async fn product_indexer(chain: &TestChain, database_url: &str) -> tokio::task::JoinHandle<()> {
-    use clap::Parser;
-    let config = carechain_indexer::Config::try_parse_from([
-        "carechain-indexer",
-        "--rpc-url",
-        &chain.rpc_url,
-        "--manifest",
-        chain.manifest_path.to_str().unwrap(),
-        "--database-url",
-        database_url,
-        "--no-progress",
-    ])
-    .unwrap();
-    let indexer = carechain_indexer::Indexer::start(config).await.unwrap();
-    tokio::spawn(async move {
-        if let Err(err) = indexer.run().await {
-            eprintln!("indexer stopped: {err}");
-        }
-    })
-}
-
 fn figure(name: &str, value: f64, unit: &str) {
     println!("FIGURE {name} {value:.2} {unit}");
 }
@@ -175,7 +153,9 @@ async fn main() {
     let checked = TestGateway::start_with(&chain, &db, settings(false, false)).await;
     let unchecked = TestGateway::start_with(&chain, &db, settings(true, false)).await;
     let unvalidated = TestGateway::start_with(&chain, &db, settings(false, true)).await;
-    let indexer = product_indexer(&chain, &db).await;
+    // The indexer as it ships (its default poll interval: the revocation lag is measured with
+    // it).
+    let indexer = TestIndexer::start_with_args(&chain, &db, &[]).await;
     let patient_wallet = chain.wallet().await;
     let patient = checked.sign_in(&patient_wallet).await;
     let me = format!("{:#x}", patient_wallet.address());
@@ -412,7 +392,7 @@ async fn main() {
         lag_at(99).as_secs_f64() * 1000.0,
         "ms",
     );
-    indexer.abort();
+    drop(indexer);
     unvalidated.stop().await;
     checked.stop().await;
     unchecked.stop().await;

@@ -14,7 +14,7 @@ use alloy::{
 };
 use carechain_contracts::{Action, Purpose, ResourceType};
 use client::Client;
-use common::{TestChain, TestGateway, TestIndexer, fresh_database};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::cell::Cell;
 
@@ -79,7 +79,7 @@ async fn stored_versions(gw: &TestGateway) -> i64 {
 /// A gateway (anchoring for one custodian) with the indexer, ready to decide.
 async fn started(
     chain: &TestChain,
-    custodian: &common::Custodian,
+    custodian: &carechain_testkit::Custodian,
     require_if_match: bool,
 ) -> (TestGateway, TestIndexer) {
     let db = fresh_database().await;

@@ -9,6 +9,7 @@ use alloy::{
     providers::Provider,
 };
 use carechain_contracts::{AuditAnchor, ConsentRegistry, ProviderRegistry, RecordRegistry};
+use carechain_testkit::{Anvil, Deployment, TestDb, dev_address, free_port};
 use common::*;
 use sqlx::{Row, postgres::PgListener};
 use std::time::Duration;
@@ -19,8 +20,8 @@ fn hex(a: impl AsRef<[u8]>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let c = deployment.manifest.contracts;
     let gov = anvil.signer(0);
     let (hospital, lab, gateway, practitioner, service, rotated, patient, delegate, gateway2) = (
@@ -622,8 +623,8 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configuration_is_refused_with_a_clear_message() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let db = TestDb::create().await;
 
     // Manifest for another chain id than the RPC's.
@@ -672,8 +673,8 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_reports_cursor_and_head() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     consent_load(
         &anvil.url,
         deployment.manifest.contracts.consent_registry,

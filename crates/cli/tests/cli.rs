@@ -5,7 +5,10 @@ mod common;
 
 use alloy::signers::local::PrivateKeySigner;
 use carechain_contracts::Basis;
-use common::{Cli, TempDir, TestChain, key_hex};
+use carechain_testkit::{
+    Anvil, GOVERNANCE_KEY, TempDir, TestChain, cast_bin, forge_lock, repo_root,
+};
+use common::{Cli, CliChain, key_hex};
 use serde_json::Value;
 use std::process::{Command, Stdio};
 
@@ -14,8 +17,8 @@ async fn keys_round_trip_and_sign_without_showing_the_key() {
     let chain = TestChain::start().await;
     let (org, member) = chain.hospital_with_member().await;
     let store = TempDir::new("keys");
-    let dir = store.0.join("keystore");
-    let password_file = store.0.join("password");
+    let dir = store.path().join("keystore");
+    let password_file = store.path().join("password");
     std::fs::write(&password_file, "correct horse\n").unwrap();
     let keys = || {
         chain
@@ -123,12 +126,7 @@ async fn keys_round_trip_and_sign_without_showing_the_key() {
     let unlocked = keys().args(["keys", "address", "--key", "bob"]).ok();
     assert_eq!(unlocked.trim(), imported.address().to_string());
     // cast (another Web3 Secret Storage implementation) opens the keystore too.
-    let cast = std::env::var_os("CAST_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            common::repo_root().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast")
-        });
-    let out = Command::new(cast)
+    let out = Command::new(cast_bin())
         .args(["wallet", "address", "--keystore"])
         .arg(dir.join("bob"))
         .arg("--password-file")
@@ -299,7 +297,7 @@ async fn consent_grant_and_revoke_change_the_decision_on_chain() {
         .ok();
     chain
         .cli()
-        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
+        .env("CARECHAIN_PRIVATE_KEY", GOVERNANCE_KEY)
         .args([
             "member",
             "suspend",
@@ -510,14 +508,15 @@ async fn typed_data_signed_by_a_javascript_wallet_is_accepted_on_chain() {
 
 #[tokio::test]
 async fn deploy_writes_a_manifest_the_other_commands_use() {
-    let (mut anvil, rpc_url) = common::bare_anvil().await;
+    let anvil = Anvil::start().await;
+    let rpc_url = anvil.url.clone();
     let dir = TempDir::new("deploy");
-    let manifest = dir.0.join("nested/manifest.json");
-    let lock = common::forge_lock();
+    let manifest = dir.path().join("nested/manifest.json");
+    let lock = forge_lock();
     let out = Cli::new()
-        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
+        .env("CARECHAIN_PRIVATE_KEY", GOVERNANCE_KEY)
         .args(["deploy", "--rpc", &rpc_url, "--max-break-glass", "2h"])
-        .arg_path("--repo", &common::repo_root())
+        .arg_path("--repo", &repo_root())
         .arg_path("--out", &manifest)
         .run();
     drop(lock);
@@ -526,7 +525,7 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     // The key never reaches forge's command line or output.
     assert!(
-        !stderr.contains(&common::GOVERNANCE_KEY[2..]),
+        !stderr.contains(&GOVERNANCE_KEY[2..]),
         "the key was printed"
     );
     let loaded =
@@ -540,7 +539,7 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
     Cli::new()
         .env("CARECHAIN_RPC_URL", &rpc_url)
         .env("CARECHAIN_MANIFEST", manifest.to_str().unwrap())
-        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
+        .env("CARECHAIN_PRIVATE_KEY", GOVERNANCE_KEY)
         .args([
             "org",
             "admit",
@@ -572,8 +571,6 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
         .ok();
     // An organisation address is never a requester itself (rule 5 of ConsentRegistry).
     assert!(answer.starts_with("DENIED (UnknownRequester)"), "{answer}");
-    let _ = anvil.kill();
-    let _ = anvil.wait();
 }
 
 /// Runs the CLI on a pseudo-terminal (util-linux `script`), typing `typed`.
