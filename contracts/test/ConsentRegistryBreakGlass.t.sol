@@ -31,7 +31,9 @@ contract ConsentRegistryBreakGlassTest is ConsentFixture {
     }
 
     function _emergencyRead(address requester) internal view returns (bool, IConsentRegistry.Basis) {
-        return consents.decide(patient, requester, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_ETREAT);
+        (bool allowed, IConsentRegistry.Basis basis,) =
+            consents.decide(patient, requester, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_ETREAT);
+        return (allowed, basis);
     }
 
     function _unauthorized(address requester) internal pure returns (bytes memory) {

@@ -136,7 +136,7 @@ contract ConsentRegistryInvariantsTest is ConsentFixture {
                 address key = _keys[k];
                 for (uint256 r = 0; r < _requests.length; ++r) {
                     uint8[3] memory q = _requests[r];
-                    (bool allowed, IConsentRegistry.Basis basis) = consents.decide(p, key, q[0], q[1], q[2]);
+                    (bool allowed, IConsentRegistry.Basis basis,) = consents.decide(p, key, q[0], q[1], q[2]);
                     assertEq(allowed, _isAllowedBasis(basis), "allowed agrees with the basis");
                     if (basis == IConsentRegistry.Basis.MemberConsent) {
                         assertTrue(_covers(handler.modelOf(p, key), q), "member consent live and covering");
@@ -181,7 +181,7 @@ contract ConsentRegistryInvariantsTest is ConsentFixture {
             }
             for (uint256 k = 0; k < _keys.length; ++k) {
                 address key = _keys[k];
-                (, IConsentRegistry.Basis basis) =
+                (, IConsentRegistry.Basis basis,) =
                     consents.decide(p, key, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_ETREAT);
                 if (basis == IConsentRegistry.Basis.BreakGlass) {
                     assertTrue(consents.isBreakGlassOpen(p, _orgOf[key]), "only through an open session");
@@ -203,7 +203,7 @@ contract ConsentRegistryInvariantsTest is ConsentFixture {
                 address p = i == patients.length ? key : patients[i];
                 for (uint256 r = 0; r < _requests.length; ++r) {
                     uint8[3] memory q = _requests[r];
-                    (bool allowed, IConsentRegistry.Basis basis) = consents.decide(p, key, q[0], q[1], q[2]);
+                    (bool allowed, IConsentRegistry.Basis basis,) = consents.decide(p, key, q[0], q[1], q[2]);
                     assertFalse(allowed, "suspended requester allowed");
                     assertTrue(
                         basis == IConsentRegistry.Basis.KeySuspended

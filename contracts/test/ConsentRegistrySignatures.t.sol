@@ -16,6 +16,10 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         return abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, signer);
     }
 
+    function _invalidNonce(address patient_, uint256 current) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(IConsentRegistry.ConsentInvalidNonce.selector, patient_, current);
+    }
+
     /// @dev A signed grant of the default scope to `grantee`, signed by the patient.
     function _signedGrant(address grantee)
         internal
@@ -111,7 +115,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantBySig_byActiveDelegate_usesThePatientsNonce() public {
         vm.prank(patient);
-        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 1 days);
+        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 400 days);
         GrantArgs memory g = _grantArgs(doctor);
         bytes memory signature = _sign(DELEGATE_PK, _grantDigest(g));
         vm.expectEmit(address(consents));
@@ -152,7 +156,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         vm.prank(patient);
         consents.revoke(patient, doctor);
         // The same bytes again, e.g. to restore a consent the patient has since revoked.
-        vm.expectRevert(_invalidSignature(patient));
+        vm.expectRevert(_invalidNonce(patient, 1));
         _grantBySig(g, patient, signature);
         assertEq(consents.consentOf(patient, doctor).validUntil, 0, "revocation stands");
     }
@@ -172,14 +176,23 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
             vm.expectRevert(_invalidSignature(patient));
             _grantBySig(g, patient, signature);
         }
+        // The nonce is checked against the patient's before the signature, and named as such.
+        GrantArgs memory ahead = _grantArgs(doctor);
+        ahead.nonce = 1;
+        vm.expectRevert(_invalidNonce(patient, 0));
+        _grantBySig(ahead, patient, _sign(PATIENT_PK, _grantDigest(ahead)));
         _grantBySig(signed, patient, signature);
         assertEq(consents.nonces(patient), 1, "the untampered one still works");
     }
 
     function test_grantBySig_revertsForAnotherPatient() public {
         (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
-        // Pointing the signature at another patient: the signer does not act for that patient.
+        // Pointing the signature at another patient: it signed something else.
         g.patient = stranger;
+        vm.expectRevert(_invalidSignature(patient));
+        _grantBySig(g, patient, signature);
+        // Signed for that patient by someone who does not act for them.
+        signature = _sign(PATIENT_PK, _grantDigest(g));
         vm.expectRevert(
             abi.encodeWithSelector(IConsentRegistry.ConsentUnauthorizedActor.selector, patient, stranger)
         );
@@ -320,24 +333,45 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         vm.expectEmit(address(consents));
         emit IConsentRegistry.ConsentRevoked(patient, doctor, patient);
         vm.prank(relayer);
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
         assertEq(consents.consentOf(patient, doctor).validUntil, 0, "deleted");
         assertEq(consents.nonces(patient), 1, "nonce used");
 
         _grantDefault(doctor);
-        vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        vm.expectRevert(_invalidNonce(patient, 1));
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
     }
 
-    function test_revokeBySig_byDelegate() public {
+    function test_revokeBySig_byGuardian() public {
+        _grantDefault(doctor);
+        vm.prank(patient);
+        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 1 days);
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes memory signature = _sign(DELEGATE_PK, _revokeDigest(patient, doctor, deadline));
+        vm.expectEmit(address(consents));
+        emit IConsentRegistry.ConsentRevoked(patient, doctor, delegate);
+        consents.revokeBySig(patient, doctor, 0, deadline, delegate, signature);
+    }
+
+    function test_bySig_caregiverSignatureNeverChangesConsent() public {
         _grantDefault(doctor);
         vm.prank(patient);
         consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Caregiver, START + 1 days);
         uint256 deadline = block.timestamp + 1 hours;
         bytes memory signature = _sign(DELEGATE_PK, _revokeDigest(patient, doctor, deadline));
-        vm.expectEmit(address(consents));
-        emit IConsentRegistry.ConsentRevoked(patient, doctor, delegate);
-        consents.revokeBySig(patient, doctor, deadline, delegate, signature);
+        bytes memory notAllowed = abi.encodeWithSelector(
+            IConsentRegistry.ConsentUnauthorizedDelegate.selector,
+            delegate,
+            patient,
+            IConsentRegistry.DelegateKind.Caregiver
+        );
+        vm.expectRevert(notAllowed);
+        consents.revokeBySig(patient, doctor, 0, deadline, delegate, signature);
+        GrantArgs memory g = _grantArgs(nurse);
+        signature = _sign(DELEGATE_PK, _grantDigest(g));
+        vm.expectRevert(notAllowed);
+        _grantBySig(g, delegate, signature);
+        assertEq(consents.nonces(patient), 0, "nothing consumed");
     }
 
     function test_revokeBySig_reverts() public {
@@ -346,22 +380,28 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         bytes memory signature = _sign(PATIENT_PK, _revokeDigest(patient, doctor, deadline));
 
         vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, nurse, deadline, patient, signature);
+        consents.revokeBySig(patient, nurse, 0, deadline, patient, signature);
         vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, doctor, deadline + 1, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline + 1, patient, signature);
         vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, doctor, deadline, patient, _highS(signature));
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, _highS(signature));
+        vm.expectRevert(_invalidNonce(patient, 0));
+        consents.revokeBySig(patient, doctor, 1, deadline, patient, signature);
         bytes memory byStranger = _sign(STRANGER_PK, _revokeDigest(patient, doctor, deadline));
         vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, doctor, deadline, patient, byStranger);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, byStranger);
+        // The patient's signature does not verify for a stranger claiming it...
+        vm.expectRevert(_invalidSignature(stranger));
+        consents.revokeBySig(patient, doctor, 0, deadline, stranger, signature);
+        // ...and a stranger's own signature verifies but does not make it an actor.
         vm.expectRevert(
             abi.encodeWithSelector(IConsentRegistry.ConsentUnauthorizedActor.selector, stranger, patient)
         );
-        consents.revokeBySig(patient, doctor, deadline, stranger, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, stranger, byStranger);
 
         vm.warp(deadline + 1);
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentExpiredSignature.selector, deadline));
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
         assertEq(consents.nonces(patient), 0, "nothing consumed");
     }
 
@@ -369,11 +409,11 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         uint256 deadline = block.timestamp + 1 hours;
         bytes memory signature = _sign(PATIENT_PK, _revokeDigest(patient, doctor, deadline));
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentNotFound.selector, patient, doctor));
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
         assertEq(consents.nonces(patient), 0);
         // The signature stays usable once there is something to revoke.
         _grantDefault(doctor);
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
         assertEq(consents.consentOf(patient, doctor).validUntil, 0);
     }
 
@@ -385,19 +425,20 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         uint256 deadline = block.timestamp + 1 hours;
         bytes memory revokeSig = _sign(PATIENT_PK, _revokeDigest(patient, nurse, deadline));
         // Both signed at nonce 0: whichever lands first cancels the other.
-        consents.revokeBySig(patient, nurse, deadline, patient, revokeSig);
-        vm.expectRevert(_invalidSignature(patient));
+        consents.revokeBySig(patient, nurse, 0, deadline, patient, revokeSig);
+        vm.expectRevert(_invalidNonce(patient, 1));
         _grantBySig(g, patient, grantSig);
     }
 
     function test_invalidateNonces_cancelsOutstandingSignatures() public {
         (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
         GrantArgs memory later = _grantArgs(nurse);
-        bytes memory laterSig = _sign(PATIENT_PK, _grantDigestFor(later, 3, address(consents), block.chainid));
+        later.nonce = 3;
+        bytes memory laterSig = _sign(PATIENT_PK, _grantDigest(later));
 
         vm.prank(patient);
         consents.invalidateNonces(patient, 3);
-        vm.expectRevert(_invalidSignature(patient));
+        vm.expectRevert(_invalidNonce(patient, 3));
         _grantBySig(g, patient, signature);
         // A signature made for the new nonce works, and moves it on by one.
         _grantBySig(later, patient, laterSig);
@@ -430,7 +471,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         );
         _grantBySig(g, address(wallet), signature);
         assertEq(consents.nonces(address(wallet)), 1);
-        vm.expectRevert(_invalidSignature(address(wallet)));
+        vm.expectRevert(_invalidNonce(address(wallet), 1));
         _grantBySig(g, address(wallet), signature);
     }
 
@@ -446,17 +487,17 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         // Contract signatures are revocable: the wallet withdrew it before submission.
         wallet.setRejectAll(true);
         vm.expectRevert(_invalidSignature(address(wallet)));
-        consents.revokeBySig(address(wallet), doctor, deadline, address(wallet), signature);
+        consents.revokeBySig(address(wallet), doctor, 0, deadline, address(wallet), signature);
 
         wallet.setRejectAll(false);
-        consents.revokeBySig(address(wallet), doctor, deadline, address(wallet), signature);
+        consents.revokeBySig(address(wallet), doctor, 0, deadline, address(wallet), signature);
         assertEq(consents.consentOf(address(wallet), doctor).validUntil, 0);
     }
 
     function test_grantBySig_erc1271WalletAsDelegate() public {
         MockERC1271Wallet wallet = new MockERC1271Wallet(vm.addr(WALLET_OWNER_PK));
         vm.prank(patient);
-        consents.setDelegate(address(wallet), IConsentRegistry.DelegateKind.Guardian, START + 1 days);
+        consents.setDelegate(address(wallet), IConsentRegistry.DelegateKind.Guardian, START + 400 days);
         GrantArgs memory g = _grantArgs(doctor);
         _grantBySig(g, address(wallet), _sign(WALLET_OWNER_PK, _grantDigest(g)));
         assertEq(consents.consentOf(patient, doctor).validUntil, g.validUntil);

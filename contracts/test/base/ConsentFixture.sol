@@ -34,9 +34,9 @@ abstract contract ConsentFixture is CarechainFixture {
         return ConsentTypedData.grantDigest(g, nonce, verifyingContract, chainId);
     }
 
-    /// @dev Digest of `g` for the fixture's registry on the current chain at the patient's current nonce.
+    /// @dev Digest of `g` for the fixture's registry on the current chain at the nonce `g` names.
     function _grantDigest(GrantArgs memory g) internal view returns (bytes32) {
-        return _grantDigestFor(g, consents.nonces(g.patient), address(consents), block.chainid);
+        return _grantDigestFor(g, g.nonce, address(consents), block.chainid);
     }
 
     function _revokeDigestFor(
@@ -50,6 +50,7 @@ abstract contract ConsentFixture is CarechainFixture {
         return ConsentTypedData.revokeDigest(patient_, grantee, nonce, deadline, verifyingContract, chainId);
     }
 
+    /// @dev Digest of a revocation at the patient's current nonce.
     function _revokeDigest(address patient_, address grantee, uint256 deadline)
         internal
         view
@@ -64,7 +65,8 @@ abstract contract ConsentFixture is CarechainFixture {
     // Building and submitting
     // ------------------------------------------------------------------------------------------
 
-    /// @dev The default signed grant: read/search Observation for TREAT to the doctor for a year.
+    /// @dev The default signed grant: read/search Observation for TREAT to the doctor for a year,
+    /// at the patient's current nonce.
     function _grantArgs(address grantee) internal view returns (GrantArgs memory) {
         return GrantArgs({
             patient: patient,
@@ -75,24 +77,13 @@ abstract contract ConsentFixture is CarechainFixture {
             validFrom: 0,
             validUntil: uint40(block.timestamp) + 365 days,
             consentHash: CONSENT_HASH,
+            nonce: consents.nonces(patient),
             deadline: block.timestamp + 1 hours
         });
     }
 
     function _grantBySig(GrantArgs memory g, address signer, bytes memory signature) internal {
-        consents.grantBySig(
-            g.patient,
-            g.grantee,
-            g.resourceTypes,
-            g.actions,
-            g.purposes,
-            g.validFrom,
-            g.validUntil,
-            g.consentHash,
-            g.deadline,
-            signer,
-            signature
-        );
+        consents.grantBySig(ConsentTypedData.toGrant(g), signer, signature);
     }
 
     function _grantBySigOn(
@@ -101,19 +92,7 @@ abstract contract ConsentFixture is CarechainFixture {
         address signer,
         bytes memory signature
     ) internal {
-        registry.grantBySig(
-            g.patient,
-            g.grantee,
-            g.resourceTypes,
-            g.actions,
-            g.purposes,
-            g.validFrom,
-            g.validUntil,
-            g.consentHash,
-            g.deadline,
-            signer,
-            signature
-        );
+        registry.grantBySig(ConsentTypedData.toGrant(g), signer, signature);
     }
 
     /// @dev A direct grant by `actor` for `patient_` with the given scope, valid for a year.

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.28;
 
+import {IConsentRegistry} from "../../interfaces/IConsentRegistry.sol";
+
 /// @dev Every argument of `grantBySig` but the signer and signature, kept in memory so that
-/// tests stay below the legacy code generator's stack limit.
+/// tests stay below the legacy code generator's stack limit. `nonce` is what is submitted; the
+/// digest helpers take the nonce to sign separately, so a test can sign one and submit another.
 struct GrantArgs {
     address patient;
     address grantee;
@@ -12,11 +15,13 @@ struct GrantArgs {
     uint40 validFrom;
     uint40 validUntil;
     bytes32 consentHash;
+    uint256 nonce;
     uint256 deadline;
 }
 
 /// @title ConsentTypedData
-/// @notice Test-side EIP-712 encoder of the ConsentRegistry's `Grant` and `Revoke` types, written
+/// @notice Test-side EIP-712 encoder of the ConsentRegistry's `Grant`, `Revoke`, `SetDelegate`,
+/// `SetProxy` and `RemoveDelegate` types, written
 /// from the type strings and EIP-712 itself rather than from the contract's own `grantDigest`, so
 /// a wrong hash in the contract fails the tests instead of agreeing with itself. A library so the
 /// unit tests and the invariant handler share it.
@@ -29,6 +34,16 @@ library ConsentTypedData {
     );
     bytes32 internal constant REVOKE_TYPEHASH =
         keccak256("Revoke(address patient,address grantee,uint256 nonce,uint256 deadline)");
+    bytes32 internal constant SET_DELEGATE_TYPEHASH = keccak256(
+        "SetDelegate(address patient,address delegate,string relationship,uint40 validUntil,uint256 nonce,"
+        "uint256 deadline)"
+    );
+    bytes32 internal constant SET_PROXY_TYPEHASH = keccak256(
+        "SetProxy(address patient,address proxy,uint40 validUntil,uint64 resourceTypes,uint8 actions,"
+        "uint16 purposes,uint256 nonce,uint256 deadline)"
+    );
+    bytes32 internal constant REMOVE_DELEGATE_TYPEHASH =
+        keccak256("RemoveDelegate(address patient,address delegate,uint256 nonce,uint256 deadline)");
 
     /// @dev Order of the secp256k1 group: `s` above half of it is the malleable twin of a signature.
     uint256 internal constant SECP256K1_N =
@@ -87,6 +102,86 @@ library ConsentTypedData {
             chainId,
             keccak256(abi.encode(REVOKE_TYPEHASH, patient, grantee, nonce, deadline))
         );
+    }
+
+    /// @dev `relationship` is the word a wallet shows: "guardian" or "caregiver".
+    function setDelegateDigest(
+        address patient,
+        address delegate,
+        string memory relationship,
+        uint40 validUntil,
+        uint256 nonce,
+        uint256 deadline,
+        address verifyingContract,
+        uint256 chainId
+    ) internal pure returns (bytes32) {
+        return typedDigest(
+            verifyingContract,
+            chainId,
+            keccak256(
+                abi.encode(
+                    SET_DELEGATE_TYPEHASH,
+                    patient,
+                    delegate,
+                    keccak256(bytes(relationship)),
+                    validUntil,
+                    nonce,
+                    deadline
+                )
+            )
+        );
+    }
+
+    function setProxyDigest(
+        address patient,
+        address proxy,
+        uint40 validUntil,
+        uint64 resourceTypes,
+        uint8 actions,
+        uint16 purposes,
+        uint256 nonce,
+        uint256 deadline,
+        address verifyingContract,
+        uint256 chainId
+    ) internal pure returns (bytes32) {
+        bytes32 structHash = keccak256(
+            bytes.concat(
+                abi.encode(SET_PROXY_TYPEHASH, patient, proxy, validUntil, resourceTypes),
+                abi.encode(actions, purposes, nonce, deadline)
+            )
+        );
+        return typedDigest(verifyingContract, chainId, structHash);
+    }
+
+    function removeDelegateDigest(
+        address patient,
+        address delegate,
+        uint256 nonce,
+        uint256 deadline,
+        address verifyingContract,
+        uint256 chainId
+    ) internal pure returns (bytes32) {
+        return typedDigest(
+            verifyingContract,
+            chainId,
+            keccak256(abi.encode(REMOVE_DELEGATE_TYPEHASH, patient, delegate, nonce, deadline))
+        );
+    }
+
+    /// @dev The `grantBySig` request carrying `g`.
+    function toGrant(GrantArgs memory g) internal pure returns (IConsentRegistry.Grant memory) {
+        return IConsentRegistry.Grant({
+            patient: g.patient,
+            grantee: g.grantee,
+            resourceTypes: g.resourceTypes,
+            actions: g.actions,
+            purposes: g.purposes,
+            validFrom: g.validFrom,
+            validUntil: g.validUntil,
+            consentHash: g.consentHash,
+            nonce: g.nonce,
+            deadline: g.deadline
+        });
     }
 
     /// @dev The same signature with `s` replaced by `n - s` and `v` flipped: valid for plain

@@ -193,8 +193,8 @@ contract ConsentHandler is Test {
         address patient = _pick(patients, patientSeed);
         address signer = signerSeed % 3 == 0 ? delegateCandidates[0] : patient;
         GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
-        bytes memory signature =
-            _signGrant(signer, g, consents.nonces(patient), address(consents), block.chainid);
+        g.nonce = consents.nonces(patient);
+        bytes memory signature = _signGrant(signer, g, g.nonce, address(consents), block.chainid);
         if (_submitGrant(consents, g, signer, signature)) {
             _recordGrant(g);
             ++ghostNonce[patient];
@@ -210,11 +210,10 @@ contract ConsentHandler is Test {
         g.patient = patient;
         g.grantee = _pick(grantees, granteeSeed);
         g.deadline = block.timestamp + 1 hours;
+        g.nonce = consents.nonces(patient);
         bytes memory signature = _sign(
             signer,
-            ConsentTypedData.revokeDigest(
-                patient, g.grantee, consents.nonces(patient), g.deadline, address(consents), block.chainid
-            )
+            ConsentTypedData.revokeDigest(patient, g.grantee, g.nonce, g.deadline, address(consents), block.chainid)
         );
         if (_submitRevoke(consents, g, signer, signature)) {
             delete _model[patient][g.grantee];
@@ -259,6 +258,7 @@ contract ConsentHandler is Test {
         address patient = _pick(patients, patientSeed);
         GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
         uint256 nonce = consents.nonces(patient);
+        g.nonce = nonce;
         bool accepted;
         if (forkAfterSigning) {
             // Signed for this chain, submitted after the chain id changed (a fork or replay elsewhere).
@@ -280,8 +280,8 @@ contract ConsentHandler is Test {
         // Signed for one registry at that registry's nonce, submitted to the other one.
         ConsentRegistry signedFor = toOther ? consents : otherRegistry;
         ConsentRegistry submittedTo = toOther ? otherRegistry : consents;
-        bytes memory signature =
-            _signGrant(patient, g, signedFor.nonces(patient), address(signedFor), block.chainid);
+        g.nonce = signedFor.nonces(patient);
+        bytes memory signature = _signGrant(patient, g, g.nonce, address(signedFor), block.chainid);
         if (_submitGrant(submittedTo, g, patient, signature)) otherContractAccepted = true;
         ++successes["otherContractAttempted"];
     }
@@ -437,19 +437,7 @@ contract ConsentHandler is Test {
         address signer,
         bytes memory signature
     ) internal returns (bool) {
-        try registry.grantBySig(
-            g.patient,
-            g.grantee,
-            g.resourceTypes,
-            g.actions,
-            g.purposes,
-            g.validFrom,
-            g.validUntil,
-            g.consentHash,
-            g.deadline,
-            signer,
-            signature
-        ) {
+        try registry.grantBySig(ConsentTypedData.toGrant(g), signer, signature) {
             return true;
         } catch {
             return false;
@@ -462,7 +450,7 @@ contract ConsentHandler is Test {
         address signer,
         bytes memory signature
     ) internal returns (bool) {
-        try registry.revokeBySig(g.patient, g.grantee, g.deadline, signer, signature) {
+        try registry.revokeBySig(g.patient, g.grantee, g.nonce, g.deadline, signer, signature) {
             return true;
         } catch {
             return false;
