@@ -561,8 +561,24 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         if (validUntil <= block.timestamp || validUntil <= validFrom) {
             revert ConsentInvalidPeriod(validFrom, validUntil);
         }
-        _consents[patient][grantee] =
-            StoredConsent(resourceTypes, actions, purposes, validFrom, validUntil, delegation);
+        StoredConsent storage stored = _consents[patient][grantee];
+        // The whole slot in one SSTORE, in `StoredConsent`'s packing (fields from the low bits up):
+        // a struct assignment would read and write the slot once per field.
+        assembly ("memory-safe") {
+            sstore(
+                stored.slot,
+                or(
+                    or(
+                        and(resourceTypes, 0xffffffffffffffff),
+                        or(shl(64, and(actions, 0xff)), shl(72, and(purposes, 0xffff)))
+                    ),
+                    or(
+                        shl(88, and(validFrom, 0xffffffffff)),
+                        or(shl(128, and(validUntil, 0xffffffffff)), shl(168, and(delegation, 0xffffffffff)))
+                    )
+                )
+            )
+        }
         emit ConsentGranted(
             patient, grantee, actor, resourceTypes, actions, purposes, validFrom, validUntil, consentHash
         );
