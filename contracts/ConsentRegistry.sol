@@ -138,7 +138,8 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
     ) external {
         uint40 delegation;
         if (msg.sender != patient) {
-            delegation = _delegateMayGrant(patient, grantee, resourceTypes, actions, purposes, validUntil, msg.sender);
+            delegation =
+                _delegateMayGrant(patient, grantee, resourceTypes, actions, purposes, validUntil, msg.sender);
         }
         _grant(
             patient,
@@ -167,8 +168,9 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         _useSignature(g.patient, g.nonce, _grantStructHashFromCalldata(), g.deadline, signer, signature);
         uint40 delegation;
         if (signer != g.patient) {
-            delegation =
-                _delegateMayGrant(g.patient, g.grantee, g.resourceTypes, g.actions, g.purposes, g.validUntil, signer);
+            delegation = _delegateMayGrant(
+                g.patient, g.grantee, g.resourceTypes, g.actions, g.purposes, g.validUntil, signer
+            );
         }
         _grant(
             g.patient,
@@ -220,9 +222,13 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
     }
 
     /// @inheritdoc IConsentRegistry
-    function setProxy(address delegate, uint40 validUntil, uint64 resourceTypes, uint8 actions, uint16 purposes)
-        external
-    {
+    function setProxy(
+        address delegate,
+        uint40 validUntil,
+        uint64 resourceTypes,
+        uint8 actions,
+        uint16 purposes
+    ) external {
         _setDelegate(msg.sender, delegate, DelegateKind.Proxy, validUntil, resourceTypes, actions, purposes);
     }
 
@@ -279,7 +285,9 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         uint256 deadline,
         bytes calldata signature
     ) external {
-        bytes32 structHash = keccak256(abi.encode(REMOVE_DELEGATE_TYPEHASH, patient, delegate, nonce, deadline));
+        bytes32 structHash = keccak256(
+            abi.encode(REMOVE_DELEGATE_TYPEHASH, patient, delegate, nonce, deadline)
+        );
         _useSignature(patient, nonce, structHash, deadline, patient, signature);
         _removeDelegate(patient, delegate);
     }
@@ -679,7 +687,8 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         Delegation storage stored = _delegations[patient][delegate];
         uint40 id = stored.id;
         bool sameAuthority = stored.kind == kind && stored.validUntil > block.timestamp
-            && stored.resourceTypes == resourceTypes && stored.actions == actions && stored.purposes == purposes;
+            && stored.resourceTypes == resourceTypes && stored.actions == actions
+            && stored.purposes == purposes;
         if (!sameAuthority) {
             // What was granted under the previous delegation ends with it.
             if (id != 0) delete _delegationEnds[id];
@@ -691,7 +700,9 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         _delegations[patient][delegate] = Delegation(kind, validUntil, id, resourceTypes, actions, purposes);
         _delegationEnds[id] = validUntil;
         emit DelegateSet(patient, delegate, kind, validUntil);
-        if (kind == DelegateKind.Proxy) emit ProxyScopeSet(patient, delegate, resourceTypes, actions, purposes);
+        if (kind == DelegateKind.Proxy) {
+            emit ProxyScopeSet(patient, delegate, resourceTypes, actions, purposes);
+        }
     }
 
     function _removeDelegate(address patient, address delegate) private {

@@ -186,7 +186,11 @@ interface IConsentRegistry {
     /// @notice A Proxy's delegated scope was set (right after its `DelegateSet`): the most it may
     /// grant, and the resource types it may read.
     event ProxyScopeSet(
-        address indexed patient, address indexed delegate, uint64 resourceTypes, uint8 actions, uint16 purposes
+        address indexed patient,
+        address indexed delegate,
+        uint64 resourceTypes,
+        uint8 actions,
+        uint16 purposes
     );
     /// @notice A delegate was removed.
     event DelegateRemoved(address indexed patient, address indexed delegate);
@@ -244,8 +248,13 @@ interface IConsentRegistry {
     /// @notice Appoint or update a Guardian or Caregiver (the patient, for their own delegates).
     function setDelegate(address delegate, DelegateKind kind, uint40 validUntil) external;
     /// @notice Appoint or update a Proxy with the scope it may grant within and read.
-    function setProxy(address delegate, uint40 validUntil, uint64 resourceTypes, uint8 actions, uint16 purposes)
-        external;
+    function setProxy(
+        address delegate,
+        uint40 validUntil,
+        uint64 resourceTypes,
+        uint8 actions,
+        uint16 purposes
+    ) external;
     /// @notice Remove a delegate (the patient only); what it granted stops allowing.
     function removeDelegate(address delegate) external;
 

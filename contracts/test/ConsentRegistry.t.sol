@@ -315,7 +315,9 @@ contract ConsentRegistryTest is ConsentFixture {
 
         // Not even a Guardian cancels the patient's outstanding signatures.
         _setDelegate(START + 1 days);
-        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentPatientOnly.selector, delegate, patient));
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentRegistry.ConsentPatientOnly.selector, delegate, patient)
+        );
         vm.prank(delegate);
         consents.invalidateNonces(patient, 6);
         assertEq(consents.nonces(patient), 5, "unchanged");
@@ -354,7 +356,9 @@ contract ConsentRegistryTest is ConsentFixture {
     }
 
     function test_invalidateNonces_revertsForStranger() public {
-        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentPatientOnly.selector, stranger, patient));
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentRegistry.ConsentPatientOnly.selector, stranger, patient)
+        );
         vm.prank(stranger);
         consents.invalidateNonces(patient, 1);
         assertEq(consents.nonces(patient), 0);

@@ -215,7 +215,9 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
         GrantArgs memory g = _grantArgs(doctor);
         g.nonce = signedNonce;
         bytes memory signature = _sign(PATIENT_PK, _grantDigest(g));
-        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidNonce.selector, patient, current));
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentRegistry.ConsentInvalidNonce.selector, patient, current)
+        );
         _grantBySig(g, patient, signature);
         // Submitted with the current nonce instead, it signed something else.
         g.nonce = current;
@@ -292,7 +294,8 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
     function testFuzz_grantBySig_rejectsDirtyArgumentWords(uint256 wordIndex, uint256 dirt) public {
         GrantArgs memory g = _grantArgs(doctor);
         bytes memory signature = _sign(PATIENT_PK, _grantDigest(g));
-        bytes memory data = abi.encodeCall(ConsentRegistry.grantBySig, (ConsentTypedData.toGrant(g), patient, signature));
+        bytes memory data =
+            abi.encodeCall(ConsentRegistry.grantBySig, (ConsentTypedData.toGrant(g), patient, signature));
         // Words 0-6 are narrower than 256 bits (consentHash, word 7, is a full bytes32).
         wordIndex = bound(wordIndex, 0, 6);
         uint16[7] memory widths = [uint16(160), 160, 64, 8, 16, 40, 40];

@@ -422,12 +422,13 @@ fn chain_err(err: impl std::fmt::Display) -> RelayError {
     RelayError::Chain(format!("the chain could not be reached: {err}"))
 }
 
-/// The contract's custom error, by name and arguments, for an OperationOutcome.
+/// The contract's custom error in plain words, for an OperationOutcome.
 fn revert_reason(err: &alloy::contract::Error) -> String {
-    match err.as_decoded_interface_error::<ConsentRegistryErrors>() {
-        Some(decoded) => format!("{decoded:?}"),
-        None => err.to_string(),
-    }
+    err.as_revert_data()
+        .and_then(|data| {
+            carechain_contracts::revert::explain(&data, &carechain_contracts::revert::no_names)
+        })
+        .unwrap_or_else(|| err.to_string())
 }
 
 impl Relay {
@@ -563,12 +564,19 @@ impl Relay {
         if let Err(err) = simulated {
             if err.as_revert_data().is_some() {
                 let reason = revert_reason(&err);
-                if reason.starts_with("ConsentUnauthorizedActor") {
+                let decoded = err.as_decoded_interface_error::<ConsentRegistryErrors>();
+                if matches!(
+                    decoded,
+                    Some(ConsentRegistryErrors::ConsentUnauthorizedActor(_))
+                ) {
                     return Err(RelayError::BadSignature(format!(
                         "{signer:#x} signed, but is neither the patient nor an active delegate of the patient; nothing was sent"
                     )));
                 }
-                if reason.starts_with("ConsentInvalidSignature") {
+                if matches!(
+                    decoded,
+                    Some(ConsentRegistryErrors::ConsentInvalidSignature(_))
+                ) {
                     return Err(RelayError::BadSignature(format!(
                         "the signature does not come from {signer:#x}, or {signer:#x} is neither the patient nor an active delegate ({reason}); nothing was sent"
                     )));
@@ -587,19 +595,19 @@ impl Relay {
         signer: Address,
         signature: &Bytes,
     ) -> alloy::contract::SolCallBuilder<&'a DynProvider, ConsentRegistry::grantBySigCall> {
-        registry.grantBySig(
-            g.patient,
-            g.grantee,
-            g.resourceTypes,
-            g.actions,
-            g.purposes,
-            g.validFrom,
-            g.validUntil,
-            g.consentHash,
-            g.deadline,
-            signer,
-            signature.clone(),
-        )
+        let request = carechain_contracts::bindings::IConsentRegistry::Grant {
+            patient: g.patient,
+            grantee: g.grantee,
+            resourceTypes: g.resourceTypes,
+            actions: g.actions,
+            purposes: g.purposes,
+            validFrom: g.validFrom,
+            validUntil: g.validUntil,
+            consentHash: g.consentHash,
+            nonce: g.nonce,
+            deadline: g.deadline,
+        };
+        registry.grantBySig(request, signer, signature.clone())
     }
 
     fn revoke_call<'a>(
@@ -609,7 +617,14 @@ impl Relay {
         signer: Address,
         signature: &Bytes,
     ) -> alloy::contract::SolCallBuilder<&'a DynProvider, ConsentRegistry::revokeBySigCall> {
-        registry.revokeBySig(r.patient, r.grantee, r.deadline, signer, signature.clone())
+        registry.revokeBySig(
+            r.patient,
+            r.grantee,
+            r.nonce,
+            r.deadline,
+            signer,
+            signature.clone(),
+        )
     }
 
     /// Checks, records, sends and waits for the transaction. Transient RPC failures while

@@ -576,6 +576,68 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
     let _ = anvil.wait();
 }
 
+#[tokio::test]
+async fn a_caregivers_consent_grant_is_refused_in_words() {
+    let chain = TestChain::start().await;
+    let (org, member) = chain.hospital_with_member().await;
+    let store = TempDir::new("caregiver");
+    let dir = store.0.join("keystore");
+    let password_file = store.0.join("password");
+    std::fs::write(&password_file, "correct horse\n").unwrap();
+    let keys = || {
+        chain
+            .cli()
+            .env("CARECHAIN_KEYSTORE_DIR", dir.to_str().unwrap())
+            .env("CARECHAIN_PASSWORD_FILE", password_file.to_str().unwrap())
+    };
+    let alice = chain.wallet().await;
+    let dave = chain.wallet().await;
+    for (name, wallet) in [("alice", &alice), ("dave", &dave)] {
+        keys()
+            .args(["keys", "import", "--name", name])
+            .stdin(format!("0x{}\n", key_hex(wallet)))
+            .ok();
+    }
+    keys()
+        .args(["delegate", "add", "--key", "alice", "--kind", "caregiver"])
+        .args([
+            "--delegate",
+            &dave.address().to_string(),
+            "--for",
+            "30d",
+            "--yes",
+        ])
+        .ok();
+    assert_eq!(
+        chain.decide_read(alice.address(), dave.address()).await,
+        Basis::Delegate,
+        "the caregiver reads"
+    );
+
+    let err = keys()
+        .args(["consent", "grant", "--key", "dave", "--yes"])
+        .args(["--patient", &alice.address().to_string()])
+        .args(["--grantee", &org.to_string()])
+        .args([
+            "--types",
+            "Observation",
+            "--purpose",
+            "TREAT",
+            "--for",
+            "1d",
+        ])
+        .fails();
+    assert!(
+        err.contains("a caregiver may read alice's records but cannot change their consent"),
+        "{err}"
+    );
+    assert_eq!(
+        chain.decide_read(alice.address(), member.address()).await,
+        Basis::NoConsent,
+        "nothing was granted"
+    );
+}
+
 /// Runs the CLI on a pseudo-terminal (util-linux `script`), typing `typed`.
 fn on_a_terminal(chain: &TestChain, key: &PrivateKeySigner, args: &str, typed: &str) -> bool {
     let command = format!("{} {args}", env!("CARGO_BIN_EXE_carechain"));
