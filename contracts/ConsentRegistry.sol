@@ -136,11 +136,10 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         uint40 validUntil,
         bytes32 consentHash
     ) external {
-        uint40 delegation;
-        if (msg.sender != patient) {
-            delegation =
-                _delegateMayGrant(patient, grantee, resourceTypes, actions, purposes, validUntil, msg.sender);
-        }
+        // A delegate's grant carries the delegation it was made under; the patient's own, none.
+        uint40 delegation = msg.sender == patient
+            ? 0
+            : _delegateMayGrant(patient, grantee, resourceTypes, actions, purposes, validUntil, msg.sender);
         _grant(
             patient,
             grantee,
@@ -166,12 +165,11 @@ contract ConsentRegistry is IConsentRegistry, AccessControl, EIP712 {
         // calldata words hashed next are exactly the values used afterwards.
         Grant memory g = request;
         _useSignature(g.patient, g.nonce, _grantStructHashFromCalldata(), g.deadline, signer, signature);
-        uint40 delegation;
-        if (signer != g.patient) {
-            delegation = _delegateMayGrant(
+        uint40 delegation = signer == g.patient
+            ? 0
+            : _delegateMayGrant(
                 g.patient, g.grantee, g.resourceTypes, g.actions, g.purposes, g.validUntil, signer
             );
-        }
         _grant(
             g.patient,
             g.grantee,

@@ -11,14 +11,10 @@ interface SymbolicVm {
     function createUint(uint256 bits, string calldata name) external returns (uint256 value);
     /// @notice A fresh symbolic address.
     function createAddress(string calldata name) external returns (address value);
-    /// @notice A fresh symbolic boolean.
-    function createBool(string calldata name) external returns (bool value);
     /// @notice Fresh symbolic bytes of length `length`.
     function createBytes(uint256 length, string calldata name) external returns (bytes memory value);
     /// @notice Symbolic calldata for any external function of the named contract.
     function createCalldata(string calldata contractName) external returns (bytes memory data);
-    /// @notice Makes every storage slot of `target` not written yet an arbitrary value.
-    function enableSymbolicStorage(address target) external;
 }
 
 /// @dev Where Halmos answers `SymbolicVm`.

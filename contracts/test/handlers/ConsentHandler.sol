@@ -209,7 +209,8 @@ contract ConsentHandler is Test {
             g.consentHash
         ) {
             _recordGrantBy(g, actor);
-            ++successes[actor == patient ? bytes32("grant") : bytes32("grantByDelegate")];
+            if (actor == patient) ++successes["grant"];
+            else ++successes["grantByDelegate"];
         } catch {}
     }
 

@@ -317,14 +317,16 @@ mod tests {
     const FHIR_CODES_SOL: &str = include_str!("../../../contracts/libraries/FhirCodes.sol");
 
     /// The `index name` pairs of the documented table that follows `heading` in FhirCodes.sol's
-    /// NatSpec, up to the next blank comment line.
+    /// NatSpec, up to the next blank comment line or the end of the comment.
     fn sol_table(heading: &str) -> Vec<(u8, String)> {
         let start = FHIR_CODES_SOL
             .find(heading)
             .unwrap_or_else(|| panic!("FhirCodes.sol has no `{heading}` table"));
         let mut pairs = Vec::new();
         for line in FHIR_CODES_SOL[start..].lines().skip(1) {
-            let text = line.trim().trim_start_matches("///").trim();
+            let Some(text) = line.trim().strip_prefix("///").map(str::trim) else {
+                break;
+            };
             if text.is_empty() {
                 break;
             }
