@@ -81,12 +81,12 @@ contract ConsentRegistrySymbolicTest is Test {
         return keccak256(abi.encode(consents.consentOf(patient_, grantee), id));
     }
 
-    /// @notice Any direct call of any function, by any caller, with any arguments: when it changes
-    /// what is stored about a consent of a patient, the caller is that patient, or an active
-    /// Guardian or Proxy of theirs. (Signed calls are covered below: their actor is the signer.)
+    /// @notice Any direct call of any function, by any caller, with any arguments, at any time:
+    /// when it changes what is stored about one of the patient's consents, the caller is the
+    /// patient, or an active Guardian or Proxy of theirs. (Signed calls are covered below: their
+    /// actor is the signer.)
     function check_onlyThePatientOrAnAuthorisedDelegateChangesConsent() public {
         vm.warp(svm.createUint(40, "now"));
-        address patient_ = svm.createAddress("patient");
         address grantee = svm.createAddress("grantee");
         address caller = svm.createAddress("caller");
         bytes memory data = svm.createCalldata("ConsentRegistry");
@@ -94,63 +94,49 @@ contract ConsentRegistrySymbolicTest is Test {
         // forge-lint: disable-next-line(unsafe-typecast)
         vm.assume(!_isBySig(bytes4(data)));
 
-        IConsentRegistry.Delegation memory d = consents.delegationOf(patient_, caller);
-        bool authorised = caller == patient_
-            || ((d.kind == IConsentRegistry.DelegateKind.Guardian
-                    || d.kind == IConsentRegistry.DelegateKind.Proxy)
-                && d.validUntil > block.timestamp);
-        bytes32 before = _consentState(patient_, grantee);
+        bool authorised = _mayChangeConsent(caller);
+        bytes32 before = _consentState(patient, grantee);
         vm.prank(caller);
         (bool ok,) = address(consents).call(data);
-        if (ok && _consentState(patient_, grantee) != before) assert(authorised);
+        if (ok && _consentState(patient, grantee) != before) assert(authorised);
     }
 
-    /// @notice The same for signed grants and revocations, whoever submits them: a change means
-    /// the signer is the patient or an active Guardian or Proxy of theirs.
+    /// @notice The same for every signed grant and revocation, whoever submits it, whoever signed
+    /// it, with any arguments: a change means the signer is the patient or an active Guardian or
+    /// Proxy of theirs. (Signers are EOAs here; contract wallets are unit-tested.)
     function check_onlyThePatientOrAnAuthorisedDelegateSignsAConsentChange(bool isGrant) public {
         vm.warp(svm.createUint(40, "now"));
-        IConsentRegistry.Grant memory g;
-        g.patient = svm.createAddress("patient");
-        g.grantee = svm.createAddress("grantee");
-        g.resourceTypes = uint64(svm.createUint(64, "resourceTypes"));
-        g.actions = uint8(svm.createUint(8, "actions"));
-        g.purposes = uint16(svm.createUint(16, "purposes"));
-        g.validUntil = uint40(svm.createUint(40, "validUntil"));
-        g.nonce = svm.createUint(256, "nonce");
-        g.deadline = svm.createUint(256, "deadline");
+        IConsentRegistry.Grant memory g = _symbolicGrant();
         address signer = svm.createAddress("signer");
+        vm.assume(signer.code.length == 0);
         bytes memory signature = svm.createBytes(65, "signature");
 
-        IConsentRegistry.Delegation memory d = consents.delegationOf(g.patient, signer);
-        bool authorised = signer == g.patient
-            || ((d.kind == IConsentRegistry.DelegateKind.Guardian
-                    || d.kind == IConsentRegistry.DelegateKind.Proxy)
-                && d.validUntil > block.timestamp);
-        bytes32 before = _consentState(g.patient, g.grantee);
-        bool ok;
-        if (isGrant) {
-            (ok,) = address(consents).call(abi.encodeCall(ConsentRegistry.grantBySig, (g, signer, signature)));
-        } else {
-            (ok,) = address(consents)
-                .call(
-                    abi.encodeCall(
+        bool authorised = _mayChangeConsent(signer);
+        bytes32 before = _consentState(patient, g.grantee);
+        vm.prank(svm.createAddress("submitter"));
+        (bool ok,) = address(consents)
+            .call(
+                isGrant
+                    ? abi.encodeCall(ConsentRegistry.grantBySig, (g, signer, signature))
+                    : abi.encodeCall(
                         ConsentRegistry.revokeBySig,
-                        (g.patient, g.grantee, g.nonce, g.deadline, signer, signature)
+                        (patient, g.grantee, g.nonce, g.deadline, signer, signature)
                     )
-                );
-        }
-        if (ok && _consentState(g.patient, g.grantee) != before) assert(authorised);
+            );
+        if (ok && _consentState(patient, g.grantee) != before) assert(authorised);
     }
 
-    /// @notice The Guardian's grants (the only consents this patient has) never allow again once
-    /// its delegation has ended, by removal, by a change of kind or by expiry, whatever the
-    /// patient appoints afterwards and whenever the doctor asks, for any request.
+    /// @notice The Guardian's grants (the only consents the patient has besides one to the lab)
+    /// never allow again once its delegation has ended, by removal, by a change of kind or by
+    /// expiry, whatever the patient appoints afterwards and whenever the doctor or nurse asks,
+    /// for any request.
     function check_aDelegatesGrantNeverAllowsAfterItsDelegationEnds(
         uint8 how,
         uint40 endedAt,
         uint8 laterKind,
         uint40 laterUntil,
         uint40 askedAt,
+        bool asNurse,
         uint8 resourceType,
         uint8 action,
         uint8 purpose
@@ -176,7 +162,7 @@ contract ConsentRegistrySymbolicTest is Test {
         }
         vm.warp(askedAt);
         (bool allowed, IConsentRegistry.Basis basis,) =
-            consents.decide(patient, doctor, resourceType, action, purpose);
+            consents.decide(patient, asNurse ? nurse : doctor, resourceType, action, purpose);
         assert(
             !allowed
                 || (basis != IConsentRegistry.Basis.MemberConsent
@@ -184,13 +170,15 @@ contract ConsentRegistrySymbolicTest is Test {
         );
     }
 
-    /// @notice Whichever keys and organisations governance suspends or retires: a requester whose
-    /// key is not active, or whose organisation is not, is never allowed, whatever it asks about
-    /// whom (consent to it or its organisation, break-glass, as a delegate, its own data).
+    /// @notice Whichever keys and organisations governance suspends or retires: a key that is not
+    /// active, or whose organisation is not, is never allowed, whatever it asks about whom, at any
+    /// time (though consent to it or its organisation, break-glass, being a delegate, or its own
+    /// data would allow it otherwise).
     function check_aSuspendedKeyOrOrganisationIsNeverAllowed(
         uint8 change,
+        uint8 which,
         address patient_,
-        address requester,
+        uint40 at,
         uint8 resourceType,
         uint8 action,
         uint8 purpose
@@ -201,22 +189,67 @@ contract ConsentRegistrySymbolicTest is Test {
         if (change & 4 != 0) providers.retireMember(nurse);
         if (change & 8 != 0) providers.suspendMember(labTech);
         vm.stopPrank();
+        vm.warp(at);
+        address requester = which == 0 ? doctor : which == 1 ? nurse : labTech;
         IProviderRegistry.Member memory m = providers.member(requester);
-        bool inactive = m.status != IProviderRegistry.Status.None
-            && (m.status != IProviderRegistry.Status.Active
-                || providers.organisation(m.org).status != IProviderRegistry.Status.Active);
+        vm.assume(
+            m.status != IProviderRegistry.Status.Active
+                || providers.organisation(m.org).status != IProviderRegistry.Status.Active
+        );
         (bool allowed,,) = consents.decide(patient_, requester, resourceType, action, purpose);
-        assert(!(inactive && allowed));
+        assert(!allowed);
     }
 
-    /// @notice A signed call (grant, revoke, delegate set, proxy set, delegate removal) with any
-    /// arguments that succeeded once never succeeds again, whoever submits it and whenever.
-    function check_aUsedSignatureNeverAppliesTwice() public {
+    /// @notice Every signed call (grant, revoke, delegate set, proxy set, delegate removal) with
+    /// any arguments that succeeded once never succeeds again, whoever submits it and whenever.
+    function check_aUsedSignatureNeverAppliesTwice(uint8 which) public {
         vm.warp(svm.createUint(40, "firstAt"));
-        bytes memory data = svm.createCalldata("ConsentRegistry");
-        // casting to 'bytes4' is safe because it keeps the selector, the first four bytes.
-        // forge-lint: disable-next-line(unsafe-typecast)
-        vm.assume(_isBySig(bytes4(data)));
+        IConsentRegistry.Grant memory g = _symbolicGrant();
+        address signer = svm.createAddress("signer");
+        vm.assume(signer.code.length == 0);
+        bytes memory signature = svm.createBytes(65, "signature");
+        address delegate = svm.createAddress("delegate");
+        uint8 kind = uint8(svm.createUint(2, "kind"));
+        bytes memory data;
+        if (which == 0) {
+            data = abi.encodeCall(ConsentRegistry.grantBySig, (g, signer, signature));
+        } else if (which == 1) {
+            data = abi.encodeCall(
+                ConsentRegistry.revokeBySig, (patient, g.grantee, g.nonce, g.deadline, signer, signature)
+            );
+        } else if (which == 2) {
+            data = abi.encodeCall(
+                ConsentRegistry.setDelegateBySig,
+                (
+                    patient,
+                    delegate,
+                    IConsentRegistry.DelegateKind(kind),
+                    g.validUntil,
+                    g.nonce,
+                    g.deadline,
+                    signature
+                )
+            );
+        } else if (which == 3) {
+            data = abi.encodeCall(
+                ConsentRegistry.setProxyBySig,
+                (
+                    patient,
+                    delegate,
+                    g.validUntil,
+                    g.resourceTypes,
+                    g.actions,
+                    g.purposes,
+                    g.nonce,
+                    g.deadline,
+                    signature
+                )
+            );
+        } else {
+            data = abi.encodeCall(
+                ConsentRegistry.removeDelegateBySig, (patient, delegate, g.nonce, g.deadline, signature)
+            );
+        }
         vm.prank(svm.createAddress("firstSubmitter"));
         (bool first,) = address(consents).call(data);
         vm.assume(first);
@@ -224,5 +257,29 @@ contract ConsentRegistrySymbolicTest is Test {
         vm.prank(svm.createAddress("secondSubmitter"));
         (bool second,) = address(consents).call(data);
         assert(!second);
+    }
+
+    /// @dev Whether `actor` may change the patient's consent now: the patient, or an active
+    /// Guardian or Proxy.
+    function _mayChangeConsent(address actor) internal view returns (bool) {
+        IConsentRegistry.Delegation memory d = consents.delegationOf(patient, actor);
+        return actor == patient
+            || ((d.kind == IConsentRegistry.DelegateKind.Guardian
+                    || d.kind == IConsentRegistry.DelegateKind.Proxy)
+                && d.validUntil > block.timestamp);
+    }
+
+    /// @dev A grant of the patient's with every other field symbolic.
+    function _symbolicGrant() internal returns (IConsentRegistry.Grant memory g) {
+        g.patient = patient;
+        g.grantee = svm.createAddress("grantee");
+        g.resourceTypes = uint64(svm.createUint(64, "resourceTypes"));
+        g.actions = uint8(svm.createUint(8, "actions"));
+        g.purposes = uint16(svm.createUint(16, "purposes"));
+        g.validFrom = uint40(svm.createUint(40, "validFrom"));
+        g.validUntil = uint40(svm.createUint(40, "validUntil"));
+        g.consentHash = bytes32(svm.createUint(256, "consentHash"));
+        g.nonce = svm.createUint(256, "nonce");
+        g.deadline = svm.createUint(256, "deadline");
     }
 }
