@@ -304,7 +304,9 @@ deploy_contracts() {
     die "deployment failed"
   fi
   [[ -s "$staged" ]] || die "deploy script finished but wrote no manifest (expected $staged)"
-  _manifest_set_block_from_receipts "$staged" "$REPO_ROOT/broadcast/Deploy.s.sol/$chain/run-latest.json" \
+  local broadcast="${FOUNDRY_BROADCAST:-$REPO_ROOT/broadcast}"
+  [[ "$broadcast" == /* ]] || broadcast="$REPO_ROOT/$broadcast"
+  _manifest_set_block_from_receipts "$staged" "$broadcast/Deploy.s.sol/$chain/run-latest.json" \
     || warn "could not confirm deploymentBlock from forge's receipts; kept the script's lower bound"
   mv -f "$staged" "$manifest"
 }

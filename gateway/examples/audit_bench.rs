@@ -15,7 +15,7 @@ mod common;
 #[path = "../tests/compliance_support/mod.rs"]
 mod compliance_support;
 
-use carechain_gateway::{audit::AuditRecord, compliance::verify::verify_audit_log};
+use carechain_gateway::{audit::AuditRecord, audit::verify::verify_audit_log};
 use common::{TestChain, TestIndexer, fresh_database};
 use compliance_support::*;
 use std::time::{Duration, Instant};

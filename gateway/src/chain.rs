@@ -83,7 +83,7 @@ struct Anchorer {
 }
 
 /// A chain client bound to the deployed contracts.
-pub struct Chain {
+pub struct ChainClient {
     provider: DynProvider,
     contracts: ContractAddresses,
     chain_id: u64,
@@ -107,16 +107,16 @@ enum AnchorKind {
 /// Most finalized anchors remembered (cleared when full; each entry is 56 bytes).
 const FINALIZED_ANCHOR_CAPACITY: usize = 1_000_000;
 
-impl std::fmt::Debug for Chain {
+impl std::fmt::Debug for ChainClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chain")
+        f.debug_struct("ChainClient")
             .field("chain_id", &self.chain_id)
             .field("custodians", &self.anchorers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
-impl Chain {
+impl ChainClient {
     /// Connects to `rpc_url`; `service_keys` maps custodian organisations to hex private keys.
     pub fn new(
         rpc_url: &str,
@@ -341,7 +341,7 @@ impl Chain {
 
     /// Whether `hash` is included by `proof` in a batch root anchored for `org`. The proof is
     /// checked here (the same tree as the contract's); the root's anchor as for
-    /// [`Chain::verify_anchor`].
+    /// [`ChainClient::verify_anchor`].
     pub async fn verify_inclusion(
         &self,
         hash: B256,

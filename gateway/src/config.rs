@@ -1,6 +1,6 @@
 //! Gateway configuration, from flags or environment variables.
 
-use alloy::primitives::Address;
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use std::{net::SocketAddr, path::PathBuf};
 
 /// Why the configuration is unusable.
@@ -130,6 +130,11 @@ pub struct GatewayConfig {
         default_value_t = 1000
     )]
     pub max_search_patients: usize,
+    /// Refuse an update that does not name the version it replaces (`If-Match` on PUT,
+    /// `request.ifMatch` in a transaction) with 428, so no client overwrites a version it has
+    /// not seen. The CapabilityStatement says so (`versioning: versioned-update`).
+    #[arg(long, env = "CARECHAIN_GATEWAY_REQUIRE_IF_MATCH")]
+    pub require_if_match: bool,
     /// Database role the audit writer switches to (INSERT and SELECT only); empty for none.
     #[arg(
         long,
@@ -158,7 +163,7 @@ pub struct GatewayConfig {
     pub bench_skip_consent: bool,
     /// Compliance: audit anchoring.
     #[command(flatten)]
-    pub compliance: crate::compliance::ComplianceConfig,
+    pub anchoring: AnchoringConfig,
 }
 
 impl GatewayConfig {
@@ -194,12 +199,13 @@ impl GatewayConfig {
             default_page_size: 20,
             max_page_size: 100,
             max_search_patients: 1000,
+            require_if_match: false,
             audit_role: "carechain_gateway_audit".into(),
             relay_key: None,
             relay_per_patient_per_hour: 20,
             relay_per_client_per_minute: 30,
             bench_skip_consent: false,
-            compliance: crate::compliance::ComplianceConfig::default(),
+            anchoring: AnchoringConfig::default(),
         }
     }
 
@@ -234,7 +240,7 @@ impl GatewayConfig {
         }
         self.audit_role()?;
         self.parsed_service_keys()?;
-        self.compliance.anchor_signer()?;
+        self.anchoring.anchor_signer()?;
         Ok(())
     }
 
@@ -278,6 +284,75 @@ impl GatewayConfig {
                 name: "audit_role",
                 reason: "must be a plain identifier".into(),
             })
+        }
+    }
+}
+
+/// Audit anchoring settings (flattened into the gateway's flags).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnchoringConfig {
+    /// Private key (hex) the gateway anchors audit batches with in AuditAnchor; it must be
+    /// registered there (`registerGateway`) and must not be a custodian service key (their
+    /// transactions would race for nonces). Without it, audit batches are not anchored.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_AUDIT_ANCHOR_KEY",
+        hide_env_values = true
+    )]
+    pub audit_anchor_key: Option<String>,
+    /// Anchor a batch as soon as this many audit rows are unanchored; also the largest batch.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_AUDIT_ANCHOR_ROWS",
+        default_value_t = 1000
+    )]
+    pub audit_anchor_rows: u64,
+    /// Anchor what is unanchored once its oldest row is this old (milliseconds).
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_AUDIT_ANCHOR_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub audit_anchor_interval_ms: u64,
+    /// How often the anchoring task looks at the log (milliseconds).
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_AUDIT_ANCHOR_POLL_MS",
+        default_value_t = 1000
+    )]
+    pub audit_anchor_poll_ms: u64,
+}
+
+impl Default for AnchoringConfig {
+    fn default() -> Self {
+        Self {
+            audit_anchor_key: None,
+            audit_anchor_rows: 1000,
+            audit_anchor_interval_ms: 60_000,
+            audit_anchor_poll_ms: 1000,
+        }
+    }
+}
+
+impl AnchoringConfig {
+    /// Checks the settings; returns the anchoring key when anchoring is on.
+    pub fn anchor_signer(&self) -> Result<Option<PrivateKeySigner>, ConfigError> {
+        if self.audit_anchor_rows == 0 || self.audit_anchor_poll_ms == 0 {
+            return Err(ConfigError::Invalid {
+                name: "audit_anchor_rows",
+                reason: "batch size and poll interval must be positive".into(),
+            });
+        }
+        match self.audit_anchor_key.as_deref().map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(key) => {
+                key.parse::<PrivateKeySigner>()
+                    .map(Some)
+                    .map_err(|_| ConfigError::Invalid {
+                        name: "audit_anchor_key",
+                        reason: "not a 32-byte hex private key".into(),
+                    })
+            }
         }
     }
 }

@@ -14,9 +14,10 @@
 //! the indexer (which drives the invalidation) lags the chain by more than the configured
 //! number of blocks, every request that needs a decision is refused with 503.
 
-use crate::{chain::Chain, config::GatewayConfig, error::AppError};
+use crate::{chain::ChainClient, config::GatewayConfig, error::AppError};
 use alloy::primitives::Address;
 use carechain_contracts::{Action, Basis, Purpose, ResourceType};
+use carechain_formats::index::{self, Channel, Notification, Subject};
 use sqlx::{PgPool, postgres::PgListener};
 use std::{
     collections::HashMap,
@@ -28,8 +29,8 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// Channels the indexer notifies on (see `migrations/0001_indexer.sql`).
-pub const CHANNELS: &[&str] = &["carechain_consent", "carechain_membership"];
+/// The indexer's channels a decision depends on.
+pub const CHANNELS: [Channel; 2] = [Channel::Consent, Channel::Membership];
 
 /// What a request asks to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,43 +105,10 @@ struct Cached {
     expires: Instant,
 }
 
-/// A change the indexer announced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Change {
-    /// Consent, delegate or break-glass state of one patient.
-    Patient(Address),
-    /// Anything else: drop every cached decision.
-    Everything,
-}
-
-/// Reads a notification payload: a bare `0x` address, or the indexer's JSON
-/// `{"chainId":..,"block":..,"patient":"0x.."}` / `{"org":..}` / `{"all":true}`.
-/// Returns the change and the block it names, when any.
-pub(crate) fn parse_notification(channel: &str, payload: &str) -> (Change, Option<u64>) {
-    let payload = payload.trim();
-    if channel == "carechain_consent"
-        && let Ok(address) = payload.parse::<Address>()
-    {
-        return (Change::Patient(address), None);
-    }
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(payload) else {
-        return (Change::Everything, None);
-    };
-    let block = json.get("block").and_then(serde_json::Value::as_u64);
-    let patient = json
-        .get("patient")
-        .and_then(serde_json::Value::as_str)
-        .and_then(|p| p.parse::<Address>().ok());
-    match patient {
-        Some(patient) if channel == "carechain_consent" => (Change::Patient(patient), block),
-        _ => (Change::Everything, block),
-    }
-}
-
 /// Decides and caches.
 #[derive(Debug)]
 pub struct ConsentService {
-    chain: Arc<Chain>,
+    chain: Arc<ChainClient>,
     pool: PgPool,
     settings: ConsentSettings,
     cache: Mutex<HashMap<DecisionKey, Cached>>,
@@ -161,7 +129,7 @@ const CHAIN_DOWN: &str =
 
 impl ConsentService {
     /// A service over `chain`, reading the indexer's cursor from `pool`.
-    pub fn new(chain: Arc<Chain>, pool: PgPool, settings: ConsentSettings) -> Self {
+    pub fn new(chain: Arc<ChainClient>, pool: PgPool, settings: ConsentSettings) -> Self {
         Self {
             chain,
             pool,
@@ -354,22 +322,28 @@ impl ConsentService {
         Ok(decision)
     }
 
-    fn invalidate(&self, change: &Change) {
+    /// Drops the cached decisions `subject` may have changed: a patient's consent changes
+    /// only that patient's decisions; anything else may change any decision.
+    fn invalidate(&self, subject: Subject) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
-        match change {
-            Change::Patient(patient) => cache.retain(|key, _| key.patient != *patient),
-            Change::Everything => cache.clear(),
+        match subject {
+            Subject::Patient(patient) => cache.retain(|key, _| key.patient != patient),
+            Subject::Org(_) | Subject::Gateway(_) | Subject::All => cache.clear(),
         }
     }
 
-    /// Applies one notification (also used by tests that stand in for the indexer).
+    /// Applies one notification (also used by tests that stand in for the indexer). A
+    /// notification on a channel decisions do not depend on changes nothing.
     pub fn notified(&self, channel: &str, payload: &str) {
-        let (change, block) = parse_notification(channel, payload);
-        if let Some(block) = block {
+        let Some(channel) = Channel::from_name(channel).filter(|c| CHANNELS.contains(c)) else {
+            return;
+        };
+        let notification = Notification::parse(channel, payload);
+        if let Some(block) = notification.block {
             self.notified_block.fetch_max(block, Ordering::AcqRel);
         }
-        self.invalidate(&change);
+        self.invalidate(notification.subject);
     }
 
     /// Runs the invalidation listener and the health probe until `shutdown`.
@@ -387,10 +361,12 @@ impl ConsentService {
     async fn listen(&self, shutdown: CancellationToken) {
         loop {
             self.listening.store(false, Ordering::Release);
-            self.invalidate(&Change::Everything);
+            self.invalidate(Subject::All);
             let connected = async {
                 let mut listener = PgListener::connect_with(&self.pool).await?;
-                listener.listen_all(CHANNELS.iter().copied()).await?;
+                listener
+                    .listen_all(CHANNELS.iter().map(|c| c.name()))
+                    .await?;
                 Ok::<_, sqlx::Error>(listener)
             };
             let mut listener = tokio::select! {
@@ -466,43 +442,9 @@ impl ConsentService {
 /// The last block the indexer has committed for `chain_id`, if it indexes that chain.
 pub async fn indexed_block(pool: &PgPool, chain_id: u64) -> Result<Option<u64>, sqlx::Error> {
     let chain_id = i64::try_from(chain_id).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let block: Option<i64> = sqlx::query_scalar(crate::INDEXER_CURSOR_SQL)
+    let block: Option<i64> = sqlx::query_scalar(index::CURSOR_SQL)
         .bind(chain_id)
         .fetch_optional(pool)
         .await?;
     Ok(block.map(|b| u64::try_from(b).unwrap_or(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PATIENT: &str = "0x00000000000000000000000000000000000000aa";
-
-    #[test]
-    fn reads_bare_and_json_payloads() {
-        let patient: Address = PATIENT.parse().expect("address");
-        assert_eq!(
-            parse_notification("carechain_consent", PATIENT),
-            (Change::Patient(patient), None)
-        );
-        let json = format!(r#"{{"chainId":31337,"block":12,"patient":"{PATIENT}"}}"#);
-        assert_eq!(
-            parse_notification("carechain_consent", &json),
-            (Change::Patient(patient), Some(12))
-        );
-        let org = format!(r#"{{"chainId":31337,"block":13,"org":"{PATIENT}"}}"#);
-        assert_eq!(
-            parse_notification("carechain_membership", &org),
-            (Change::Everything, Some(13))
-        );
-        assert_eq!(
-            parse_notification("carechain_membership", PATIENT),
-            (Change::Everything, None)
-        );
-        assert_eq!(
-            parse_notification("carechain_consent", "garbage"),
-            (Change::Everything, None)
-        );
-    }
 }

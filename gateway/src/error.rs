@@ -57,6 +57,12 @@ pub enum AppError {
     /// The content is well-formed but breaks a business rule.
     #[error("{0}")]
     Unprocessable(String),
+    /// The resource is not valid FHIR R4: every issue, each with its FHIRPath location.
+    #[error(transparent)]
+    NotValid(#[from] carechain_fhir::ValidationError),
+    /// An update without `If-Match`, where the gateway requires one.
+    #[error("{0}")]
+    PreconditionRequired(String),
     /// The search would touch more than the gateway allows.
     #[error("{0}")]
     TooCostly(String),
@@ -98,7 +104,8 @@ impl AppError {
             Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unprocessable(_) | Self::NotValid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::PreconditionRequired(_) => StatusCode::PRECONDITION_REQUIRED,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -118,6 +125,8 @@ impl AppError {
             Self::NotFound(_) | Self::ConcealedDenial(_) => "not-found",
             Self::Gone(_) => "deleted",
             Self::Conflict(_) | Self::PreconditionFailed(_) => "conflict",
+            Self::PreconditionRequired(_) => "required",
+            Self::NotValid(_) => "invalid",
             Self::PayloadTooLarge | Self::TooCostly(_) => "too-costly",
             Self::Unprocessable(_) => "processing",
             Self::TooManyRequests(_) => "throttled",
@@ -145,9 +154,13 @@ impl AppError {
         }
     }
 
-    /// The `OperationOutcome` for this error.
+    /// The `OperationOutcome` for this error (for a resource that is not valid, one issue per
+    /// problem found, each with its location).
     pub fn outcome(&self) -> Value {
-        operation_outcome(self.severity(), self.issue_code(), &self.to_string())
+        match self {
+            Self::NotValid(err) => err.to_operation_outcome(),
+            other => operation_outcome(other.severity(), other.issue_code(), &other.to_string()),
+        }
     }
 }
 

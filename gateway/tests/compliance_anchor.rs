@@ -8,10 +8,8 @@ mod compliance_support;
 
 use alloy::primitives::B256;
 use carechain_contracts::{AuditAnchor, merkle};
-use carechain_gateway::{
-    audit::chain_hash,
-    compliance::verify::{ProblemKind, verify_audit_log},
-};
+use carechain_formats::audit_chain::row_hash as chain_hash;
+use carechain_gateway::audit::verify::{ProblemKind, verify_audit_log};
 use common::{TestChain, TestIndexer, eventually, fresh_database, wallet_provider};
 use compliance_support::*;
 
@@ -341,10 +339,10 @@ async fn a_small_batch_is_anchored_once_old_enough() {
     let hex = alloy::hex::encode(key.to_bytes());
     // Far fewer rows than a batch: only the age trigger can anchor them.
     let gw = common::TestGateway::start_with(&chain, &db, |c| {
-        c.compliance.audit_anchor_key = Some(hex);
-        c.compliance.audit_anchor_rows = 1000;
-        c.compliance.audit_anchor_interval_ms = 300;
-        c.compliance.audit_anchor_poll_ms = 50;
+        c.anchoring.audit_anchor_key = Some(hex);
+        c.anchoring.audit_anchor_rows = 1000;
+        c.anchoring.audit_anchor_interval_ms = 300;
+        c.anchoring.audit_anchor_poll_ms = 50;
     })
     .await;
     for _ in 0..3 {

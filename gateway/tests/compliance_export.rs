@@ -5,7 +5,7 @@
 mod common;
 mod compliance_support;
 
-use carechain_gateway::compliance::verify::{ProblemKind, verify_audit_log};
+use carechain_gateway::audit::verify::{ProblemKind, verify_audit_log};
 use common::{TestChain, TestGateway, TestIndexer, fresh_database};
 use compliance_support::*;
 

@@ -8,21 +8,12 @@ use crate::{
 };
 use alloy::primitives::{Address, B256};
 use carechain_contracts::DeploymentManifest;
+use carechain_formats::index::{Channel, Notification, Subject};
 use sqlx::{
     AssertSqlSafe, PgConnection, PgPool, Row,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 use std::{str::FromStr, time::Duration};
-
-/// Notification channel for consent, delegate and break-glass changes (payload names the
-/// patient).
-pub const CHANNEL_CONSENT: &str = "carechain_consent";
-/// Notification channel for organisation and member key changes (payload names the
-/// organisation).
-pub const CHANNEL_MEMBERSHIP: &str = "carechain_membership";
-/// Notification channel for record anchors (payload names the organisation) and audit batches
-/// (payload names the gateway).
-pub const CHANNEL_ANCHOR: &str = "carechain_anchor";
 
 /// Above this many subjects in one commit, each channel gets one `"all":true` notification.
 const MAX_SUBJECT_NOTIFICATIONS: usize = 256;
@@ -393,19 +384,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query(
-            "UPDATE indexer_derived_cursor SET block_number = $2, updated_at = now() WHERE chain_id = $1",
-        )
-        .bind(self.chain_id)
-        .bind(to)
-        .execute(&mut *tx)
-        .await?;
-        let channels: Vec<String> = [CHANNEL_CONSENT, CHANNEL_MEMBERSHIP, CHANNEL_ANCHOR]
-            .iter()
-            .map(|c| (*c).to_owned())
-            .collect();
-        let payloads = vec![all_payload(self.chain_id, db_u64(to)); 3];
-        send_notifications(&mut tx, &channels, &payloads).await?;
+        self.derived_caught_up(&mut tx, db_u64(to)).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -416,32 +395,35 @@ impl Store {
         subjects: &Subjects,
         block: u64,
     ) -> Result<(), sqlx::Error> {
-        let mut channels = Vec::new();
-        let mut payloads = Vec::new();
-        let groups: [(&str, &str, &std::collections::BTreeSet<Address>); 4] = [
-            (CHANNEL_CONSENT, "patient", &subjects.patients),
-            (CHANNEL_MEMBERSHIP, "org", &subjects.organisations),
-            (CHANNEL_ANCHOR, "org", &subjects.anchor_orgs),
-            (CHANNEL_ANCHOR, "gateway", &subjects.audit_gateways),
+        type Group<'a> = (
+            Channel,
+            fn(Address) -> Subject,
+            &'a std::collections::BTreeSet<Address>,
+        );
+        let groups: [Group<'_>; 4] = [
+            (Channel::Consent, Subject::Patient, &subjects.patients),
+            (Channel::Membership, Subject::Org, &subjects.organisations),
+            (Channel::Anchor, Subject::Org, &subjects.anchor_orgs),
+            (Channel::Anchor, Subject::Gateway, &subjects.audit_gateways),
         ];
         let total: usize = groups.iter().map(|g| g.2.len()).sum();
-        if total > MAX_SUBJECT_NOTIFICATIONS {
-            for channel in [CHANNEL_CONSENT, CHANNEL_MEMBERSHIP, CHANNEL_ANCHOR] {
-                channels.push(channel.to_owned());
-                payloads.push(all_payload(self.chain_id, block));
-            }
+        let chain_id = self.chain_id as u64;
+        let notifications: Vec<(Channel, Notification)> = if total > MAX_SUBJECT_NOTIFICATIONS {
+            Channel::ALL
+                .into_iter()
+                .map(|channel| (channel, Notification::new(chain_id, block, Subject::All)))
+                .collect()
         } else {
-            for (channel, key, set) in groups {
-                for subject in set {
-                    channels.push(channel.to_owned());
-                    payloads.push(format!(
-                        r#"{{"chainId":{},"block":{block},"{key}":"{subject:#x}"}}"#,
-                        self.chain_id
-                    ));
-                }
-            }
-        }
-        send_notifications(conn, &channels, &payloads).await
+            groups
+                .into_iter()
+                .flat_map(|(channel, subject, set)| {
+                    set.iter().map(move |who| {
+                        (channel, Notification::new(chain_id, block, subject(*who)))
+                    })
+                })
+                .collect()
+        };
+        send_notifications(conn, &notifications).await
     }
 
     /// Deletes everything above block `fork`, moves the cursor to `fork`, rebuilds the derived
@@ -468,39 +450,48 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         derive::recompute(&mut tx, self.chain_id, fork_db).await?;
+        self.derived_caught_up(&mut tx, fork).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The derived state is current up to `block`: moves the derived cursor there and tells
+    /// every channel to drop whatever its listeners derived from the index.
+    async fn derived_caught_up(
+        &self,
+        conn: &mut PgConnection,
+        block: u64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(
             "UPDATE indexer_derived_cursor SET block_number = $2, updated_at = now() WHERE chain_id = $1",
         )
         .bind(self.chain_id)
-        .bind(fork_db)
-        .execute(&mut *tx)
+        .bind(db_i64(block))
+        .execute(&mut *conn)
         .await?;
-        let channels: Vec<String> = [CHANNEL_CONSENT, CHANNEL_MEMBERSHIP, CHANNEL_ANCHOR]
-            .iter()
-            .map(|c| (*c).to_owned())
+        let everything: Vec<(Channel, Notification)> = Channel::ALL
+            .into_iter()
+            .map(|channel| {
+                let all = Notification::new(self.chain_id as u64, block, Subject::All);
+                (channel, all)
+            })
             .collect();
-        let payloads = vec![all_payload(self.chain_id, fork); 3];
-        send_notifications(&mut tx, &channels, &payloads).await?;
-        tx.commit().await?;
-        Ok(())
+        send_notifications(conn, &everything).await
     }
-}
-
-fn all_payload(chain_id: i64, block: u64) -> String {
-    format!(r#"{{"chainId":{chain_id},"block":{block},"all":true}}"#)
 }
 
 async fn send_notifications(
     conn: &mut PgConnection,
-    channels: &[String],
-    payloads: &[String],
+    notifications: &[(Channel, Notification)],
 ) -> Result<(), sqlx::Error> {
-    if channels.is_empty() {
+    if notifications.is_empty() {
         return Ok(());
     }
+    let channels: Vec<&str> = notifications.iter().map(|(c, _)| c.name()).collect();
+    let payloads: Vec<String> = notifications.iter().map(|(_, n)| n.payload()).collect();
     sqlx::query("SELECT pg_notify(c, p) FROM UNNEST($1::text[], $2::text[]) AS u(c, p)")
-        .bind(channels)
-        .bind(payloads)
+        .bind(&channels)
+        .bind(&payloads)
         .execute(conn)
         .await?;
     Ok(())

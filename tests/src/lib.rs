@@ -109,7 +109,6 @@ impl Stack {
             .arg(repo_root().join("scripts/stack"))
             .current_dir(repo_root())
             .env("CARECHAIN_STACK_DIR", &place.dir)
-            .env("CARECHAIN_STACK_MANIFEST", place.dir.join("manifest.json"))
             .env("ANVIL_PORT", place.anvil.to_string())
             .env("PG_PORT", place.pg.to_string())
             .env("GATEWAY_PORT", place.gateway.to_string())
@@ -227,16 +226,26 @@ impl Stack {
 
     /// Sends Ctrl-C (SIGINT) and waits for the stack to stop; returns its exit status and
     /// everything it printed.
-    pub fn interrupt(mut self) -> (ExitStatus, String) {
+    pub fn interrupt(self) -> (ExitStatus, String) {
+        self.stop_with("-INT")
+    }
+
+    /// Sends SIGTERM (how a stack started in the background is stopped) and waits for the
+    /// stack to stop; returns its exit status and everything it printed.
+    pub fn terminate(self) -> (ExitStatus, String) {
+        self.stop_with("-TERM")
+    }
+
+    fn stop_with(mut self, signal: &str) -> (ExitStatus, String) {
         let mut child = self
             .child
             .take()
             .unwrap_or_else(|| panic!("the stack was already stopped"));
         let status = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
+            .args([signal, &child.id().to_string()])
             .status()
-            .unwrap_or_else(|e| panic!("kill -INT: {e}"));
-        assert!(status.success(), "kill -INT failed");
+            .unwrap_or_else(|e| panic!("kill {signal}: {e}"));
+        assert!(status.success(), "kill {signal} failed");
         let deadline = Instant::now() + Duration::from_secs(120);
         let exit = loop {
             if let Ok(Some(exit)) = child.try_wait() {
@@ -244,7 +253,7 @@ impl Stack {
             }
             assert!(
                 Instant::now() < deadline,
-                "the stack did not stop within 120 s of Ctrl-C:\n{}",
+                "the stack did not stop within 120 s of kill {signal}:\n{}",
                 self.output()
             );
             std::thread::sleep(Duration::from_millis(100));

@@ -35,6 +35,13 @@ async fn the_stack_starts_fresh_stops_on_ctrl_c_and_resumes() {
     // The demo cast is on chain: Hospital A's practitioner is a member, the patients are not.
     let alice = stack.var("ALICE_ADDRESS");
     assert!(alice.starts_with("0x") && alice.len() == 42, "{alice}");
+    // Everything of this stack is in its own directory, the deployment manifest included.
+    let manifest = stack.var("DEPLOY_MANIFEST");
+    assert!(
+        std::path::Path::new(&manifest).starts_with(&place.dir),
+        "manifest {manifest} outside {:?}",
+        place.dir
+    );
 
     let (exit, out) = stack.interrupt();
     assert_eq!(exit.code(), Some(130), "{out}");
@@ -56,7 +63,12 @@ async fn the_stack_starts_fresh_stops_on_ctrl_c_and_resumes() {
     assert!(out.contains("contracts      already deployed"), "{out}");
     let (status, _) = get_json(&format!("{}/metadata", stack.gateway()), None).await;
     assert_eq!(status, 200);
-    let (exit, out) = stack.interrupt();
-    assert_eq!(exit.code(), Some(130), "{out}");
+    // SIGTERM (a stack started in the background ignores SIGINT) stops it the same way.
+    let (exit, out) = stack.terminate();
+    assert_eq!(exit.code(), Some(143), "{out}");
+    assert!(out.contains("stopped PostgreSQL"), "{out}");
+    for port in place.ports() {
+        assert!(!port_open(port), "port {port} still served after SIGTERM");
+    }
     let _ = std::fs::remove_dir_all(&place.dir);
 }

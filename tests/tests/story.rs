@@ -23,6 +23,7 @@ fn ok(out: &Output, what: &str) -> String {
 
 struct Persona<'a> {
     stack: &'a Stack,
+    name: String,
     key: String,
     token_file: String,
 }
@@ -31,6 +32,7 @@ impl<'a> Persona<'a> {
     fn new(stack: &'a Stack, name: &str) -> Self {
         Self {
             stack,
+            name: name.to_owned(),
             key: stack.var(&format!("{name}_KEY")),
             token_file: stack
                 .place
@@ -41,12 +43,14 @@ impl<'a> Persona<'a> {
         }
     }
 
+    /// Runs the CLI as the demo's `act NAME ...` helper does.
     fn run(&self, args: &[&str]) -> Output {
         self.stack.cli(
             args,
             &[
                 ("CARECHAIN_PRIVATE_KEY", &self.key),
                 ("CARECHAIN_TOKEN_FILE", &self.token_file),
+                ("CARECHAIN_INVOKED_AS", &format!("act {}", self.name)),
             ],
         )
     }
@@ -222,6 +226,40 @@ async fn the_demo_story_through_the_cli_and_http() {
     );
     let denied = get_once_indexed(&observations, &dr_b.token(), Some("TREAT"), 403).await;
     assert_eq!(denied["resourceType"], "OperationOutcome");
+    // The walkthrough's step 4 promises a 403 with an OperationOutcome: the CLI says both.
+    let refused = dr_b.run(&[
+        "records",
+        "--patient",
+        &alice_address,
+        "--type",
+        "Observation",
+    ]);
+    assert!(!refused.status.success(), "records after the revocation");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("403") && said.contains("OperationOutcome"),
+        "{said}"
+    );
+
+    // The sign-in lasts as long as the gateway's token (15 minutes), not the CLI's guess,
+    // and once it has run out the CLI names the command the user typed to sign in again.
+    let token_path = std::path::Path::new(&dr_b.token_file);
+    let mut stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(token_path).unwrap_or_default())
+            .unwrap_or(Value::Null);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let expires_at = stored["expires_at"].as_u64().unwrap_or(0);
+    assert!(expires_at > now + 600, "token lasts 15 minutes: {stored}");
+    stored["expires_at"] = json!(now - 1);
+    std::fs::write(token_path, stored.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let expired = dr_b.run(&["records", "--patient", &alice_address]);
+    assert!(!expired.status.success());
+    let said = String::from_utf8_lossy(&expired.stderr);
+    assert!(said.contains("run `act DR_B login` again"), "{said}");
+    dr_b.login();
 
     // 5. Compliance sees all of it in the audit log: Dr B's allowed and denied reads.
     auditor.login();

@@ -12,7 +12,7 @@ use crate::{
     prompt, time,
 };
 use alloy::{
-    primitives::{Address, B256, Signature, U256, aliases::U40, keccak256},
+    primitives::{Address, B256, Signature, U256, aliases::U40},
     signers::{SignerSync, local::PrivateKeySigner},
 };
 use alloy_dyn_abi::TypedData;
@@ -226,28 +226,6 @@ pub(crate) fn digest(typed_data: &Value) -> eyre::Result<B256> {
         .map_err(|e| eyre!("cannot hash the typed data: {e}"))
 }
 
-/// RFC 8785 canonical JSON for the values used here (objects, arrays, strings, integers).
-fn canonical(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            // RFC 8785 sorts by UTF-16 code units; the keys here are ASCII, where that is
-            // byte order.
-            keys.sort();
-            let body: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
-                .collect();
-            format!("{{{}}}", body.join(","))
-        }
-        Value::Array(items) => {
-            let body: Vec<String> = items.iter().map(canonical).collect();
-            format!("[{}]", body.join(","))
-        }
-        other => other.to_string(),
-    }
-}
-
 /// The FHIR R4 Consent this grant mirrors; its canonical JSON's keccak-256 is the
 /// `consentHash` that rides in the `ConsentGranted` event.
 pub(crate) fn fhir_consent(
@@ -317,9 +295,9 @@ pub(crate) fn fhir_consent(
     })
 }
 
-/// keccak-256 of the canonical JSON.
+/// keccak-256 of the canonical (RFC 8785) JSON.
 pub(crate) fn consent_hash(consent: &Value) -> B256 {
-    keccak256(canonical(consent).as_bytes())
+    carechain_formats::canonical::canonical_hash(consent)
 }
 
 fn signature_hex(signature: &Signature) -> String {
@@ -969,7 +947,7 @@ pub(crate) async fn list(chain: &Chain, patient: Address, json_out: bool) -> eyr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::address;
+    use alloy::primitives::{address, keccak256};
 
     fn domain() -> Domain {
         Domain {
@@ -984,7 +962,7 @@ mod tests {
     fn canonical_json_sorts_keys_and_has_no_spaces() {
         let v = json!({"b": [1, {"d": "x", "c": "\u{1}é"}], "a": true});
         assert_eq!(
-            canonical(&v),
+            carechain_formats::canonical::canonicalize(&v),
             "{\"a\":true,\"b\":[1,{\"c\":\"\\u0001é\",\"d\":\"x\"}]}"
         );
     }

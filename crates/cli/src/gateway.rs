@@ -56,6 +56,46 @@ struct StoredToken {
     role: String,
     access_token: String,
     expires_at: u64,
+    /// The command that signed in, as the user typed it, to name when the sign-in runs out.
+    #[serde(default = "default_login_command")]
+    login_command: String,
+}
+
+fn default_login_command() -> String {
+    "carechain login".to_owned()
+}
+
+/// How the user signs in again, in the words they used: `act DR_B login` when the demo's
+/// `act` helper ran the CLI (it sets `CARECHAIN_INVOKED_AS`), else this `carechain login`
+/// command line.
+fn login_command() -> String {
+    if let Some(prefix) = std::env::var("CARECHAIN_INVOKED_AS")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+    {
+        return format!("{} login", prefix.trim());
+    }
+    let mut words = vec!["carechain".to_owned()];
+    words.extend(std::env::args().skip(1).map(|arg| {
+        if !arg.is_empty()
+            && arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+".contains(c))
+        {
+            arg
+        } else {
+            format!("'{}'", arg.replace('\'', r"'\''"))
+        }
+    }));
+    words.join(" ")
+}
+
+/// How to sign in before there is a token: `act NAME login` under the demo's helper.
+fn first_login_command(args: &GatewayArgs) -> String {
+    match std::env::var("CARECHAIN_INVOKED_AS") {
+        Ok(prefix) if !prefix.trim().is_empty() => format!("{} login", prefix.trim()),
+        _ => format!("carechain login --gateway {}", args.base()),
+    }
 }
 
 fn client() -> eyre::Result<reqwest::Client> {
@@ -89,7 +129,13 @@ fn outcome_text(body: &Value) -> String {
     }
 }
 
-async fn json_response(response: reqwest::Response, what: &str) -> eyre::Result<Value> {
+/// The answer's JSON when it succeeded; otherwise an error that gives the status, the
+/// OperationOutcome's text and what to do. `relogin` is the command that signs in again.
+async fn json_response(
+    response: reqwest::Response,
+    what: &str,
+    relogin: &str,
+) -> eyre::Result<Value> {
     let status = response.status();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status.is_success() {
@@ -97,10 +143,10 @@ async fn json_response(response: reqwest::Response, what: &str) -> eyre::Result<
     }
     let text = outcome_text(&body);
     match status.as_u16() {
-        401 => bail!(
-            "{what}: the gateway did not accept the sign-in ({text}): run `carechain login` again"
-        ),
-        403 => bail!("{what}: denied ({text})"),
+        401 => {
+            bail!("{what}: the gateway did not accept the sign-in ({text}): run `{relogin}` again")
+        }
+        403 => bail!("{what}: refused by the gateway (403 Forbidden, OperationOutcome: {text})"),
         503 => bail!("{what}: the gateway is not ready ({text}): try again shortly"),
         _ => bail!("{what}: the gateway answered {status}: {text}"),
     }
@@ -121,7 +167,12 @@ pub(crate) async fn relay(args: &GatewayArgs, signed: &Value) -> eyre::Result<()
         .send()
         .await
         .wrap_err_with(|| format!("cannot reach the gateway at {}", args.base()))?;
-    let answer = json_response(response, "submitting through the gateway").await?;
+    let answer = json_response(
+        response,
+        "submitting through the gateway",
+        &first_login_command(args),
+    )
+    .await?;
     println!(
         "{} submitted by the gateway: transaction {} (block {})",
         answer["kind"].as_str().unwrap_or("consent"),
@@ -162,7 +213,7 @@ pub(crate) async fn audit_verify(args: &GatewayArgs, json_out: bool) -> eyre::Re
         .send()
         .await
         .wrap_err("cannot reach the gateway")?;
-    let report = json_response(response, "verifying the audit log").await?;
+    let report = json_response(response, "verifying the audit log", &token.login_command).await?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
@@ -212,7 +263,12 @@ pub(crate) async fn audit_proof(args: &GatewayArgs, id: &str, json_out: bool) ->
         .send()
         .await
         .wrap_err("cannot reach the gateway")?;
-    let proof = json_response(response, "fetching the inclusion proof").await?;
+    let proof = json_response(
+        response,
+        "fetching the inclusion proof",
+        &token.login_command,
+    )
+    .await?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&proof)?);
         return Ok(());
@@ -296,6 +352,7 @@ pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()>
                 )
             })?,
         "asking for a sign-in nonce",
+        &first_login_command(args),
     )
     .await?;
     let field = |name: &str| {
@@ -317,6 +374,12 @@ pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()>
             "the gateway at {base} asks to sign in for `{domain}`, not `{ours}`: refusing (use the gateway's own URL)"
         );
     }
+    // The message expires when the gateway's token would: the token is never cut shorter.
+    let lifetime = nonce
+        .get("expiresIn")
+        .and_then(Value::as_u64)
+        .filter(|seconds| *seconds > 0)
+        .ok_or_else(|| eyre!("the gateway's nonce answer has no expiresIn (token lifetime)"))?;
     let now = time::now();
     let message = siwe_message(
         &domain,
@@ -325,7 +388,7 @@ pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()>
         chain_id,
         &nonce_text,
         &time::rfc3339(now),
-        &time::rfc3339(now + 300),
+        &time::rfc3339(now + lifetime),
     );
     eprintln!(
         "Signing in to {uri} as {} (EIP-4361):\n{message}\n",
@@ -344,6 +407,7 @@ pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()>
             .await
             .wrap_err_with(|| format!("cannot reach the gateway at {base}"))?,
         "signing in",
+        &first_login_command(args),
     )
     .await?;
     let access_token = answer
@@ -365,6 +429,7 @@ pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()>
         role: role.clone(),
         access_token: access_token.to_owned(),
         expires_at: time::now() + expires_in,
+        login_command: login_command(),
     };
     let path = args.token_path()?;
     write_private(&path, &serde_json::to_string_pretty(&stored)?)?;
@@ -381,29 +446,31 @@ fn load_token(args: &GatewayArgs) -> eyre::Result<StoredToken> {
     let path = args.token_path()?;
     let text = std::fs::read_to_string(&path).map_err(|_| {
         eyre!(
-            "not signed in (no token at {}): run `carechain login --gateway {}` first",
+            "not signed in (no token at {}): run `{}` first",
             path.display(),
-            args.base()
+            first_login_command(args)
         )
     })?;
     let token: StoredToken = serde_json::from_str(&text).map_err(|_| {
         eyre!(
-            "{} is not a carechain token file: run `carechain login`",
-            path.display()
+            "{} is not a carechain token file: run `{}`",
+            path.display(),
+            first_login_command(args)
         )
     })?;
     if token.gateway != args.base() {
         bail!(
-            "the stored sign-in is for {}, not {}: run `carechain login --gateway {}`",
+            "the stored sign-in is for {}, not {}: run `{}`",
             token.gateway,
             args.base(),
-            args.base()
+            first_login_command(args)
         );
     }
     if token.expires_at <= time::now() {
         bail!(
-            "the sign-in expired at {}: run `carechain login` again",
-            time::show(token.expires_at)
+            "the sign-in expired at {}: run `{}` again",
+            time::show(token.expires_at),
+            token.login_command
         );
     }
     Ok(token)
@@ -434,6 +501,7 @@ async fn search_all(
                 .await
                 .wrap_err_with(|| format!("cannot reach the gateway at {}", token.gateway))?,
             what,
+            &token.login_command,
         )
         .await?;
         if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {

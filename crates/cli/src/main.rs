@@ -104,8 +104,9 @@ enum Command {
     /// Sign in to a carechain gateway with your key (EIP-4361) and keep the bearer token.
     #[command(
         after_help = "Example:\n  carechain login --key alice --gateway http://127.0.0.1:8080\n\n\
-        The token is kept in --token-file (0600) for `records` and `access-log`; it expires after\n\
-        a few minutes (the gateway decides): run login again then."
+        The token is kept in --token-file (0600) for `records` and `access-log`. It lasts as long\n\
+        as the gateway's tokens (15 minutes unless its operator set CARECHAIN_GATEWAY_TOKEN_TTL):\n\
+        the signed message's Expiration Time is taken from the gateway. Run login again then."
     )]
     Login {
         #[command(flatten)]

@@ -11,7 +11,7 @@
 pub mod siwe;
 
 use crate::{
-    chain::{Chain, Membership},
+    chain::{ChainClient, Membership},
     error::AppError,
     signing::TokenSigner,
 };
@@ -170,7 +170,7 @@ fn parse_signature(text: &str) -> Result<Vec<u8>, AppError> {
 /// Checks a signed message and returns a bearer token and its claims.
 pub async fn sign_in(
     pool: &PgPool,
-    chain: &Chain,
+    chain: &ChainClient,
     signer: &TokenSigner,
     settings: &AuthSettings,
     message_text: &str,

@@ -7,7 +7,7 @@
 //! ```
 
 use carechain_contracts::DeploymentManifest;
-use carechain_gateway::compliance::verify::{AnchorReader, inclusion_proof, verify_audit_log};
+use carechain_gateway::audit::verify::{AnchorReader, inclusion_proof, verify_audit_log};
 use clap::{Parser, Subcommand};
 use eyre::WrapErr;
 use std::{path::PathBuf, process::ExitCode, time::Duration};

@@ -6,7 +6,7 @@ use crate::{
     error::AppError,
     fhir::date::{DateFilter, Prefix},
     fhir::resource::normalize_address,
-    search::CursorCodec,
+    paging::CursorCodec,
 };
 use alloy::primitives::Address;
 use axum::body::Bytes;

@@ -1,59 +1,21 @@
-//! Compliance: the audit log anchored on chain and verified, searched and exported by
-//! compliance staff, and shown to patients ("who accessed my data").
+//! Compliance: the audit log searched and exported by compliance staff and shown to patients
+//! ("who accessed my data"), the consent history, and the break-glass review. The log itself,
+//! its anchoring and its verification are in [`crate::audit`]; the routes in
+//! [`crate::http::compliance`].
 //!
-//! - [`anchor`]: the background task anchoring audit batches in `AuditAnchor`;
-//! - [`verify`]: full verification and inclusion proofs (a library the CLI calls too);
 //! - [`events`]: the AuditEvent index (gateway rows and chain events) and its search;
 //! - [`access`]: who may see what (compliance members, patients, delegates);
-//! - [`http`]: the routes.
+//! - [`consents`]: a patient's consent history from the chain's index, as FHIR Consent.
 
 pub mod access;
-pub mod anchor;
-pub mod config;
 pub mod consents;
 pub mod events;
-pub mod http;
-pub mod verify;
 
-pub use config::ComplianceConfig;
-
+use crate::audit::{LogError, anchor, verify};
 use alloy::{eips::BlockNumberOrTag, primitives::Address, providers::Provider};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-
-/// Why a compliance operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ComplianceError {
-    /// The database failed.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The chain failed or answered something unexpected.
-    #[error("chain: {0}")]
-    Chain(String),
-    /// An audit row is missing.
-    #[error("audit row {0} is missing")]
-    Missing(u64),
-    /// An audit row does not verify.
-    #[error("audit row {0} does not verify")]
-    Tampered(u64),
-}
-
-impl From<ComplianceError> for crate::error::AppError {
-    fn from(err: ComplianceError) -> Self {
-        match err {
-            ComplianceError::Chain(_) => {
-                tracing::warn!(%err, "compliance chain call failed");
-                Self::Unavailable("the chain is unreachable (fail closed)")
-            }
-            ComplianceError::Missing(_) | ComplianceError::Tampered(_) => {
-                tracing::error!(%err, "audit log integrity failure");
-                Self::Integrity
-            }
-            ComplianceError::Database(e) => Self::internal(e),
-        }
-    }
-}
 
 /// The compliance part of the gateway's state.
 #[derive(Debug, Clone)]
@@ -69,7 +31,7 @@ impl Compliance {
         contract: Address,
         chain_id: u64,
         timeout: Duration,
-    ) -> Result<Self, ComplianceError> {
+    ) -> Result<Self, LogError> {
         Ok(Self {
             anchors: verify::AnchorReader::new(rpc_url, contract, timeout)?,
             chain_id,
@@ -116,9 +78,9 @@ impl Compliance {
 
     /// Fetches the timestamps of up to 200 blocks holding chain events served as AuditEvents;
     /// returns how many were stored.
-    pub async fn fill_block_times(&self, pool: &PgPool) -> Result<usize, ComplianceError> {
+    pub async fn fill_block_times(&self, pool: &PgPool) -> Result<usize, LogError> {
         let chain_id = i64::try_from(self.chain_id)
-            .map_err(|_| ComplianceError::Chain("chain id out of range".into()))?;
+            .map_err(|_| LogError::Chain("chain id out of range".into()))?;
         let blocks: Vec<i64> = sqlx::query_scalar(
             // The indexer appends blocks in order: only blocks above the newest known time
             // can lack one (a reorg's replaced blocks keep their old time; see the README).
@@ -137,13 +99,13 @@ impl Compliance {
             let block = provider
                 .get_block_by_number(BlockNumberOrTag::Number(number as u64))
                 .await
-                .map_err(|e| ComplianceError::Chain(e.to_string()))?
-                .ok_or_else(|| ComplianceError::Chain(format!("block {number} not found")))?;
+                .map_err(|e| LogError::Chain(e.to_string()))?
+                .ok_or_else(|| LogError::Chain(format!("block {number} not found")))?;
             let ts = chrono::DateTime::<chrono::Utc>::from_timestamp(
                 i64::try_from(block.header.timestamp).unwrap_or(i64::MAX),
                 0,
             )
-            .ok_or_else(|| ComplianceError::Chain("block time out of range".into()))?;
+            .ok_or_else(|| LogError::Chain("block time out of range".into()))?;
             numbers.push(number);
             times.push(ts);
         }
@@ -175,7 +137,7 @@ pub fn start(
 ) -> Result<Compliance, crate::GatewayError> {
     let timeout = Duration::from_millis(config.chain_timeout_ms);
     let compliance = Compliance::new(&config.rpc_url, audit_anchor, chain_id, timeout)?;
-    let settings = &config.compliance;
+    let settings = &config.anchoring;
     let poll = Duration::from_millis(settings.audit_anchor_poll_ms);
     let anchorer = match settings.anchor_signer()? {
         None => None,

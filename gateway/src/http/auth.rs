@@ -52,6 +52,9 @@ pub(super) async fn nonce(
         "domain": state.auth().domain,
         "uri": state.auth().uri,
         "chainId": state.auth().chain_id,
+        // How long a token lives: a client writes this as the message's Expiration Time, so
+        // the token is not cut shorter than the gateway's own lifetime.
+        "expiresIn": state.auth().token_ttl.num_seconds(),
     })))
 }
 

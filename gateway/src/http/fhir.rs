@@ -215,7 +215,13 @@ async fn read(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "read", 'R');
-    let result = records::read(&state, &claims, rt, &id, None, purpose, &ctx).await?;
+    let result = records::read(
+        &state.records().request(&claims, purpose, &ctx),
+        rt,
+        &id,
+        None,
+    )
+    .await?;
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
@@ -231,7 +237,13 @@ async fn vread(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "vread", 'R');
-    let result = records::read(&state, &claims, rt, &id, version, purpose, &ctx).await?;
+    let result = records::read(
+        &state.records().request(&claims, purpose, &ctx),
+        rt,
+        &id,
+        version,
+    )
+    .await?;
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
@@ -247,7 +259,13 @@ async fn create(
     audit_kind(&ctx, "create", 'C');
     let rt = resource_type(&rtype)?;
     let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let result = records::write(&state, &claims, rt, None, body, purpose, &ctx).await?;
+    let result = records::write(
+        &state.records().request(&claims, purpose, &ctx),
+        rt,
+        None,
+        body,
+    )
+    .await?;
     Ok(served(
         &state,
         StatusCode::CREATED,
@@ -269,16 +287,8 @@ async fn update(
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "update", 'U');
     let expected = if_match(&headers)?;
-    let result = records::write(
-        &state,
-        &claims,
-        rt,
-        Some((&id, expected)),
-        body,
-        purpose,
-        &ctx,
-    )
-    .await?;
+    let request = state.records().request(&claims, purpose, &ctx);
+    let result = records::write(&request, rt, Some((&id, expected)), body).await?;
     Ok(served(&state, StatusCode::OK, rt.code(), &result, true))
 }
 
@@ -291,7 +301,7 @@ async fn delete(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "delete", 'D');
-    records::delete(&state, &claims, rt, &id, purpose, &ctx).await?;
+    records::delete(&state.records().request(&claims, purpose, &ctx), rt, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -304,7 +314,8 @@ async fn history(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "history-instance", 'R');
-    let bundle = records::history(&state, &claims, rt, &id, purpose, &ctx).await?;
+    let bundle =
+        records::history(&state.records().request(&claims, purpose, &ctx), rt, &id).await?;
     Ok(respond(StatusCode::OK, &bundle))
 }
 
@@ -318,7 +329,8 @@ async fn transaction(
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "transaction", 'E');
     let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let bundle = records::transaction(&state, &claims, body, purpose, &ctx).await?;
+    let bundle =
+        records::transaction(&state.records().request(&claims, purpose, &ctx), body).await?;
     Ok(respond(StatusCode::OK, &bundle))
 }
 
@@ -333,7 +345,12 @@ async fn erase(
     if query.is_some_and(|q| !q.is_empty()) {
         return Err(AppError::NotSupported("$erase takes no parameters".into()));
     }
-    records::erase(&state, &claims, &id, &ctx).await?;
+    // Erasure is always at the patient's request (the decision is asked for PATRQT).
+    let request =
+        state
+            .records()
+            .request(&claims, carechain_contracts::Purpose::PatientRequest, &ctx);
+    records::erase(&request, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -347,12 +364,17 @@ async fn search(
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "search-type", 'E');
     let rt = resource_type(&rtype)?;
-    let purpose = purpose(&headers, query.as_deref(), crate::search::PARAMS)?;
+    let purpose = purpose(&headers, query.as_deref(), crate::records::query::PARAMS)?;
     let params: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
-    let bundle = records::search(&state, &claims, rt, &params, purpose, &ctx).await?;
+    let bundle = records::search(
+        &state.records().request(&claims, purpose, &ctx),
+        rt,
+        &params,
+    )
+    .await?;
     Ok(respond(StatusCode::OK, &bundle))
 }
 

@@ -10,6 +10,6 @@ pub(super) async fn capability_statement(State(state): State<AppState>, ctx: Aud
         r.subtype = "capabilities".into();
         r.action = 'R';
     });
-    let statement = crate::fhir::capability::statement(state.base_url(), env!("CARGO_PKG_VERSION"));
+    let statement = super::capability::statement(state.base_url(), env!("CARGO_PKG_VERSION"));
     respond(StatusCode::OK, &statement)
 }

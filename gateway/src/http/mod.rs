@@ -7,6 +7,8 @@
 //! answered unaudited.
 
 mod auth;
+pub mod capability;
+pub mod compliance;
 mod fhir;
 mod metadata;
 mod relay;
@@ -49,7 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/login", post(auth::login))
         .route("/relay/consent", post(relay::submit))
         // `GET /Consent` is served from the chain's index; its other methods reach the records.
-        .merge(crate::compliance::http::routes(
+        .merge(compliance::routes(
             fhir::routes()
                 .method_not_allowed_fallback(method_not_allowed)
                 .with_state(state.clone()),

@@ -4,7 +4,7 @@
 use crate::common::{TestChain, TestGateway};
 use alloy::signers::local::PrivateKeySigner;
 use carechain_contracts::AuditAnchor;
-use carechain_gateway::compliance::verify::AnchorReader;
+use carechain_gateway::audit::verify::AnchorReader;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -57,10 +57,10 @@ pub async fn anchoring_gateway(
 ) -> TestGateway {
     let hex = alloy::hex::encode(key.to_bytes());
     TestGateway::start_with(chain, db, |c| {
-        c.compliance.audit_anchor_key = Some(hex);
-        c.compliance.audit_anchor_rows = rows;
-        c.compliance.audit_anchor_interval_ms = 3_600_000;
-        c.compliance.audit_anchor_poll_ms = 50;
+        c.anchoring.audit_anchor_key = Some(hex);
+        c.anchoring.audit_anchor_rows = rows;
+        c.anchoring.audit_anchor_interval_ms = 3_600_000;
+        c.anchoring.audit_anchor_poll_ms = 50;
     })
     .await
 }

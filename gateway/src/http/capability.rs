@@ -82,7 +82,7 @@ pub fn statement(base_url: &str, software_version: &str) -> Value {
             })
             .collect()
     };
-    crate::compliance::http::amend_capability(&mut resources);
+    super::compliance::amend_capability(&mut resources);
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",

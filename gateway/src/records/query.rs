@@ -1,4 +1,4 @@
-//! Search: `GET [type]?patient=..` with `_count`, `_lastUpdated`, `_sort`, `code`, `category`
+//! The search query: `GET [type]?patient=..` with `_count`, `_lastUpdated`, `_sort`, `code`, `category`
 //! and `date`, paged by stateless cursors.
 //!
 //! Consent (action `s`) is decided per patient before the index is paged: a search naming its
@@ -9,14 +9,13 @@
 //! carries the query, which may hold codes, yet shows the client nothing, and it is bound to
 //! the requester who made the search.
 
+use super::store::SearchTermHasher;
 use crate::{
-    crypto::SecretKey,
     error::AppError,
     fhir::{date::DateFilter, resource},
-    store::TokenHasher,
+    paging::CursorCodec,
 };
 use alloy::primitives::Address;
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use carechain_contracts::ResourceType;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -212,7 +211,7 @@ impl SearchQuery {
     fn filters(
         &self,
         sql: &mut QueryBuilder<Postgres>,
-        hasher: &TokenHasher,
+        hasher: &SearchTermHasher,
         patients: Option<&[String]>,
     ) -> Result<(), AppError> {
         sql.push(" FROM gateway_resources WHERE NOT deleted AND resource_type = ");
@@ -343,73 +342,33 @@ pub struct Page {
     pub next: Option<String>,
 }
 
-/// Seals and opens paging cursors.
-#[derive(Debug, Clone)]
-pub struct CursorCodec {
-    key: SecretKey,
+/// What the search cursors are sealed for (another kind of sealed state never opens as one).
+const CURSOR_AAD: &[u8] = b"carechain/cursor";
+
+fn seal_cursor(codec: &CursorCodec, cursor: &Cursor) -> Result<String, AppError> {
+    codec.seal_state(cursor, CURSOR_AAD)
 }
 
-impl CursorCodec {
-    /// A codec keyed from the gateway secret.
-    pub fn new(key: SecretKey) -> Self {
-        Self { key }
+/// Opens a search cursor for `requester`; returns the query and the keyset position.
+pub fn resume(
+    codec: &CursorCodec,
+    token: &str,
+    requester: Address,
+) -> Result<(SearchQuery, (i64, String)), AppError> {
+    let cursor: Cursor = codec
+        .open_state(token, CURSOR_AAD)
+        .ok_or_else(|| AppError::Invalid("the paging cursor is invalid".into()))?;
+    if cursor.requester != requester {
+        return Err(AppError::Invalid(
+            "the paging cursor was issued to someone else".into(),
+        ));
     }
-
-    fn seal(&self, cursor: &Cursor) -> Result<String, AppError> {
-        let json = serde_json::to_vec(cursor).map_err(AppError::internal)?;
-        let sealed = self
-            .key
-            .seal(&json, b"carechain/cursor")
-            .map_err(AppError::internal)?;
-        Ok(URL_SAFE_NO_PAD.encode(sealed))
+    if cursor.exp < Utc::now().timestamp() {
+        return Err(AppError::Invalid(
+            "the paging cursor has expired; search again".into(),
+        ));
     }
-
-    fn open(&self, token: &str) -> Option<Cursor> {
-        let sealed = URL_SAFE_NO_PAD.decode(token).ok()?;
-        let json = self.key.open(&sealed, b"carechain/cursor").ok()?;
-        serde_json::from_slice(&json).ok()
-    }
-
-    /// Seals other paging state (the compliance searches' cursors) under the same key; `aad`
-    /// names the kind of state, so one kind never opens as another.
-    pub fn seal_state<T: serde::Serialize>(
-        &self,
-        state: &T,
-        aad: &[u8],
-    ) -> Result<String, AppError> {
-        let json = serde_json::to_vec(state).map_err(AppError::internal)?;
-        let sealed = self.key.seal(&json, aad).map_err(AppError::internal)?;
-        Ok(URL_SAFE_NO_PAD.encode(sealed))
-    }
-
-    /// Opens state sealed by [`Self::seal_state`] with the same `aad`.
-    pub fn open_state<T: serde::de::DeserializeOwned>(&self, token: &str, aad: &[u8]) -> Option<T> {
-        let sealed = URL_SAFE_NO_PAD.decode(token).ok()?;
-        let json = self.key.open(&sealed, aad).ok()?;
-        serde_json::from_slice(&json).ok()
-    }
-
-    /// Opens a cursor for `requester`; returns the query and the keyset position.
-    pub fn resume(
-        &self,
-        token: &str,
-        requester: Address,
-    ) -> Result<(SearchQuery, (i64, String)), AppError> {
-        let cursor = self
-            .open(token)
-            .ok_or_else(|| AppError::Invalid("the paging cursor is invalid".into()))?;
-        if cursor.requester != requester {
-            return Err(AppError::Invalid(
-                "the paging cursor was issued to someone else".into(),
-            ));
-        }
-        if cursor.exp < Utc::now().timestamp() {
-            return Err(AppError::Invalid(
-                "the paging cursor has expired; search again".into(),
-            ));
-        }
-        Ok((cursor.query, cursor.after))
-    }
+    Ok((cursor.query, cursor.after))
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -420,7 +379,7 @@ fn micros(t: DateTime<Utc>) -> i64 {
 /// metadata only, for deciding which of them the requester may search.
 pub async fn candidate_patients(
     pool: &sqlx::PgPool,
-    hasher: &TokenHasher,
+    hasher: &SearchTermHasher,
     query: &SearchQuery,
     limit: usize,
 ) -> Result<Vec<String>, AppError> {
@@ -435,7 +394,7 @@ pub async fn candidate_patients(
 /// counts every match, returns the page after `after`.
 pub async fn run(
     pool: &sqlx::PgPool,
-    hasher: &TokenHasher,
+    hasher: &SearchTermHasher,
     codec: &CursorCodec,
     query: &SearchQuery,
     patients: &[String],
@@ -477,12 +436,15 @@ pub async fn run(
     let more = rows.len() > query.count;
     rows.truncate(query.count);
     let next = match (more, rows.last()) {
-        (true, Some((_, id, key))) => Some(codec.seal(&Cursor {
-            query: query.clone(),
-            requester,
-            after: (micros(*key), id.clone()),
-            exp: Utc::now().timestamp() + 3600,
-        })?),
+        (true, Some((_, id, key))) => Some(seal_cursor(
+            codec,
+            &Cursor {
+                query: query.clone(),
+                requester,
+                after: (micros(*key), id.clone()),
+                exp: Utc::now().timestamp() + 3600,
+            },
+        )?),
         _ => None,
     };
     Ok(Page {
@@ -500,6 +462,8 @@ pub fn sort_code(query: &SearchQuery) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::SecretKey;
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
     const P: &str = "0x00000000000000000000000000000000000000aa";
 
@@ -595,23 +559,25 @@ mod tests {
         )
         .expect("query");
         let me = Address::repeat_byte(1);
-        let token = codec
-            .seal(&Cursor {
+        let token = seal_cursor(
+            &codec,
+            &Cursor {
                 query: q.clone(),
                 requester: me,
                 after: (5, "x".into()),
                 exp: Utc::now().timestamp() + 60,
-            })
-            .expect("seal");
+            },
+        )
+        .expect("seal");
         assert!(
             !String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(&token).expect("b64"))
                 .contains("secret-code")
         );
         assert_eq!(
-            codec.resume(&token, me).expect("resume"),
+            resume(&codec, &token, me).expect("resume"),
             (q, (5, "x".into()))
         );
-        assert!(codec.resume(&token, Address::repeat_byte(2)).is_err());
-        assert!(codec.resume("garbage", me).is_err());
+        assert!(resume(&codec, &token, Address::repeat_byte(2)).is_err());
+        assert!(resume(&codec, "garbage", me).is_err());
     }
 }

@@ -12,18 +12,71 @@
 //! single autocommitted INSERT; the primary key on `seq` turns a row another gateway appended
 //! meanwhile into a failed INSERT, after which the tail is read again under the lock.
 
-use crate::jcs;
-use alloy::primitives::{B256, keccak256};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
+use alloy::primitives::B256;
+use carechain_formats::audit_chain::Fault;
+use carechain_formats::{
+    audit_chain::{self, ChainChecker, StoredRow},
+    canonical::canonicalize,
+};
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+pub mod anchor;
+mod event;
+pub mod verify;
+
+pub use event::AuditRecord;
 
 /// Advisory lock key serialising sequence assignment ("carechain audit").
 const AUDIT_LOCK_KEY: i64 = 0x6361_7265_6175_6474;
 /// Most rows committed in one transaction.
 const MAX_BATCH: usize = 512;
+
+/// Why anchoring, verifying or proving the audit log (or reading the chain events it shows)
+/// failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The chain failed or answered something unexpected.
+    #[error("chain: {0}")]
+    Chain(String),
+    /// An audit row is missing.
+    #[error("audit row {0} is missing")]
+    Missing(u64),
+    /// An audit row does not verify.
+    #[error("audit row {0} does not verify")]
+    Tampered(u64),
+}
+
+impl LogError {
+    /// The error for the first bad row the audit chain's checker found.
+    pub fn from_fault((seq, fault): (u64, Fault)) -> Self {
+        match fault {
+            Fault::Missing => Self::Missing(seq),
+            Fault::Tampered | Fault::BrokenLink | Fault::RootMismatch => Self::Tampered(seq),
+        }
+    }
+}
+
+impl From<LogError> for crate::error::AppError {
+    fn from(err: LogError) -> Self {
+        match err {
+            LogError::Chain(_) => {
+                tracing::warn!(%err, "compliance chain call failed");
+                Self::Unavailable("the chain is unreachable (fail closed)")
+            }
+            LogError::Missing(_) | LogError::Tampered(_) => {
+                tracing::error!(%err, "audit log integrity failure");
+                Self::Integrity
+            }
+            LogError::Database(e) => Self::internal(e),
+        }
+    }
+}
 
 /// Why an audit row could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -34,164 +87,6 @@ pub enum AuditError {
     /// The database refused the batch.
     #[error("audit batch failed: {0}")]
     Database(String),
-}
-
-/// What one request did, as the audit layer records it.
-#[derive(Debug, Clone, Default)]
-pub struct AuditRecord {
-    /// BALP subtype: `read`, `vread`, `history-instance`, `search-type`, `create`, `update`,
-    /// `delete`, `transaction`, `batch`, `capabilities`, `login`, `erase`, or `unknown`.
-    pub subtype: String,
-    /// FHIR AuditEvent action: C, R, U, D or E.
-    pub action: char,
-    /// HTTP status of the response.
-    pub status: u16,
-    /// The signed-in requester, when known.
-    pub agent: Option<String>,
-    /// The requester's organisation, when a member.
-    pub agent_org: Option<String>,
-    /// The patient concerned, when known.
-    pub patient: Option<String>,
-    /// The resource touched (`Type/id[/_history/v]`) or the type searched.
-    pub entity: Option<String>,
-    /// Purpose of use (HL7 code).
-    pub purpose: Option<String>,
-    /// Block of the consent decision.
-    pub consent_block: Option<u64>,
-    /// Basis of the consent decision.
-    pub basis: Option<String>,
-    /// Short, PHI-free description of the outcome.
-    pub detail: Option<String>,
-    /// HTTP method.
-    pub method: String,
-    /// When the request arrived.
-    pub recorded: DateTime<Utc>,
-}
-
-impl AuditRecord {
-    /// The FHIR AuditEvent outcome code: 0 success, 4 minor failure, 8 serious failure.
-    pub fn outcome_code(&self) -> &'static str {
-        match self.status {
-            s if s < 400 => "0",
-            s if s < 500 => "4",
-            _ => "8",
-        }
-    }
-
-    /// The BALP-shaped AuditEvent.
-    pub fn to_audit_event(&self, seq: u64) -> Value {
-        let interaction = matches!(
-            self.subtype.as_str(),
-            "read"
-                | "vread"
-                | "history-instance"
-                | "search-type"
-                | "create"
-                | "update"
-                | "delete"
-                | "transaction"
-                | "batch"
-                | "capabilities"
-        );
-        let subtype_system = if interaction {
-            "http://hl7.org/fhir/restful-interaction"
-        } else {
-            "urn:carechain:audit-subtype"
-        };
-        let mut agents = vec![json!({
-            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110153", "display": "Source Role ID"}]},
-            "who": {"display": "carechain-gateway"},
-            "requestor": false
-        })];
-        if let Some(agent) = &self.agent {
-            let mut who =
-                json!({"who": {"identifier": {"system": "urn:carechain:wallet", "value": agent}}});
-            who["type"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP", "display": "information recipient"}]});
-            who["requestor"] = json!(true);
-            if let Some(org) = &self.agent_org {
-                who["extension"] = json!([{"url": "urn:carechain:agent-organisation", "valueIdentifier": {"system": "urn:carechain:wallet", "value": org}}]);
-            }
-            if let Some(purpose) = &self.purpose {
-                who["purposeOfUse"] = purpose_concept(purpose);
-            }
-            agents.push(who);
-        }
-        let mut entities = Vec::new();
-        let mut details = Vec::new();
-        if let Some(block) = self.consent_block {
-            details.push(json!({"type": "consent-block", "valueString": block.to_string()}));
-        }
-        if let Some(basis) = &self.basis {
-            details.push(json!({"type": "consent-basis", "valueString": basis}));
-        }
-        if let Some(patient) = &self.patient {
-            let mut entity = json!({
-                "what": {"reference": format!("Patient/{patient}")},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
-            });
-            if !details.is_empty() {
-                entity["detail"] = Value::Array(std::mem::take(&mut details));
-            }
-            entities.push(entity);
-        }
-        if let Some(what) = &self.entity {
-            let mut entity = json!({
-                "what": {"reference": what},
-                "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"},
-                "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "4", "display": "Domain Resource"}
-            });
-            // A search across patients has no patient entity: its decisions' summary goes here.
-            if !details.is_empty() {
-                entity["detail"] = Value::Array(details);
-            }
-            entities.push(entity);
-        }
-        let mut event = json!({
-            "resourceType": "AuditEvent",
-            "id": seq.to_string(),
-            "meta": {"profile": ["https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead"]},
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"},
-            "subtype": [{"system": subtype_system, "code": self.subtype}],
-            "action": self.action.to_string(),
-            "recorded": self.recorded.to_rfc3339_opts(SecondsFormat::Micros, true),
-            "outcome": self.outcome_code(),
-            "outcomeDesc": match &self.detail {
-                Some(d) => format!("{} {}: {d}", self.method, self.status),
-                None => format!("{} {}", self.method, self.status),
-            },
-            "agent": agents,
-            "source": {
-                "observer": {"display": "carechain-gateway"},
-                "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
-            }
-        });
-        if let Some(purpose) = &self.purpose {
-            event["purposeOfEvent"] = purpose_concept(purpose);
-        }
-        if !entities.is_empty() {
-            event["entity"] = Value::Array(entities);
-        }
-        event
-    }
-}
-
-fn purpose_concept(code: &str) -> Value {
-    json!([{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": code}]}])
-}
-
-/// The chained hash of one row.
-pub fn chain_hash(prev: B256, seq: u64, event: &Value) -> B256 {
-    canonical_chain_hash(prev, seq, &jcs::canonicalize(event))
-}
-
-/// The chained hash of one row whose event is already in canonical form (RFC 8785).
-fn canonical_chain_hash(prev: B256, seq: u64, canonical: &str) -> B256 {
-    let mut buf = Vec::with_capacity(40 + canonical.len());
-    buf.extend_from_slice(prev.as_slice());
-    buf.extend_from_slice(&seq.to_be_bytes());
-    buf.extend_from_slice(canonical.as_bytes());
-    keccak256(buf)
 }
 
 type Job = (AuditRecord, oneshot::Sender<Result<u64, AuditError>>);
@@ -334,8 +229,8 @@ impl Rows {
         for record in records {
             seq += 1;
             // The canonical form is hashed and also stored (it is JSON; the column re-parses it).
-            let event = jcs::canonicalize(&record.to_audit_event(seq));
-            let hash = canonical_chain_hash(prev, seq, &event);
+            let event = canonicalize(&record.to_audit_event(seq));
+            let hash = audit_chain::link(prev, seq, &event);
             rows.seqs.push(seq as i64);
             rows.recorded.push(record.recorded);
             rows.subtypes.push(record.subtype.clone());
@@ -445,54 +340,36 @@ impl Writer {
 /// Recomputes the chain over the whole table; returns the number of rows, or the first
 /// sequence number whose hash or link does not verify.
 pub async fn verify_chain(pool: &PgPool) -> Result<Result<u64, u64>, sqlx::Error> {
-    let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-        "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log ORDER BY seq",
-    )
-    .fetch_all(pool)
-    .await?;
-    let mut prev = B256::ZERO;
-    for (i, (seq, event, prev_hash, hash)) in rows.iter().enumerate() {
-        let seq = *seq as u64;
-        let event: Value = serde_json::from_str(event).unwrap_or(Value::Null);
-        if seq != i as u64 + 1 || prev_hash.as_slice() != prev.as_slice() {
-            return Ok(Err(seq));
-        }
-        let expected = chain_hash(prev, seq, &event);
-        if hash.as_slice() != expected.as_slice() {
-            return Ok(Err(seq));
-        }
-        prev = expected;
-    }
-    Ok(Ok(rows.len() as u64))
+    let rows = stored_rows(pool, 1, None).await?;
+    Ok(ChainChecker::new()
+        .check_page(&rows)
+        .map(|hashes| hashes.len() as u64)
+        .map_err(|(seq, _)| seq))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Up to `limit` stored rows from `from` on, in sequence order, as the hash chain reads them.
+pub async fn stored_rows(
+    pool: &PgPool,
+    from: u64,
+    limit: Option<i64>,
+) -> Result<Vec<StoredRow>, sqlx::Error> {
+    let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log
+         WHERE seq >= $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(i64::try_from(from).unwrap_or(i64::MAX))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(stored_row).collect())
+}
 
-    #[test]
-    fn events_are_balp_shaped() {
-        let record = AuditRecord {
-            subtype: "read".into(),
-            action: 'R',
-            status: 403,
-            agent: Some("0xaa".into()),
-            patient: Some("0xbb".into()),
-            entity: Some("Observation/1".into()),
-            purpose: Some("TREAT".into()),
-            consent_block: Some(7),
-            basis: Some("NoConsent".into()),
-            method: "GET".into(),
-            ..Default::default()
-        };
-        let event = record.to_audit_event(1);
-        assert_eq!(event["outcome"], "4");
-        assert_eq!(event["subtype"][0]["code"], "read");
-        assert_eq!(event["entity"][0]["what"]["reference"], "Patient/0xbb");
-        assert_eq!(event["entity"][0]["detail"][0]["valueString"], "7");
-        assert_eq!(event["agent"][1]["who"]["identifier"]["value"], "0xaa");
-        let h1 = chain_hash(B256::ZERO, 1, &event);
-        assert_ne!(h1, chain_hash(B256::ZERO, 2, &event));
-        assert_ne!(h1, chain_hash(h1, 1, &event));
+/// A row as selected (`seq, event::text, prev_hash, hash`) in the hash chain's terms.
+pub fn stored_row((seq, event, prev_hash, hash): (i64, String, Vec<u8>, Vec<u8>)) -> StoredRow {
+    StoredRow {
+        seq: u64::try_from(seq).unwrap_or(0),
+        event,
+        prev_hash,
+        hash,
     }
 }

@@ -11,9 +11,10 @@
 //! | `POST /AuditEvent/$break-glass-review` | compliance staff |
 //! | `GET /Consent?patient=` | compliance staff; the patient and delegates |
 
-use super::{access, consents, events, verify};
 use crate::{
     AppState,
+    audit::verify,
+    compliance::{Compliance, consents, events},
     error::AppError,
     http::{AuditCtx, FhirJson, FhirPath, Requester, respond},
 };
@@ -62,7 +63,7 @@ fn address(text: &str) -> Option<Address> {
     crate::fhir::resource::normalize_address(text).and_then(|a| a.parse().ok())
 }
 
-fn compliance(state: &AppState) -> Result<&super::Compliance, AppError> {
+fn compliance(state: &AppState) -> Result<&Compliance, AppError> {
     state.compliance().ok_or(AppError::Unavailable(
         "compliance services are not configured",
     ))
@@ -103,7 +104,7 @@ async fn search(
         ctx.update(|r| r.patient = Some(p.clone()));
     }
     // Re-checked on every page: a cursor outlives neither a suspension nor a delegation.
-    access::require_viewer(&state, &claims, patient).await?;
+    state.access().require_viewer(&claims, patient).await?;
     let page = events::search(
         state.pool(),
         state.cursors(),
@@ -150,7 +151,9 @@ async fn read_checked(
     // The same answer for "no such event" and "not yours": ids are sequence numbers.
     let refused = || AppError::NotFound("no such AuditEvent visible to you".into());
     let Some((patient, event)) = found else {
-        access::require_viewer(state, claims, None)
+        state
+            .access()
+            .require_viewer(claims, None)
             .await
             .map_err(|_| refused())?;
         return Err(refused());
@@ -158,7 +161,9 @@ async fn read_checked(
     if let Some(p) = &patient {
         ctx.update(|r| r.patient = Some(p.clone()));
     }
-    access::require_viewer(state, claims, patient.as_deref().and_then(address))
+    state
+        .access()
+        .require_viewer(claims, patient.as_deref().and_then(address))
         .await
         .map_err(|err| match err {
             AppError::Forbidden(_) => refused(),
@@ -225,7 +230,7 @@ async fn export(
 ) -> Result<Response, AppError> {
     mark(&ctx, "export", 'R');
     ctx.update(|r| r.entity = Some("AuditEvent".into()));
-    access::require_compliance(&state, &claims).await?;
+    state.access().require_compliance(&claims).await?;
     let (mut from, mut to) = (1u64, u64::MAX >> 1);
     for (name, value) in params(query) {
         let n = || {
@@ -260,7 +265,7 @@ async fn verify_log(
     Requester(claims): Requester,
 ) -> Result<Response, AppError> {
     mark(&ctx, "audit-verify", 'E');
-    access::require_compliance(&state, &claims).await?;
+    state.access().require_compliance(&claims).await?;
     let c = compliance(&state)?;
     let report = verify::verify_audit_log(state.pool(), c.anchors()).await?;
     let mut parameter = vec![
@@ -307,7 +312,7 @@ async fn break_glass_queue(
     Requester(claims): Requester,
 ) -> Result<Response, AppError> {
     mark(&ctx, "break-glass-queue", 'R');
-    access::require_compliance(&state, &claims).await?;
+    state.access().require_compliance(&claims).await?;
     let chain_id = i64::try_from(state.chain().chain_id()).unwrap_or(i64::MAX);
     let rows: Vec<QueueRow> = sqlx::query_as(
         "SELECT s.session_id::text, s.patient, s.org, s.opener, s.reason, s.expires_at,
@@ -358,7 +363,7 @@ async fn break_glass_review(
     FhirJson(body): FhirJson,
 ) -> Result<Response, AppError> {
     mark(&ctx, "break-glass-review", 'U');
-    let org = access::require_compliance(&state, &claims).await?;
+    let org = state.access().require_compliance(&claims).await?;
     if body["resourceType"] != "Parameters" {
         return Err(AppError::Invalid(
             "the body must be a Parameters resource".into(),
@@ -462,7 +467,10 @@ async fn consent_search(
     }
     let patient = patient.ok_or_else(|| AppError::Invalid("`patient` is required".into()))?;
     ctx.update(|r| r.patient = Some(format!("{patient:#x}")));
-    access::require_viewer(&state, &claims, Some(patient)).await?;
+    state
+        .access()
+        .require_viewer(&claims, Some(patient))
+        .await?;
     let consents = consents::consents_of(state.pool(), state.chain().chain_id(), patient).await?;
     let base = state.base_url();
     let entries: Vec<Value> = consents
@@ -529,7 +537,7 @@ mod tests {
 
     #[test]
     fn capability_names_the_compliance_routes() {
-        let cs = crate::fhir::capability::statement("http://127.0.0.1:8080", "0.1.0");
+        let cs = crate::http::capability::statement("http://127.0.0.1:8080", "0.1.0");
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
         let audit = resources
             .iter()

@@ -6,15 +6,14 @@
 //! not from the database) over the stored hashes. It reports the first row that is missing or
 //! does not verify. The CLI calls it through [`AnchorReader`] and a database pool.
 
-use super::{ComplianceError, anchor::range_hashes};
-use crate::audit::chain_hash;
+use super::{LogError, anchor::range_hashes};
 use alloy::{
     primitives::{Address, B256},
     providers::{DynProvider, Provider, ProviderBuilder},
 };
 use carechain_contracts::{AuditAnchor, merkle::MerkleTree};
+use carechain_formats::audit_chain::{ChainChecker, Fault, recompute_all};
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -47,14 +46,10 @@ pub struct AnchoredBatch {
 
 impl AnchorReader {
     /// A reader of the `AuditAnchor` at `contract` through `rpc_url`.
-    pub fn new(
-        rpc_url: &str,
-        contract: Address,
-        timeout: Duration,
-    ) -> Result<Self, ComplianceError> {
+    pub fn new(rpc_url: &str, contract: Address, timeout: Duration) -> Result<Self, LogError> {
         let url: alloy::transports::http::reqwest::Url = rpc_url
             .parse()
-            .map_err(|e: url::ParseError| ComplianceError::Chain(e.to_string()))?;
+            .map_err(|e: url::ParseError| LogError::Chain(e.to_string()))?;
         Ok(Self {
             provider: ProviderBuilder::new().connect_http(url).erased(),
             contract,
@@ -75,15 +70,15 @@ impl AnchorReader {
     async fn timed<T, E: std::fmt::Display>(
         &self,
         fut: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<T, ComplianceError> {
+    ) -> Result<T, LogError> {
         tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| ComplianceError::Chain("chain call timed out".into()))?
-            .map_err(|e| ComplianceError::Chain(e.to_string()))
+            .map_err(|_| LogError::Chain("chain call timed out".into()))?
+            .map_err(|e| LogError::Chain(e.to_string()))
     }
 
     /// Every anchored batch, in order.
-    pub async fn batches(&self) -> Result<Vec<AnchoredBatch>, ComplianceError> {
+    pub async fn batches(&self) -> Result<Vec<AnchoredBatch>, LogError> {
         let anchor = AuditAnchor::new(self.contract, &self.provider);
         let count = self
             .timed(async { anchor.batchCount().call().await })
@@ -108,27 +103,15 @@ impl AnchorReader {
         batch_id: u64,
         value: B256,
         proof: Vec<B256>,
-    ) -> Result<bool, ComplianceError> {
+    ) -> Result<bool, LogError> {
         let anchor = AuditAnchor::new(self.contract, &self.provider);
         self.timed(async { anchor.verifyInclusion(batch_id, value, proof).call().await })
             .await
     }
 }
 
-/// What is wrong with a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProblemKind {
-    /// The row does not exist (deleted, or the table ends before an anchored range does).
-    Missing,
-    /// The row's content or hash does not match its chained hash.
-    Tampered,
-    /// The row's `prev_hash` is not the previous row's hash.
-    BrokenLink,
-    /// The rows of an anchored batch chain correctly but their root differs from the anchored
-    /// root (the rows were rewritten with recomputed hashes); `seq` is the batch's first row.
-    RootMismatch,
-}
+/// What is wrong with a row: the audit chain's faults.
+pub type ProblemKind = Fault;
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -170,7 +153,7 @@ impl VerifyReport {
 pub async fn verify_audit_log(
     pool: &PgPool,
     anchors: &AnchorReader,
-) -> Result<VerifyReport, ComplianceError> {
+) -> Result<VerifyReport, LogError> {
     let batches = anchors.batches().await?;
     let anchored_to = batches.last().map(|b| b.to_seq).unwrap_or(0);
     let mut report = VerifyReport {
@@ -182,55 +165,38 @@ pub async fn verify_audit_log(
     };
     let mut batch_iter = batches.iter().peekable();
     let mut batch_hashes: Vec<B256> = Vec::new();
-    let mut prev = B256::ZERO;
-    let mut expected: u64 = 1;
+    let mut checker = ChainChecker::new();
     'pages: loop {
-        let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log
-             WHERE seq >= $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(i64::try_from(expected).unwrap_or(i64::MAX))
-        .bind(PAGE)
-        .fetch_all(pool)
-        .await?;
+        let rows = crate::audit::stored_rows(pool, checker.next_seq(), Some(PAGE)).await?;
         if rows.is_empty() {
             break;
         }
         // Each row's hash depends only on its own stored `prev_hash`, so a page is hashed on
-        // every core; the links are then checked in order below.
+        // every core; the checker then walks the links in order.
         let (rows, computed) = tokio::task::spawn_blocking(move || {
-            let computed = hash_page(&rows);
+            let computed = recompute_all(&rows);
             (rows, computed)
         })
         .await
-        .map_err(|e| ComplianceError::Chain(format!("verification task failed: {e}")))?;
-        for ((seq, _, prev_hash, hash), computed) in rows.into_iter().zip(computed) {
-            let seq = seq as u64;
+        .map_err(|e| LogError::Chain(format!("verification task failed: {e}")))?;
+        for (row, computed) in rows.iter().zip(computed) {
             let current = batch_iter.peek().copied();
-            let problem = |seq, kind| Problem {
-                seq,
-                kind,
-                batch_id: current
-                    .filter(|b| b.from_seq <= seq && seq <= b.to_seq)
-                    .map(|b| b.batch_id),
+            let hash = match checker.check(row, computed) {
+                Ok(hash) => hash,
+                Err((seq, kind)) => {
+                    report.problem = Some(Problem {
+                        seq,
+                        kind,
+                        batch_id: current
+                            .filter(|b| b.from_seq <= seq && seq <= b.to_seq)
+                            .map(|b| b.batch_id),
+                    });
+                    break 'pages;
+                }
             };
-            if seq != expected {
-                report.problem = Some(problem(expected, ProblemKind::Missing));
-                break 'pages;
-            }
-            if prev_hash.as_slice() != prev.as_slice() {
-                report.problem = Some(problem(seq, ProblemKind::BrokenLink));
-                break 'pages;
-            }
-            if computed.is_none_or(|c| c.as_slice() != hash.as_slice()) {
-                report.problem = Some(problem(seq, ProblemKind::Tampered));
-                break 'pages;
-            }
-            let hash = computed.unwrap_or_default();
+            let seq = row.seq;
             report.rows += 1;
             report.last_seq = seq;
-            prev = hash;
-            expected = seq + 1;
             if let Some(batch) = current
                 && batch.from_seq <= seq
             {
@@ -257,47 +223,12 @@ pub async fn verify_audit_log(
     {
         // The table ends inside (or before) an anchored range.
         report.problem = Some(Problem {
-            seq: expected,
+            seq: checker.next_seq(),
             kind: ProblemKind::Missing,
             batch_id: Some(batch.batch_id),
         });
     }
     Ok(report)
-}
-
-/// `chain_hash(prev_hash, seq, event)` of each row (`None` when the event is not JSON or the
-/// stored `prev_hash` is not 32 bytes), computed on all cores.
-fn hash_page(rows: &[(i64, String, Vec<u8>, Vec<u8>)]) -> Vec<Option<B256>> {
-    let one = |(seq, event, prev, _): &(i64, String, Vec<u8>, Vec<u8>)| {
-        let prev = B256::try_from(prev.as_slice()).ok()?;
-        let event: Value = serde_json::from_str(event).ok()?;
-        Some(chain_hash(prev, *seq as u64, &event))
-    };
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(8);
-    if threads < 2 || rows.len() < 64 {
-        return rows.iter().map(one).collect();
-    }
-    let chunk = rows.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = rows
-            .chunks(chunk)
-            .map(|part| {
-                (
-                    part.len(),
-                    scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()),
-                )
-            })
-            .collect();
-        // A worker that died verifies nothing: its rows count as not verified (fail closed),
-        // and the result keeps one entry per row.
-        handles
-            .into_iter()
-            .flat_map(|(len, h)| h.join().unwrap_or_else(|_| vec![None; len]))
-            .collect()
-    })
 }
 
 /// An audit row's inclusion in its anchored batch.
@@ -335,8 +266,8 @@ pub async fn inclusion_proof(
     pool: &PgPool,
     anchors: &AnchorReader,
     seq: u64,
-) -> Result<Option<InclusionProof>, ComplianceError> {
-    let seq_i = i64::try_from(seq).map_err(|_| ComplianceError::Missing(seq))?;
+) -> Result<Option<InclusionProof>, LogError> {
+    let seq_i = i64::try_from(seq).map_err(|_| LogError::Missing(seq))?;
     let batch: Option<AnchorRow> = sqlx::query_as(
         "SELECT from_seq, to_seq, root, tx_hash, block_number, batch_id FROM gateway_audit_anchors
          WHERE state = 'anchored' AND from_seq <= $1 AND to_seq >= $1",
@@ -349,13 +280,13 @@ pub async fn inclusion_proof(
     };
     let (from, to) = (from as u64, to as u64);
     let hashes = range_hashes(pool, from, to, true).await?;
-    let tree = MerkleTree::new(&hashes).ok_or(ComplianceError::Missing(from))?;
-    let root = B256::try_from(root.as_slice()).map_err(|_| ComplianceError::Tampered(from))?;
+    let tree = MerkleTree::new(&hashes).ok_or(LogError::Missing(from))?;
+    let root = B256::try_from(root.as_slice()).map_err(|_| LogError::Tampered(from))?;
     if tree.root() != root {
-        return Err(ComplianceError::Tampered(from));
+        return Err(LogError::Tampered(from));
     }
-    let index = usize::try_from(seq - from).map_err(|_| ComplianceError::Missing(seq))?;
-    let proof = tree.proof(index).ok_or(ComplianceError::Missing(seq))?;
+    let index = usize::try_from(seq - from).map_err(|_| LogError::Missing(seq))?;
+    let proof = tree.proof(index).ok_or(LogError::Missing(seq))?;
     let hash = hashes[index];
     let verified_on_chain = anchors
         .verify_inclusion(batch_id as u64, hash, proof.clone())

@@ -13,8 +13,7 @@
 //! seen. Ranges therefore follow each other without gap or overlap. Several gateways sharing
 //! the database elect one anchorer through a PostgreSQL advisory lock.
 
-use super::ComplianceError;
-use crate::audit::chain_hash;
+use super::LogError;
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, B256},
@@ -22,8 +21,8 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{AuditAnchor, merkle::MerkleTree};
+use carechain_formats::audit_chain::{ChainChecker, StoredRow};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -73,12 +72,12 @@ pub struct Anchorer {
     settings: AnchorSettings,
 }
 
-fn chain_err(err: impl std::fmt::Display) -> ComplianceError {
-    ComplianceError::Chain(err.to_string())
+fn chain_err(err: impl std::fmt::Display) -> LogError {
+    LogError::Chain(err.to_string())
 }
 
-fn to_i64(v: u64) -> Result<i64, ComplianceError> {
-    i64::try_from(v).map_err(|_| ComplianceError::Chain("sequence number out of range".into()))
+fn to_i64(v: u64) -> Result<i64, LogError> {
+    i64::try_from(v).map_err(|_| LogError::Chain("sequence number out of range".into()))
 }
 
 impl Anchorer {
@@ -90,7 +89,7 @@ impl Anchorer {
         chain_id: u64,
         signer: PrivateKeySigner,
         settings: AnchorSettings,
-    ) -> Result<Self, ComplianceError> {
+    ) -> Result<Self, LogError> {
         let url: alloy::transports::http::reqwest::Url = rpc_url.parse().map_err(chain_err)?;
         let key = signer.address();
         let provider = ProviderBuilder::new()
@@ -114,15 +113,15 @@ impl Anchorer {
 
     async fn timed<T>(
         &self,
-        fut: impl std::future::Future<Output = Result<T, ComplianceError>>,
-    ) -> Result<T, ComplianceError> {
+        fut: impl std::future::Future<Output = Result<T, LogError>>,
+    ) -> Result<T, LogError> {
         tokio::time::timeout(self.settings.chain_timeout, fut)
             .await
-            .map_err(|_| ComplianceError::Chain("chain call timed out".into()))?
+            .map_err(|_| LogError::Chain("chain call timed out".into()))?
     }
 
     /// The contract's next expected sequence number.
-    async fn next_seq(&self) -> Result<u64, ComplianceError> {
+    async fn next_seq(&self) -> Result<u64, LogError> {
         let anchor = AuditAnchor::new(self.contract, &self.provider);
         self.timed(async { anchor.nextSeq().call().await.map_err(chain_err) })
             .await
@@ -178,7 +177,7 @@ impl Anchorer {
 
     /// One round: reconcile, then anchor the next range when one is due. Callers must hold the
     /// anchoring lock (or be alone, as in tests).
-    pub async fn round(&self) -> Result<Round, ComplianceError> {
+    pub async fn round(&self) -> Result<Round, LogError> {
         let next = self.next_seq().await?;
         if !self.reconcile(next).await? {
             return Ok(Round::WaitingForIndex);
@@ -195,13 +194,13 @@ impl Anchorer {
             Some((from, to, root)) => {
                 let (from, to) = (from as u64, to as u64);
                 if from != next {
-                    return Err(ComplianceError::Chain(format!(
+                    return Err(LogError::Chain(format!(
                         "pending audit range {from}..{to} does not start at the contract's next sequence {next}"
                     )));
                 }
                 let recomputed = self.range_root(from, to).await?;
                 if recomputed.as_slice() != root.as_slice() {
-                    return Err(ComplianceError::Tampered(from));
+                    return Err(LogError::Tampered(from));
                 }
                 (from, to, recomputed)
             }
@@ -246,7 +245,7 @@ impl Anchorer {
     /// Brings `gateway_audit_anchors` in line with the chain: pending ranges below `next` are
     /// marked anchored from the indexer's `audit_batches`, and batches anchored by someone else
     /// are mirrored. Returns false while a mined range is not indexed yet.
-    async fn reconcile(&self, next: u64) -> Result<bool, ComplianceError> {
+    async fn reconcile(&self, next: u64) -> Result<bool, LogError> {
         let chain_id = to_i64(self.chain_id)?;
         let mut tx = self.pool.begin().await?;
         // A pending range the chain holds with another end or root was anchored by someone
@@ -294,7 +293,7 @@ impl Anchorer {
     }
 
     /// The range starting at `from` when one is due (enough rows, or old enough).
-    async fn due_range(&self, from: u64) -> Result<Option<(u64, u64)>, ComplianceError> {
+    async fn due_range(&self, from: u64) -> Result<Option<(u64, u64)>, LogError> {
         let (last, oldest): (Option<i64>, Option<DateTime<Utc>>) = sqlx::query_as(
             "SELECT (SELECT max(seq) FROM gateway_audit_log),
                     (SELECT recorded FROM gateway_audit_log WHERE seq = $1)",
@@ -319,19 +318,14 @@ impl Anchorer {
 
     /// The Merkle root over rows `from..=to`, after checking their hash chain: a tampered row is
     /// never anchored.
-    async fn range_root(&self, from: u64, to: u64) -> Result<B256, ComplianceError> {
+    async fn range_root(&self, from: u64, to: u64) -> Result<B256, LogError> {
         let hashes = range_hashes(&self.pool, from, to, true).await?;
         MerkleTree::new(&hashes)
             .map(|t| t.root())
-            .ok_or(ComplianceError::Missing(from))
+            .ok_or(LogError::Missing(from))
     }
 
-    async fn send(
-        &self,
-        from: u64,
-        to: u64,
-        root: B256,
-    ) -> Result<(B256, u64, u64), ComplianceError> {
+    async fn send(&self, from: u64, to: u64, root: B256) -> Result<(B256, u64, u64), LogError> {
         let anchor = AuditAnchor::new(self.contract, &self.provider);
         let pending = self
             .timed(async {
@@ -352,7 +346,7 @@ impl Anchorer {
                     .await
                     .map_err(chain_err)?
                 {
-                    return Ok::<_, ComplianceError>(receipt);
+                    return Ok::<_, LogError>(receipt);
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_millis(250));
@@ -360,9 +354,9 @@ impl Anchorer {
         };
         let receipt = tokio::time::timeout(self.settings.chain_timeout * 4, poll)
             .await
-            .map_err(|_| ComplianceError::Chain("no receipt in time".into()))??;
+            .map_err(|_| LogError::Chain("no receipt in time".into()))??;
         if !receipt.status() {
-            return Err(ComplianceError::Chain(format!(
+            return Err(LogError::Chain(format!(
                 "anchoring transaction {tx_hash} reverted"
             )));
         }
@@ -372,60 +366,61 @@ impl Anchorer {
             .filter(|log| log.address() == self.contract)
             .find_map(|log| log.log_decode::<AuditAnchor::AuditBatchAnchored>().ok())
             .map(|log| log.inner.data.batchId)
-            .ok_or_else(|| ComplianceError::Chain("no AuditBatchAnchored event".into()))?;
+            .ok_or_else(|| LogError::Chain("no AuditBatchAnchored event".into()))?;
         Ok((tx_hash, receipt.block_number.unwrap_or_default(), batch_id))
     }
 }
 
 /// The chained hashes of rows `from..=to`, in order. With `check`, the chain is recomputed
-/// (from the hash of row `from - 1`) and a missing or tampered row is an error.
+/// (from the hash of row `from - 1`) by the audit chain's checker, and a missing or tampered
+/// row is an error; without, only gaps and malformed hashes are.
 pub(crate) async fn range_hashes(
     pool: &PgPool,
     from: u64,
     to: u64,
     check: bool,
-) -> Result<Vec<B256>, ComplianceError> {
-    let mut prev = if from > 1 && check {
+) -> Result<Vec<B256>, LogError> {
+    let mut checker = if from > 1 && check {
         let hash: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT hash FROM gateway_audit_log WHERE seq = $1")
                 .bind(to_i64(from - 1)?)
                 .fetch_optional(pool)
                 .await?;
-        let hash = hash.ok_or(ComplianceError::Missing(from - 1))?;
-        B256::try_from(hash.as_slice()).map_err(|_| ComplianceError::Tampered(from - 1))?
+        let hash = hash.ok_or(LogError::Missing(from - 1))?;
+        let hash = B256::try_from(hash.as_slice()).map_err(|_| LogError::Tampered(from - 1))?;
+        ChainChecker::after(from - 1, hash)
     } else {
-        B256::ZERO
+        ChainChecker::new()
     };
-    let rows: Vec<(i64, String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+    let rows: Vec<StoredRow> = sqlx::query_as(
         "SELECT seq, event::text, prev_hash, hash FROM gateway_audit_log
          WHERE seq BETWEEN $1 AND $2 ORDER BY seq",
     )
     .bind(to_i64(from)?)
     .bind(to_i64(to)?)
     .fetch_all(pool)
-    .await?;
-    let mut hashes = Vec::with_capacity(rows.len());
-    for (i, (seq, event, prev_hash, hash)) in rows.into_iter().enumerate() {
-        let expected_seq = from + i as u64;
-        if seq as u64 != expected_seq {
-            return Err(ComplianceError::Missing(expected_seq));
-        }
-        let hash =
-            B256::try_from(hash.as_slice()).map_err(|_| ComplianceError::Tampered(expected_seq))?;
-        if check {
-            let event: Value = serde_json::from_str(&event)
-                .map_err(|_| ComplianceError::Tampered(expected_seq))?;
-            if prev_hash.as_slice() != prev.as_slice()
-                || chain_hash(prev, expected_seq, &event) != hash
-            {
-                return Err(ComplianceError::Tampered(expected_seq));
+    .await?
+    .into_iter()
+    .map(crate::audit::stored_row)
+    .collect();
+    let hashes = if check {
+        checker.check_page(&rows).map_err(LogError::from_fault)?
+    } else {
+        let mut hashes = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let expected_seq = from + i as u64;
+            if row.seq != expected_seq {
+                return Err(LogError::Missing(expected_seq));
             }
-            prev = hash;
+            hashes.push(
+                B256::try_from(row.hash.as_slice())
+                    .map_err(|_| LogError::Tampered(expected_seq))?,
+            );
         }
-        hashes.push(hash);
-    }
+        hashes
+    };
     if (hashes.len() as u64) < to - from + 1 {
-        return Err(ComplianceError::Missing(from + hashes.len() as u64));
+        return Err(LogError::Missing(from + hashes.len() as u64));
     }
     Ok(hashes)
 }

@@ -108,19 +108,20 @@ pub struct NewVersion {
     pub fields: SearchFields,
 }
 
-/// Keyed hashing of search tokens.
+/// Keyed hashing of the coded terms searches match (FHIR token parameters, `system|code`):
+/// the index holds these hashes, never the codes.
 #[derive(Clone)]
-pub struct TokenHasher {
+pub struct SearchTermHasher {
     key: [u8; 32],
 }
 
-impl std::fmt::Debug for TokenHasher {
+impl std::fmt::Debug for SearchTermHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenHasher(..)")
+        f.write_str("SearchTermHasher(..)")
     }
 }
 
-impl TokenHasher {
+impl SearchTermHasher {
     /// A hasher keyed from the gateway secret.
     pub fn new(secret: &[u8]) -> Self {
         let mut key = [0u8; 32];
@@ -239,16 +240,18 @@ pub async fn patient_of_record_and_cursor(
     chain_id: u64,
 ) -> Result<(Option<String>, Option<u64>), AppError> {
     let chain_id = i64::try_from(chain_id).map_err(AppError::internal)?;
-    let (patient, cursor): (Option<String>, Option<i64>) = sqlx::query_as(
+    let sql = format!(
         "SELECT (SELECT patient FROM gateway_resource_versions
                  WHERE resource_type = $1 AND id = $2 LIMIT 1),
-                (SELECT block_number FROM indexer_cursor WHERE chain_id = $3)",
-    )
-    .bind(resource_type)
-    .bind(id)
-    .bind(chain_id)
-    .fetch_one(conn)
-    .await?;
+                {}",
+        carechain_formats::index::cursor_subquery("$3")
+    );
+    let (patient, cursor): (Option<String>, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(resource_type)
+        .bind(id)
+        .bind(chain_id)
+        .fetch_one(conn)
+        .await?;
     Ok((patient, cursor.map(|b| u64::try_from(b).unwrap_or(0))))
 }
 
@@ -309,14 +312,14 @@ pub async fn version_with_key(
         None => "version_id >= $3",
     };
     let guard_filter = match guard {
-        None => "",
-        Some(DecisionGuard { cursor: None, .. }) => " AND v.patient = $4",
+        None => String::new(),
+        Some(DecisionGuard { cursor: None, .. }) => " AND v.patient = $4".to_owned(),
         Some(DecisionGuard {
             cursor: Some(_), ..
-        }) => {
-            " AND v.patient = $4
-              AND (SELECT c.block_number FROM indexer_cursor c WHERE c.chain_id = $5) = $6"
-        }
+        }) => format!(
+            " AND v.patient = $4 AND {} = $6",
+            carechain_formats::index::cursor_subquery("$5")
+        ),
     };
     let order = match version {
         Some(_) => "",
@@ -407,7 +410,7 @@ pub async fn history(
 pub async fn write_version(
     conn: &mut PgConnection,
     key: &SecretKey,
-    hasher: &TokenHasher,
+    hasher: &SearchTermHasher,
     v: &NewVersion,
     expected_current: i64,
 ) -> Result<(), AppError> {

@@ -1,0 +1,570 @@
+//! Transaction and batch Bundles (how an EHR feeds records in).
+
+use super::{
+    AuditSink, RecordRequest, Served, anchoring_failed,
+    compartment::{self, PlannedPatients},
+    conceal, new_id, parse_patient,
+    read::read,
+    search::search,
+    stamp,
+    store::{self, KeyState, NewVersion},
+    write::{delete, write},
+};
+use crate::{
+    consent::Decision,
+    crypto::SecretKey,
+    error::{AppError, not_found_text},
+    fhir::resource::{self, SearchFields},
+};
+use alloy::primitives::Address;
+use carechain_contracts::{Action, Purpose, ResourceType};
+use carechain_formats::canonical::canonical_hash;
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+
+/// Most entries a transaction Bundle may carry.
+const MAX_TRANSACTION_ENTRIES: usize = 5000;
+
+/// An audit sink for the entries of a Bundle: decisions and patients are recorded, while the
+/// entity stays the Bundle.
+struct EntrySink<'a>(&'a (dyn AuditSink + Sync));
+
+impl AuditSink for EntrySink<'_> {
+    fn patient(&self, patient: Address) {
+        self.0.patient(patient);
+    }
+    fn decision(&self, decision: &Decision, purpose: Purpose) {
+        self.0.decision(decision, purpose);
+    }
+    fn entity(&self, _: String) {}
+    fn scope(&self, block: u64, purpose: Purpose, patients: usize) {
+        self.0.scope(block, purpose, patients);
+    }
+}
+
+/// What a Bundle entry's `request` asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EntryRequest {
+    /// `POST [type]`.
+    Create(ResourceType),
+    /// `PUT [type]/[id]` (with `ifMatch`).
+    Update(ResourceType, String, Option<i64>),
+    /// `DELETE [type]/[id]`.
+    Delete(ResourceType, String),
+    /// `GET [type]/[id]` or `GET [type]/[id]/_history/[vid]`.
+    Read(ResourceType, String, Option<i64>),
+    /// `GET [type]?..`.
+    Search(ResourceType, Vec<(String, String)>),
+}
+
+/// Parses `request.method` and `request.url` (relative, or absolute under this gateway).
+fn entry_request(base_url: &str, entry: &Value) -> Result<EntryRequest, AppError> {
+    let method = entry
+        .pointer("/request/method")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::Invalid("request.method is missing".into()))?;
+    let url = entry
+        .pointer("/request/url")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::Invalid("request.url is missing".into()))?;
+    let url = url
+        .strip_prefix(base_url)
+        .unwrap_or(url)
+        .trim_start_matches('/');
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let rt = |name: &str| resource::parse_type(name);
+    let id = |id: &str| resource::validate_id(id).map(|()| id.to_owned());
+    let no_query = || match query {
+        Some(q) if !q.is_empty() => Err(AppError::NotSupported(
+            "request.url takes parameters only for a search".into(),
+        )),
+        _ => Ok(()),
+    };
+    let if_match = entry
+        .pointer("/request/ifMatch")
+        .and_then(Value::as_str)
+        .map(resource::etag_version)
+        .transpose()?;
+    match (method, segments.as_slice()) {
+        ("POST", [name]) => no_query().and(Ok(EntryRequest::Create(rt(name)?))),
+        ("PUT", [name, i]) => no_query().and(Ok(EntryRequest::Update(rt(name)?, id(i)?, if_match))),
+        ("DELETE", [name, i]) => no_query().and(Ok(EntryRequest::Delete(rt(name)?, id(i)?))),
+        ("GET", [name, i]) => no_query().and(Ok(EntryRequest::Read(rt(name)?, id(i)?, None))),
+        ("GET", [name, i, "_history", v]) => no_query().and(Ok(EntryRequest::Read(
+            rt(name)?,
+            id(i)?,
+            Some(resource::version_id(v)?),
+        ))),
+        ("GET", [name]) => Ok(EntryRequest::Search(
+            rt(name)?,
+            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect(),
+        )),
+        _ => Err(AppError::NotSupported(
+            "entries are POST [type], PUT or DELETE [type]/[id], or GET [type]/[id][/_history/[vid]] or [type]?..".into(),
+        )),
+    }
+}
+
+/// The `response` of an entry that wrote or read a version.
+fn entry_response(status: &str, resource_type: ResourceType, served: &Served) -> Value {
+    let id = served
+        .resource
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    json!({
+        "status": status,
+        "location": format!("{}/{id}/_history/{}", resource_type.code(), served.version_id),
+        "etag": format!("W/\"{}\"", served.version_id),
+        "lastModified": served.last_updated.to_rfc3339_opts(SecondsFormat::Micros, true),
+    })
+}
+
+/// Runs one entry on its own (a batch entry, or a transaction's GET after its writes).
+async fn run_entry(
+    req: &RecordRequest<'_>,
+    request: EntryRequest,
+    body: Option<Value>,
+) -> Result<Value, AppError> {
+    let sink = EntrySink(req.audit);
+    let req = &req.with_audit(&sink);
+    let body = || body.ok_or_else(|| AppError::Invalid("the entry has no resource".into()));
+    Ok(match request {
+        EntryRequest::Create(rt) => {
+            let served = write(req, rt, None, body()?).await?;
+            json!({"response": entry_response("201 Created", rt, &served)})
+        }
+        EntryRequest::Update(rt, id, if_match) => {
+            let served = write(req, rt, Some((&id, if_match)), body()?).await?;
+            json!({"response": entry_response("200 OK", rt, &served)})
+        }
+        EntryRequest::Delete(rt, id) => {
+            delete(req, rt, &id).await?;
+            json!({"response": {"status": "204 No Content"}})
+        }
+        EntryRequest::Read(rt, id, version) => {
+            let served = read(req, rt, &id, version).await?;
+            json!({"resource": served.resource.clone(), "response": entry_response("200 OK", rt, &served)})
+        }
+        EntryRequest::Search(rt, params) => {
+            let bundle = search(req, rt, &params).await?;
+            json!({"resource": bundle, "response": {"status": "200 OK"}})
+        }
+    })
+}
+
+/// A transaction entry after the first pass.
+enum Planned {
+    /// A GET, answered after the writes.
+    Read(EntryRequest),
+    /// A create, update or delete of `resource_type`/`id` (a create's id is new).
+    Write {
+        action: Action,
+        resource_type: ResourceType,
+        id: String,
+        if_match: Option<i64>,
+        body: Option<Value>,
+    },
+}
+
+/// One write of a transaction, prepared.
+struct Prepared {
+    resource_type: ResourceType,
+    id: String,
+    patient: String,
+    /// The new version's content (`None`: a delete).
+    body: Option<Value>,
+    /// The version it replaces (0 for a create).
+    current: i64,
+    /// The response status.
+    status: &'static str,
+}
+
+/// `POST [base]` with a `transaction` Bundle (how an EHR feeds records in): all or nothing.
+///
+/// Entries may be `POST` (create), `PUT` (update, with `ifMatch`), `DELETE` and `GET` (read,
+/// vread, search; of records that exist before the transaction). `urn:uuid` full URLs of
+/// created resources become `Type/id` and every reference to them is rewritten. Every write is checked and decided (create, update, delete;
+/// denials of id-addressed entries concealed as 404) and every GET is decided before anything
+/// is stored; then the new versions are anchored as one Merkle batch and written in one
+/// database transaction, each with its inclusion proof. GET entries are answered after the
+/// writes (FHIR processes them last) and see the new state.
+pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value, AppError> {
+    if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Err(AppError::Invalid("POST [base] takes a Bundle".into()));
+    }
+    if bundle.get("type").and_then(Value::as_str) == Some("transaction") {
+        // All or nothing: every entry is valid FHIR R4 before anything is decided or stored
+        // (a batch's entries are validated one by one, each with its own outcome).
+        carechain_fhir::validate(&bundle)?;
+    }
+    let kind = match bundle.get("type").and_then(Value::as_str) {
+        Some("transaction") => "transaction",
+        Some("batch") => "batch",
+        _ => {
+            return Err(AppError::Invalid(
+                "the Bundle type must be transaction or batch".into(),
+            ));
+        }
+    };
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| AppError::Invalid("the Bundle has no entries".into()))?;
+    if entries.is_empty() || entries.len() > MAX_TRANSACTION_ENTRIES {
+        return Err(AppError::TooCostly(format!(
+            "a {kind} carries 1 to {MAX_TRANSACTION_ENTRIES} entries"
+        )));
+    }
+    req.audit
+        .entity(format!("Bundle/{kind} ({} entries)", entries.len()));
+    if kind == "batch" {
+        return batch(req, entries).await;
+    }
+    let sink = EntrySink(req.audit);
+    let entries_req = req.with_audit(&sink);
+    // Pass 1: what each entry asks, new ids, and the fullUrl -> Type/id map.
+    let mut planned = Vec::with_capacity(entries.len());
+    let mut references: HashMap<String, String> = HashMap::new();
+    let mut targets: HashSet<(ResourceType, String)> = HashSet::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let at = |err: AppError| match err {
+            AppError::Invalid(msg) => AppError::Invalid(format!("entry {index}: {msg}")),
+            AppError::NotSupported(msg) => AppError::NotSupported(format!("entry {index}: {msg}")),
+            other => other,
+        };
+        let request = entry_request(req.records.base_url(), entry).map_err(at)?;
+        let body = entry.get("resource").cloned();
+        let (resource_type, id, action, if_match) = match &request {
+            EntryRequest::Create(rt) => {
+                let body = body
+                    .as_ref()
+                    .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
+                if resource::body_type(body).map_err(at)? != *rt {
+                    return Err(at(AppError::Invalid(
+                        "request.url must be the resource's type".into(),
+                    )));
+                }
+                let id = if *rt == ResourceType::Patient {
+                    resource::patient_of(*rt, None, body)?
+                } else {
+                    new_id()
+                };
+                (*rt, id, Action::Create, None)
+            }
+            EntryRequest::Update(rt, id, if_match) => {
+                let body = body
+                    .as_ref()
+                    .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
+                if resource::body_type(body).map_err(at)? != *rt
+                    || body.get("id").and_then(Value::as_str) != Some(id.as_str())
+                {
+                    return Err(at(AppError::Invalid(
+                        "the resource's type and id must match request.url".into(),
+                    )));
+                }
+                req.records
+                    .settings()
+                    .check_if_match(*if_match)
+                    .map_err(at)?;
+                (*rt, id.clone(), Action::Update, *if_match)
+            }
+            EntryRequest::Delete(rt, id) => (*rt, id.clone(), Action::Delete, None),
+            EntryRequest::Read(..) | EntryRequest::Search(..) => {
+                planned.push(Planned::Read(request));
+                continue;
+            }
+        };
+        if !targets.insert((resource_type, id.clone())) {
+            return Err(at(AppError::Invalid(
+                "a resource is written by more than one entry".into(),
+            )));
+        }
+        if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+            references.insert(
+                full_url.to_owned(),
+                format!("{}/{id}", resource_type.code()),
+            );
+        }
+        planned.push(Planned::Write {
+            action,
+            resource_type,
+            id,
+            if_match,
+            body,
+        });
+    }
+    // Pass 2: rewrite references, decide every entry, check the writes against the store.
+    let mut prepared: Vec<Prepared> = Vec::new();
+    let mut reads = Vec::new();
+    let mut decided: HashSet<(String, ResourceType, Action)> = HashSet::new();
+    for entry in planned {
+        let (action, resource_type, id, if_match, mut body) = match entry {
+            Planned::Read(request) => {
+                // A GET: decided now (nothing is written when it is refused), answered last.
+                if let EntryRequest::Read(rt, id, _) = &request {
+                    let mut conn = req.records.reads().acquire().await?;
+                    entries_req
+                        .decide_read_of_record(&mut conn, *rt, id)
+                        .await?;
+                    conn.release();
+                }
+                reads.push((prepared.len(), request));
+                continue;
+            }
+            Planned::Write {
+                action,
+                resource_type,
+                id,
+                if_match,
+                body,
+            } => (action, resource_type, id, if_match, body),
+        };
+        let name = resource_type.code();
+        let patient = match body.as_mut() {
+            Some(body) if action != Action::Delete => {
+                resource::for_each_reference(body, &mut |reference| {
+                    if let Some(target) = references.get(reference.as_str()) {
+                        reference.clone_from(target);
+                    }
+                });
+                resource::patient_of(resource_type, Some(&id), body)?
+            }
+            _ => String::new(),
+        };
+        let current = store::locate(req.records.pool(), name, &id).await?;
+        // The decision is about the body's patient for a create or an update, the stored
+        // record's for a delete; refusals of updates and deletes look like absent records.
+        let subject = match (action, &current) {
+            (Action::Delete, Some((owner, _, _))) => owner.clone(),
+            (Action::Delete, None) => return Err(AppError::NotFound(not_found_text(name, &id))),
+            _ => patient.clone(),
+        };
+        if decided.insert((subject.clone(), resource_type, action)) {
+            let decision = entries_req
+                .decide(parse_patient(&subject)?, resource_type, action)
+                .await;
+            match action {
+                Action::Create => decision?,
+                _ => decision.map_err(|err| conceal(err, resource_type, &id))?,
+            };
+        }
+        let (patient, current, status) = match (action, current) {
+            (Action::Create, None) => (patient, 0, "201 Created"),
+            (Action::Create, Some(_)) => {
+                return Err(AppError::Conflict(format!("{name}/{id} already exists")));
+            }
+            // A record of another patient is answered as absent (see `write`).
+            (Action::Update, Some((owner, version, _))) if owner == patient => {
+                if let Some(wanted) = if_match
+                    && wanted != version
+                {
+                    return Err(AppError::PreconditionFailed(format!(
+                        "{name}/{id}: ifMatch names version {wanted}, the current version is {version}"
+                    )));
+                }
+                (patient, version, "200 OK")
+            }
+            (Action::Update, _) => return Err(AppError::NotFound(not_found_text(name, &id))),
+            (_, Some((owner, _, true))) => {
+                // Deleting a deleted resource succeeds and writes nothing.
+                prepared.push(Prepared {
+                    resource_type,
+                    id,
+                    patient: owner,
+                    body: None,
+                    current: -1,
+                    status: "204 No Content",
+                });
+                continue;
+            }
+            (_, Some((owner, version, false))) => (owner, version, "204 No Content"),
+            (_, None) => return Err(AppError::NotFound(not_found_text(name, &id))),
+        };
+        prepared.push(Prepared {
+            resource_type,
+            id,
+            patient,
+            body: if action == Action::Delete { None } else { body },
+            current,
+            status,
+        });
+    }
+    // No entry may tie its patient to another patient's records (the planned creates count as
+    // the records they will be).
+    let planned: PlannedPatients = prepared
+        .iter()
+        .map(|p| ((p.resource_type, p.id.clone()), p.patient.clone()))
+        .collect();
+    for item in &prepared {
+        if let Some(body) = &item.body {
+            compartment::check(req, item.resource_type, &item.patient, body, &planned).await?;
+        }
+    }
+    // Hash every new version; anchor one Merkle root for the custodian.
+    let now = Utc::now();
+    let mut hashes = Vec::new();
+    for item in &mut prepared {
+        if let Some(body) = item.body.as_mut() {
+            stamp(body, &item.id, item.current + 1, now);
+            hashes.push(canonical_hash(body));
+        }
+    }
+    let writes = prepared.iter().any(|p| p.current >= 0);
+    let org = if writes { Some(req.custodian()?) } else { None };
+    let tree = carechain_contracts::merkle::MerkleTree::new(&hashes);
+    if let (Some(tree), Some(org)) = (&tree, org) {
+        let count = u32::try_from(hashes.len()).map_err(AppError::internal)?;
+        req.records
+            .chain()
+            .anchor_batch(org, tree.root(), count)
+            .await
+            .map_err(anchoring_failed)?;
+    }
+    let mut tx = req.records.pool().begin().await?;
+    let mut keys: HashMap<String, SecretKey> = HashMap::new();
+    let mut responses: Vec<Value> = Vec::with_capacity(entries.len());
+    let mut leaf = 0;
+    for item in &prepared {
+        let name = item.resource_type.code();
+        if item.current < 0 {
+            responses.push(json!({"response": {"status": item.status}}));
+            continue;
+        }
+        let key = match keys.get(&item.patient) {
+            Some(key) => key.clone(),
+            None => {
+                let create = item.current == 0;
+                let key = match store::data_key(&mut tx, req.records.kek(), &item.patient, create)
+                    .await?
+                {
+                    KeyState::Active(key) => key,
+                    KeyState::Erased => {
+                        return Err(AppError::Gone("a patient's records were erased".into()));
+                    }
+                    KeyState::Missing => {
+                        return Err(AppError::internal(std::io::Error::other(
+                            "data key not created",
+                        )));
+                    }
+                };
+                keys.insert(item.patient.clone(), key.clone());
+                key
+            }
+        };
+        let version_id = item.current + 1;
+        let (content, version_hash, batch, fields) = match &item.body {
+            Some(body) => {
+                let tree = tree
+                    .as_ref()
+                    .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle tree")))?;
+                let proof = tree
+                    .proof(leaf)
+                    .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle proof")))?;
+                let hash = hashes[leaf];
+                leaf += 1;
+                (
+                    Some(serde_json::to_vec(body).map_err(AppError::internal)?),
+                    Some(hash),
+                    Some((tree.root(), proof)),
+                    resource::search_fields(item.resource_type, body),
+                )
+            }
+            None => (None, None, None, SearchFields::default()),
+        };
+        store::write_version(
+            &mut tx,
+            &key,
+            req.records.hasher(),
+            &NewVersion {
+                resource_type: name.to_owned(),
+                id: item.id.clone(),
+                version_id,
+                patient: item.patient.clone(),
+                last_updated: now,
+                content,
+                version_hash,
+                custodian: org.unwrap_or_default(),
+                batch,
+                fields,
+            },
+            item.current,
+        )
+        .await?;
+        responses.push(if item.body.is_some() {
+            json!({"response": {
+                "status": item.status,
+                "location": format!("{name}/{}/_history/{version_id}", item.id),
+                "etag": format!("W/\"{version_id}\""),
+                "lastModified": now.to_rfc3339_opts(SecondsFormat::Micros, true),
+            }})
+        } else {
+            json!({"response": {"status": item.status}})
+        });
+    }
+    tx.commit().await?;
+    // GET entries, last, against the committed state; placed back at their positions.
+    let mut answered = Vec::with_capacity(reads.len());
+    for (position, request) in reads {
+        answered.push((position, run_entry(req, request, None).await?));
+    }
+    for (offset, (position, answer)) in answered.into_iter().enumerate() {
+        responses.insert(position + offset, answer);
+    }
+    Ok(json!({
+        "resourceType": "Bundle",
+        "type": "transaction-response",
+        "entry": responses,
+    }))
+}
+
+/// A `batch` Bundle: each entry (`POST`, `PUT`, `DELETE`, `GET`) runs on its own, with its
+/// own decision, anchor and write; the answer reports each entry's outcome.
+async fn batch(req: &RecordRequest<'_>, entries: &[Value]) -> Result<Value, AppError> {
+    let mut responses = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let result = async {
+            let request =
+                entry_request(req.records.base_url(), entry).map_err(|err| match err {
+                    AppError::Invalid(msg) => AppError::Invalid(format!("entry {index}: {msg}")),
+                    AppError::NotSupported(msg) => {
+                        AppError::NotSupported(format!("entry {index}: {msg}"))
+                    }
+                    other => other,
+                })?;
+            let body = entry.get("resource").cloned();
+            if let (EntryRequest::Create(rt) | EntryRequest::Update(rt, _, _), Some(body)) =
+                (&request, &body)
+                && resource::body_type(body)? != *rt
+            {
+                return Err(AppError::Invalid(format!(
+                    "entry {index}: request.url must be the resource's type"
+                )));
+            }
+            run_entry(req, request, body).await
+        }
+        .await;
+        responses.push(match result {
+            Ok(answer) => answer,
+            // A dependency failure stops the batch: the remaining entries would fail alike,
+            // and a 5xx must not be reported as an entry outcome with internals.
+            Err(err) if err.status().is_server_error() => return Err(err),
+            Err(err) => json!({"response": {
+                "status": err.status().as_u16().to_string(),
+                "outcome": err.outcome(),
+            }}),
+        });
+    }
+    Ok(json!({
+        "resourceType": "Bundle",
+        "type": "batch-response",
+        "entry": responses,
+    }))
+}
