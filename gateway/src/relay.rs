@@ -18,6 +18,9 @@ use alloy::{
     sol_types::{Eip712Domain, SolStruct, eip712_domain},
 };
 use carechain_contracts::ConsentRegistry::{self, ConsentRegistryErrors};
+/// EIP-712 `Grant` of ConsentRegistry (its `GRANT_TYPEHASH`), which is also `grantBySig`'s
+/// request: the binding's struct serves both.
+pub use carechain_contracts::bindings::IConsentRegistry::Grant;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::{
@@ -28,21 +31,6 @@ use std::{
 };
 
 sol! {
-    /// EIP-712 `Grant` of ConsentRegistry (its `GRANT_TYPEHASH`).
-    #[derive(Debug)]
-    struct Grant {
-        address patient;
-        address grantee;
-        uint64 resourceTypes;
-        uint8 actions;
-        uint16 purposes;
-        uint40 validFrom;
-        uint40 validUntil;
-        bytes32 consentHash;
-        uint256 nonce;
-        uint256 deadline;
-    }
-
     /// EIP-712 `Revoke` of ConsentRegistry (its `REVOKE_TYPEHASH`).
     #[derive(Debug)]
     struct Revoke {
@@ -595,19 +583,7 @@ impl Relay {
         signer: Address,
         signature: &Bytes,
     ) -> alloy::contract::SolCallBuilder<&'a DynProvider, ConsentRegistry::grantBySigCall> {
-        let request = carechain_contracts::bindings::IConsentRegistry::Grant {
-            patient: g.patient,
-            grantee: g.grantee,
-            resourceTypes: g.resourceTypes,
-            actions: g.actions,
-            purposes: g.purposes,
-            validFrom: g.validFrom,
-            validUntil: g.validUntil,
-            consentHash: g.consentHash,
-            nonce: g.nonce,
-            deadline: g.deadline,
-        };
-        registry.grantBySig(request, signer, signature.clone())
+        registry.grantBySig(g.clone(), signer, signature.clone())
     }
 
     fn revoke_call<'a>(

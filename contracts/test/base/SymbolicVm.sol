@@ -13,8 +13,11 @@ interface SymbolicVm {
     function createAddress(string calldata name) external returns (address value);
     /// @notice Fresh symbolic bytes of length `length`.
     function createBytes(uint256 length, string calldata name) external returns (bytes memory value);
-    /// @notice Symbolic calldata for any external function of the named contract.
-    function createCalldata(string calldata contractName) external returns (bytes memory data);
+    /// @notice Symbolic calldata for any external function of the named contract (view and pure
+    /// functions only when `includeViewFunctions`).
+    function createCalldata(string calldata contractName, bool includeViewFunctions)
+        external
+        returns (bytes memory data);
 }
 
 /// @dev Where Halmos answers `SymbolicVm`.

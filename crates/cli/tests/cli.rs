@@ -7,22 +7,50 @@ use alloy::signers::local::PrivateKeySigner;
 use carechain_contracts::Basis;
 use common::{Cli, TempDir, TestChain, key_hex};
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+/// A keystore directory and a password file for it, in a temporary directory.
+struct Keystore {
+    _store: TempDir,
+    dir: PathBuf,
+    password_file: PathBuf,
+}
+
+impl Keystore {
+    fn new(tag: &str) -> Self {
+        let store = TempDir::new(tag);
+        let dir = store.0.join("keystore");
+        let password_file = store.0.join("password");
+        std::fs::write(&password_file, "correct horse\n").unwrap();
+        Self {
+            _store: store,
+            dir,
+            password_file,
+        }
+    }
+
+    /// The CLI on `chain`, with this keystore directory and its password.
+    fn cli(&self, chain: &TestChain) -> Cli {
+        chain
+            .cli()
+            .env("CARECHAIN_KEYSTORE_DIR", self.dir.to_str().unwrap())
+            .env(
+                "CARECHAIN_PASSWORD_FILE",
+                self.password_file.to_str().unwrap(),
+            )
+    }
+}
 
 #[tokio::test]
 async fn keys_round_trip_and_sign_without_showing_the_key() {
     let chain = TestChain::start().await;
     let (org, member) = chain.hospital_with_member().await;
-    let store = TempDir::new("keys");
-    let dir = store.0.join("keystore");
-    let password_file = store.0.join("password");
-    std::fs::write(&password_file, "correct horse\n").unwrap();
-    let keys = || {
-        chain
-            .cli()
-            .env("CARECHAIN_KEYSTORE_DIR", dir.to_str().unwrap())
-            .env("CARECHAIN_PASSWORD_FILE", password_file.to_str().unwrap())
-    };
+    let keystore = Keystore::new("keys");
+    let (dir, password_file) = (&keystore.dir, &keystore.password_file);
+    let keys = || keystore.cli(&chain);
 
     let created = keys().args(["keys", "new", "--name", "alice"]).ok();
     let listed = keys().args(["keys", "list", "--json"]).ok();
@@ -132,7 +160,7 @@ async fn keys_round_trip_and_sign_without_showing_the_key() {
         .args(["wallet", "address", "--keystore"])
         .arg(dir.join("bob"))
         .arg("--password-file")
-        .arg(&password_file)
+        .arg(password_file)
         .stdin(Stdio::null())
         .output()
         .expect("run cast (set CAST_BIN)");
@@ -580,16 +608,8 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
 async fn a_caregivers_consent_grant_is_refused_in_words() {
     let chain = TestChain::start().await;
     let (org, member) = chain.hospital_with_member().await;
-    let store = TempDir::new("caregiver");
-    let dir = store.0.join("keystore");
-    let password_file = store.0.join("password");
-    std::fs::write(&password_file, "correct horse\n").unwrap();
-    let keys = || {
-        chain
-            .cli()
-            .env("CARECHAIN_KEYSTORE_DIR", dir.to_str().unwrap())
-            .env("CARECHAIN_PASSWORD_FILE", password_file.to_str().unwrap())
-    };
+    let keystore = Keystore::new("caregiver");
+    let keys = || keystore.cli(&chain);
     let alice = chain.wallet().await;
     let dave = chain.wallet().await;
     for (name, wallet) in [("alice", &alice), ("dave", &dave)] {

@@ -163,7 +163,10 @@ mod tests {
             target(base, "https://gw.example/fhir/Observation/x/_history/2"),
             Some((ResourceType::Observation, "x".into()))
         );
-        assert_eq!(target(base, "https://other.example/fhir/Observation/x"), None);
+        assert_eq!(
+            target(base, "https://other.example/fhir/Observation/x"),
+            None
+        );
         assert_eq!(target(base, "#contained"), None);
         assert_eq!(target(base, "urn:uuid:123"), None);
         assert_eq!(target(base, "Organization/o1"), None);
