@@ -225,7 +225,7 @@ mod tests {
         .abi_encode();
         assert!(
             explain(&nonce, &names)
-                .unwrap()
+                .expect("a registry error")
                 .contains("Alice's current one (3)")
         );
     }
