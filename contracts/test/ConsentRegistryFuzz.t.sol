@@ -5,7 +5,6 @@ import {ConsentRegistry} from "../ConsentRegistry.sol";
 import {IConsentRegistry} from "../interfaces/IConsentRegistry.sol";
 import {FhirCodes} from "../libraries/FhirCodes.sol";
 import {ConsentFixture} from "./base/ConsentFixture.sol";
-import {ConsentTypedData, GrantArgs} from "./base/ConsentTypedData.sol";
 
 /// @notice Fuzz tests of the packed consent (bitmaps and validity period), of `decide` against a
 /// small reference model, and of the signature path (keys, nonces, chain id, deployment, encoding).
@@ -190,7 +189,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
         uint16 p
     ) public {
         pk = bound(pk, 1, SECP256K1_N - 1);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.patient = vm.addr(pk);
         (g.resourceTypes, g.actions, g.purposes) = _validScope(rt, a, p);
         bytes memory signature = _sign(pk, _grantDigest(g));
@@ -212,7 +211,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
             vm.prank(patient);
             consents.invalidateNonces(patient, current);
         }
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.nonce = signedNonce;
         bytes memory signature = _sign(PATIENT_PK, _grantDigest(g));
         vm.expectRevert(
@@ -228,7 +227,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
     function testFuzz_grantBySig_rejectsAnyOtherChainId(uint64 otherChainId) public {
         uint256 home = block.chainid;
         vm.assume(otherChainId != home && otherChainId != 0);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory foreign = _sign(PATIENT_PK, _grantDigestFor(g, 0, address(consents), otherChainId));
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, patient));
         _grantBySig(g, patient, foreign);
@@ -255,7 +254,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
 
     function testFuzz_bySig_rejectsAnotherDeployment(bytes32 salt) public {
         ConsentRegistry other = new ConsentRegistry{salt: salt}(providers, governor, MAX_BREAK_GLASS);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory forOther = _sign(PATIENT_PK, _grantDigestFor(g, 0, address(other), block.chainid));
         bytes memory forThis = _sign(PATIENT_PK, _grantDigest(g));
 
@@ -273,7 +272,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
 
     function testFuzz_grantBySig_rejectsTheHighSTwin(uint256 pk, bytes32 consentHash) public {
         pk = bound(pk, 1, SECP256K1_N - 1);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.patient = vm.addr(pk);
         g.consentHash = consentHash;
         bytes memory signature = _sign(pk, _grantDigest(g));
@@ -283,7 +282,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
     }
 
     function testFuzz_grantBySig_rejectsArbitraryBytes(bytes memory signature) public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, patient));
         _grantBySig(g, patient, signature);
     }
@@ -292,10 +291,9 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
     /// only sound if a word with dirty high bits never reaches the hash (it would hash one value
     /// and store another): the ABI decoder must refuse it first.
     function testFuzz_grantBySig_rejectsDirtyArgumentWords(uint256 wordIndex, uint256 dirt) public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory signature = _sign(PATIENT_PK, _grantDigest(g));
-        bytes memory data =
-            abi.encodeCall(ConsentRegistry.grantBySig, (ConsentTypedData.toGrant(g), patient, signature));
+        bytes memory data = abi.encodeCall(ConsentRegistry.grantBySig, (g, patient, signature));
         // Words 0-6 are narrower than 256 bits (consentHash, word 7, is a full bytes32).
         wordIndex = bound(wordIndex, 0, 6);
         uint16[7] memory widths = [uint16(160), 160, 64, 8, 16, 40, 40];

@@ -4,7 +4,6 @@ pragma solidity ^0.8.28;
 import {ConsentRegistry} from "../ConsentRegistry.sol";
 import {IConsentRegistry} from "../interfaces/IConsentRegistry.sol";
 import {ConsentFixture} from "./base/ConsentFixture.sol";
-import {GrantArgs} from "./base/ConsentTypedData.sol";
 import {MockERC1271Wallet} from "./mocks/MockERC1271Wallet.sol";
 
 /// @notice Unit tests of the gas-free path: EIP-712 domain and digests, `grantBySig`,
@@ -24,7 +23,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     function _signedGrant(address grantee)
         internal
         view
-        returns (GrantArgs memory g, bytes memory signature)
+        returns (IConsentRegistry.Grant memory g, bytes memory signature)
     {
         g = _grantArgs(grantee);
         signature = _sign(PATIENT_PK, _grantDigest(g));
@@ -69,7 +68,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_digests_matchTheSpecification() public view {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         IConsentRegistry.Consent memory scope =
             IConsentRegistry.Consent(g.resourceTypes, g.actions, g.purposes, g.validFrom, g.validUntil);
         assertEq(
@@ -87,7 +86,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     // ---- grantBySig ----
 
     function test_grantBySig_byRelayer_storesEmitsAndUsesTheNonce() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         vm.expectEmit(address(consents));
         emit IConsentRegistry.ConsentGranted(
             patient,
@@ -116,7 +115,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     function test_grantBySig_byActiveDelegate_usesThePatientsNonce() public {
         vm.prank(patient);
         consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 400 days);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory signature = _sign(DELEGATE_PK, _grantDigest(g));
         vm.expectEmit(address(consents));
         emit IConsentRegistry.ConsentGranted(
@@ -136,14 +135,14 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_deadlineIsInclusive() public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.deadline = block.timestamp;
         _grantBySig(g, patient, _sign(PATIENT_PK, _grantDigest(g)));
         assertEq(consents.nonces(patient), 1);
     }
 
     function test_grantBySig_revertsAfterTheDeadline() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         vm.warp(g.deadline + 1);
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentExpiredSignature.selector, g.deadline));
         _grantBySig(g, patient, signature);
@@ -151,7 +150,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_revertsOnReplay() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         _grantBySig(g, patient, signature);
         vm.prank(patient);
         consents.revoke(patient, doctor);
@@ -162,9 +161,9 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_revertsOnEveryTamperedField() public {
-        (GrantArgs memory signed, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory signed, bytes memory signature) = _signedGrant(doctor);
         for (uint256 field = 0; field < 8; ++field) {
-            GrantArgs memory g = _grantArgs(doctor);
+            IConsentRegistry.Grant memory g = _grantArgs(doctor);
             if (field == 0) g.grantee = nurse;
             if (field == 1) g.resourceTypes = OBSERVATION | 1;
             if (field == 2) g.actions = ALL_ACTIONS;
@@ -177,7 +176,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
             _grantBySig(g, patient, signature);
         }
         // The nonce is checked against the patient's before the signature, and named as such.
-        GrantArgs memory ahead = _grantArgs(doctor);
+        IConsentRegistry.Grant memory ahead = _grantArgs(doctor);
         ahead.nonce = 1;
         vm.expectRevert(_invalidNonce(patient, 0));
         _grantBySig(ahead, patient, _sign(PATIENT_PK, _grantDigest(ahead)));
@@ -186,7 +185,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_revertsForAnotherPatient() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         // Pointing the signature at another patient: it signed something else.
         g.patient = stranger;
         vm.expectRevert(_invalidSignature(patient));
@@ -200,7 +199,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_revertsWhenAnotherKeySigned() public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory signature = _sign(STRANGER_PK, _grantDigest(g));
         vm.expectRevert(_invalidSignature(patient));
         _grantBySig(g, patient, signature);
@@ -215,7 +214,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     function test_grantBySig_revertsForExpiredOrRemovedDelegate() public {
         vm.prank(patient);
         consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 1 days);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.deadline = START + 2 days;
         bytes memory signature = _sign(DELEGATE_PK, _grantDigest(g));
 
@@ -235,7 +234,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_rejectsHighS() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         bytes memory malleable = _highS(signature);
         // The twin recovers to the patient with bare ecrecover, so it is the real malleable form.
         bytes32 r;
@@ -254,7 +253,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_rejectsMalformedSignatures() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         bytes32 r;
         bytes32 s;
         assembly ("memory-safe") {
@@ -277,7 +276,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantBySig_invalidConsentRevertsAndKeepsTheNonce() public {
         // Signatures are made before `expectRevert`: making one reads the nonce, an external call.
-        GrantArgs memory g = _grantArgs(patient);
+        IConsentRegistry.Grant memory g = _grantArgs(patient);
         bytes memory signature = _sign(PATIENT_PK, _grantDigest(g));
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidGrantee.selector, patient));
         _grantBySig(g, patient, signature);
@@ -299,7 +298,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_revertsOnAnotherChainId() public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         // Signed for chain 1 while the registry lives on this chain.
         bytes memory signature = _sign(PATIENT_PK, _grantDigestFor(g, 0, address(consents), 1));
         vm.expectRevert(_invalidSignature(patient));
@@ -317,7 +316,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantBySig_revertsOnAnotherContract() public {
         ConsentRegistry other = new ConsentRegistry(providers, governor, MAX_BREAK_GLASS);
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         vm.expectRevert(_invalidSignature(patient));
         _grantBySigOn(other, g, patient, signature);
         _grantBySig(g, patient, signature);
@@ -367,7 +366,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         );
         vm.expectRevert(notAllowed);
         consents.revokeBySig(patient, doctor, 0, deadline, delegate, signature);
-        GrantArgs memory g = _grantArgs(nurse);
+        IConsentRegistry.Grant memory g = _grantArgs(nurse);
         signature = _sign(DELEGATE_PK, _grantDigest(g));
         vm.expectRevert(notAllowed);
         _grantBySig(g, delegate, signature);
@@ -421,7 +420,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantAndRevokeShareOneNonce() public {
         _grantDefault(nurse);
-        (GrantArgs memory g, bytes memory grantSig) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory grantSig) = _signedGrant(doctor);
         uint256 deadline = block.timestamp + 1 hours;
         bytes memory revokeSig = _sign(PATIENT_PK, _revokeDigest(patient, nurse, deadline));
         // Both signed at nonce 0: whichever lands first cancels the other.
@@ -431,8 +430,8 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_invalidateNonces_cancelsOutstandingSignatures() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
-        GrantArgs memory later = _grantArgs(nurse);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
+        IConsentRegistry.Grant memory later = _grantArgs(nurse);
         later.nonce = 3;
         bytes memory laterSig = _sign(PATIENT_PK, _grantDigest(later));
 
@@ -449,7 +448,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantBySig_erc1271WalletAsPatient() public {
         MockERC1271Wallet wallet = new MockERC1271Wallet(vm.addr(WALLET_OWNER_PK));
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.patient = address(wallet);
         bytes memory signature = _sign(WALLET_OWNER_PK, _grantDigest(g));
         bytes memory notTheOwner = _sign(PATIENT_PK, _grantDigest(g));
@@ -498,7 +497,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         MockERC1271Wallet wallet = new MockERC1271Wallet(vm.addr(WALLET_OWNER_PK));
         vm.prank(patient);
         consents.setDelegate(address(wallet), IConsentRegistry.DelegateKind.Guardian, START + 400 days);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         _grantBySig(g, address(wallet), _sign(WALLET_OWNER_PK, _grantDigest(g)));
         assertEq(consents.consentOf(patient, doctor).validUntil, g.validUntil);
         assertEq(consents.nonces(patient), 1);

@@ -3,7 +3,7 @@ pragma solidity ^0.8.28;
 
 import {IConsentRegistry} from "../../interfaces/IConsentRegistry.sol";
 import {CarechainFixture} from "./CarechainFixture.sol";
-import {ConsentTypedData, GrantArgs} from "./ConsentTypedData.sol";
+import {ConsentTypedData} from "./ConsentTypedData.sol";
 
 /// @title ConsentFixture
 /// @notice Shared helpers of the ConsentRegistry suites: the test-side EIP-712 encoder bound to the
@@ -26,16 +26,17 @@ abstract contract ConsentFixture is CarechainFixture {
         return ConsentTypedData.domainSeparator(verifyingContract, chainId);
     }
 
-    function _grantDigestFor(GrantArgs memory g, uint256 nonce, address verifyingContract, uint256 chainId)
-        internal
-        pure
-        returns (bytes32)
-    {
+    function _grantDigestFor(
+        IConsentRegistry.Grant memory g,
+        uint256 nonce,
+        address verifyingContract,
+        uint256 chainId
+    ) internal pure returns (bytes32) {
         return ConsentTypedData.grantDigest(g, nonce, verifyingContract, chainId);
     }
 
     /// @dev Digest of `g` for the fixture's registry on the current chain at the nonce `g` names.
-    function _grantDigest(GrantArgs memory g) internal view returns (bytes32) {
+    function _grantDigest(IConsentRegistry.Grant memory g) internal view returns (bytes32) {
         return _grantDigestFor(g, g.nonce, address(consents), block.chainid);
     }
 
@@ -67,8 +68,8 @@ abstract contract ConsentFixture is CarechainFixture {
 
     /// @dev The default signed grant: read/search Observation for TREAT to the doctor for a year,
     /// at the patient's current nonce.
-    function _grantArgs(address grantee) internal view returns (GrantArgs memory) {
-        return GrantArgs({
+    function _grantArgs(address grantee) internal view returns (IConsentRegistry.Grant memory) {
+        return IConsentRegistry.Grant({
             patient: patient,
             grantee: grantee,
             resourceTypes: OBSERVATION,
@@ -82,17 +83,17 @@ abstract contract ConsentFixture is CarechainFixture {
         });
     }
 
-    function _grantBySig(GrantArgs memory g, address signer, bytes memory signature) internal {
-        consents.grantBySig(ConsentTypedData.toGrant(g), signer, signature);
+    function _grantBySig(IConsentRegistry.Grant memory g, address signer, bytes memory signature) internal {
+        consents.grantBySig(g, signer, signature);
     }
 
     function _grantBySigOn(
         IConsentRegistry registry,
-        GrantArgs memory g,
+        IConsentRegistry.Grant memory g,
         address signer,
         bytes memory signature
     ) internal {
-        registry.grantBySig(ConsentTypedData.toGrant(g), signer, signature);
+        registry.grantBySig(g, signer, signature);
     }
 
     /// @dev A direct grant by `actor` for `patient_` with the given scope, valid for a year.

@@ -3,22 +3,6 @@ pragma solidity ^0.8.28;
 
 import {IConsentRegistry} from "../../interfaces/IConsentRegistry.sol";
 
-/// @dev Every argument of `grantBySig` but the signer and signature, kept in memory so that
-/// tests stay below the legacy code generator's stack limit. `nonce` is what is submitted; the
-/// digest helpers take the nonce to sign separately, so a test can sign one and submit another.
-struct GrantArgs {
-    address patient;
-    address grantee;
-    uint64 resourceTypes;
-    uint8 actions;
-    uint16 purposes;
-    uint40 validFrom;
-    uint40 validUntil;
-    bytes32 consentHash;
-    uint256 nonce;
-    uint256 deadline;
-}
-
 /// @title ConsentTypedData
 /// @notice Test-side EIP-712 encoder of the ConsentRegistry's `Grant`, `Revoke`, `SetDelegate`,
 /// `SetProxy` and `RemoveDelegate` types, written
@@ -70,7 +54,7 @@ library ConsentTypedData {
             keccak256(abi.encodePacked("\x19\x01", domainSeparator(verifyingContract, chainId), structHash));
     }
 
-    function grantStructHash(GrantArgs memory g, uint256 nonce) internal pure returns (bytes32) {
+    function grantStructHash(IConsentRegistry.Grant memory g, uint256 nonce) internal pure returns (bytes32) {
         // Two halves because every field is one 32-byte word: their concatenation is `abi.encode`
         // of the whole struct, and the legacy code generator cannot hold eleven values at once.
         return keccak256(
@@ -81,11 +65,12 @@ library ConsentTypedData {
         );
     }
 
-    function grantDigest(GrantArgs memory g, uint256 nonce, address verifyingContract, uint256 chainId)
-        internal
-        pure
-        returns (bytes32)
-    {
+    function grantDigest(
+        IConsentRegistry.Grant memory g,
+        uint256 nonce,
+        address verifyingContract,
+        uint256 chainId
+    ) internal pure returns (bytes32) {
         return typedDigest(verifyingContract, chainId, grantStructHash(g, nonce));
     }
 
@@ -166,22 +151,6 @@ library ConsentTypedData {
             chainId,
             keccak256(abi.encode(REMOVE_DELEGATE_TYPEHASH, patient, delegate, nonce, deadline))
         );
-    }
-
-    /// @dev The `grantBySig` request carrying `g`.
-    function toGrant(GrantArgs memory g) internal pure returns (IConsentRegistry.Grant memory) {
-        return IConsentRegistry.Grant({
-            patient: g.patient,
-            grantee: g.grantee,
-            resourceTypes: g.resourceTypes,
-            actions: g.actions,
-            purposes: g.purposes,
-            validFrom: g.validFrom,
-            validUntil: g.validUntil,
-            consentHash: g.consentHash,
-            nonce: g.nonce,
-            deadline: g.deadline
-        });
     }
 
     /// @dev The same signature with `s` replaced by `n - s` and `v` flipped: valid for plain

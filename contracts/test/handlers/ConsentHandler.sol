@@ -5,7 +5,7 @@ import {ConsentRegistry} from "../../ConsentRegistry.sol";
 import {IConsentRegistry} from "../../interfaces/IConsentRegistry.sol";
 import {IProviderRegistry} from "../../interfaces/IProviderRegistry.sol";
 import {ProviderRegistry} from "../../ProviderRegistry.sol";
-import {ConsentTypedData, GrantArgs} from "../base/ConsentTypedData.sol";
+import {ConsentTypedData} from "../base/ConsentTypedData.sol";
 import {Test} from "../base/Test.sol";
 
 /// @title ConsentHandler
@@ -46,7 +46,7 @@ contract ConsentHandler is Test {
     /// @dev A signature that was accepted once, kept to be replayed.
     struct UsedSignature {
         bool isGrant;
-        GrantArgs args;
+        IConsentRegistry.Grant args;
         address signer;
         bytes signature;
     }
@@ -187,7 +187,8 @@ contract ConsentHandler is Test {
     ) external step {
         address patient = _pick(patients, patientSeed);
         address actor = actorSeed % 3 == 0 ? _pick(delegateCandidates, actorSeed / 3) : patient;
-        GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
+        IConsentRegistry.Grant memory g =
+            _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
         // Delegates' grants are kept inside their delegation's end half of the time, so both the
         // accepted and the refused paths are exercised.
         if (actor != patient && periodSeed & 2 == 0) {
@@ -235,7 +236,8 @@ contract ConsentHandler is Test {
     ) external step {
         address patient = _pick(patients, patientSeed);
         address signer = signerSeed % 3 == 0 ? delegateCandidates[0] : patient;
-        GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
+        IConsentRegistry.Grant memory g =
+            _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
         g.nonce = consents.nonces(patient);
         bytes memory signature = _signGrant(signer, g, g.nonce, address(consents), block.chainid);
         if (_submitGrant(consents, g, signer, signature)) {
@@ -249,7 +251,7 @@ contract ConsentHandler is Test {
     function revokeBySig(uint256 signerSeed, uint256 patientSeed, uint256 granteeSeed) external step {
         address patient = _pick(patients, patientSeed);
         address signer = signerSeed % 3 == 0 ? delegateCandidates[0] : patient;
-        GrantArgs memory g;
+        IConsentRegistry.Grant memory g;
         g.patient = patient;
         g.grantee = _pick(grantees, granteeSeed);
         g.deadline = block.timestamp + 1 hours;
@@ -302,7 +304,8 @@ contract ConsentHandler is Test {
         uint256 home = block.chainid;
         if (otherChainId == home || otherChainId == 0) return;
         address patient = _pick(patients, patientSeed);
-        GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
+        IConsentRegistry.Grant memory g =
+            _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
         uint256 nonce = consents.nonces(patient);
         g.nonce = nonce;
         bool accepted;
@@ -322,7 +325,8 @@ contract ConsentHandler is Test {
 
     function submitToTheOtherRegistry(uint256 patientSeed, uint256 granteeSeed, bool toOther) external step {
         address patient = _pick(patients, patientSeed);
-        GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
+        IConsentRegistry.Grant memory g =
+            _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
         // Signed for one registry at that registry's nonce, submitted to the other one.
         ConsentRegistry signedFor = toOther ? consents : otherRegistry;
         ConsentRegistry submittedTo = toOther ? otherRegistry : consents;
@@ -454,7 +458,7 @@ contract ConsentHandler is Test {
     function _buildGrant(address patient, address grantee, uint256 scopeSeed, uint256 periodSeed)
         internal
         view
-        returns (GrantArgs memory g)
+        returns (IConsentRegistry.Grant memory g)
     {
         g.patient = patient;
         g.grantee = grantee;
@@ -477,7 +481,7 @@ contract ConsentHandler is Test {
     /// @dev Records an accepted grant, and flags what must never have been accepted: a change by
     /// a Caregiver, a grant by a delegate to itself, its organisation or a key of it, a Proxy's
     /// grant beyond its scope.
-    function _recordGrantBy(GrantArgs memory g, address actor) internal {
+    function _recordGrantBy(IConsentRegistry.Grant memory g, address actor) internal {
         uint256 under;
         if (actor != g.patient) {
             ModelDelegation memory d = _delegations[g.patient][actor];
@@ -529,11 +533,13 @@ contract ConsentHandler is Test {
         return abi.encodePacked(r, s, v);
     }
 
-    function _signGrant(address signer, GrantArgs memory g, uint256 nonce, address registry, uint256 chainId)
-        internal
-        view
-        returns (bytes memory)
-    {
+    function _signGrant(
+        address signer,
+        IConsentRegistry.Grant memory g,
+        uint256 nonce,
+        address registry,
+        uint256 chainId
+    ) internal view returns (bytes memory) {
         (uint8 v, bytes32 r, bytes32 s) =
             vm.sign(_pkOf[signer], ConsentTypedData.grantDigest(g, nonce, registry, chainId));
         return abi.encodePacked(r, s, v);
@@ -541,11 +547,11 @@ contract ConsentHandler is Test {
 
     function _submitGrant(
         ConsentRegistry registry,
-        GrantArgs memory g,
+        IConsentRegistry.Grant memory g,
         address signer,
         bytes memory signature
     ) internal returns (bool) {
-        try registry.grantBySig(ConsentTypedData.toGrant(g), signer, signature) {
+        try registry.grantBySig(g, signer, signature) {
             return true;
         } catch {
             return false;
@@ -554,7 +560,7 @@ contract ConsentHandler is Test {
 
     function _submitRevoke(
         ConsentRegistry registry,
-        GrantArgs memory g,
+        IConsentRegistry.Grant memory g,
         address signer,
         bytes memory signature
     ) internal returns (bool) {
