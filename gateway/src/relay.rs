@@ -18,6 +18,9 @@ use alloy::{
     sol_types::{Eip712Domain, SolStruct, eip712_domain},
 };
 use carechain_contracts::ConsentRegistry::{self, ConsentRegistryErrors};
+/// EIP-712 `Grant` of ConsentRegistry (its `GRANT_TYPEHASH`), which is also `grantBySig`'s
+/// request: the binding's struct serves both.
+pub use carechain_contracts::bindings::IConsentRegistry::Grant;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::{
@@ -28,21 +31,6 @@ use std::{
 };
 
 sol! {
-    /// EIP-712 `Grant` of ConsentRegistry (its `GRANT_TYPEHASH`).
-    #[derive(Debug)]
-    struct Grant {
-        address patient;
-        address grantee;
-        uint64 resourceTypes;
-        uint8 actions;
-        uint16 purposes;
-        uint40 validFrom;
-        uint40 validUntil;
-        bytes32 consentHash;
-        uint256 nonce;
-        uint256 deadline;
-    }
-
     /// EIP-712 `Revoke` of ConsentRegistry (its `REVOKE_TYPEHASH`).
     #[derive(Debug)]
     struct Revoke {
@@ -422,12 +410,13 @@ fn chain_err(err: impl std::fmt::Display) -> RelayError {
     RelayError::Chain(format!("the chain could not be reached: {err}"))
 }
 
-/// The contract's custom error, by name and arguments, for an OperationOutcome.
+/// The contract's custom error in plain words, for an OperationOutcome.
 fn revert_reason(err: &alloy::contract::Error) -> String {
-    match err.as_decoded_interface_error::<ConsentRegistryErrors>() {
-        Some(decoded) => format!("{decoded:?}"),
-        None => err.to_string(),
-    }
+    err.as_revert_data()
+        .and_then(|data| {
+            carechain_contracts::revert::explain(&data, &carechain_contracts::revert::no_names)
+        })
+        .unwrap_or_else(|| err.to_string())
 }
 
 impl Relay {
@@ -563,12 +552,19 @@ impl Relay {
         if let Err(err) = simulated {
             if err.as_revert_data().is_some() {
                 let reason = revert_reason(&err);
-                if reason.starts_with("ConsentUnauthorizedActor") {
+                let decoded = err.as_decoded_interface_error::<ConsentRegistryErrors>();
+                if matches!(
+                    decoded,
+                    Some(ConsentRegistryErrors::ConsentUnauthorizedActor(_))
+                ) {
                     return Err(RelayError::BadSignature(format!(
                         "{signer:#x} signed, but is neither the patient nor an active delegate of the patient; nothing was sent"
                     )));
                 }
-                if reason.starts_with("ConsentInvalidSignature") {
+                if matches!(
+                    decoded,
+                    Some(ConsentRegistryErrors::ConsentInvalidSignature(_))
+                ) {
                     return Err(RelayError::BadSignature(format!(
                         "the signature does not come from {signer:#x}, or {signer:#x} is neither the patient nor an active delegate ({reason}); nothing was sent"
                     )));
@@ -587,19 +583,7 @@ impl Relay {
         signer: Address,
         signature: &Bytes,
     ) -> alloy::contract::SolCallBuilder<&'a DynProvider, ConsentRegistry::grantBySigCall> {
-        registry.grantBySig(
-            g.patient,
-            g.grantee,
-            g.resourceTypes,
-            g.actions,
-            g.purposes,
-            g.validFrom,
-            g.validUntil,
-            g.consentHash,
-            g.deadline,
-            signer,
-            signature.clone(),
-        )
+        registry.grantBySig(g.clone(), signer, signature.clone())
     }
 
     fn revoke_call<'a>(
@@ -609,7 +593,14 @@ impl Relay {
         signer: Address,
         signature: &Bytes,
     ) -> alloy::contract::SolCallBuilder<&'a DynProvider, ConsentRegistry::revokeBySigCall> {
-        registry.revokeBySig(r.patient, r.grantee, r.deadline, signer, signature.clone())
+        registry.revokeBySig(
+            r.patient,
+            r.grantee,
+            r.nonce,
+            r.deadline,
+            signer,
+            signature.clone(),
+        )
     }
 
     /// Checks, records, sends and waits for the transaction. Transient RPC failures while

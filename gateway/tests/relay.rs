@@ -393,21 +393,44 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
     let chain_id = chain.manifest.chain_id;
     let patient = chain.wallet().await;
     let delegate = PrivateKeySigner::random();
-    chain
-        .consents_as(&patient)
-        .setDelegate(delegate.address(), 2, U40::from(now() + 86_400))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let delegate_address = delegate.address();
+    let appoint = |kind: u8| {
+        let registry = chain.consents_as(&patient);
+        async move {
+            registry
+                .setDelegate(delegate_address, kind, U40::from(now() + 2 * 86_400))
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap();
+        }
+    };
     let grantee = Address::repeat_byte(0xb2);
     let by_delegate = Grantor {
         signer: &delegate,
         patient: patient.address(),
         grantee,
     };
+
+    // A caregiver reads but never consents: refused in words, before anything is sent.
+    appoint(2).await;
+    let (status, answer) = post(
+        &gateway,
+        &by_delegate.grant(0, now() + 600, chain_id, registry_address),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let text = answer["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("a caregiver may read") && text.contains("cannot change their consent"),
+        "{answer}"
+    );
+    // A guardian signs for the patient.
+    appoint(1).await;
 
     let (status, answer) = post(
         &gateway,

@@ -775,21 +775,27 @@ pub(crate) async fn submit(
             chain::mined(
                 registry
                     .grantBySig(
-                        patient,
-                        grantee,
-                        narrow(message_uint(message, "resourceTypes")?, "resourceTypes")?,
-                        narrow(message_uint(message, "actions")?, "actions")?,
-                        narrow(message_uint(message, "purposes")?, "purposes")?,
-                        U40::from(narrow::<u64>(
-                            message_uint(message, "validFrom")?,
-                            "validFrom",
-                        )?),
-                        U40::from(narrow::<u64>(
-                            message_uint(message, "validUntil")?,
-                            "validUntil",
-                        )?),
-                        hash,
-                        deadline,
+                        carechain_contracts::bindings::IConsentRegistry::Grant {
+                            patient,
+                            grantee,
+                            resourceTypes: narrow(
+                                message_uint(message, "resourceTypes")?,
+                                "resourceTypes",
+                            )?,
+                            actions: narrow(message_uint(message, "actions")?, "actions")?,
+                            purposes: narrow(message_uint(message, "purposes")?, "purposes")?,
+                            validFrom: U40::from(narrow::<u64>(
+                                message_uint(message, "validFrom")?,
+                                "validFrom",
+                            )?),
+                            validUntil: U40::from(narrow::<u64>(
+                                message_uint(message, "validUntil")?,
+                                "validUntil",
+                            )?),
+                            consentHash: hash,
+                            nonce,
+                            deadline,
+                        },
                         signer_address,
                         signature,
                     )
@@ -802,7 +808,7 @@ pub(crate) async fn submit(
         "Revoke" => {
             chain::mined(
                 registry
-                    .revokeBySig(patient, grantee, deadline, signer_address, signature)
+                    .revokeBySig(patient, grantee, nonce, deadline, signer_address, signature)
                     .send()
                     .await,
                 "submitting the signed revocation",

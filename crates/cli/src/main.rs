@@ -496,9 +496,20 @@ enum DelegateCommand {
         /// The delegate's wallet address.
         #[arg(long)]
         delegate: Address,
-        /// guardian, caregiver or proxy.
-        #[arg(long, default_value = "proxy")]
+        /// guardian (grants and revokes anything for the patient), caregiver (reads, never
+        /// changes consent) or proxy (grants only within --types/--actions/--purpose, revokes
+        /// only what it granted).
+        #[arg(long)]
         kind: String,
+        /// A proxy's resource types, comma-separated (what it may read and grant).
+        #[arg(long, value_name = "TYPES")]
+        types: Option<String>,
+        /// A proxy's actions (SMART v2, e.g. rs or read,search) it may grant.
+        #[arg(long, value_name = "ACTIONS", default_value = "rs")]
+        actions: String,
+        /// A proxy's purposes of use, comma-separated, it may grant.
+        #[arg(long, value_name = "PURPOSES", default_value = "TREAT")]
+        purpose: String,
         /// How long the delegation lasts (e.g. 90d, 1y).
         #[arg(
             long = "for",
@@ -740,14 +751,29 @@ async fn delegate_command(command: DelegateCommand) -> eyre::Result<()> {
         DelegateCommand::Add {
             delegate,
             kind,
+            types,
+            actions,
+            purpose,
             duration,
             until: until_date,
             tx,
         } => {
             let kind = ops::delegate_kind(&kind)?;
             let valid_until = until(duration.as_ref(), until_date.as_ref())?;
+            let scope = match (kind, types) {
+                (carechain_contracts::DelegateKind::Proxy, Some(types)) => Some(
+                    consent::Scope::parse(&types, &actions, &purpose, 0, valid_until)?,
+                ),
+                (carechain_contracts::DelegateKind::Proxy, None) => {
+                    bail!(
+                        "a proxy acts within a scope: name it with --types (and --actions, --purpose)"
+                    )
+                }
+                (_, Some(_)) => bail!("only a proxy takes --types: a {kind} has no scope"),
+                (_, None) => None,
+            };
             let chain = chain::Chain::connect(&tx.chain).await?;
-            ops::delegate_add(&chain, &tx.key, delegate, kind, valid_until, tx.yes).await
+            ops::delegate_add(&chain, &tx.key, delegate, kind, scope, valid_until, tx.yes).await
         }
         DelegateCommand::Remove { delegate, tx } => {
             let chain = chain::Chain::connect(&tx.chain).await?;

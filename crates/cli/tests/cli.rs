@@ -10,22 +10,50 @@ use carechain_testkit::{
 };
 use common::{Cli, CliChain, key_hex};
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+/// A keystore directory and a password file for it, in a temporary directory.
+struct Keystore {
+    _store: TempDir,
+    dir: PathBuf,
+    password_file: PathBuf,
+}
+
+impl Keystore {
+    fn new(tag: &str) -> Self {
+        let store = TempDir::new(tag);
+        let dir = store.path().join("keystore");
+        let password_file = store.path().join("password");
+        std::fs::write(&password_file, "correct horse\n").unwrap();
+        Self {
+            _store: store,
+            dir,
+            password_file,
+        }
+    }
+
+    /// The CLI on `chain`, with this keystore directory and its password.
+    fn cli(&self, chain: &TestChain) -> Cli {
+        chain
+            .cli()
+            .env("CARECHAIN_KEYSTORE_DIR", self.dir.to_str().unwrap())
+            .env(
+                "CARECHAIN_PASSWORD_FILE",
+                self.password_file.to_str().unwrap(),
+            )
+    }
+}
 
 #[tokio::test]
 async fn keys_round_trip_and_sign_without_showing_the_key() {
     let chain = TestChain::start().await;
     let (org, member) = chain.hospital_with_member().await;
-    let store = TempDir::new("keys");
-    let dir = store.path().join("keystore");
-    let password_file = store.path().join("password");
-    std::fs::write(&password_file, "correct horse\n").unwrap();
-    let keys = || {
-        chain
-            .cli()
-            .env("CARECHAIN_KEYSTORE_DIR", dir.to_str().unwrap())
-            .env("CARECHAIN_PASSWORD_FILE", password_file.to_str().unwrap())
-    };
+    let keystore = Keystore::new("keys");
+    let (dir, password_file) = (&keystore.dir, &keystore.password_file);
+    let keys = || keystore.cli(&chain);
 
     let created = keys().args(["keys", "new", "--name", "alice"]).ok();
     let listed = keys().args(["keys", "list", "--json"]).ok();
@@ -130,7 +158,7 @@ async fn keys_round_trip_and_sign_without_showing_the_key() {
         .args(["wallet", "address", "--keystore"])
         .arg(dir.join("bob"))
         .arg("--password-file")
-        .arg(&password_file)
+        .arg(password_file)
         .stdin(Stdio::null())
         .output()
         .expect("run cast (set CAST_BIN)");
@@ -571,6 +599,60 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
         .ok();
     // An organisation address is never a requester itself (rule 5 of ConsentRegistry).
     assert!(answer.starts_with("DENIED (UnknownRequester)"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_caregivers_consent_grant_is_refused_in_words() {
+    let chain = TestChain::start().await;
+    let (org, member) = chain.hospital_with_member().await;
+    let keystore = Keystore::new("caregiver");
+    let keys = || keystore.cli(&chain);
+    let alice = chain.wallet().await;
+    let dave = chain.wallet().await;
+    for (name, wallet) in [("alice", &alice), ("dave", &dave)] {
+        keys()
+            .args(["keys", "import", "--name", name])
+            .stdin(format!("0x{}\n", key_hex(wallet)))
+            .ok();
+    }
+    keys()
+        .args(["delegate", "add", "--key", "alice", "--kind", "caregiver"])
+        .args([
+            "--delegate",
+            &dave.address().to_string(),
+            "--for",
+            "30d",
+            "--yes",
+        ])
+        .ok();
+    assert_eq!(
+        chain.decide_read(alice.address(), dave.address()).await,
+        Basis::Delegate,
+        "the caregiver reads"
+    );
+
+    let err = keys()
+        .args(["consent", "grant", "--key", "dave", "--yes"])
+        .args(["--patient", &alice.address().to_string()])
+        .args(["--grantee", &org.to_string()])
+        .args([
+            "--types",
+            "Observation",
+            "--purpose",
+            "TREAT",
+            "--for",
+            "1d",
+        ])
+        .fails();
+    assert!(
+        err.contains("a caregiver may read alice's records but cannot change their consent"),
+        "{err}"
+    );
+    assert_eq!(
+        chain.decide_read(alice.address(), member.address()).await,
+        Basis::NoConsent,
+        "nothing was granted"
+    );
 }
 
 /// Runs the CLI on a pseudo-terminal (util-linux `script`), typing `typed`.
