@@ -17,6 +17,7 @@ pub mod enums;
 pub mod manifest;
 pub mod merkle;
 pub mod revert;
+pub mod typed_data;
 
 pub use bindings::{AuditAnchor, ConsentRegistry, ProviderRegistry, RecordRegistry};
 pub use codes::{Action, CodeError, Purpose, ResourceType};
