@@ -277,11 +277,10 @@ impl ConsentService {
                 tracing::warn!(%err, "consent decision failed");
                 AppError::Unavailable(CHAIN_DOWN)
             })?;
-        // Break-glass serves emergency treatment only, whatever the contract answered; and an
-        // answer is trusted only when its basis agrees with its verdict.
-        let mut allowed = allowed
-            && basis.is_allowed()
-            && (basis != Basis::BreakGlass || key.purpose == Purpose::EmergencyTreat);
+        // The contract is the one source of the rules (which consent slot each basis reads,
+        // break-glass for ETREAT only); an answer is trusted only when its basis agrees with
+        // its verdict.
+        let mut allowed = allowed && basis.is_allowed();
         let mut basis = basis;
         // A grant ends at its validUntil by the wall clock too: the pinned block may be older
         // than the end (no block since), and a cached answer must not outlive it.
