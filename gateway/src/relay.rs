@@ -14,7 +14,7 @@
 use alloy::{
     network::EthereumWallet,
     primitives::{Address, B256, Bytes, Signature, U256},
-    providers::{DynProvider, PendingTransactionBuilder, Provider, ProviderBuilder},
+    providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
 pub use carechain_contracts::typed_data::{DOMAIN_NAME, DOMAIN_VERSION};
@@ -271,6 +271,14 @@ impl Relay {
         self.relayer
     }
 
+    /// A transaction from the relay key to the ConsentRegistry carrying `input`.
+    fn request(&self, input: Bytes) -> alloy::rpc::types::TransactionRequest {
+        alloy::rpc::types::TransactionRequest::default()
+            .from(self.relayer)
+            .to(self.registry)
+            .input(input.into())
+    }
+
     fn check_domain(&self, claimed: &ClaimedDomain) -> Result<(), RelayError> {
         if claimed.name.as_deref() != Some(DOMAIN_NAME)
             || claimed.version.as_deref() != Some(DOMAIN_VERSION)
@@ -340,10 +348,14 @@ impl Relay {
         }
         // Simulate: a wrong signer, a high-s signature, an unauthorised delegate, a bad scope
         // or period all revert here with the contract's own error, before any gas is spent.
-        let simulated = tokio::time::timeout(
-            self.timeout,
-            simulate(&registry, consent, signer, &sub.signature),
-        )
+        let call = self.request(calldata(consent, signer, &sub.signature));
+        let simulated = tokio::time::timeout(self.timeout, async {
+            self.provider
+                .call(call)
+                .await
+                .map(drop)
+                .map_err(alloy::contract::Error::TransportError)
+        })
         .await
         .map_err(|_| chain_err("timed out"))?;
         if let Err(err) = simulated {
@@ -443,17 +455,22 @@ impl Relay {
         sub: &Submission,
         signer: Address,
     ) -> Result<(B256, u64), (Option<B256>, String)> {
-        let registry = ConsentRegistry::new(self.registry, self.provider.clone());
         let mut delay = Duration::from_millis(200);
         let mut attempt = 0;
         let tx_hash = loop {
             attempt += 1;
             let sent = {
                 let _guard = self.send_lock.lock().await;
-                let pending = tokio::time::timeout(
-                    self.timeout,
-                    send(&registry, &sub.consent, signer, &sub.signature),
-                )
+                let pending = tokio::time::timeout(self.timeout, async {
+                    self.provider
+                        .send_transaction(self.request(calldata(
+                            &sub.consent,
+                            signer,
+                            &sub.signature,
+                        )))
+                        .await
+                        .map_err(alloy::contract::Error::TransportError)
+                })
                 .await;
                 match pending {
                     Ok(Ok(pending)) => Ok(*pending.tx_hash()),
@@ -513,119 +530,62 @@ fn relationship(word: &str) -> Option<DelegateKind> {
     }
 }
 
-/// `eth_call` of the submission's `...BySig` function (nothing is spent).
-async fn simulate(
-    registry: &ConsentRegistry::ConsentRegistryInstance<DynProvider>,
-    message: &ConsentMessage,
-    signer: Address,
-    signature: &Bytes,
-) -> Result<(), alloy::contract::Error> {
+/// The calldata of the submission's `...BySig` function: what is simulated, then sent.
+fn calldata(message: &ConsentMessage, signer: Address, signature: &Bytes) -> Bytes {
+    use ConsentRegistry::{
+        grantBySigCall, removeDelegateBySigCall, revokeBySigCall, setDelegateBySigCall,
+        setProxyBySigCall,
+    };
+    use alloy::sol_types::SolCall;
     let signature = signature.clone();
     match message {
-        ConsentMessage::Grant(g) => registry
-            .grantBySig(g.clone(), signer, signature)
-            .call()
-            .await
-            .map(drop),
-        ConsentMessage::Revoke(r) => registry
-            .revokeBySig(r.patient, r.grantee, r.nonce, r.deadline, signer, signature)
-            .call()
-            .await
-            .map(drop),
-        ConsentMessage::SetDelegate(d) => registry
-            .setDelegateBySig(
-                d.patient,
-                d.delegate,
-                relationship(&d.relationship).map_or(0, u8::from),
-                d.validUntil,
-                d.nonce,
-                d.deadline,
-                signature,
-            )
-            .call()
-            .await
-            .map(drop),
-        ConsentMessage::SetProxy(p) => registry
-            .setProxyBySig(
-                p.patient,
-                p.proxy,
-                p.validUntil,
-                p.resourceTypes,
-                p.actions,
-                p.purposes,
-                p.nonce,
-                p.deadline,
-                signature,
-            )
-            .call()
-            .await
-            .map(drop),
-        ConsentMessage::RemoveDelegate(d) => registry
-            .removeDelegateBySig(d.patient, d.delegate, d.nonce, d.deadline, signature)
-            .call()
-            .await
-            .map(drop),
+        ConsentMessage::Grant(g) => grantBySigCall {
+            request: g.clone(),
+            signer,
+            signature,
+        }
+        .abi_encode(),
+        ConsentMessage::Revoke(r) => revokeBySigCall {
+            patient: r.patient,
+            grantee: r.grantee,
+            nonce: r.nonce,
+            deadline: r.deadline,
+            signer,
+            signature,
+        }
+        .abi_encode(),
+        ConsentMessage::SetDelegate(d) => setDelegateBySigCall {
+            patient: d.patient,
+            delegate: d.delegate,
+            kind: relationship(&d.relationship).map_or(0, u8::from),
+            validUntil: d.validUntil,
+            nonce: d.nonce,
+            deadline: d.deadline,
+            signature,
+        }
+        .abi_encode(),
+        ConsentMessage::SetProxy(p) => setProxyBySigCall {
+            patient: p.patient,
+            delegate: p.proxy,
+            validUntil: p.validUntil,
+            resourceTypes: p.resourceTypes,
+            actions: p.actions,
+            purposes: p.purposes,
+            nonce: p.nonce,
+            deadline: p.deadline,
+            signature,
+        }
+        .abi_encode(),
+        ConsentMessage::RemoveDelegate(d) => removeDelegateBySigCall {
+            patient: d.patient,
+            delegate: d.delegate,
+            nonce: d.nonce,
+            deadline: d.deadline,
+            signature,
+        }
+        .abi_encode(),
     }
-}
-
-/// Sends the submission's `...BySig` transaction.
-async fn send(
-    registry: &ConsentRegistry::ConsentRegistryInstance<DynProvider>,
-    message: &ConsentMessage,
-    signer: Address,
-    signature: &Bytes,
-) -> Result<PendingTransactionBuilder<alloy::network::Ethereum>, alloy::contract::Error> {
-    let signature = signature.clone();
-    match message {
-        ConsentMessage::Grant(g) => {
-            registry
-                .grantBySig(g.clone(), signer, signature)
-                .send()
-                .await
-        }
-        ConsentMessage::Revoke(r) => {
-            registry
-                .revokeBySig(r.patient, r.grantee, r.nonce, r.deadline, signer, signature)
-                .send()
-                .await
-        }
-        ConsentMessage::SetDelegate(d) => {
-            registry
-                .setDelegateBySig(
-                    d.patient,
-                    d.delegate,
-                    relationship(&d.relationship).map_or(0, u8::from),
-                    d.validUntil,
-                    d.nonce,
-                    d.deadline,
-                    signature,
-                )
-                .send()
-                .await
-        }
-        ConsentMessage::SetProxy(p) => {
-            registry
-                .setProxyBySig(
-                    p.patient,
-                    p.proxy,
-                    p.validUntil,
-                    p.resourceTypes,
-                    p.actions,
-                    p.purposes,
-                    p.nonce,
-                    p.deadline,
-                    signature,
-                )
-                .send()
-                .await
-        }
-        ConsentMessage::RemoveDelegate(d) => {
-            registry
-                .removeDelegateBySig(d.patient, d.delegate, d.nonce, d.deadline, signature)
-                .send()
-                .await
-        }
-    }
+    .into()
 }
 
 /// The JSON answer for an accepted submission.
