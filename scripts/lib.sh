@@ -24,10 +24,11 @@ ANVIL_BIN="${ANVIL_BIN:-$REPO_ROOT/node_modules/@foundry-rs/anvil-$FOUNDRY_PLATF
 CAST_BIN="${CAST_BIN:-$REPO_ROOT/node_modules/@foundry-rs/cast-$FOUNDRY_PLATFORM/bin/cast}"
 export FORGE_BIN ANVIL_BIN CAST_BIN
 
-# Pinned static-analysis toolchain (Python venv at .venv).
+# Pinned static-analysis and symbolic-testing toolchain (Python venv at .venv).
 VENV_DIR="${CARECHAIN_VENV:-$REPO_ROOT/.venv}"
 SLITHER_VERSION="0.11.6"
 CRYTIC_COMPILE_VERSION="0.4.2"
+HALMOS_VERSION="0.3.3"
 
 # anvil's first well-known development account (mnemonic "test test ... junk").
 # Public knowledge, holds value only on local dev chains.
@@ -141,11 +142,11 @@ ensure_node_deps() {
   _check_tool_versions
 }
 
-# ensure_python_tools: venv at .venv with the pinned slither-analyzer.
+# ensure_python_tools: venv at .venv with the pinned slither-analyzer and halmos.
 ensure_python_tools() {
-  local want="slither-analyzer==$SLITHER_VERSION crytic-compile==$CRYTIC_COMPILE_VERSION"
+  local want="slither-analyzer==$SLITHER_VERSION crytic-compile==$CRYTIC_COMPILE_VERSION halmos==$HALMOS_VERSION"
   local stamp="$VENV_DIR/.carechain-pins"
-  if [[ -x "$VENV_DIR/bin/slither" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  if [[ -x "$VENV_DIR/bin/slither" && -x "$VENV_DIR/bin/halmos" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
   command -v python3 >/dev/null || ensure_apt python3 python3-venv

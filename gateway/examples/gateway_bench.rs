@@ -13,7 +13,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{TestChain, TestGateway, fresh_database};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -134,28 +134,6 @@ async fn create_load(
     }
 }
 
-/// The indexer as it ships (its default poll interval: the revocation lag is measured with it).
-async fn product_indexer(chain: &TestChain, database_url: &str) -> tokio::task::JoinHandle<()> {
-    use clap::Parser;
-    let config = carechain_indexer::Config::try_parse_from([
-        "carechain-indexer",
-        "--rpc-url",
-        &chain.rpc_url,
-        "--manifest",
-        chain.manifest_path.to_str().unwrap(),
-        "--database-url",
-        database_url,
-        "--no-progress",
-    ])
-    .unwrap();
-    let indexer = carechain_indexer::Indexer::start(config).await.unwrap();
-    tokio::spawn(async move {
-        if let Err(err) = indexer.run().await {
-            eprintln!("indexer stopped: {err}");
-        }
-    })
-}
-
 /// A client trusting `ca` only, offering the ALPN protocols `alpn`.
 fn https_client(ca: &std::path::Path, alpn: &[&[u8]]) -> reqwest::Client {
     let mut config = carechain_tls::Trust::CaFile(ca.to_owned())
@@ -198,8 +176,8 @@ async fn main() {
     let unchecked = TestGateway::start_with(&chain, &db, settings(true, false)).await;
     let unvalidated = TestGateway::start_with(&chain, &db, settings(false, true)).await;
     // The same as `checked`, on HTTPS (a certificate from a CA made here).
-    let tls_dir = common::temp_dir("bench-tls");
-    let ca = carechain_tls::testing::TestCa::new(&tls_dir.0, "bench");
+    let tls_dir = carechain_testkit::TempDir::new("bench-tls");
+    let ca = carechain_tls::testing::TestCa::new(tls_dir.path(), "bench");
     let cert = ca.issue(&["127.0.0.1"], "gateway");
     let mut https = TestGateway::start_with(&chain, &db, {
         let plain = settings(false, false);
@@ -211,7 +189,9 @@ async fn main() {
     })
     .await;
     https.http = https_client(ca.ca_file(), &[b"h2", b"http/1.1"]);
-    let indexer = product_indexer(&chain, &db).await;
+    // The indexer as it ships (its default poll interval: the revocation lag is measured with
+    // it).
+    let indexer = TestIndexer::start_with_args(&chain, &db, &[]).await;
     let patient_wallet = chain.wallet().await;
     let patient = checked.sign_in(&patient_wallet).await;
     let me = format!("{:#x}", patient_wallet.address());
@@ -487,7 +467,7 @@ async fn main() {
         lag_at(99).as_secs_f64() * 1000.0,
         "ms",
     );
-    indexer.abort();
+    drop(indexer);
     https.stop().await;
     unvalidated.stop().await;
     checked.stop().await;

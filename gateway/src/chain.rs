@@ -203,7 +203,8 @@ impl ChainClient {
         self.head().await
     }
 
-    /// `ConsentRegistry.decide` evaluated at `block`.
+    /// `ConsentRegistry.decide` evaluated at `block`: allowed, why, and until when (unix
+    /// seconds) that answer holds by time alone (`u64::from(u40::MAX)` when time changes nothing).
     pub async fn decide(
         &self,
         patient: Address,
@@ -212,7 +213,7 @@ impl ChainClient {
         action: Action,
         purpose: Purpose,
         block: u64,
-    ) -> Result<(bool, Basis), ChainError> {
+    ) -> Result<(bool, Basis, u64), ChainError> {
         let registry = ConsentRegistry::new(self.contracts.consent_registry, &self.provider);
         let answer = self
             .timed(async {
@@ -232,83 +233,7 @@ impl ChainClient {
             .await?;
         let basis =
             Basis::try_from(answer.basis).map_err(|e| ChainError::Unexpected(e.to_string()))?;
-        Ok((answer.allowed, basis))
-    }
-
-    /// When the grant behind an allowing decision ends (unix seconds), read at `block`:
-    /// the consent's `validUntil`, the delegation's, or the break-glass session's `expiresAt`.
-    /// `None` for the patient's own data, which does not expire.
-    pub async fn allowed_until(
-        &self,
-        patient: Address,
-        requester: Address,
-        basis: Basis,
-        block: u64,
-    ) -> Result<Option<u64>, ChainError> {
-        let consents = ConsentRegistry::new(self.contracts.consent_registry, &self.provider);
-        let at = BlockId::number(block);
-        let org_of = |requester: Address| async move {
-            let registry = ProviderRegistry::new(self.contracts.provider_registry, &self.provider);
-            self.timed(async {
-                registry
-                    .activeOrganisationOf(requester)
-                    .block(at)
-                    .call()
-                    .await
-                    .map_err(rpc)
-            })
-            .await
-            .map(|answer| answer.org)
-        };
-        let until: u64 = match basis {
-            Basis::MemberConsent | Basis::OrganisationConsent => {
-                let grantee = if basis == Basis::MemberConsent {
-                    requester
-                } else {
-                    org_of(requester).await?
-                };
-                let consent = self
-                    .timed(async {
-                        consents
-                            .consentOf(patient, grantee)
-                            .block(at)
-                            .call()
-                            .await
-                            .map_err(rpc)
-                    })
-                    .await?;
-                consent.validUntil.to::<u64>()
-            }
-            Basis::Delegate => {
-                let delegation = self
-                    .timed(async {
-                        consents
-                            .delegateOf(patient, requester)
-                            .block(at)
-                            .call()
-                            .await
-                            .map_err(rpc)
-                    })
-                    .await?;
-                delegation.validUntil.to::<u64>()
-            }
-            Basis::BreakGlass => {
-                let org = org_of(requester).await?;
-                let session = self
-                    .timed(async {
-                        consents
-                            .breakGlassOf(patient, org)
-                            .block(at)
-                            .call()
-                            .await
-                            .map_err(rpc)
-                    })
-                    .await?;
-                session.expiresAt.to::<u64>()
-            }
-            _ => return Ok(None),
-        };
-        Ok(Some(until))
+        Ok((answer.allowed, basis, answer.until.to::<u64>()))
     }
 
     /// Membership of `account`.

@@ -9,15 +9,16 @@
 mod common;
 
 use carechain_gateway::{Gateway, GatewayConfig};
+use carechain_testkit::{TempDir, repo_root};
 use carechain_tls::{
     PgTls, Trust,
     rustls::{self, ClientConfig},
     testing::{IssuedCert, TestCa, TlsPostgres, TlsProxy},
 };
-use common::{TestChain, TestGateway, TestIndexer, fresh_database, repo_root, temp_dir};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -70,9 +71,9 @@ fn serve_tls(cert: &IssuedCert) -> impl FnOnce(&mut GatewayConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_answers_over_h2_and_h1_with_security_headers_and_refuses_untrusting_clients() {
-    let dir = temp_dir("https");
-    let ca = TestCa::new(&dir.0, "gw");
-    let stranger = TestCa::new(&dir.0, "stranger");
+    let dir = TempDir::new("https");
+    let ca = TestCa::new(dir.path(), "gw");
+    let stranger = TestCa::new(dir.path(), "stranger");
     let chain = TestChain::start().await;
     let db = fresh_database().await;
     let gw = TestGateway::start_with(
@@ -137,8 +138,8 @@ async fn https_answers_over_h2_and_h1_with_security_headers_and_refuses_untrusti
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_certificate_is_refused() {
-    let dir = temp_dir("expired");
-    let ca = TestCa::new(&dir.0, "gw");
+    let dir = TempDir::new("expired");
+    let ca = TestCa::new(dir.path(), "gw");
     let chain = TestChain::start().await;
     let db = fresh_database().await;
     let gw = TestGateway::start_with(
@@ -168,11 +169,14 @@ fn install(from: &IssuedCert, to: &IssuedCert) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_serves_new_connections_the_new_certificate_and_keeps_established_ones() {
-    let dir = temp_dir("reload");
-    let (old_ca, new_ca) = (TestCa::new(&dir.0, "old"), TestCa::new(&dir.0, "new"));
+    let dir = TempDir::new("reload");
+    let (old_ca, new_ca) = (
+        TestCa::new(dir.path(), "old"),
+        TestCa::new(dir.path(), "new"),
+    );
     let served = IssuedCert {
-        cert: dir.0.join("served.pem"),
-        key: dir.0.join("served.key"),
+        cert: dir.path().join("served.pem"),
+        key: dir.path().join("served.key"),
     };
     install(&old_ca.issue(&["127.0.0.1"], "gw"), &served);
     let chain = TestChain::start().await;
@@ -280,11 +284,14 @@ fn free_port() -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_reloads_on_sighup_refuses_plain_http_off_loopback_and_hides_rpc_credentials() {
-    let dir = temp_dir("binary");
-    let (old_ca, new_ca) = (TestCa::new(&dir.0, "old"), TestCa::new(&dir.0, "new"));
+    let dir = TempDir::new("binary");
+    let (old_ca, new_ca) = (
+        TestCa::new(dir.path(), "old"),
+        TestCa::new(dir.path(), "new"),
+    );
     let served = IssuedCert {
-        cert: dir.0.join("served.pem"),
-        key: dir.0.join("served.key"),
+        cert: dir.path().join("served.pem"),
+        key: dir.path().join("served.key"),
     };
     install(&old_ca.issue(&["127.0.0.1"], "gw"), &served);
     let chain = TestChain::start().await;
@@ -311,7 +318,7 @@ async fn the_binary_reloads_on_sighup_refuses_plain_http_off_loopback_and_hides_
     );
 
     // The RPC through a TLS proxy, named by a URL with a password and an API key.
-    let rpc_ca = TestCa::new(&dir.0, "rpc");
+    let rpc_ca = TestCa::new(dir.path(), "rpc");
     let anvil_addr = chain.rpc_url.trim_start_matches("http://").parse().unwrap();
     let proxy = TlsProxy::start(&rpc_ca.issue(&["127.0.0.1"], "proxy"), anvil_addr).await;
     let secret_url = format!(
@@ -421,17 +428,17 @@ async fn the_binary_reloads_on_sighup_refuses_plain_http_off_loopback_and_hides_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn indexer_and_gateway_over_a_tls_proxy_and_a_postgresql_that_requires_tls() {
-    let dir = temp_dir("tls-infra");
+    let dir = TempDir::new("tls-infra");
     // The postgres OS user must reach the cluster directory.
     let _ = std::process::Command::new("chmod")
         .args(["755"])
-        .arg(&dir.0)
+        .arg(dir.path())
         .status();
-    let ca = TestCa::new(&dir.0, "infra");
-    let stranger = TestCa::new(&dir.0, "stranger");
+    let ca = TestCa::new(dir.path(), "infra");
+    let stranger = TestCa::new(dir.path(), "stranger");
     // PostgreSQL's certificate names `localhost` only: verify-full to 127.0.0.1 must fail.
     let pg = tokio::task::spawn_blocking({
-        let (dir, cert) = (dir.0.join("pg"), ca.issue(&["localhost"], "pg"));
+        let (dir, cert) = (dir.path().join("pg"), ca.issue(&["localhost"], "pg"));
         move || TlsPostgres::start(&repo_root(), &dir, &cert)
     })
     .await
@@ -483,34 +490,23 @@ async fn indexer_and_gateway_over_a_tls_proxy_and_a_postgresql_that_requires_tls
     let proxy = TlsProxy::start(&ca.issue(&["127.0.0.1"], "rpc"), anvil_addr).await;
     let ca_file = ca.ca_file().display().to_string();
 
-    let indexer = {
-        use clap::Parser;
-        let config = carechain_indexer::Config::try_parse_from([
-            "carechain-indexer",
-            "--rpc-url",
-            &proxy.url(),
+    let indexer = TestIndexer::try_start(
+        &proxy.url(),
+        &chain,
+        &db,
+        &[
             "--rpc-ca-file",
             &ca_file,
-            "--manifest",
-            chain.manifest_path.to_str().unwrap(),
-            "--database-url",
-            &db,
             "--db-sslmode",
             "verify-full",
             "--db-ca-file",
             &ca_file,
             "--poll-interval-ms",
             "50",
-            "--no-progress",
-        ])
-        .unwrap();
-        let indexer = carechain_indexer::Indexer::start(config).await.unwrap();
-        tokio::spawn(async move {
-            if let Err(err) = indexer.run().await {
-                eprintln!("indexer stopped: {err}");
-            }
-        })
-    };
+        ],
+    )
+    .await
+    .unwrap();
     let custodian = chain.custodian().await;
     let gw = TestGateway::start_with(&chain, &db, |c| {
         custodian.configure(c);
@@ -595,41 +591,33 @@ async fn indexer_and_gateway_over_a_tls_proxy_and_a_postgresql_that_requires_tls
         .await
         .expect_err("an untrusted database");
     assert!(causes(&err).contains("UnknownIssuer"), "{}", causes(&err));
-    {
-        use clap::Parser;
-        let config = carechain_indexer::Config::try_parse_from([
-            "carechain-indexer",
-            "--rpc-url",
-            &proxy.url(),
+    let err = TestIndexer::try_start(
+        &proxy.url(),
+        &chain,
+        &pg.url("127.0.0.1"),
+        &[
             "--rpc-ca-file",
             &ca_file,
-            "--manifest",
-            chain.manifest_path.to_str().unwrap(),
-            "--database-url",
-            &pg.url("127.0.0.1"),
             "--db-sslmode",
             "verify-full",
             "--db-ca-file",
             &ca_file,
-            "--no-progress",
-        ])
-        .unwrap();
-        let err = carechain_indexer::Indexer::start(config)
-            .await
-            .expect_err("the database's certificate names localhost only");
-        assert!(
-            causes(&err).contains("not valid for name"),
-            "{}",
-            causes(&err)
-        );
-    }
+        ],
+    )
+    .await
+    .expect_err("the database's certificate names localhost only");
+    assert!(
+        causes(&err).contains("not valid for name"),
+        "{}",
+        causes(&err)
+    );
 
-    indexer.abort();
+    drop(indexer);
     gw.stop().await;
     drop(misled);
     pool.close().await;
     drop(pg);
-    let _ = std::fs::remove_dir_all(PathBuf::from(&dir.0));
+    drop(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

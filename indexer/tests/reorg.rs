@@ -4,13 +4,14 @@
 
 mod common;
 
+use carechain_testkit::{Anvil, Deployment, TestDb};
 use common::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reorgs_of_depth_1_3_and_10_leave_the_canonical_chain() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
     let db = TestDb::create().await;
     let pool = db.pool().await;
@@ -50,8 +51,8 @@ async fn reorgs_of_depth_1_3_and_10_leave_the_canonical_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorg_deeper_than_the_window_is_refused() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
     let db = TestDb::create().await;
     let pool = db.pool().await;

@@ -6,8 +6,9 @@
 
 mod common;
 
+use carechain_testkit::{Anvil, Deployment, TempDir, TestDb, free_port};
 use carechain_tls::testing::{TestCa, TlsProxy};
-use common::{Anvil, IndexerProc, TestDb, deploy, free_port, indexer_args, unique, wait_synced};
+use common::{IndexerProc, indexer_args, wait_synced};
 use std::time::Duration;
 
 const SECRETS: [&str; 4] = ["hunter2pass", "rpcuser", "0123456789secretkey", "apikey="];
@@ -20,12 +21,12 @@ fn assert_no_secret(what: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_anvil_through_a_tls_proxy_and_never_prints_rpc_credentials() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let db = TestDb::create().await;
     let pool = db.pool().await;
-    let dir = std::env::temp_dir().join(unique("indexer-tls"));
-    let ca = TestCa::new(&dir, "rpc");
+    let dir = TempDir::new("indexer-tls");
+    let ca = TestCa::new(dir.path(), "rpc");
     let upstream = ([127, 0, 0, 1], anvil.port).into();
     let proxy = TlsProxy::start(&ca.issue(&["127.0.0.1"], "proxy"), upstream).await;
     let ca_file = ca.ca_file().display().to_string();
@@ -85,7 +86,7 @@ async fn follows_anvil_through_a_tls_proxy_and_never_prints_rpc_credentials() {
     proc.kill9().await;
 
     // A manifest for another chain: the error that stops it names the RPC redacted.
-    let other_chain = dir.join("other-chain.json");
+    let other_chain = dir.path().join("other-chain.json");
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&deployment.manifest_path).unwrap()).unwrap();
     manifest["chainId"] = 1.into();
@@ -129,5 +130,5 @@ async fn follows_anvil_through_a_tls_proxy_and_never_prints_rpc_credentials() {
     let text = String::from_utf8_lossy(&invalid.stderr);
     assert!(text.contains("--rpc-url"), "{text}");
     assert_no_secret("clap's error", &text);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 }

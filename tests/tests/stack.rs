@@ -3,7 +3,8 @@
 //! so, without loading the demo data twice.
 #![allow(missing_docs)]
 
-use carechain_e2e::{Stack, StackPlace, port_open};
+use carechain_e2e::{Stack, StackPlace};
+use carechain_testkit::port_open;
 use serde_json::Value;
 
 async fn get_json(web: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, Value) {

@@ -128,7 +128,7 @@ async fn get_once_indexed(
 /// `ethers` package from package-lock.json); returns `{signature, digest, address}`.
 fn sign_with_ethers(typed_data: &Value, key: &str) -> Value {
     use std::io::Write;
-    let script = carechain_e2e::repo_root().join("crates/cli/tests/js/sign-typed-data.cjs");
+    let script = carechain_testkit::repo_root().join("crates/cli/tests/js/sign-typed-data.cjs");
     let mut child = std::process::Command::new("node")
         .arg(&script)
         .stdin(std::process::Stdio::piped())

@@ -143,52 +143,13 @@ fn status_name(value: u8) -> String {
 
 /// Turns a failed call into an error that says what happened and what to do.
 pub(crate) fn explain(error: alloy::contract::Error, what: &str) -> eyre::Report {
-    use ConsentRegistry::ConsentRegistryErrors as C;
     use ProviderRegistry::ProviderRegistryErrors as P;
-    if let Some(e) = error.as_decoded_interface_error::<C>() {
-        let text = match e {
-            C::ConsentUnauthorizedActor(e) => format!(
-                "{} is neither the patient {} nor an active delegate of theirs: sign with the patient's key, or have the patient add you with `carechain delegate add`",
-                e.actor, e.patient
-            ),
-            C::ConsentNotFound(e) => format!(
-                "patient {} has no consent stored for {}: nothing to revoke (see `carechain consent list`)",
-                e.patient, e.grantee
-            ),
-            C::ConsentInvalidGrantee(e) => format!(
-                "{} cannot be a grantee (the zero address or the patient themselves): name an organisation or member key with --grantee",
-                e.grantee
-            ),
-            C::ConsentInvalidScope(_) => {
-                "the scope is empty or outside the code tables: name at least one type, action and purpose (see `carechain codes`)".into()
-            }
-            C::ConsentInvalidPeriod(e) => format!(
-                "the validity period {}..{} is empty or already over: choose a later --for/--until",
-                e.validFrom, e.validUntil
-            ),
-            C::ConsentExpiredSignature(e) => format!(
-                "the signature's deadline {} has passed: sign again (a longer --deadline gives more time)",
-                crate::time::show(u64::try_from(e.deadline).unwrap_or(u64::MAX))
-            ),
-            C::ConsentInvalidSignature(e) => format!(
-                "the signature does not verify for {} over this chain's typed data: sign again the typed data printed by --unsigned or --sign-only, unchanged",
-                e.signer
-            ),
-            C::ConsentInvalidNonce(e) => format!(
-                "the signature's nonce is stale (patient {} is at nonce {}): sign again",
-                e.patient, e.currentNonce
-            ),
-            C::ConsentInvalidNonceIncrease(_) => "invalid nonce increase".into(),
-            C::ConsentInvalidDelegate(e) => format!(
-                "{} cannot be this delegate (zero address, yourself, no kind, or not a delegate to remove)",
-                e.delegate
-            ),
-            C::AccessControlUnauthorizedAccount(e) => format!(
-                "{} lacks the role this needs (governance): sign with the governance key",
-                e.account
-            ),
-            other => format!("the contract refused: {other:?}"),
-        };
+    // The registry's refusals read the same in the CLI and the gateway: one explanation,
+    // naming people by their keystore names where this machine has them.
+    if let Some(text) = error
+        .as_revert_data()
+        .and_then(|data| carechain_contracts::revert::explain(&data, &crate::keys::name_of))
+    {
         return eyre!("{what}: {text}");
     }
     if let Some(e) = error.as_decoded_interface_error::<P>() {

@@ -44,14 +44,6 @@ pub struct AuditQuery {
     pub count: usize,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct AuditCursor {
-    query: AuditQuery,
-    requester: Address,
-    after: (i64, String),
-    exp: i64,
-}
-
 fn list(value: &str) -> Result<Vec<String>, AppError> {
     let values: Vec<String> = value
         .split(',')
@@ -237,20 +229,7 @@ pub fn resume(
     token: &str,
     requester: Address,
 ) -> Result<(AuditQuery, (i64, String)), AppError> {
-    let cursor: AuditCursor = codec
-        .open_state(token, CURSOR_AAD)
-        .ok_or_else(|| AppError::Invalid("the paging cursor is invalid".into()))?;
-    if cursor.requester != requester {
-        return Err(AppError::Invalid(
-            "the paging cursor was issued to someone else".into(),
-        ));
-    }
-    if cursor.exp < Utc::now().timestamp() {
-        return Err(AppError::Invalid(
-            "the paging cursor has expired; search again".into(),
-        ));
-    }
-    Ok((cursor.query, cursor.after))
+    codec.open_cursor(token, CURSOR_AAD, requester)
 }
 
 /// Runs one page of `query` after the keyset position `after`.
@@ -290,13 +269,10 @@ pub async fn search(
     let more = rows.len() > query.count;
     rows.truncate(query.count);
     let next = match (more, rows.last()) {
-        (true, Some(last)) => Some(codec.seal_state(
-            &AuditCursor {
-                query: query.clone(),
-                requester,
-                after: (last.1.timestamp_micros(), last.0.clone()),
-                exp: Utc::now().timestamp() + 3600,
-            },
+        (true, Some(last)) => Some(codec.seal_cursor(
+            query,
+            requester,
+            (last.1.timestamp_micros(), last.0.clone()),
             CURSOR_AAD,
         )?),
         _ => None,
