@@ -24,10 +24,11 @@ ANVIL_BIN="${ANVIL_BIN:-$REPO_ROOT/node_modules/@foundry-rs/anvil-$FOUNDRY_PLATF
 CAST_BIN="${CAST_BIN:-$REPO_ROOT/node_modules/@foundry-rs/cast-$FOUNDRY_PLATFORM/bin/cast}"
 export FORGE_BIN ANVIL_BIN CAST_BIN
 
-# Pinned static-analysis toolchain (Python venv at .venv).
+# Pinned static-analysis and symbolic-testing toolchain (Python venv at .venv).
 VENV_DIR="${CARECHAIN_VENV:-$REPO_ROOT/.venv}"
 SLITHER_VERSION="0.11.6"
 CRYTIC_COMPILE_VERSION="0.4.2"
+HALMOS_VERSION="0.3.3"
 
 # anvil's first well-known development account (mnemonic "test test ... junk").
 # Public knowledge, holds value only on local dev chains.
@@ -141,11 +142,11 @@ ensure_node_deps() {
   _check_tool_versions
 }
 
-# ensure_python_tools: venv at .venv with the pinned slither-analyzer.
+# ensure_python_tools: venv at .venv with the pinned slither-analyzer and halmos.
 ensure_python_tools() {
-  local want="slither-analyzer==$SLITHER_VERSION crytic-compile==$CRYTIC_COMPILE_VERSION"
+  local want="slither-analyzer==$SLITHER_VERSION crytic-compile==$CRYTIC_COMPILE_VERSION halmos==$HALMOS_VERSION"
   local stamp="$VENV_DIR/.carechain-pins"
-  if [[ -x "$VENV_DIR/bin/slither" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+  if [[ -x "$VENV_DIR/bin/slither" && -x "$VENV_DIR/bin/halmos" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
     return 0
   fi
   command -v python3 >/dev/null || ensure_apt python3 python3-venv
@@ -356,6 +357,49 @@ manifest_is_live() {
     addr="$(manifest_field "$manifest" "contracts.$name")" || return 1
     [[ "$("$CAST_BIN" code "$addr" --rpc-url "$rpc" 2>/dev/null)" != "0x" ]] || return 1
   done
+}
+
+# --- local certificate authority ---------------------------------------------
+#
+# ensure_local_ca DIR: a private CA for one machine's stack and a server certificate it
+# signed, in DIR (openssl from Debian, installed when missing):
+#   DIR/ca.pem       the CA certificate: what clients are told to trust
+#   DIR/ca.key       its key (0600, never leaves DIR)
+#   DIR/server.pem   a certificate for localhost, 127.0.0.1 and ::1 (825 days)
+#   DIR/server.key   its key (0600)
+# Existing files are kept (a CA someone already trusts stays the same); the server
+# certificate is issued again when it is missing, expires within 30 days, or was not signed
+# by DIR/ca.pem.
+ensure_local_ca() {
+  local dir="$1"
+  command -v openssl >/dev/null || ensure_apt openssl
+  mkdir -p "$dir"
+  (
+    umask 077
+    cd "$dir" || exit 1
+    if [[ ! -s ca.pem || ! -s ca.key ]]; then
+      rm -f ca.pem ca.key server.pem server.key
+      openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout ca.key -out ca.pem -days 3650 -subj "/CN=carechain local stack CA" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" >/dev/null 2>&1 \
+        || { echo "openssl could not create the CA in $dir" >&2; exit 1; }
+    fi
+    if [[ ! -s server.pem || ! -s server.key ]] \
+      || ! openssl x509 -in server.pem -noout -checkend $((30 * 86400)) >/dev/null 2>&1 \
+      || ! openssl verify -CAfile ca.pem server.pem >/dev/null 2>&1; then
+      printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1" \
+        "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+        "extendedKeyUsage=serverAuth" >server.ext
+      openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout server.key -out server.csr -subj "/CN=localhost" >/dev/null 2>&1 \
+        && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -set_serial "0x$(openssl rand -hex 16)" \
+          -days 825 -extfile server.ext -out server.pem >/dev/null 2>&1 \
+        || { echo "openssl could not issue the server certificate in $dir" >&2; exit 1; }
+      rm -f server.csr server.ext
+    fi
+    chmod 644 ca.pem server.pem
+  ) || die "could not set up the local CA in $dir"
 }
 
 # --- PostgreSQL -------------------------------------------------------------

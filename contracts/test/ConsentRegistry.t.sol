@@ -141,13 +141,13 @@ contract ConsentRegistryTest is ConsentFixture {
             CONSENT_HASH
         );
         IConsentRegistry.Consent memory c = _consent(patient, hospital);
-        assertEq(c.resourceTypes, 0x3fff, "14 resource types");
+        assertEq(c.resourceTypes, 0xffffff, "24 resource types");
         assertEq(c.actions, 0x1f, "c r u d s");
         assertEq(c.purposes, 0x03ff, "10 purposes");
     }
 
     function test_grant_byActiveDelegate_recordsTheDelegateAsActor() public {
-        _setDelegate(START + 30 days);
+        _setDelegate(YEAR_END);
         vm.expectEmit(address(consents));
         emit IConsentRegistry.ConsentGranted(
             patient, doctor, delegate, OBSERVATION, READ_SEARCH, TREAT, 0, YEAR_END, CONSENT_HASH
@@ -155,6 +155,9 @@ contract ConsentRegistryTest is ConsentFixture {
         vm.prank(delegate);
         consents.grant(patient, doctor, OBSERVATION, READ_SEARCH, TREAT, 0, YEAR_END, CONSENT_HASH);
         assertEq(_consent(patient, doctor).validUntil, YEAR_END);
+        (uint40 id, uint40 end) = consents.grantingDelegationOf(patient, doctor);
+        assertEq(id, consents.delegationOf(patient, delegate).id, "granted under the delegation");
+        assertEq(end, YEAR_END, "which ends with the delegation");
     }
 
     function test_grant_revertsForStrangerAndExpiredOrRemovedDelegate() public {
@@ -194,8 +197,8 @@ contract ConsentRegistryTest is ConsentFixture {
         vm.startPrank(patient);
         vm.expectRevert(_invalidScope(0, READ_SEARCH, TREAT));
         consents.grant(patient, doctor, 0, READ_SEARCH, TREAT, 0, YEAR_END, CONSENT_HASH);
-        vm.expectRevert(_invalidScope(uint64(1) << 14, READ_SEARCH, TREAT));
-        consents.grant(patient, doctor, uint64(1) << 14, READ_SEARCH, TREAT, 0, YEAR_END, CONSENT_HASH);
+        vm.expectRevert(_invalidScope(uint64(1) << 24, READ_SEARCH, TREAT));
+        consents.grant(patient, doctor, uint64(1) << 24, READ_SEARCH, TREAT, 0, YEAR_END, CONSENT_HASH);
         vm.expectRevert(_invalidScope(OBSERVATION, 0, TREAT));
         consents.grant(patient, doctor, OBSERVATION, 0, TREAT, 0, YEAR_END, CONSENT_HASH);
         vm.expectRevert(_invalidScope(OBSERVATION, 0x21, TREAT));
@@ -303,19 +306,21 @@ contract ConsentRegistryTest is ConsentFixture {
 
     // ---- invalidateNonces ----
 
-    function test_invalidateNonces_byPatientAndDelegate() public {
+    function test_invalidateNonces_byPatientOnly() public {
         vm.expectEmit(address(consents));
         emit IConsentRegistry.NoncesInvalidated(patient, patient, 5);
         vm.prank(patient);
         consents.invalidateNonces(patient, 5);
         assertEq(consents.nonces(patient), 5);
 
+        // Not even a Guardian cancels the patient's outstanding signatures.
         _setDelegate(START + 1 days);
-        vm.expectEmit(address(consents));
-        emit IConsentRegistry.NoncesInvalidated(patient, delegate, 6);
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentRegistry.ConsentPatientOnly.selector, delegate, patient)
+        );
         vm.prank(delegate);
         consents.invalidateNonces(patient, 6);
-        assertEq(consents.nonces(patient), 6);
+        assertEq(consents.nonces(patient), 5, "unchanged");
         assertEq(consents.nonces(delegate), 0, "the delegate's own nonce is separate");
     }
 
@@ -351,7 +356,9 @@ contract ConsentRegistryTest is ConsentFixture {
     }
 
     function test_invalidateNonces_revertsForStranger() public {
-        vm.expectRevert(_unauthorizedActor(stranger));
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentRegistry.ConsentPatientOnly.selector, stranger, patient)
+        );
         vm.prank(stranger);
         consents.invalidateNonces(patient, 1);
         assertEq(consents.nonces(patient), 0);
@@ -376,9 +383,9 @@ contract ConsentRegistryTest is ConsentFixture {
     function test_setDelegate_updatesKindAndExpiry() public {
         _setDelegate(START + 7 days);
         vm.prank(patient);
-        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Proxy, START + 1 hours);
+        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Caregiver, START + 1 hours);
         (IConsentRegistry.DelegateKind kind, uint40 validUntil) = consents.delegateOf(patient, delegate);
-        assertEq(uint256(kind), uint256(IConsentRegistry.DelegateKind.Proxy), "kind");
+        assertEq(uint256(kind), uint256(IConsentRegistry.DelegateKind.Caregiver), "kind");
         assertEq(validUntil, START + 1 hours, "shortened");
     }
 
@@ -396,7 +403,7 @@ contract ConsentRegistryTest is ConsentFixture {
         _setDelegate(START + 1 days);
         // A delegate cannot appoint further delegates for the patient: this names its own.
         vm.prank(delegate);
-        consents.setDelegate(stranger, IConsentRegistry.DelegateKind.Proxy, START + 1 days);
+        consents.setDelegate(stranger, IConsentRegistry.DelegateKind.Caregiver, START + 1 days);
         assertFalse(consents.isActiveDelegate(patient, stranger), "not the patient's delegate");
         assertTrue(consents.isActiveDelegate(delegate, stranger), "the delegate's own");
     }
@@ -409,6 +416,9 @@ contract ConsentRegistryTest is ConsentFixture {
         consents.setDelegate(patient, IConsentRegistry.DelegateKind.Guardian, START + 1);
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidDelegate.selector, delegate));
         consents.setDelegate(delegate, IConsentRegistry.DelegateKind.None, START + 1);
+        // A Proxy needs the scope it acts within: `setProxy`.
+        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidDelegate.selector, delegate));
+        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Proxy, START + 1);
         vm.stopPrank();
     }
 
@@ -444,13 +454,17 @@ contract ConsentRegistryTest is ConsentFixture {
     }
 
     function test_removeDelegate_revertsWhenNotADelegate() public {
-        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidDelegate.selector, delegate));
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentRegistry.ConsentDelegateNotFound.selector, patient, delegate)
+        );
         vm.prank(patient);
         consents.removeDelegate(delegate);
 
         // Only the patient's own list is looked at: a stranger cannot remove the patient's delegate.
         _setDelegate(START + 1 days);
-        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidDelegate.selector, delegate));
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentRegistry.ConsentDelegateNotFound.selector, stranger, delegate)
+        );
         vm.prank(stranger);
         consents.removeDelegate(delegate);
         assertTrue(consents.isActiveDelegate(patient, delegate), "still a delegate");

@@ -31,7 +31,9 @@ contract ConsentRegistryBreakGlassTest is ConsentFixture {
     }
 
     function _emergencyRead(address requester) internal view returns (bool, IConsentRegistry.Basis) {
-        return consents.decide(patient, requester, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_ETREAT);
+        (bool allowed, IConsentRegistry.Basis basis,) =
+            consents.decide(patient, requester, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_ETREAT);
+        return (allowed, basis);
     }
 
     function _unauthorized(address requester) internal pure returns (bytes memory) {
@@ -227,6 +229,51 @@ contract ConsentRegistryBreakGlassTest is ConsentFixture {
         assertFalse(consents.isBreakGlassOpen(patient, hospital), "cut at openedAt + new maximum");
         (bool allowed, IConsentRegistry.Basis basis) = _emergencyRead(doctor);
         _assertDecision(allowed, basis, false, IConsentRegistry.Basis.NoConsent, "cut session");
+    }
+
+    function test_setMaxBreakGlassDuration_raisingNeverReopensACutSession() public {
+        _open(doctor, 12 hours);
+        vm.prank(governor);
+        consents.setMaxBreakGlassDuration(1 hours);
+        vm.warp(START + 2 hours);
+        assertFalse(consents.isBreakGlassOpen(patient, hospital), "cut");
+        vm.prank(governor);
+        consents.setMaxBreakGlassDuration(1 days);
+        assertFalse(consents.isBreakGlassOpen(patient, hospital), "raising does not re-open it");
+        (bool allowed, IConsentRegistry.Basis basis) = _emergencyRead(nurse);
+        _assertDecision(allowed, basis, false, IConsentRegistry.Basis.NoConsent, "still cut");
+    }
+
+    function test_setMaxBreakGlassDuration_aSessionIsBoundByEveryLoweringSinceItOpened() public {
+        _open(doctor, 12 hours);
+        vm.startPrank(governor);
+        consents.setMaxBreakGlassDuration(2 hours); // binds the session: START + 2 hours
+        consents.setMaxBreakGlassDuration(1 days);
+        consents.setMaxBreakGlassDuration(6 hours); // less strict than 2 hours for it
+        vm.stopPrank();
+        vm.warp(START + 2 hours - 1);
+        (bool allowed, IConsentRegistry.Basis basis, uint40 until) =
+            consents.decide(patient, nurse, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_ETREAT);
+        _assertDecision(allowed, basis, true, IConsentRegistry.Basis.BreakGlass, "inside the strictest");
+        assertEq(until, START + 2 hours, "until the strictest lowering's end");
+        vm.warp(START + 2 hours);
+        assertFalse(consents.isBreakGlassOpen(patient, hospital), "the 2-hour lowering still binds");
+
+        // A session opened after those lowerings is bound only by the maximum it opened under.
+        vm.prank(clinician);
+        consents.openBreakGlass(patient, UNCONSCIOUS, 5 hours);
+        vm.prank(governor);
+        consents.setMaxBreakGlassDuration(1 days);
+        vm.warp(START + 2 hours + 5 hours - 1);
+        assertTrue(consents.isBreakGlassOpen(patient, clinic), "runs to its own expiry");
+        vm.warp(START + 2 hours + 5 hours);
+        assertFalse(consents.isBreakGlassOpen(patient, clinic), "and ends there");
+    }
+
+    function test_openBreakGlass_revertsForPatientZero() public {
+        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidPatient.selector, address(0)));
+        vm.prank(doctor);
+        consents.openBreakGlass(address(0), UNCONSCIOUS, 1 hours);
     }
 
     function test_closeBreakGlass_pinsASessionCutByTheMaximum() public {

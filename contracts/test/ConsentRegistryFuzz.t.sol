@@ -5,7 +5,6 @@ import {ConsentRegistry} from "../ConsentRegistry.sol";
 import {IConsentRegistry} from "../interfaces/IConsentRegistry.sol";
 import {FhirCodes} from "../libraries/FhirCodes.sol";
 import {ConsentFixture} from "./base/ConsentFixture.sol";
-import {GrantArgs} from "./base/ConsentTypedData.sol";
 
 /// @notice Fuzz tests of the packed consent (bitmaps and validity period), of `decide` against a
 /// small reference model, and of the signature path (keys, nonces, chain id, deployment, encoding).
@@ -96,9 +95,11 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
         else if (toOrganisation) expected = IConsentRegistry.Basis.OrganisationConsent;
         else expected = IConsentRegistry.Basis.MemberConsent;
 
-        (bool allowed, IConsentRegistry.Basis basis) =
+        (bool allowed, IConsentRegistry.Basis basis, uint40 until) =
             consents.decide(patient, doctor, typeIndex, actionIndex, purposeIndex);
         _assertDecision(allowed, basis, _isAllowedBasis(expected), expected, "bitmap model");
+        // A scope denial never changes by time alone; an allowance holds until the consent ends.
+        assertEq(until, allowed ? uint256(block.timestamp) + 365 days : type(uint40).max, "until");
     }
 
     function testFuzz_decide_indexOutsideTheTablesIsInvalid(
@@ -111,7 +112,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
                 || purposeIndex >= FhirCodes.PURPOSE_COUNT
         );
         _grantAs(patient, patient, doctor, FhirCodes.ALL_RESOURCE_TYPES, ALL_ACTIONS, FhirCodes.ALL_PURPOSES);
-        (bool allowed, IConsentRegistry.Basis basis) =
+        (bool allowed, IConsentRegistry.Basis basis,) =
             consents.decide(patient, doctor, typeIndex, actionIndex, purposeIndex);
         _assertDecision(allowed, basis, false, IConsentRegistry.Basis.InvalidRequest, "outside the tables");
     }
@@ -172,7 +173,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
             at < uint256(START) + duration && at < uint256(START) + newMax,
             "open iff inside both bounds"
         );
-        (bool allowed, IConsentRegistry.Basis basis) =
+        (bool allowed, IConsentRegistry.Basis basis,) =
             consents.decide(patient, nurse, 0, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_ETREAT);
         assertEq(allowed, open, "decide agrees");
         if (allowed) assertEq(uint256(basis), uint256(IConsentRegistry.Basis.BreakGlass), "basis");
@@ -188,7 +189,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
         uint16 p
     ) public {
         pk = bound(pk, 1, SECP256K1_N - 1);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.patient = vm.addr(pk);
         (g.resourceTypes, g.actions, g.purposes) = _validScope(rt, a, p);
         bytes memory signature = _sign(pk, _grantDigest(g));
@@ -198,7 +199,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
         assertEq(consents.nonces(g.patient), 1, "nonce used");
         assertEq(consents.consentOf(g.patient, doctor).resourceTypes, g.resourceTypes, "stored");
 
-        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, g.patient));
+        vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidNonce.selector, g.patient, 1));
         vm.prank(submitter);
         _grantBySig(g, g.patient, signature);
     }
@@ -210,9 +211,15 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
             vm.prank(patient);
             consents.invalidateNonces(patient, current);
         }
-        GrantArgs memory g = _grantArgs(doctor);
-        bytes memory signature =
-            _sign(PATIENT_PK, _grantDigestFor(g, signedNonce, address(consents), block.chainid));
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
+        g.nonce = signedNonce;
+        bytes memory signature = _sign(PATIENT_PK, _grantDigest(g));
+        vm.expectRevert(
+            abi.encodeWithSelector(IConsentRegistry.ConsentInvalidNonce.selector, patient, current)
+        );
+        _grantBySig(g, patient, signature);
+        // Submitted with the current nonce instead, it signed something else.
+        g.nonce = current;
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, patient));
         _grantBySig(g, patient, signature);
     }
@@ -220,7 +227,7 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
     function testFuzz_grantBySig_rejectsAnyOtherChainId(uint64 otherChainId) public {
         uint256 home = block.chainid;
         vm.assume(otherChainId != home && otherChainId != 0);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory foreign = _sign(PATIENT_PK, _grantDigestFor(g, 0, address(consents), otherChainId));
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, patient));
         _grantBySig(g, patient, foreign);
@@ -242,12 +249,12 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
             PATIENT_PK, _revokeDigestFor(patient, doctor, 0, deadline, address(consents), otherChainId)
         );
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, patient));
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
     }
 
     function testFuzz_bySig_rejectsAnotherDeployment(bytes32 salt) public {
         ConsentRegistry other = new ConsentRegistry{salt: salt}(providers, governor, MAX_BREAK_GLASS);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory forOther = _sign(PATIENT_PK, _grantDigestFor(g, 0, address(other), block.chainid));
         bytes memory forThis = _sign(PATIENT_PK, _grantDigest(g));
 
@@ -260,12 +267,12 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
         uint256 deadline = block.timestamp + 1 hours;
         bytes memory revokeHere = _sign(PATIENT_PK, _revokeDigest(patient, doctor, deadline));
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, patient));
-        other.revokeBySig(patient, doctor, deadline, patient, revokeHere);
+        other.revokeBySig(patient, doctor, 1, deadline, patient, revokeHere);
     }
 
     function testFuzz_grantBySig_rejectsTheHighSTwin(uint256 pk, bytes32 consentHash) public {
         pk = bound(pk, 1, SECP256K1_N - 1);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.patient = vm.addr(pk);
         g.consentHash = consentHash;
         bytes memory signature = _sign(pk, _grantDigest(g));
@@ -275,33 +282,18 @@ contract ConsentRegistryFuzzTest is ConsentFixture {
     }
 
     function testFuzz_grantBySig_rejectsArbitraryBytes(bytes memory signature) public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, patient));
         _grantBySig(g, patient, signature);
     }
 
-    /// @dev `grantBySig` hashes its first eight argument words straight from calldata. That is
+    /// @dev `grantBySig` hashes its first ten argument words straight from calldata. That is
     /// only sound if a word with dirty high bits never reaches the hash (it would hash one value
     /// and store another): the ABI decoder must refuse it first.
     function testFuzz_grantBySig_rejectsDirtyArgumentWords(uint256 wordIndex, uint256 dirt) public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory signature = _sign(PATIENT_PK, _grantDigest(g));
-        bytes memory data = abi.encodeCall(
-            ConsentRegistry.grantBySig,
-            (
-                g.patient,
-                g.grantee,
-                g.resourceTypes,
-                g.actions,
-                g.purposes,
-                g.validFrom,
-                g.validUntil,
-                g.consentHash,
-                g.deadline,
-                patient,
-                signature
-            )
-        );
+        bytes memory data = abi.encodeCall(ConsentRegistry.grantBySig, (g, patient, signature));
         // Words 0-6 are narrower than 256 bits (consentHash, word 7, is a full bytes32).
         wordIndex = bound(wordIndex, 0, 6);
         uint16[7] memory widths = [uint16(160), 160, 64, 8, 16, 40, 40];

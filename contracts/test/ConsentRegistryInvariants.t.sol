@@ -14,7 +14,11 @@ import {ConsentHandler} from "./handlers/ConsentHandler.sol";
 /// - break-glass never outlives its maximum;
 /// - members of a suspended organisation and suspended keys are always denied;
 /// - a nonce only increases, exactly as the accepted signatures and cancellations say;
-/// - no signature works twice, on another chain id or on another contract address.
+/// - no signature works twice, on another chain id or on another contract address;
+/// - no allowing consent outlives the delegation a delegate granted it under;
+/// - no Caregiver ever changes consent, no delegate grants to itself, its organisation or a key
+///   of it, no Proxy grants beyond its scope;
+/// - a break-glass session, once seen closed, is never open again.
 contract ConsentRegistryInvariantsTest is ConsentFixture {
     uint256 internal constant SECOND_PATIENT_PK = 0xA11CE2;
     /// @dev A clinic practitioner whose key is also a patient's wallet.
@@ -136,7 +140,7 @@ contract ConsentRegistryInvariantsTest is ConsentFixture {
                 address key = _keys[k];
                 for (uint256 r = 0; r < _requests.length; ++r) {
                     uint8[3] memory q = _requests[r];
-                    (bool allowed, IConsentRegistry.Basis basis) = consents.decide(p, key, q[0], q[1], q[2]);
+                    (bool allowed, IConsentRegistry.Basis basis,) = consents.decide(p, key, q[0], q[1], q[2]);
                     assertEq(allowed, _isAllowedBasis(basis), "allowed agrees with the basis");
                     if (basis == IConsentRegistry.Basis.MemberConsent) {
                         assertTrue(_covers(handler.modelOf(p, key), q), "member consent live and covering");
@@ -181,7 +185,7 @@ contract ConsentRegistryInvariantsTest is ConsentFixture {
             }
             for (uint256 k = 0; k < _keys.length; ++k) {
                 address key = _keys[k];
-                (, IConsentRegistry.Basis basis) =
+                (, IConsentRegistry.Basis basis,) =
                     consents.decide(p, key, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_ETREAT);
                 if (basis == IConsentRegistry.Basis.BreakGlass) {
                     assertTrue(consents.isBreakGlassOpen(p, _orgOf[key]), "only through an open session");
@@ -203,7 +207,7 @@ contract ConsentRegistryInvariantsTest is ConsentFixture {
                 address p = i == patients.length ? key : patients[i];
                 for (uint256 r = 0; r < _requests.length; ++r) {
                     uint8[3] memory q = _requests[r];
-                    (bool allowed, IConsentRegistry.Basis basis) = consents.decide(p, key, q[0], q[1], q[2]);
+                    (bool allowed, IConsentRegistry.Basis basis,) = consents.decide(p, key, q[0], q[1], q[2]);
                     assertFalse(allowed, "suspended requester allowed");
                     assertTrue(
                         basis == IConsentRegistry.Basis.KeySuspended
@@ -224,6 +228,51 @@ contract ConsentRegistryInvariantsTest is ConsentFixture {
             assertEq(consents.nonces(p), handler.ghostNonce(p), "nonce accounted for");
             assertEq(otherRegistry.nonces(p), 0, "other registry untouched");
         }
+    }
+
+    /// @notice A consent that a delegate granted allows only while the delegation it was granted
+    /// under is in force (by the handler's own model of delegations).
+    function invariant_delegateGrantsNeverOutliveTheirDelegation() public {
+        vm.warp(handler.ghostNow());
+        address[] memory patients = _patientsThisStep();
+        for (uint256 i = 0; i < patients.length; ++i) {
+            address p = patients[i];
+            for (uint256 k = 0; k < _keys.length; ++k) {
+                address key = _keys[k];
+                for (uint256 r = 0; r < _requests.length; ++r) {
+                    uint8[3] memory q = _requests[r];
+                    (bool allowed, IConsentRegistry.Basis basis, uint40 until) =
+                        consents.decide(p, key, q[0], q[1], q[2]);
+                    if (!allowed) continue;
+                    assertTrue(until > block.timestamp, "allowed until a moment still ahead");
+                    address grantee;
+                    if (basis == IConsentRegistry.Basis.MemberConsent) grantee = key;
+                    else if (basis == IConsentRegistry.Basis.OrganisationConsent) grantee = _orgOf[key];
+                    else continue;
+                    uint256 under = handler.modelOf(p, grantee).grantedUnder;
+                    if (under == 0) continue;
+                    uint40 end = handler.ghostDelegationEnd(under);
+                    assertTrue(
+                        block.timestamp < end, "a delegate's grant allows only while its delegation runs"
+                    );
+                    assertLe(until, end, "and says it holds no longer than the delegation");
+                }
+            }
+        }
+    }
+
+    /// @notice No Caregiver (or non-delegate) changed consent; no delegate's grant named itself,
+    /// its organisation or a key of that organisation; no Proxy granted beyond its scope.
+    function invariant_delegatesStayWithinTheirAuthority() public view {
+        assertFalse(handler.caregiverChangedConsent(), "a caregiver changed consent");
+        assertFalse(handler.selfGrantAccepted(), "a delegate granted to itself or its own");
+        assertFalse(handler.proxyExceededScope(), "a proxy granted beyond its scope");
+    }
+
+    /// @notice No break-glass session was ever open again after it had been seen closed (expired,
+    /// closed, or cut by a lowering of the maximum), whatever governance did since.
+    function invariant_breakGlassNeverReopens() public view {
+        assertFalse(handler.breakGlassReopened(), "a closed session re-opened");
     }
 
     /// @notice No signature was accepted twice, on another chain id or by another contract.

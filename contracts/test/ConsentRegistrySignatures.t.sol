@@ -4,7 +4,6 @@ pragma solidity ^0.8.28;
 import {ConsentRegistry} from "../ConsentRegistry.sol";
 import {IConsentRegistry} from "../interfaces/IConsentRegistry.sol";
 import {ConsentFixture} from "./base/ConsentFixture.sol";
-import {GrantArgs} from "./base/ConsentTypedData.sol";
 import {MockERC1271Wallet} from "./mocks/MockERC1271Wallet.sol";
 
 /// @notice Unit tests of the gas-free path: EIP-712 domain and digests, `grantBySig`,
@@ -16,11 +15,15 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         return abi.encodeWithSelector(IConsentRegistry.ConsentInvalidSignature.selector, signer);
     }
 
+    function _invalidNonce(address patient_, uint256 current) internal pure returns (bytes memory) {
+        return abi.encodeWithSelector(IConsentRegistry.ConsentInvalidNonce.selector, patient_, current);
+    }
+
     /// @dev A signed grant of the default scope to `grantee`, signed by the patient.
     function _signedGrant(address grantee)
         internal
         view
-        returns (GrantArgs memory g, bytes memory signature)
+        returns (IConsentRegistry.Grant memory g, bytes memory signature)
     {
         g = _grantArgs(grantee);
         signature = _sign(PATIENT_PK, _grantDigest(g));
@@ -65,7 +68,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_digests_matchTheSpecification() public view {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         IConsentRegistry.Consent memory scope =
             IConsentRegistry.Consent(g.resourceTypes, g.actions, g.purposes, g.validFrom, g.validUntil);
         assertEq(
@@ -83,7 +86,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     // ---- grantBySig ----
 
     function test_grantBySig_byRelayer_storesEmitsAndUsesTheNonce() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         vm.expectEmit(address(consents));
         emit IConsentRegistry.ConsentGranted(
             patient,
@@ -111,8 +114,8 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantBySig_byActiveDelegate_usesThePatientsNonce() public {
         vm.prank(patient);
-        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 1 days);
-        GrantArgs memory g = _grantArgs(doctor);
+        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 400 days);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory signature = _sign(DELEGATE_PK, _grantDigest(g));
         vm.expectEmit(address(consents));
         emit IConsentRegistry.ConsentGranted(
@@ -132,14 +135,14 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_deadlineIsInclusive() public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.deadline = block.timestamp;
         _grantBySig(g, patient, _sign(PATIENT_PK, _grantDigest(g)));
         assertEq(consents.nonces(patient), 1);
     }
 
     function test_grantBySig_revertsAfterTheDeadline() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         vm.warp(g.deadline + 1);
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentExpiredSignature.selector, g.deadline));
         _grantBySig(g, patient, signature);
@@ -147,20 +150,20 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_revertsOnReplay() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         _grantBySig(g, patient, signature);
         vm.prank(patient);
         consents.revoke(patient, doctor);
         // The same bytes again, e.g. to restore a consent the patient has since revoked.
-        vm.expectRevert(_invalidSignature(patient));
+        vm.expectRevert(_invalidNonce(patient, 1));
         _grantBySig(g, patient, signature);
         assertEq(consents.consentOf(patient, doctor).validUntil, 0, "revocation stands");
     }
 
     function test_grantBySig_revertsOnEveryTamperedField() public {
-        (GrantArgs memory signed, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory signed, bytes memory signature) = _signedGrant(doctor);
         for (uint256 field = 0; field < 8; ++field) {
-            GrantArgs memory g = _grantArgs(doctor);
+            IConsentRegistry.Grant memory g = _grantArgs(doctor);
             if (field == 0) g.grantee = nurse;
             if (field == 1) g.resourceTypes = OBSERVATION | 1;
             if (field == 2) g.actions = ALL_ACTIONS;
@@ -172,14 +175,23 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
             vm.expectRevert(_invalidSignature(patient));
             _grantBySig(g, patient, signature);
         }
+        // The nonce is checked against the patient's before the signature, and named as such.
+        IConsentRegistry.Grant memory ahead = _grantArgs(doctor);
+        ahead.nonce = 1;
+        vm.expectRevert(_invalidNonce(patient, 0));
+        _grantBySig(ahead, patient, _sign(PATIENT_PK, _grantDigest(ahead)));
         _grantBySig(signed, patient, signature);
         assertEq(consents.nonces(patient), 1, "the untampered one still works");
     }
 
     function test_grantBySig_revertsForAnotherPatient() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
-        // Pointing the signature at another patient: the signer does not act for that patient.
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
+        // Pointing the signature at another patient: it signed something else.
         g.patient = stranger;
+        vm.expectRevert(_invalidSignature(patient));
+        _grantBySig(g, patient, signature);
+        // Signed for that patient by someone who does not act for them.
+        signature = _sign(PATIENT_PK, _grantDigest(g));
         vm.expectRevert(
             abi.encodeWithSelector(IConsentRegistry.ConsentUnauthorizedActor.selector, patient, stranger)
         );
@@ -187,7 +199,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_revertsWhenAnotherKeySigned() public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         bytes memory signature = _sign(STRANGER_PK, _grantDigest(g));
         vm.expectRevert(_invalidSignature(patient));
         _grantBySig(g, patient, signature);
@@ -202,7 +214,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     function test_grantBySig_revertsForExpiredOrRemovedDelegate() public {
         vm.prank(patient);
         consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 1 days);
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.deadline = START + 2 days;
         bytes memory signature = _sign(DELEGATE_PK, _grantDigest(g));
 
@@ -222,7 +234,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_rejectsHighS() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         bytes memory malleable = _highS(signature);
         // The twin recovers to the patient with bare ecrecover, so it is the real malleable form.
         bytes32 r;
@@ -241,7 +253,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_rejectsMalformedSignatures() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         bytes32 r;
         bytes32 s;
         assembly ("memory-safe") {
@@ -264,7 +276,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantBySig_invalidConsentRevertsAndKeepsTheNonce() public {
         // Signatures are made before `expectRevert`: making one reads the nonce, an external call.
-        GrantArgs memory g = _grantArgs(patient);
+        IConsentRegistry.Grant memory g = _grantArgs(patient);
         bytes memory signature = _sign(PATIENT_PK, _grantDigest(g));
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentInvalidGrantee.selector, patient));
         _grantBySig(g, patient, signature);
@@ -286,7 +298,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
     }
 
     function test_grantBySig_revertsOnAnotherChainId() public {
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         // Signed for chain 1 while the registry lives on this chain.
         bytes memory signature = _sign(PATIENT_PK, _grantDigestFor(g, 0, address(consents), 1));
         vm.expectRevert(_invalidSignature(patient));
@@ -304,7 +316,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantBySig_revertsOnAnotherContract() public {
         ConsentRegistry other = new ConsentRegistry(providers, governor, MAX_BREAK_GLASS);
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
         vm.expectRevert(_invalidSignature(patient));
         _grantBySigOn(other, g, patient, signature);
         _grantBySig(g, patient, signature);
@@ -320,24 +332,45 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         vm.expectEmit(address(consents));
         emit IConsentRegistry.ConsentRevoked(patient, doctor, patient);
         vm.prank(relayer);
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
         assertEq(consents.consentOf(patient, doctor).validUntil, 0, "deleted");
         assertEq(consents.nonces(patient), 1, "nonce used");
 
         _grantDefault(doctor);
-        vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        vm.expectRevert(_invalidNonce(patient, 1));
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
     }
 
-    function test_revokeBySig_byDelegate() public {
+    function test_revokeBySig_byGuardian() public {
+        _grantDefault(doctor);
+        vm.prank(patient);
+        consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Guardian, START + 1 days);
+        uint256 deadline = block.timestamp + 1 hours;
+        bytes memory signature = _sign(DELEGATE_PK, _revokeDigest(patient, doctor, deadline));
+        vm.expectEmit(address(consents));
+        emit IConsentRegistry.ConsentRevoked(patient, doctor, delegate);
+        consents.revokeBySig(patient, doctor, 0, deadline, delegate, signature);
+    }
+
+    function test_bySig_caregiverSignatureNeverChangesConsent() public {
         _grantDefault(doctor);
         vm.prank(patient);
         consents.setDelegate(delegate, IConsentRegistry.DelegateKind.Caregiver, START + 1 days);
         uint256 deadline = block.timestamp + 1 hours;
         bytes memory signature = _sign(DELEGATE_PK, _revokeDigest(patient, doctor, deadline));
-        vm.expectEmit(address(consents));
-        emit IConsentRegistry.ConsentRevoked(patient, doctor, delegate);
-        consents.revokeBySig(patient, doctor, deadline, delegate, signature);
+        bytes memory notAllowed = abi.encodeWithSelector(
+            IConsentRegistry.ConsentUnauthorizedDelegate.selector,
+            delegate,
+            patient,
+            IConsentRegistry.DelegateKind.Caregiver
+        );
+        vm.expectRevert(notAllowed);
+        consents.revokeBySig(patient, doctor, 0, deadline, delegate, signature);
+        IConsentRegistry.Grant memory g = _grantArgs(nurse);
+        signature = _sign(DELEGATE_PK, _grantDigest(g));
+        vm.expectRevert(notAllowed);
+        _grantBySig(g, delegate, signature);
+        assertEq(consents.nonces(patient), 0, "nothing consumed");
     }
 
     function test_revokeBySig_reverts() public {
@@ -346,22 +379,28 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         bytes memory signature = _sign(PATIENT_PK, _revokeDigest(patient, doctor, deadline));
 
         vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, nurse, deadline, patient, signature);
+        consents.revokeBySig(patient, nurse, 0, deadline, patient, signature);
         vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, doctor, deadline + 1, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline + 1, patient, signature);
         vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, doctor, deadline, patient, _highS(signature));
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, _highS(signature));
+        vm.expectRevert(_invalidNonce(patient, 0));
+        consents.revokeBySig(patient, doctor, 1, deadline, patient, signature);
         bytes memory byStranger = _sign(STRANGER_PK, _revokeDigest(patient, doctor, deadline));
         vm.expectRevert(_invalidSignature(patient));
-        consents.revokeBySig(patient, doctor, deadline, patient, byStranger);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, byStranger);
+        // The patient's signature does not verify for a stranger claiming it...
+        vm.expectRevert(_invalidSignature(stranger));
+        consents.revokeBySig(patient, doctor, 0, deadline, stranger, signature);
+        // ...and a stranger's own signature verifies but does not make it an actor.
         vm.expectRevert(
             abi.encodeWithSelector(IConsentRegistry.ConsentUnauthorizedActor.selector, stranger, patient)
         );
-        consents.revokeBySig(patient, doctor, deadline, stranger, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, stranger, byStranger);
 
         vm.warp(deadline + 1);
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentExpiredSignature.selector, deadline));
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
         assertEq(consents.nonces(patient), 0, "nothing consumed");
     }
 
@@ -369,11 +408,11 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         uint256 deadline = block.timestamp + 1 hours;
         bytes memory signature = _sign(PATIENT_PK, _revokeDigest(patient, doctor, deadline));
         vm.expectRevert(abi.encodeWithSelector(IConsentRegistry.ConsentNotFound.selector, patient, doctor));
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
         assertEq(consents.nonces(patient), 0);
         // The signature stays usable once there is something to revoke.
         _grantDefault(doctor);
-        consents.revokeBySig(patient, doctor, deadline, patient, signature);
+        consents.revokeBySig(patient, doctor, 0, deadline, patient, signature);
         assertEq(consents.consentOf(patient, doctor).validUntil, 0);
     }
 
@@ -381,23 +420,24 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantAndRevokeShareOneNonce() public {
         _grantDefault(nurse);
-        (GrantArgs memory g, bytes memory grantSig) = _signedGrant(doctor);
+        (IConsentRegistry.Grant memory g, bytes memory grantSig) = _signedGrant(doctor);
         uint256 deadline = block.timestamp + 1 hours;
         bytes memory revokeSig = _sign(PATIENT_PK, _revokeDigest(patient, nurse, deadline));
         // Both signed at nonce 0: whichever lands first cancels the other.
-        consents.revokeBySig(patient, nurse, deadline, patient, revokeSig);
-        vm.expectRevert(_invalidSignature(patient));
+        consents.revokeBySig(patient, nurse, 0, deadline, patient, revokeSig);
+        vm.expectRevert(_invalidNonce(patient, 1));
         _grantBySig(g, patient, grantSig);
     }
 
     function test_invalidateNonces_cancelsOutstandingSignatures() public {
-        (GrantArgs memory g, bytes memory signature) = _signedGrant(doctor);
-        GrantArgs memory later = _grantArgs(nurse);
-        bytes memory laterSig = _sign(PATIENT_PK, _grantDigestFor(later, 3, address(consents), block.chainid));
+        (IConsentRegistry.Grant memory g, bytes memory signature) = _signedGrant(doctor);
+        IConsentRegistry.Grant memory later = _grantArgs(nurse);
+        later.nonce = 3;
+        bytes memory laterSig = _sign(PATIENT_PK, _grantDigest(later));
 
         vm.prank(patient);
         consents.invalidateNonces(patient, 3);
-        vm.expectRevert(_invalidSignature(patient));
+        vm.expectRevert(_invalidNonce(patient, 3));
         _grantBySig(g, patient, signature);
         // A signature made for the new nonce works, and moves it on by one.
         _grantBySig(later, patient, laterSig);
@@ -408,7 +448,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
 
     function test_grantBySig_erc1271WalletAsPatient() public {
         MockERC1271Wallet wallet = new MockERC1271Wallet(vm.addr(WALLET_OWNER_PK));
-        GrantArgs memory g = _grantArgs(doctor);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         g.patient = address(wallet);
         bytes memory signature = _sign(WALLET_OWNER_PK, _grantDigest(g));
         bytes memory notTheOwner = _sign(PATIENT_PK, _grantDigest(g));
@@ -430,7 +470,7 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         );
         _grantBySig(g, address(wallet), signature);
         assertEq(consents.nonces(address(wallet)), 1);
-        vm.expectRevert(_invalidSignature(address(wallet)));
+        vm.expectRevert(_invalidNonce(address(wallet), 1));
         _grantBySig(g, address(wallet), signature);
     }
 
@@ -446,18 +486,18 @@ contract ConsentRegistrySignaturesTest is ConsentFixture {
         // Contract signatures are revocable: the wallet withdrew it before submission.
         wallet.setRejectAll(true);
         vm.expectRevert(_invalidSignature(address(wallet)));
-        consents.revokeBySig(address(wallet), doctor, deadline, address(wallet), signature);
+        consents.revokeBySig(address(wallet), doctor, 0, deadline, address(wallet), signature);
 
         wallet.setRejectAll(false);
-        consents.revokeBySig(address(wallet), doctor, deadline, address(wallet), signature);
+        consents.revokeBySig(address(wallet), doctor, 0, deadline, address(wallet), signature);
         assertEq(consents.consentOf(address(wallet), doctor).validUntil, 0);
     }
 
     function test_grantBySig_erc1271WalletAsDelegate() public {
         MockERC1271Wallet wallet = new MockERC1271Wallet(vm.addr(WALLET_OWNER_PK));
         vm.prank(patient);
-        consents.setDelegate(address(wallet), IConsentRegistry.DelegateKind.Guardian, START + 1 days);
-        GrantArgs memory g = _grantArgs(doctor);
+        consents.setDelegate(address(wallet), IConsentRegistry.DelegateKind.Guardian, START + 400 days);
+        IConsentRegistry.Grant memory g = _grantArgs(doctor);
         _grantBySig(g, address(wallet), _sign(WALLET_OWNER_PK, _grantDigest(g)));
         assertEq(consents.consentOf(patient, doctor).validUntil, g.validUntil);
         assertEq(consents.nonces(patient), 1);

@@ -343,7 +343,11 @@ fn generated_row(i: u64, n: u64, seq: u64) -> GeneratedRow {
         95..=98 => ("4", 403),
         _ => ("8", 500),
     };
-    let purpose = if (r >> 40) % 10 == 0 { "HPAYMT" } else { "TREAT" };
+    let purpose = if (r >> 40).is_multiple_of(10) {
+        "HPAYMT"
+    } else {
+        "TREAT"
+    };
     let stamp = recorded.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let resource = format!("Observation/{:016x}", splitmix(r ^ 0x5eed));
     let event = format!(
@@ -395,10 +399,7 @@ async fn generate_log(url: &str, n: u64) -> Vec<(u64, u64, B256)> {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    let mut batch: Vec<B256> = existing
-        .iter()
-        .map(|(_, h)| B256::from_slice(h))
-        .collect();
+    let mut batch: Vec<B256> = existing.iter().map(|(_, h)| B256::from_slice(h)).collect();
     let (mut seq, mut prev) = existing
         .last()
         .map(|(s, h)| (*s as u64, B256::from_slice(h)))
@@ -438,7 +439,11 @@ async fn generate_log(url: &str, n: u64) -> Vec<(u64, u64, B256)> {
     // The first event checks the template against the canonicaliser the verifier uses.
     let sample = generated_row(0, n, 1).event;
     let parsed: serde_json::Value = serde_json::from_str(&sample).unwrap();
-    assert_eq!(canonicalize(&parsed), sample, "the template is canonical JSON");
+    assert_eq!(
+        canonicalize(&parsed),
+        sample,
+        "the template is canonical JSON"
+    );
 
     let started = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(2);
@@ -472,7 +477,8 @@ async fn generate_log(url: &str, n: u64) -> Vec<(u64, u64, B256)> {
                 let _ = write!(
                     out,
                     "{s}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t",
-                    row.recorded.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                    row.recorded
+                        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                     row.subtype,
                     row.outcome,
                     row.status,

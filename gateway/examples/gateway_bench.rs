@@ -1,5 +1,10 @@
 //! `bench/gateway`: read, search and import figures on loopback, consent checked against the
-//! same gateway with the check switched off (`--bench-skip-consent`) as the baseline.
+//! same gateway with the check switched off (`--bench-skip-consent`) as the baseline, and
+//! HTTPS reads against plain reads (a second consent-checking gateway serving TLS).
+//!
+//! The bench drives one user at thousands of requests per second: every gateway here sets the
+//! per-user limits (`--user-*-per-minute`) to `u32::MAX`, so the limiter stays on the request
+//! path (its cost is measured) but never refuses.
 //!
 //! Needs what the integration tests need (`DATABASE_URL` server, anvil, forge); prints
 //! `FIGURE <name> <value> <unit>` lines.
@@ -8,7 +13,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{TestChain, TestGateway, fresh_database};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -129,26 +134,16 @@ async fn create_load(
     }
 }
 
-/// The indexer as it ships (its default poll interval: the revocation lag is measured with it).
-async fn product_indexer(chain: &TestChain, database_url: &str) -> tokio::task::JoinHandle<()> {
-    use clap::Parser;
-    let config = carechain_indexer::Config::try_parse_from([
-        "carechain-indexer",
-        "--rpc-url",
-        &chain.rpc_url,
-        "--manifest",
-        chain.manifest_path.to_str().unwrap(),
-        "--database-url",
-        database_url,
-        "--no-progress",
-    ])
-    .unwrap();
-    let indexer = carechain_indexer::Indexer::start(config).await.unwrap();
-    tokio::spawn(async move {
-        if let Err(err) = indexer.run().await {
-            eprintln!("indexer stopped: {err}");
-        }
-    })
+/// A client trusting `ca` only, offering the ALPN protocols `alpn`.
+fn https_client(ca: &std::path::Path, alpn: &[&[u8]]) -> reqwest::Client {
+    let mut config = carechain_tls::Trust::CaFile(ca.to_owned())
+        .client_config()
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .build()
+        .unwrap()
 }
 
 fn figure(name: &str, value: f64, unit: &str) {
@@ -170,12 +165,33 @@ async fn main() {
             c.kek = Some(kek);
             c.bench_skip_consent = skip;
             c.bench_skip_validation = skip_validation;
+            c.user_limits = carechain_gateway::config::UserLimits {
+                reads_per_minute: u32::MAX,
+                searches_per_minute: u32::MAX,
+                writes_per_minute: u32::MAX,
+            };
         }
     };
     let checked = TestGateway::start_with(&chain, &db, settings(false, false)).await;
     let unchecked = TestGateway::start_with(&chain, &db, settings(true, false)).await;
     let unvalidated = TestGateway::start_with(&chain, &db, settings(false, true)).await;
-    let indexer = product_indexer(&chain, &db).await;
+    // The same as `checked`, on HTTPS (a certificate from a CA made here).
+    let tls_dir = carechain_testkit::TempDir::new("bench-tls");
+    let ca = carechain_tls::testing::TestCa::new(tls_dir.path(), "bench");
+    let cert = ca.issue(&["127.0.0.1"], "gateway");
+    let mut https = TestGateway::start_with(&chain, &db, {
+        let plain = settings(false, false);
+        move |c: &mut carechain_gateway::GatewayConfig| {
+            plain(c);
+            c.tls_cert = Some(cert.cert);
+            c.tls_key = Some(cert.key);
+        }
+    })
+    .await;
+    https.http = https_client(ca.ca_file(), &[b"h2", b"http/1.1"]);
+    // The indexer as it ships (its default poll interval: the revocation lag is measured with
+    // it).
+    let indexer = TestIndexer::start_with_args(&chain, &db, &[]).await;
     let patient_wallet = chain.wallet().await;
     let patient = checked.sign_in(&patient_wallet).await;
     let me = format!("{:#x}", patient_wallet.address());
@@ -327,6 +343,45 @@ async fn main() {
             "ms",
         );
     }
+    // HTTPS against plain HTTP: the same reads on 8 connections each, kept and reused (HTTP/1.1
+    // over TLS, so both sides hold 8 connections; HTTP/2 would multiplex them onto one), twice
+    // in alternating order so that neither side always runs on the warmer machine.
+    let doctor_https = https.sign_in(&practitioner).await;
+    let read_https = https.url(&read_path);
+    common::eventually(|| async {
+        https
+            .http
+            .get(&read_https)
+            .bearer_auth(&doctor_https)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    let tls_h1 = https_client(ca.ca_file(), &[b"http/1.1"]);
+    let (mut plain_loads, mut tls_loads) = (Vec::new(), Vec::new());
+    for round in 0..2 {
+        if round == 0 {
+            plain_loads.push(load(&http, &read_checked, &doctor_checked, 8).await);
+            tls_loads.push(load(&tls_h1, &read_https, &doctor_https, 8).await);
+        } else {
+            tls_loads.push(load(&tls_h1, &read_https, &doctor_https, 8).await);
+            plain_loads.push(load(&http, &read_checked, &doctor_checked, 8).await);
+        }
+    }
+    let mean_rps = |loads: &[Load]| loads.iter().map(|l| l.rps).sum::<f64>() / loads.len() as f64;
+    let worst_p99 = |loads: &[Load]| loads.iter().map(|l| l.p99_ms).fold(0.0, f64::max);
+    figure("gateway.read.rps.plain.c8", mean_rps(&plain_loads), "req/s");
+    figure("gateway.read.rps.tls.c8", mean_rps(&tls_loads), "req/s");
+    figure(
+        "gateway.read.tls_ratio.c8",
+        mean_rps(&tls_loads) / mean_rps(&plain_loads),
+        "ratio",
+    );
+    figure("gateway.read.p99_ms.c8.tls", worst_p99(&tls_loads), "ms");
+
     let search = checked.url(&format!("/Observation?patient={me}&_count=50&_sort=-date"));
     let page = load(&http, &search, &doctor_checked, 8).await;
     figure("gateway.search.p99_ms.c8", page.p99_ms, "ms");
@@ -412,7 +467,8 @@ async fn main() {
         lag_at(99).as_secs_f64() * 1000.0,
         "ms",
     );
-    indexer.abort();
+    drop(indexer);
+    https.stop().await;
     unvalidated.stop().await;
     checked.stop().await;
     unchecked.stop().await;

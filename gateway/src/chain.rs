@@ -117,16 +117,19 @@ impl std::fmt::Debug for ChainClient {
 }
 
 impl ChainClient {
-    /// Connects to `rpc_url`; `service_keys` maps custodian organisations to hex private keys.
+    /// Connects to `endpoint`; `service_keys` maps custodian organisations to hex private keys.
     pub fn new(
-        rpc_url: &str,
+        endpoint: &carechain_tls::RpcEndpoint,
         contracts: ContractAddresses,
         chain_id: u64,
         service_keys: &[(Address, String)],
         timeout: Duration,
     ) -> Result<Self, ChainError> {
-        let url: alloy::transports::http::reqwest::Url = rpc_url.parse().map_err(rpc)?;
-        let provider = ProviderBuilder::new().connect_http(url.clone()).erased();
+        // One HTTP client (and connection pool) for reads and every custodian's sends.
+        let client = endpoint.client(timeout).map_err(rpc)?;
+        let provider = ProviderBuilder::new()
+            .connect_client(client.clone())
+            .erased();
         let mut anchorers = HashMap::new();
         for (org, key) in service_keys {
             let signer: PrivateKeySigner = key
@@ -135,7 +138,7 @@ impl ChainClient {
                 .map_err(|_| ChainError::InvalidKey(org.to_string()))?;
             let provider = ProviderBuilder::new()
                 .wallet(EthereumWallet::from(signer))
-                .connect_http(url.clone())
+                .connect_client(client.clone())
                 .erased();
             anchorers.insert(
                 *org,
@@ -200,7 +203,8 @@ impl ChainClient {
         self.head().await
     }
 
-    /// `ConsentRegistry.decide` evaluated at `block`.
+    /// `ConsentRegistry.decide` evaluated at `block`: allowed, why, and until when (unix
+    /// seconds) that answer holds by time alone (`u64::from(u40::MAX)` when time changes nothing).
     pub async fn decide(
         &self,
         patient: Address,
@@ -209,7 +213,7 @@ impl ChainClient {
         action: Action,
         purpose: Purpose,
         block: u64,
-    ) -> Result<(bool, Basis), ChainError> {
+    ) -> Result<(bool, Basis, u64), ChainError> {
         let registry = ConsentRegistry::new(self.contracts.consent_registry, &self.provider);
         let answer = self
             .timed(async {
@@ -229,83 +233,7 @@ impl ChainClient {
             .await?;
         let basis =
             Basis::try_from(answer.basis).map_err(|e| ChainError::Unexpected(e.to_string()))?;
-        Ok((answer.allowed, basis))
-    }
-
-    /// When the grant behind an allowing decision ends (unix seconds), read at `block`:
-    /// the consent's `validUntil`, the delegation's, or the break-glass session's `expiresAt`.
-    /// `None` for the patient's own data, which does not expire.
-    pub async fn allowed_until(
-        &self,
-        patient: Address,
-        requester: Address,
-        basis: Basis,
-        block: u64,
-    ) -> Result<Option<u64>, ChainError> {
-        let consents = ConsentRegistry::new(self.contracts.consent_registry, &self.provider);
-        let at = BlockId::number(block);
-        let org_of = |requester: Address| async move {
-            let registry = ProviderRegistry::new(self.contracts.provider_registry, &self.provider);
-            self.timed(async {
-                registry
-                    .activeOrganisationOf(requester)
-                    .block(at)
-                    .call()
-                    .await
-                    .map_err(rpc)
-            })
-            .await
-            .map(|answer| answer.org)
-        };
-        let until: u64 = match basis {
-            Basis::MemberConsent | Basis::OrganisationConsent => {
-                let grantee = if basis == Basis::MemberConsent {
-                    requester
-                } else {
-                    org_of(requester).await?
-                };
-                let consent = self
-                    .timed(async {
-                        consents
-                            .consentOf(patient, grantee)
-                            .block(at)
-                            .call()
-                            .await
-                            .map_err(rpc)
-                    })
-                    .await?;
-                consent.validUntil.to::<u64>()
-            }
-            Basis::Delegate => {
-                let delegation = self
-                    .timed(async {
-                        consents
-                            .delegateOf(patient, requester)
-                            .block(at)
-                            .call()
-                            .await
-                            .map_err(rpc)
-                    })
-                    .await?;
-                delegation.validUntil.to::<u64>()
-            }
-            Basis::BreakGlass => {
-                let org = org_of(requester).await?;
-                let session = self
-                    .timed(async {
-                        consents
-                            .breakGlassOf(patient, org)
-                            .block(at)
-                            .call()
-                            .await
-                            .map_err(rpc)
-                    })
-                    .await?;
-                session.expiresAt.to::<u64>()
-            }
-            _ => return Ok(None),
-        };
-        Ok(Some(until))
+        Ok((answer.allowed, basis, answer.until.to::<u64>()))
     }
 
     /// Membership of `account`.

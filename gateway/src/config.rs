@@ -1,6 +1,7 @@
 //! Gateway configuration, from flags or environment variables.
 
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
+use carechain_tls::{PgTls, RpcEndpoint};
 use std::{net::SocketAddr, path::PathBuf};
 
 /// Why the configuration is unusable.
@@ -30,12 +31,38 @@ pub struct GatewayConfig {
     )]
     pub listen: SocketAddr,
     /// Public base URL of the FHIR API (links, `Location`, and the EIP-4361 domain and URI).
-    /// Defaults to `http://<listen>`.
+    /// Defaults to `https://<listen>` with `--tls-cert`, else `http://<listen>`.
     #[arg(long, env = "CARECHAIN_GATEWAY_BASE_URL")]
     pub base_url: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (the gateway's certificate first, then any
+    /// intermediates); needs `--tls-key`. Both files are read again on SIGHUP: new connections
+    /// get the new certificate, established ones carry on.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--tls-cert`.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address. Without TLS the gateway refuses to listen
+    /// anywhere but loopback, since every answer carries PHI; allow it only behind a
+    /// TLS-terminating proxy on a network nobody else reaches.
+    #[arg(long, env = "CARECHAIN_GATEWAY_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
     /// PostgreSQL connection URL (the indexer's database).
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL TLS.
+    #[command(flatten)]
+    pub db_tls: PgTls,
     /// Maximum connections to PostgreSQL: half serve record reads, the rest everything else
     /// (the audit writer keeps one more of its own).
     #[arg(long, env = "CARECHAIN_GATEWAY_DB_CONNECTIONS", default_value_t = 16)]
@@ -43,13 +70,19 @@ pub struct GatewayConfig {
     /// Apply the SQL migrations at start-up.
     #[arg(long, env = "CARECHAIN_GATEWAY_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate: bool,
-    /// JSON-RPC URL of the chain.
+    /// JSON-RPC URL of the chain, `http://` or `https://`; it may carry credentials
+    /// (`user:password@`, an API key in the path or query), which are never printed.
     #[arg(
         long,
         env = "CARECHAIN_RPC_URL",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8545"
     )]
     pub rpc_url: String,
+    /// CA certificate(s) (PEM) the RPC endpoint's HTTPS certificate must chain to, instead of
+    /// the system's root certificates.
+    #[arg(long, env = "CARECHAIN_RPC_CA_FILE", value_name = "PEM")]
+    pub rpc_ca_file: Option<PathBuf>,
     /// Path of the deployment manifest.
     #[arg(long, env = "CARECHAIN_MANIFEST")]
     pub manifest: Option<PathBuf>,
@@ -153,6 +186,9 @@ pub struct GatewayConfig {
     /// (the relay needs no sign-in; each submission costs up to two `eth_call`s to check).
     #[arg(long, env = "CARECHAIN_GATEWAY_RELAY_PER_CLIENT", default_value_t = 30)]
     pub relay_per_client_per_minute: u32,
+    /// Limits per signed-in user (the token's subject).
+    #[command(flatten)]
+    pub user_limits: UserLimits,
     /// BENCHMARKS ONLY: answer without asking the chain for consent. Refused unless the gateway
     /// listens on a loopback address.
     #[arg(
@@ -186,10 +222,15 @@ impl GatewayConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             base_url: None,
+            tls_cert: None,
+            tls_key: None,
+            allow_plain_http: false,
             database_url: Some(database_url),
+            db_tls: PgTls::default(),
             db_max_connections: 16,
             migrate: true,
             rpc_url,
+            rpc_ca_file: None,
             manifest: Some(manifest),
             kek_file: None,
             kek: Some(kek),
@@ -213,6 +254,7 @@ impl GatewayConfig {
             relay_key: None,
             relay_per_patient_per_hour: 20,
             relay_per_client_per_minute: 30,
+            user_limits: UserLimits::default(),
             bench_skip_consent: false,
             bench_skip_validation: false,
             anchoring: AnchoringConfig::default(),
@@ -221,6 +263,24 @@ impl GatewayConfig {
 
     /// Checks settings that flags alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                name: "tls_cert",
+                reason: "--tls-cert and --tls-key go together".into(),
+            });
+        }
+        if !self.serves_tls() && !self.listen.ip().is_loopback() && !self.allow_plain_http {
+            return Err(ConfigError::Invalid {
+                name: "listen",
+                reason: format!(
+                    "refusing to serve PHI over plain HTTP on {}, a non-loopback address: give \
+                     --tls-cert and --tls-key, or --allow-plain-http if a TLS-terminating proxy \
+                     on a private network is in front",
+                    self.listen
+                ),
+            });
+        }
+        self.rpc_endpoint()?;
         if self.bench_skip_consent && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 name: "bench_skip_consent",
@@ -258,6 +318,21 @@ impl GatewayConfig {
         self.parsed_service_keys()?;
         self.anchoring.anchor_signer()?;
         Ok(())
+    }
+
+    /// Whether the gateway serves HTTPS itself.
+    pub fn serves_tls(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// The chain's JSON-RPC endpoint with its trust (the URL is never quoted in errors).
+    pub fn rpc_endpoint(&self) -> Result<RpcEndpoint, ConfigError> {
+        RpcEndpoint::parse(&self.rpc_url, self.rpc_ca_file.as_deref()).map_err(|err| {
+            ConfigError::Invalid {
+                name: "rpc_url",
+                reason: err.to_string(),
+            }
+        })
     }
 
     /// Parses `service_keys` into `(org, key)` pairs.
@@ -300,6 +375,46 @@ impl GatewayConfig {
                 name: "audit_role",
                 reason: "must be a plain identifier".into(),
             })
+        }
+    }
+}
+
+/// Token buckets per signed-in user (keyed by the bearer token's subject), one per kind of
+/// request; each holds as many tokens as its per-minute rate and refills continuously. Beyond
+/// them the answer is 429 with `Retry-After` and an OperationOutcome. 0 switches a kind off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct UserLimits {
+    /// Reads (read, vread, history) one signed-in user may make per minute.
+    #[arg(
+        long = "user-reads-per-minute",
+        env = "CARECHAIN_GATEWAY_USER_READS_PER_MINUTE",
+        default_value_t = 6000
+    )]
+    pub reads_per_minute: u32,
+    /// Searches (type searches, AuditEvent and Consent searches, `$` operations read with GET)
+    /// one signed-in user may make per minute.
+    #[arg(
+        long = "user-searches-per-minute",
+        env = "CARECHAIN_GATEWAY_USER_SEARCHES_PER_MINUTE",
+        default_value_t = 1200
+    )]
+    pub searches_per_minute: u32,
+    /// Writes (create, update, delete, transaction and batch Bundles, `$erase`, reviews) one
+    /// signed-in user may make per minute.
+    #[arg(
+        long = "user-writes-per-minute",
+        env = "CARECHAIN_GATEWAY_USER_WRITES_PER_MINUTE",
+        default_value_t = 1200
+    )]
+    pub writes_per_minute: u32,
+}
+
+impl Default for UserLimits {
+    fn default() -> Self {
+        Self {
+            reads_per_minute: 6000,
+            searches_per_minute: 1200,
+            writes_per_minute: 1200,
         }
     }
 }

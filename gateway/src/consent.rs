@@ -121,6 +121,9 @@ pub struct ConsentService {
     health: RwLock<Option<Health>>,
 }
 
+/// `decide`'s `until` when time alone changes nothing (`type(uint40).max`).
+const FOREVER: u64 = (1 << 40) - 1;
+
 const CHAIN_DOWN: &str =
     "consent decisions are unavailable: the chain is unreachable (fail closed)";
 
@@ -259,7 +262,7 @@ impl ConsentService {
             .head
             .max(cursor)
             .max(self.notified_block.load(Ordering::Acquire));
-        let (allowed, basis) = self
+        let (allowed, basis, until) = self
             .chain
             .decide(
                 key.patient,
@@ -274,32 +277,22 @@ impl ConsentService {
                 tracing::warn!(%err, "consent decision failed");
                 AppError::Unavailable(CHAIN_DOWN)
             })?;
-        // Break-glass serves emergency treatment only, whatever the contract answered; and an
-        // answer is trusted only when its basis agrees with its verdict.
-        let mut allowed = allowed
-            && basis.is_allowed()
-            && (basis != Basis::BreakGlass || key.purpose == Purpose::EmergencyTreat);
+        // The contract is the one source of the rules (which consent slot each basis reads,
+        // break-glass for ETREAT only); an answer is trusted only when its basis agrees with
+        // its verdict.
+        let mut allowed = allowed && basis.is_allowed();
         let mut basis = basis;
         // A grant ends at its validUntil by the wall clock too: the pinned block may be older
         // than the end (no block since), and a cached answer must not outlive it.
         let mut cache_for = self.settings.cache_ttl;
-        if allowed {
-            let until = self
-                .chain
-                .allowed_until(key.patient, key.requester, basis, block)
-                .await
-                .map_err(|err| {
-                    tracing::warn!(%err, "consent validity lookup failed");
-                    AppError::Unavailable(CHAIN_DOWN)
-                })?;
-            if let Some(until) = until {
-                let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-                if until <= now {
-                    allowed = false;
-                    basis = Basis::ConsentExpired;
-                } else {
-                    cache_for = cache_for.min(Duration::from_secs(until - now));
-                }
+        // `decide` answers until when the allowance holds: the earliest end of what allows it.
+        if allowed && until != FOREVER {
+            let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+            if until <= now {
+                allowed = false;
+                basis = Basis::ConsentExpired;
+            } else {
+                cache_for = cache_for.min(Duration::from_secs(until - now));
             }
         }
         let decision = Decision {

@@ -7,8 +7,9 @@
 //!
 //! Layout (one concern per module; the HTTP layer depends on the others, never the reverse):
 //! - [`server`]: start-up and serving of one gateway; [`state`]: the state handlers share;
+//!   [`tls`]: HTTPS (the TLS listener, the certificate reloaded on SIGHUP);
 //! - [`config`], [`error`]: flags and environment; the error type and its `OperationOutcome`;
-//! - [`auth`], [`signing`]: EIP-4361 sign-in, bearer tokens, per-client limits;
+//! - [`auth`], [`signing`]: EIP-4361 sign-in, bearer tokens, per-client and per-user limits;
 //! - [`chain`]: contract calls (decide, membership, ERC-1271, record anchors);
 //! - [`consent`]: the consent decision: asked on chain, cached, invalidated by the indexer;
 //! - [`records`]: the record service: read, write, search and Bundles over the encrypted
@@ -39,6 +40,7 @@ pub mod relay;
 pub mod server;
 pub mod signing;
 pub mod state;
+pub mod tls;
 
 pub use config::GatewayConfig;
 pub use server::{Gateway, GatewayError, shutdown_signal};

@@ -29,8 +29,15 @@ async fn main() -> eyre::Result<()> {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     let gateway = Gateway::start(cli.config).await?;
+    let scheme = match gateway.certificate() {
+        Some(certificate) => {
+            tokio::spawn(carechain_gateway::tls::reload_on_sighup(certificate));
+            "https"
+        }
+        None => "http",
+    };
     if let Some(addr) = gateway.local_addr() {
-        tracing::info!(%addr, "carechain gateway listening");
+        tracing::info!(%addr, scheme, "carechain gateway listening");
     }
     gateway.serve(shutdown_signal()).await?;
     tracing::info!("carechain gateway stopped");

@@ -19,10 +19,13 @@ use crate::{
     relay,
     signing::TokenSigner,
     state::AppStateParts,
+    tls::{GatewayTls, TlsListener},
 };
+use axum::serve::ListenerExt;
 use carechain_contracts::DeploymentManifest;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use std::{future::Future, net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
+use carechain_tls::ReloadingCertificate;
+use sqlx::postgres::PgPoolOptions;
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 /// Why the gateway cannot start or stopped.
@@ -37,6 +40,9 @@ pub enum GatewayError {
     /// The key-encryption key cannot be loaded.
     #[error(transparent)]
     Kek(#[from] crypto::CryptoError),
+    /// The TLS certificate, its key, or a trust or PostgreSQL TLS setting is unusable.
+    #[error(transparent)]
+    Tls(#[from] carechain_tls::TlsError),
     /// The database is unreachable or refused the migrations.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -65,6 +71,7 @@ pub enum GatewayError {
 pub struct Gateway {
     state: AppState,
     listener: tokio::net::TcpListener,
+    tls: Option<GatewayTls>,
     background: CancellationToken,
     audit_writer: tokio::task::JoinHandle<()>,
 }
@@ -87,7 +94,13 @@ impl Gateway {
             .database_url
             .clone()
             .ok_or(ConfigError::Missing("database_url"))?;
-        let connect = PgConnectOptions::from_str(&database_url)?;
+        let connect = config.db_tls.connect_options(&database_url)?;
+        let rpc = config.rpc_endpoint()?;
+        rpc.trust().check()?;
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(GatewayTls::load(cert, key)?),
+            _ => None,
+        };
         // sqlx pings every pooled connection before handing it out: one extra round trip per
         // query on the read path. A connection that has been busy within the last second is
         // taken as alive; one idle for longer is pinged first (a failed ping discards it).
@@ -121,7 +134,7 @@ impl Gateway {
             migrator.run(&pool).await?;
         }
         let chain = Arc::new(ChainClient::new(
-            &config.rpc_url,
+            &rpc,
             manifest.contracts,
             manifest.chain_id,
             &config.parsed_service_keys()?,
@@ -139,10 +152,11 @@ impl Gateway {
                 addr: config.listen,
                 source,
             })?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = config
             .base_url
             .clone()
-            .unwrap_or_else(|| format!("http://{bound}"))
+            .unwrap_or_else(|| format!("{scheme}://{bound}"))
             .trim_end_matches('/')
             .to_owned();
         let auth = AuthSettings::for_base_url(
@@ -165,7 +179,7 @@ impl Gateway {
             .as_deref()
             .map(|key| {
                 relay::Relay::new(
-                    &config.rpc_url,
+                    &rpc,
                     key,
                     manifest.contracts.consent_registry,
                     manifest.chain_id,
@@ -181,6 +195,7 @@ impl Gateway {
             })?;
         let compliance = compliance::start(
             &config,
+            &rpc,
             &pool,
             manifest.contracts.audit_anchor,
             manifest.chain_id,
@@ -216,6 +231,7 @@ impl Gateway {
             tokens: TokenSigner::new(&secret, "bearer-token"),
             nonces: auth::PeerLimiter::new(config.nonces_per_minute),
             relay_clients: auth::PeerLimiter::new(config.relay_per_client_per_minute),
+            users: auth::UserLimiter::new(&config.user_limits),
             compliance: Some(compliance),
             auth,
             relay,
@@ -224,9 +240,16 @@ impl Gateway {
         Ok(Self {
             state,
             listener,
+            tls,
             background,
             audit_writer,
         })
+    }
+
+    /// The served TLS certificate, when the gateway serves HTTPS: its
+    /// [`ReloadingCertificate::reload`] is what SIGHUP calls (see [`crate::tls::reload_on_sighup`]).
+    pub fn certificate(&self) -> Option<Arc<ReloadingCertificate>> {
+        self.tls.as_ref().map(|tls| Arc::clone(tls.certificate()))
     }
 
     /// The address the gateway listens on.
@@ -248,17 +271,26 @@ impl Gateway {
         let Self {
             state,
             listener,
+            tls,
             background,
             audit_writer,
         } = self;
         let router = http::router(state);
         // The peer address reaches handlers (the nonce rate limit is per client address).
-        let served = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        let served = match tls {
+            // axum provides the peer address of any listener wrapped by `tap_io`.
+            Some(tls) => {
+                axum::serve(TlsListener::new(listener, &tls).tap_io(|_| {}), app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }
+        };
         background.cancel();
         // No request is in flight any more: the writer drains its queue and stops.
         if let Err(err) = audit_writer.await {

@@ -39,6 +39,8 @@ pub struct AppStateParts {
     pub nonces: auth::PeerLimiter,
     /// The per-client limit on gas-free consent submissions.
     pub relay_clients: auth::PeerLimiter,
+    /// The per-user limits on reads, searches and writes.
+    pub users: auth::UserLimiter,
     /// The compliance services.
     pub compliance: Option<compliance::Compliance>,
 }
@@ -65,6 +67,10 @@ impl AppState {
     /// The per-client limit on gas-free consent submissions.
     pub fn relay_limiter(&self) -> &auth::PeerLimiter {
         &self.inner.relay_clients
+    }
+    /// The per-user limits on reads, searches and writes.
+    pub fn user_limiter(&self) -> &auth::UserLimiter {
+        &self.inner.users
     }
     /// The database pool.
     pub fn pool(&self) -> &PgPool {

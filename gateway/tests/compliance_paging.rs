@@ -16,6 +16,9 @@ use compliance_support::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
+/// A written audit row: sequence, recorded time, patient.
+type Written = (u64, DateTime<Utc>, String);
+
 fn entries(bundle: &Value) -> Vec<Value> {
     bundle["entry"]
         .as_array()
@@ -41,7 +44,10 @@ async fn pages(gw: &TestGateway, token: &str, first: &str) -> (Vec<Vec<Value>>, 
     while let Some(next) = next_path(gw, &page) {
         let (status, body) = get(gw, token, &next).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["total"], first_page["total"], "the total is the first page's");
+        assert_eq!(
+            body["total"], first_page["total"],
+            "the total is the first page's"
+        );
         out.push(entries(&body));
         page = body;
     }
@@ -72,7 +78,7 @@ async fn consent_history_and_break_glass_queue_are_paged() {
 
     // Five grants to five grantees and one revocation; three break-glass sessions.
     let consents = chain.consents_as(&patient);
-    let grantees: Vec<Address> = (1u8..=5).map(|i| Address::repeat_byte(i)).collect();
+    let grantees: Vec<Address> = (1u8..=5).map(Address::repeat_byte).collect();
     for (i, grantee) in grantees.iter().enumerate() {
         mined(
             consents
@@ -108,7 +114,12 @@ async fn consent_history_and_break_glass_queue_are_paged() {
     gw.wait_indexed(chain.head().await).await;
 
     // The consent history in pages of two, newest first: the same five as one page of 100.
-    let (all, first) = pages(&gw, &patient_t, &format!("/Consent?patient={pa}&_count=100")).await;
+    let (all, first) = pages(
+        &gw,
+        &patient_t,
+        &format!("/Consent?patient={pa}&_count=100"),
+    )
+    .await;
     assert_eq!(all.len(), 1);
     assert_eq!(first["total"], 5);
     let whole = ids(&all[0]);
@@ -154,7 +165,12 @@ async fn consent_history_and_break_glass_queue_are_paged() {
     sorted.sort_unstable();
     assert_eq!(sessions, sorted);
     assert_eq!(sessions.iter().collect::<HashSet<_>>().len(), 3);
-    let (s, _) = get(&gw, &officer_t, "/AuditEvent/$break-glass-queue?status=open").await;
+    let (s, _) = get(
+        &gw,
+        &officer_t,
+        "/AuditEvent/$break-glass-queue?status=open",
+    )
+    .await;
     assert_eq!(s, 400);
     // A consent cursor does not page the queue.
     let (_, page) = get(&gw, &officer_t, &format!("/Consent?patient={pa}&_count=2")).await;
@@ -186,7 +202,7 @@ async fn consent_history_and_break_glass_queue_are_paged() {
 
 /// Three days of rows about two patients, written day 3 first, then day 1, then day 2, so
 /// that sequence order and time order differ.
-async fn write_days(gw: &TestGateway, a: &str, b: &str) -> Vec<(u64, DateTime<Utc>, String)> {
+async fn write_days(gw: &TestGateway, a: &str, b: &str) -> Vec<Written> {
     let day = |d: i64| Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap() + Duration::days(d);
     let mut written = Vec::new();
     for d in [2, 0, 1] {
@@ -255,8 +271,8 @@ async fn search_without_total_and_export_by_date_and_patient() {
     let a = format!("{:#x}", Address::repeat_byte(0xa1));
     let b = format!("{:#x}", Address::repeat_byte(0xb2));
     let written = write_days(&gw, &a, &b).await;
-    let of = |keep: &dyn Fn(&(u64, DateTime<Utc>, String)) -> bool| {
-        let mut rows: Vec<&(u64, DateTime<Utc>, String)> = written.iter().filter(|r| keep(r)).collect();
+    let of = |keep: &dyn Fn(&Written) -> bool| {
+        let mut rows: Vec<&Written> = written.iter().filter(|r| keep(r)).collect();
         rows.sort_by_key(|r| (r.1, r.0));
         rows.iter().map(|r| r.0).collect::<Vec<u64>>()
     };
@@ -273,7 +289,10 @@ async fn search_without_total_and_export_by_date_and_patient() {
     )
     .await;
     assert_eq!(first["total"], 18);
-    let asc: Vec<u64> = ids(&paged.concat()).iter().map(|i| i.parse().unwrap()).collect();
+    let asc: Vec<u64> = ids(&paged.concat())
+        .iter()
+        .map(|i| i.parse().unwrap())
+        .collect();
     assert_eq!(asc, about_a);
     let (paged, first) = pages(
         &gw,
@@ -282,9 +301,17 @@ async fn search_without_total_and_export_by_date_and_patient() {
     )
     .await;
     assert!(first.get("total").is_none(), "{first}");
-    let desc: Vec<u64> = ids(&paged.concat()).iter().map(|i| i.parse().unwrap()).collect();
+    let desc: Vec<u64> = ids(&paged.concat())
+        .iter()
+        .map(|i| i.parse().unwrap())
+        .collect();
     assert_eq!(desc, about_a.iter().rev().copied().collect::<Vec<_>>());
-    let (s, _) = get(&gw, &officer_t, &format!("/AuditEvent?patient={a}&_total=some")).await;
+    let (s, _) = get(
+        &gw,
+        &officer_t,
+        &format!("/AuditEvent?patient={a}&_total=some"),
+    )
+    .await;
     assert_eq!(s, 400);
     // By agent and day, and by entity.
     let (_, bundle) = get(
@@ -296,7 +323,11 @@ async fn search_without_total_and_export_by_date_and_patient() {
     assert_eq!(bundle["total"], 10, "{bundle}");
     let (_, bundle) = get(&gw, &officer_t, "/AuditEvent?entity=Observation/1-3").await;
     assert_eq!(bundle["total"], 1, "{bundle}");
-    let read: u64 = bundle["entry"][0]["resource"]["id"].as_str().unwrap().parse().unwrap();
+    let read: u64 = bundle["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let (s, event) = get(&gw, &officer_t, &format!("/AuditEvent/{read}")).await;
     assert_eq!(s, 200);
     assert_eq!(event["id"], read.to_string());
@@ -311,17 +342,32 @@ async fn search_without_total_and_export_by_date_and_patient() {
     assert_eq!(got, of(&|r| r.1 >= day2 && r.1 < day3));
     // From an instant on (to the end of the generated days: the sign-in and the requests of
     // this test are recorded today).
-    let (_, got) = export(&gw, &officer_t, "?_since=2026-01-11T01:00:00Z&_until=2026-02").await;
+    let (_, got) = export(
+        &gw,
+        &officer_t,
+        "?_since=2026-01-11T01:00:00Z&_until=2026-02",
+    )
+    .await;
     let since = day2 + Duration::hours(1);
     assert_eq!(got, of(&|r| r.1 >= since));
     // By patient, with and without dates and sequence numbers (the requests' own rows about
     // the patient, today, left out by the date).
     let (_, got) = export(&gw, &officer_t, &format!("?patient={a}&_until=2026-02")).await;
     assert_eq!(got, about_a);
-    let (_, got) = export(&gw, &officer_t, &format!("?patient=Patient/{b}&_until=2026-01-11")).await;
+    let (_, got) = export(
+        &gw,
+        &officer_t,
+        &format!("?patient=Patient/{b}&_until=2026-01-11"),
+    )
+    .await;
     assert_eq!(got, of(&|r| r.2 == b && r.1 < day2));
     let (from, to) = (written[5].0, written[24].0);
-    let (_, got) = export(&gw, &officer_t, &format!("?patient={a}&from={from}&to={to}")).await;
+    let (_, got) = export(
+        &gw,
+        &officer_t,
+        &format!("?patient={a}&from={from}&to={to}"),
+    )
+    .await;
     assert_eq!(got, of(&|r| r.2 == a && (from..=to).contains(&r.0)));
     // A sequence range alone stays in sequence order.
     let (_, got) = export(&gw, &officer_t, &format!("?from={from}&to={to}")).await;

@@ -14,7 +14,7 @@ use alloy::{
 };
 use carechain_contracts::{Action, Purpose, ResourceType};
 use client::Client;
-use common::{TestChain, TestGateway, TestIndexer, fresh_database};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 use std::cell::Cell;
 
@@ -79,7 +79,7 @@ async fn stored_versions(gw: &TestGateway) -> i64 {
 /// A gateway (anchoring for one custodian) with the indexer, ready to decide.
 async fn started(
     chain: &TestChain,
-    custodian: &common::Custodian,
+    custodian: &carechain_testkit::Custodian,
     require_if_match: bool,
 ) -> (TestGateway, TestIndexer) {
     let db = fresh_database().await;
@@ -428,6 +428,53 @@ async fn search_parameters_clients_send_and_json_only() {
         bundle["entry"].as_array().is_none_or(Vec::is_empty),
         "{bundle}"
     );
+
+    // _summary=true: the R4 summary elements (and the mandatory ones), tagged SUBSETTED;
+    // _summary=data drops the narrative; _elements keeps what is named (a choice by its base).
+    let subsetted = |resource: &Value| {
+        resource["meta"]["tag"]
+            .as_array()
+            .is_some_and(|tags| tags.iter().any(|t| t["code"] == "SUBSETTED"))
+    };
+    let (status, _, bundle) = alice
+        .get(&format!("/Observation?patient={a}&_summary=true"))
+        .await;
+    assert_eq!(status, 200, "{bundle}");
+    for entry in bundle["entry"].as_array().unwrap() {
+        let resource = &entry["resource"];
+        assert!(subsetted(resource), "{resource}");
+        assert!(resource.get("code").is_some() && resource.get("status").is_some());
+        carechain_fhir::validate(resource).unwrap();
+    }
+    let (_, _, bundle) = alice
+        .get(&format!("/Observation?patient={a}&_elements=value,subject"))
+        .await;
+    for entry in bundle["entry"].as_array().unwrap() {
+        let resource = &entry["resource"];
+        assert!(subsetted(resource), "{resource}");
+        assert!(resource.get("valueQuantity").is_some(), "{resource}");
+        assert!(resource.get("effectiveDateTime").is_none(), "{resource}");
+        assert!(
+            resource.get("status").is_some(),
+            "mandatory elements stay: {resource}"
+        );
+        carechain_fhir::validate(resource).unwrap();
+    }
+    let (status, _, outcome) = alice
+        .get(&format!("/Observation?patient={a}&_elements=mood"))
+        .await;
+    assert_eq!(
+        status, 400,
+        "an element Observation does not have: {outcome}"
+    );
+    let (status, _, _) = alice
+        .get(&format!("/Observation?patient={a}&_summary=maybe"))
+        .await;
+    assert_eq!(status, 400);
+    let (_, _, bundle) = alice
+        .get(&format!("/Observation?patient={a}&_summary=false"))
+        .await;
+    assert!(!subsetted(&bundle["entry"][0]["resource"]));
 
     // _revinclude, filtered by consent exactly like _include: the doctor may read Alice's
     // Observations and Encounters, not her Conditions.

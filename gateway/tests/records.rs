@@ -12,7 +12,7 @@ use alloy::{
 };
 use carechain_contracts::{Action, Purpose, ResourceType};
 use client::Client;
-use common::{TestChain, TestGateway, TestIndexer, fresh_database};
+use common::{ConfigureCustodian, TestChain, TestGateway, TestIndexer, fresh_database};
 use serde_json::{Value, json};
 
 fn observation(patient: &PrivateKeySigner) -> Value {

@@ -13,7 +13,10 @@ use alloy::{
     sol_types::{SolStruct, eip712_domain},
 };
 use carechain_contracts::ConsentRegistry;
-use carechain_gateway::relay::{DOMAIN_NAME, DOMAIN_VERSION, Grant, Revoke};
+use carechain_contracts::{
+    bindings::IConsentRegistry::Grant,
+    typed_data::{DOMAIN_NAME, DOMAIN_VERSION, Revoke},
+};
 use common::*;
 use serde_json::{Value, json};
 
@@ -393,21 +396,44 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
     let chain_id = chain.manifest.chain_id;
     let patient = chain.wallet().await;
     let delegate = PrivateKeySigner::random();
-    chain
-        .consents_as(&patient)
-        .setDelegate(delegate.address(), 2, U40::from(now() + 86_400))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let delegate_address = delegate.address();
+    let appoint = |kind: u8| {
+        let registry = chain.consents_as(&patient);
+        async move {
+            registry
+                .setDelegate(delegate_address, kind, U40::from(now() + 2 * 86_400))
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap();
+        }
+    };
     let grantee = Address::repeat_byte(0xb2);
     let by_delegate = Grantor {
         signer: &delegate,
         patient: patient.address(),
         grantee,
     };
+
+    // A caregiver reads but never consents: refused in words, before anything is sent.
+    appoint(2).await;
+    let (status, answer) = post(
+        &gateway,
+        &by_delegate.grant(0, now() + 600, chain_id, registry_address),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    let text = answer["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("a caregiver may read") && text.contains("cannot change their consent"),
+        "{answer}"
+    );
+    // A guardian signs for the patient.
+    appoint(1).await;
 
     let (status, answer) = post(
         &gateway,
@@ -441,6 +467,84 @@ async fn a_delegate_signs_for_the_patient_and_submissions_are_rate_limited() {
     .await;
     assert_eq!(status, 429, "{answer}");
     assert_outcome(&answer, "throttled", "too many");
+}
+
+/// The patient's own signature (the shared typed data of `carechain_contracts::typed_data`)
+/// over `message`, as the relay takes it.
+fn patient_signed(
+    patient: &PrivateKeySigner,
+    chain: &TestChain,
+    message: carechain_contracts::typed_data::ConsentMessage,
+) -> Value {
+    use alloy::signers::SignerSync;
+    let domain = carechain_contracts::typed_data::ConsentDomain {
+        chain_id: chain.manifest.chain_id,
+        verifying_contract: chain.manifest.contracts.consent_registry,
+    };
+    let signature = patient
+        .sign_hash_sync(&message.signing_hash(&domain))
+        .unwrap();
+    json!({
+        "typedData": message.to_wallet_json(&domain),
+        "signature": format!("0x{}", alloy::hex::encode(signature.as_bytes())),
+    })
+}
+
+/// A patient without ether appoints a guardian and removes them, gas-free; only the patient's
+/// own signature may change their delegates.
+#[tokio::test]
+async fn a_patient_manages_delegates_gas_free() {
+    use carechain_contracts::typed_data::{ConsentMessage, RemoveDelegate, SetDelegate};
+    let Setup {
+        chain,
+        gateway,
+        relayer: _,
+    } = setup(20, 60).await;
+    let patient = PrivateKeySigner::random();
+    let guardian = PrivateKeySigner::random();
+    let consents = chain.consents_as(&chain.wallet().await);
+    let appoint = |nonce: u64, who: &PrivateKeySigner| {
+        let message = ConsentMessage::SetDelegate(SetDelegate {
+            patient: patient.address(),
+            delegate: guardian.address(),
+            relationship: "guardian".into(),
+            validUntil: U40::from(now() + 86_400),
+            nonce: alloy::primitives::U256::from(nonce),
+            deadline: alloy::primitives::U256::from(now() + 600),
+        });
+        patient_signed(who, &chain, message)
+    };
+    let active = || async {
+        consents
+            .isActiveDelegate(patient.address(), guardian.address())
+            .call()
+            .await
+            .unwrap()
+    };
+    // A stranger's signature over the patient's delegates is refused, nothing sent.
+    let (status, answer) = post(&gateway, &appoint(0, &guardian)).await;
+    assert!(matches!(status, 403 | 422), "{status} {answer}");
+    assert!(!active().await);
+
+    let (status, answer) = post(&gateway, &appoint(0, &patient)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["kind"], "set-delegate");
+    assert!(active().await);
+
+    let remove = patient_signed(
+        &patient,
+        &chain,
+        ConsentMessage::RemoveDelegate(RemoveDelegate {
+            patient: patient.address(),
+            delegate: guardian.address(),
+            nonce: alloy::primitives::U256::from(1),
+            deadline: alloy::primitives::U256::from(now() + 600),
+        }),
+    );
+    let (status, answer) = post(&gateway, &remove).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["kind"], "remove-delegate");
+    assert!(!active().await);
 }
 
 /// The relay needs no sign-in, so every submission, valid or not, counts against its client

@@ -494,7 +494,10 @@ async fn measure(
         .filter(|t| t.rows > 0)
         .map(|t| format!("{} {}", t.table, t.rows))
         .collect();
-    eprintln!("{label}: the indexer wrote {rows} rows: {}", per_table.join(", "));
+    eprintln!(
+        "{label}: the indexer wrote {rows} rows: {}",
+        per_table.join(", ")
+    );
 
     let getlogs_rate = log_count as f64 / getlogs_secs;
     let events_rate = indexed as f64 / indexer_secs;
@@ -718,7 +721,11 @@ async fn follow(
         tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 if let Ok(head) = provider.get_block_number().await {
-                    appeared.lock().await.entry(head).or_insert_with(Instant::now);
+                    appeared
+                        .lock()
+                        .await
+                        .entry(head)
+                        .or_insert_with(Instant::now);
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -726,7 +733,11 @@ async fn follow(
     };
     // The load: a transaction of `per_tx` grants every second, sent without waiting.
     let generating = {
-        let (gov, stop, consents) = (gov.clone(), stop.clone(), manifest.contracts.consent_registry);
+        let (gov, stop, consents) = (
+            gov.clone(),
+            stop.clone(),
+            manifest.contracts.consent_registry,
+        );
         tokio::spawn(async move {
             let load = IndexerLoad::new(helper, gov);
             let mut start = 0u64;

@@ -1,5 +1,6 @@
 //! Command-line and environment configuration.
 
+use carechain_tls::{PgTls, RedactedUrl, RpcEndpoint};
 use clap::{Parser, ValueEnum};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -29,9 +30,20 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "carechain-indexer", version, about, long_about)]
 pub struct Config {
-    /// JSON-RPC endpoint (HTTP) of the chain.
-    #[arg(long, env = "CARECHAIN_RPC_URL", value_name = "URL")]
-    pub rpc_url: reqwest_url::Url,
+    /// JSON-RPC endpoint of the chain, `http://` or `https://`. It may carry credentials
+    /// (`user:password@`, an API key in the path or the query): they are never printed.
+    #[arg(
+        long,
+        env = "CARECHAIN_RPC_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub rpc_url: RedactedUrl,
+
+    /// CA certificate(s) (PEM) the RPC endpoint's HTTPS certificate must chain to, instead of
+    /// the system's root certificates.
+    #[arg(long, env = "CARECHAIN_RPC_CA_FILE", value_name = "PEM")]
+    pub rpc_ca_file: Option<PathBuf>,
 
     /// Deployment manifest written by the deploy script (chain id, deployment block, addresses).
     #[arg(long, env = "CARECHAIN_MANIFEST", value_name = "PATH")]
@@ -40,6 +52,10 @@ pub struct Config {
     /// PostgreSQL connection URL; the migrations in `migrations/` are applied at start.
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
     pub database_url: String,
+
+    /// PostgreSQL TLS.
+    #[command(flatten)]
+    pub db_tls: PgTls,
 
     /// Blocks below the head a block must be before it is indexed [default: 0 on chain id
     /// 31337, else 12].
@@ -139,6 +155,11 @@ impl Config {
     /// The polling interval.
     pub fn poll_interval(&self) -> Duration {
         Duration::from_millis(self.poll_interval_ms.max(10))
+    }
+
+    /// The chain's JSON-RPC endpoint with its trust.
+    pub fn rpc_endpoint(&self) -> RpcEndpoint {
+        RpcEndpoint::new(self.rpc_url.clone(), self.rpc_ca_file.as_deref())
     }
 
     /// The database URL with any password replaced, for messages.

@@ -267,7 +267,7 @@ pub(crate) const DEFERRED_EVENT_INDEXES: &[(&str, &str, &str)] = &[
         "ev_record_anchored_hash",
         "CREATE INDEX IF NOT EXISTS ev_record_anchored_hash ON ev_record_anchored (chain_id, version_hash)",
     ),
-    // The gateway's AuditEvent search by agent (migrations/0520_audit_search_at_scale.sql).
+    // The gateway's AuditEvent search by agent (migrations/0530_audit_search_at_scale.sql).
     (
         "ev_consent_granted",
         "ev_consent_granted_actor",

@@ -10,6 +10,9 @@ pub enum IndexerError {
     /// The deployment manifest is missing or invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// A TLS setting (the RPC's CA file, PostgreSQL's sslmode or root certificate) is unusable.
+    #[error(transparent)]
+    Tls(#[from] carechain_tls::TlsError),
     /// The manifest names another chain than the RPC endpoint serves.
     #[error(
         "the deployment manifest {manifest_path} is for chain id {manifest_chain_id}, but the RPC \
@@ -21,7 +24,7 @@ pub enum IndexerError {
         manifest_path: PathBuf,
         /// Its chain id.
         manifest_chain_id: u64,
-        /// The RPC URL.
+        /// The RPC URL, redacted.
         rpc_url: String,
         /// The chain id the endpoint reports.
         rpc_chain_id: u64,
@@ -120,6 +123,7 @@ impl IndexerError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Manifest(_) => "manifest",
+            Self::Tls(_) => "tls",
             Self::ChainIdMismatch { .. } => "chain-id-mismatch",
             Self::DatabaseConnect { .. } => "database-connect",
             Self::Migrate(_) => "migrate",

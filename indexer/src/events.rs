@@ -343,6 +343,11 @@ event_tables! {
     DelegateSetRows.delegate_set => "ev_delegate_set" {
         patient: Vec<u8> = "bytea", delegate: Vec<u8> = "bytea", kind: i16 = "int2", valid_until: i64 = "int8",
     }
+    /// `ConsentRegistry.ProxyScopeSet`.
+    ProxyScopeSetRows.proxy_scope_set => "ev_proxy_scope_set" {
+        patient: Vec<u8> = "bytea", delegate: Vec<u8> = "bytea", resource_types: i64 = "int8",
+        actions: i16 = "int2", purposes: i32 = "int4",
+    }
     /// `ConsentRegistry.DelegateRemoved`.
     DelegateRemovedRows.delegate_removed => "ev_delegate_removed" {
         patient: Vec<u8> = "bytea", delegate: Vec<u8> = "bytea",
@@ -427,6 +432,7 @@ pub fn event_signatures() -> Vec<B256> {
         ConsentRegistry::ConsentRevoked::SIGNATURE_HASH,
         ConsentRegistry::NoncesInvalidated::SIGNATURE_HASH,
         ConsentRegistry::DelegateSet::SIGNATURE_HASH,
+        ConsentRegistry::ProxyScopeSet::SIGNATURE_HASH,
         ConsentRegistry::DelegateRemoved::SIGNATURE_HASH,
         ConsentRegistry::BreakGlassOpened::SIGNATURE_HASH,
         ConsentRegistry::BreakGlassClosed::SIGNATURE_HASH,
@@ -628,6 +634,17 @@ impl EventBatch {
                     addr(e.delegate),
                     i16::from(e.kind),
                     checked_i64("validUntil", e.validUntil.to())?,
+                );
+                subjects.patients.insert(e.patient);
+            } else if topic0 == C::ProxyScopeSet::SIGNATURE_HASH {
+                let e = decode!(C::ProxyScopeSet);
+                rows.proxy_scope_set.push(
+                    &meta,
+                    addr(e.patient),
+                    addr(e.delegate),
+                    bits64(e.resourceTypes),
+                    i16::from(e.actions),
+                    i32::from(e.purposes),
                 );
                 subjects.patients.insert(e.patient);
             } else if topic0 == C::DelegateRemoved::SIGNATURE_HASH {

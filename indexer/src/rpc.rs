@@ -6,12 +6,10 @@ use alloy::{
     eips::BlockNumberOrTag,
     primitives::{Address, B256, U64},
     providers::{Provider, RootProvider},
-    rpc::{
-        client::ClientBuilder,
-        types::{Filter, Log},
-    },
-    transports::{TransportError, http::reqwest},
+    rpc::types::{Filter, Log},
+    transports::TransportError,
 };
+use carechain_tls::{RpcEndpoint, TlsError};
 use serde::Deserialize;
 use std::{collections::VecDeque, future::Future, sync::Arc, time::Duration};
 
@@ -45,23 +43,19 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// An endpoint at `url` whose requests time out after `timeout`; log filters select
-    /// `addresses` and event signatures `topics`.
+    /// The endpoint whose requests time out after `timeout` (HTTPS checked against its
+    /// trust; errors name it by its redacted URL only); log filters select `addresses` and
+    /// event signatures `topics`.
     pub fn new(
-        url: reqwest::Url,
+        endpoint: &RpcEndpoint,
         timeout: Duration,
         max_backoff: Duration,
         addresses: Vec<Address>,
         topics: Vec<B256>,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .build()?;
-        let rpc = ClientBuilder::default().http_with_client(client, url);
+    ) -> Result<Self, TlsError> {
         Ok(Self {
-            provider: RootProvider::new(rpc),
+            provider: RootProvider::new(endpoint.client(timeout)?),
             addresses,
             topics,
             metrics,

@@ -13,7 +13,7 @@ use sqlx::{
     AssertSqlSafe, PgConnection, PgPool, Row,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use std::{str::FromStr, time::Duration};
+use std::time::Duration;
 
 /// Above this many subjects in one commit, each channel gets one `"all":true` notification.
 const MAX_SUBJECT_NOTIFICATIONS: usize = 256;
@@ -67,7 +67,7 @@ impl Store {
     /// Connects (failing fast with a clear error when the server is unreachable) and applies
     /// the migrations.
     pub async fn connect(
-        url: &str,
+        options: PgConnectOptions,
         redacted: &str,
         max_connections: u32,
         chain_id: u64,
@@ -77,7 +77,6 @@ impl Store {
             url: redacted.to_owned(),
             source,
         };
-        let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(2))
             .acquire_timeout(Duration::from_secs(3))

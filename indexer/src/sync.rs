@@ -50,17 +50,19 @@ impl Indexer {
     pub async fn start(config: Config) -> Result<Self, IndexerError> {
         let manifest = DeploymentManifest::load(&config.manifest)?;
         let metrics = Arc::new(Metrics::default());
+        let endpoint = config.rpc_endpoint();
+        // A missing or malformed CA file is a configuration error: say so now, not in retries.
+        endpoint.trust().check()?;
         let chain = Chain::new(
-            config.rpc_url.clone(),
+            &endpoint,
             Duration::from_secs(config.rpc_timeout_s.max(1)),
             Duration::from_millis(config.max_backoff_ms.max(100)),
             manifest.addresses(),
             event_signatures(),
             metrics.clone(),
-        )
-        .map_err(|e| IndexerError::Task(format!("cannot build the HTTP client: {e}")))?;
+        )?;
         let store = Store::connect(
-            &config.database_url,
+            config.db_tls.connect_options(&config.database_url)?,
             &config.redacted_database_url(),
             config.db_connections,
             manifest.chain_id,

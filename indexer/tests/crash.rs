@@ -3,6 +3,7 @@
 
 mod common;
 
+use carechain_testkit::{Anvil, AnvilOptions, Deployment, SeededRng, TestDb};
 use common::*;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ async fn kill_cycles(
     db: &TestDb,
     cycles: usize,
     max_delay_ms: u64,
-    rng: &mut Rng,
+    rng: &mut SeededRng,
 ) -> Vec<i64> {
     let pool = db.pool().await;
     let mut last = -1i64;
@@ -60,10 +61,10 @@ fn kills_between(cursors: &[i64], low: i64, high: i64) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_backfill_loses_and_duplicates_nothing() {
-    let mut rng = Rng::from_env_or_clock();
+    let mut rng = SeededRng::from_env_or_clock();
     // finalized = head - 2: nearly everything is backfilled in ranges.
-    let anvil = Anvil::start(&["--slots-in-an-epoch", "1"]).await;
-    let deployment = deploy(&anvil);
+    let anvil = AnvilOptions::new().slots_in_an_epoch(1).start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     consent_load(
         &anvil.url,
         deployment.manifest.contracts.consent_registry,
@@ -121,9 +122,9 @@ async fn kill_9_during_backfill_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_live_following_loses_and_duplicates_nothing() {
-    let mut rng = Rng::from_env_or_clock();
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let mut rng = SeededRng::from_env_or_clock();
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let db = TestDb::create().await;
     let args = indexer_args(&anvil.url, &deployment, &db.url);
 
@@ -158,8 +159,8 @@ async fn kill_9_during_live_following_loses_and_duplicates_nothing() {
 /// and the indexes dropped for the build are all there; the next run builds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_the_derived_state_build_loses_nothing() {
-    let anvil = Anvil::start(&["--slots-in-an-epoch", "1"]).await;
-    let deployment = deploy(&anvil);
+    let anvil = AnvilOptions::new().slots_in_an_epoch(1).start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     consent_load(
         &anvil.url,
         deployment.manifest.contracts.consent_registry,

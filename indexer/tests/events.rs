@@ -9,6 +9,7 @@ use alloy::{
     providers::Provider,
 };
 use carechain_contracts::{AuditAnchor, ConsentRegistry, ProviderRegistry, RecordRegistry};
+use carechain_testkit::{Anvil, Deployment, TestDb, dev_address, free_port};
 use common::*;
 use sqlx::{Row, postgres::PgListener};
 use std::time::Duration;
@@ -19,8 +20,8 @@ fn hex(a: impl AsRef<[u8]>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let c = deployment.manifest.contracts;
     let gov = anvil.signer(0);
     let (hospital, lab, gateway, practitioner, service, rotated, patient, delegate, gateway2) = (
@@ -214,11 +215,19 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
         .await
         .expect("grant by delegate")
         .tx_hash();
-    consents_delegate
+    // Only the patient cancels their signatures.
+    consents_patient
         .invalidateNonces(patient, U256::from(5))
         .send()
         .await
         .expect("nonces")
+        .tx_hash();
+    // The Guardian becomes a Proxy for Observation reads and searches for TREAT.
+    consents_patient
+        .setProxy(delegate, until, 0b10, 0b10010, 0b1)
+        .send()
+        .await
+        .expect("proxy")
         .tx_hash();
     consents_patient
         .removeDelegate(delegate)
@@ -312,7 +321,8 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
         ("ev_consent_granted", 3),
         ("ev_consent_revoked", 1),
         ("ev_nonces_invalidated", 1),
-        ("ev_delegate_set", 1),
+        ("ev_delegate_set", 2),
+        ("ev_proxy_scope_set", 1),
         ("ev_delegate_removed", 1),
         ("ev_break_glass_opened", 2),
         ("ev_break_glass_closed", 1),
@@ -487,6 +497,17 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
         .await
         .expect("count");
     assert_eq!(consent_rows, 2, "the revoked consent is gone");
+    let proxy_row = sqlx::query(
+        "SELECT patient, delegate, resource_types, actions, purposes FROM ev_proxy_scope_set",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("proxy scope row");
+    assert_eq!(proxy_row.get::<Vec<u8>, _>("patient"), patient.to_vec());
+    assert_eq!(proxy_row.get::<Vec<u8>, _>("delegate"), delegate.to_vec());
+    assert_eq!(proxy_row.get::<i64, _>("resource_types"), 0b10);
+    assert_eq!(proxy_row.get::<i16, _>("actions"), 0b10010);
+    assert_eq!(proxy_row.get::<i32, _>("purposes"), 0b1);
     let delegate_view = consents_view
         .delegateOf(patient, delegate)
         .call()
@@ -622,8 +643,8 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_configuration_is_refused_with_a_clear_message() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let db = TestDb::create().await;
 
     // Manifest for another chain id than the RPC's.
@@ -672,8 +693,8 @@ async fn bad_configuration_is_refused_with_a_clear_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_reports_cursor_and_head() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     consent_load(
         &anvil.url,
         deployment.manifest.contracts.consent_registry,

@@ -4,15 +4,16 @@
 
 mod common;
 
+use carechain_testkit::{Anvil, Deployment, TcpProxy, TestDb, free_port, repo_root, unique_name};
 use common::*;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpc_outage_is_retried_and_nothing_is_lost() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
-    let mut proxy = Proxy::start(anvil.port).await;
+    let mut proxy = TcpProxy::start(anvil.port).await;
     let db = TestDb::create().await;
     let pool = db.pool().await;
     let rpc = format!("http://127.0.0.1:{}", proxy.port);
@@ -64,11 +65,11 @@ async fn keeps_retrying(proc: &mut IndexerProc) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connection_loss_is_retried_and_nothing_is_lost() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
     let db = TestDb::create().await;
-    let mut proxy = Proxy::start(db.server_port()).await;
+    let mut proxy = TcpProxy::start(db.server_port()).await;
     let pool = db.pool().await;
     let args = indexer_args(&anvil.url, &deployment, &db.url_via(proxy.port));
     let mut proc = IndexerProc::spawn(&args);
@@ -99,7 +100,7 @@ struct PrivateCluster {
 
 impl PrivateCluster {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("carechain_pg_restart"));
+        let dir = std::env::temp_dir().join(unique_name("carechain_pg_restart"));
         std::fs::create_dir_all(&dir).expect("create the cluster directory");
         // The server runs as the postgres user when we are root: it must reach the directory.
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -149,8 +150,8 @@ impl Drop for PrivateCluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_server_restart_is_survived_and_nothing_is_lost() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
     let cluster = PrivateCluster::new();
     let url = cluster.start();

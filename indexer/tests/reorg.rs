@@ -7,6 +7,7 @@
 mod common;
 
 use axum::{Router, body::Bytes, extract::State, response::IntoResponse, routing::post};
+use carechain_testkit::{Anvil, Deployment, TestDb};
 use common::*;
 use std::{
     sync::{
@@ -18,8 +19,8 @@ use std::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reorgs_of_depth_1_3_and_10_leave_the_canonical_chain() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
     let db = TestDb::create().await;
     let pool = db.pool().await;
@@ -59,8 +60,8 @@ async fn reorgs_of_depth_1_3_and_10_leave_the_canonical_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorg_exactly_as_deep_as_the_default_window_is_handled() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
     let db = TestDb::create().await;
     let pool = db.pool().await;
@@ -86,7 +87,10 @@ async fn a_reorg_exactly_as_deep_as_the_default_window_is_handled() {
     anvil.reorg(64).await;
     wait_synced(&proc, &pool, &anvil, Duration::from_secs(60)).await;
     assert_eq!(granted_above_fork(pool.clone()).await, 0);
-    assert_same_tables(&snapshot(&pool).await, &clean_snapshot(&anvil, &deployment).await);
+    assert_same_tables(
+        &snapshot(&pool).await,
+        &clean_snapshot(&anvil, &deployment).await,
+    );
     let log = proc.log_text();
     assert!(log.contains("depth=64 "), "{log}");
     assert!(!log.contains("reorg deeper than the window"), "{log}");
@@ -105,8 +109,8 @@ struct VanishingHead {
 
 async fn forward(State(hook): State<Arc<VanishingHead>>, body: Bytes) -> impl IntoResponse {
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let by_hash = request["method"] == "eth_getLogs"
-        && request["params"][0]["blockHash"].is_string();
+    let by_hash =
+        request["method"] == "eth_getLogs" && request["params"][0]["blockHash"].is_string();
     if by_hash && hook.armed.load(Ordering::SeqCst) {
         let provider = alloy::providers::ProviderBuilder::new()
             .connect_http(hook.anvil_url.parse().expect("URL"));
@@ -147,8 +151,8 @@ async fn forward(State(hook): State<Arc<VanishingHead>>, body: Bytes) -> impl In
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_replaced_between_its_header_and_its_logs_is_a_reorg() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
     let hook = Arc::new(VanishingHead {
         anvil_url: anvil.url.clone(),
@@ -191,14 +195,17 @@ async fn a_block_replaced_between_its_header_and_its_logs_is_a_reorg() {
         log.contains("the block vanished before its logs were fetched"),
         "{log}"
     );
-    assert_same_tables(&snapshot(&pool).await, &clean_snapshot(&anvil, &deployment).await);
+    assert_same_tables(
+        &snapshot(&pool).await,
+        &clean_snapshot(&anvil, &deployment).await,
+    );
     proc.kill9().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reorg_deeper_than_the_window_is_refused() {
-    let anvil = Anvil::start(&[]).await;
-    let deployment = deploy(&anvil);
+    let anvil = Anvil::start().await;
+    let deployment = Deployment::deploy(&anvil.url).await;
     let registry = deployment.manifest.contracts.consent_registry;
     let db = TestDb::create().await;
     let pool = db.pool().await;

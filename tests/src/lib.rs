@@ -5,35 +5,15 @@
 //! Needs what the stack needs (it installs the rest itself); the test command builds the
 //! workspace binaries first so the stack's own `cargo build` has nothing to do.
 
+use carechain_testkit::{free_port, repo_root};
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
-    net::TcpListener,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
-
-/// The repository root.
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(".."))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
-}
-
-/// Whether something accepts connections on 127.0.0.1:`port`.
-pub fn port_open(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-}
 
 /// The ports and state directory of one private stack.
 #[derive(Debug, Clone)]
@@ -198,6 +178,22 @@ impl Stack {
     /// The gateway's base URL.
     pub fn gateway(&self) -> String {
         self.var("CARECHAIN_GATEWAY_URL")
+    }
+
+    /// The stack's CA (`CARECHAIN_CA_FILE`): its gateway's HTTPS certificate chains to it.
+    pub fn ca_file(&self) -> PathBuf {
+        PathBuf::from(self.var("CARECHAIN_CA_FILE"))
+    }
+
+    /// An HTTP client that trusts the stack's CA (and nothing else).
+    pub fn https_client(&self) -> reqwest::Client {
+        carechain_tls::http::client_builder(&carechain_tls::Trust::CaFile(self.ca_file()))
+            .and_then(|builder| {
+                builder
+                    .build()
+                    .map_err(|e| carechain_tls::TlsError::HttpClient(e.to_string()))
+            })
+            .unwrap_or_else(|e| panic!("an HTTPS client trusting the stack's CA: {e}"))
     }
 
     /// Runs the `carechain` CLI built by the stack, with the stack's settings in its

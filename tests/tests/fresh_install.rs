@@ -25,7 +25,7 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
 /// A copy of the files git tracks (as they are in the working tree), committed in a new
 /// repository: what `git clone` gives a new user.
 fn scratch_clone() -> PathBuf {
-    let root = carechain_e2e::repo_root();
+    let root = carechain_testkit::repo_root();
     let dir = std::env::temp_dir().join(format!("carechain-fresh-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {dir:?}: {e}"));

@@ -3,11 +3,12 @@
 //! so, without loading the demo data twice.
 #![allow(missing_docs)]
 
-use carechain_e2e::{Stack, StackPlace, port_open};
+use carechain_e2e::{Stack, StackPlace};
+use carechain_testkit::port_open;
 use serde_json::Value;
 
-async fn get_json(url: &str, token: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new().get(url);
+async fn get_json(web: &reqwest::Client, url: &str, token: Option<&str>) -> (u16, Value) {
+    let mut request = web.get(url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -29,9 +30,23 @@ async fn the_stack_starts_fresh_stops_on_ctrl_c_and_resumes() {
     for port in place.ports() {
         assert!(port_open(port), "port {port} should be served:\n{out}");
     }
-    let (status, capability) = get_json(&format!("{}/metadata", stack.gateway()), None).await;
+    // HTTPS with the stack's own CA: trusted through it, refused without it.
+    let metadata = format!("{}/metadata", stack.gateway());
+    assert!(metadata.starts_with("https://127.0.0.1:"), "{metadata}");
+    let (status, capability) = get_json(&stack.https_client(), &metadata, None).await;
     assert_eq!(status, 200);
     assert_eq!(capability["resourceType"], "CapabilityStatement");
+    let untrusting = reqwest::Client::new().get(&metadata).send().await;
+    assert!(
+        untrusting.is_err(),
+        "a client without the stack's CA connected"
+    );
+    assert!(out.contains("curl --cacert"), "{out}");
+    assert!(
+        stack.ca_file().starts_with(&place.dir),
+        "{:?}",
+        stack.ca_file()
+    );
     // The demo cast is on chain: Hospital A's practitioner is a member, the patients are not.
     let alice = stack.var("ALICE_ADDRESS");
     assert!(alice.starts_with("0x") && alice.len() == 42, "{alice}");
@@ -61,7 +76,12 @@ async fn the_stack_starts_fresh_stops_on_ctrl_c_and_resumes() {
     assert!(out.contains("(chain: resumed, database: resumed)"), "{out}");
     assert!(out.contains("demo data      loaded earlier"), "{out}");
     assert!(out.contains("contracts      already deployed"), "{out}");
-    let (status, _) = get_json(&format!("{}/metadata", stack.gateway()), None).await;
+    let (status, _) = get_json(
+        &stack.https_client(),
+        &format!("{}/metadata", stack.gateway()),
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     // SIGTERM (a stack started in the background ignores SIGINT) stops it the same way.
     let (exit, out) = stack.terminate();

@@ -74,13 +74,14 @@ impl<'a> Persona<'a> {
 }
 
 async fn http(
+    web: &reqwest::Client,
     method: reqwest::Method,
     url: &str,
     token: Option<&str>,
     purpose: Option<&str>,
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut request = reqwest::Client::new().request(method, url);
+    let mut request = web.request(method, url);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -98,17 +99,23 @@ async fn http(
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(url: &str, token: &str, purpose: Option<&str>) -> (u16, Value) {
-    http(reqwest::Method::GET, url, Some(token), purpose, None).await
+async fn get(web: &reqwest::Client, url: &str, token: &str, purpose: Option<&str>) -> (u16, Value) {
+    http(web, reqwest::Method::GET, url, Some(token), purpose, None).await
 }
 
 /// GET until the answer has `status`: the gateway decides at the block the indexer has
 /// reached, so a consent change applies from the first request after the indexer has seen
 /// its block (the stack's indexer polls every second).
-async fn get_once_indexed(url: &str, token: &str, purpose: Option<&str>, status: u16) -> Value {
+async fn get_once_indexed(
+    web: &reqwest::Client,
+    url: &str,
+    token: &str,
+    purpose: Option<&str>,
+    status: u16,
+) -> Value {
     let mut last = (0, Value::Null);
     for _ in 0..50 {
-        last = get(url, token, purpose).await;
+        last = get(web, url, token, purpose).await;
         if last.0 == status {
             return last.1;
         }
@@ -121,7 +128,7 @@ async fn get_once_indexed(url: &str, token: &str, purpose: Option<&str>, status:
 /// `ethers` package from package-lock.json); returns `{signature, digest, address}`.
 fn sign_with_ethers(typed_data: &Value, key: &str) -> Value {
     use std::io::Write;
-    let script = carechain_e2e::repo_root().join("crates/cli/tests/js/sign-typed-data.cjs");
+    let script = carechain_testkit::repo_root().join("crates/cli/tests/js/sign-typed-data.cjs");
     let mut child = std::process::Command::new("node")
         .arg(&script)
         .stdin(std::process::Stdio::piped())
@@ -154,6 +161,7 @@ async fn the_demo_story_through_the_cli_and_http() {
     let place = StackPlace::new("story");
     let stack = Stack::start(&place, true);
     let gateway = stack.gateway();
+    let web = stack.https_client();
     let alice_address = stack.var("ALICE_ADDRESS").to_lowercase();
     let hospital_b = stack.var("HOSPITAL_B_ADDRESS");
     let alice = Persona::new(&stack, "ALICE");
@@ -163,7 +171,7 @@ async fn the_demo_story_through_the_cli_and_http() {
 
     // Before any consent, Hospital B may not read Alice's Observations.
     dr_b.login();
-    let (status, denied) = get(&observations, &dr_b.token(), Some("TREAT")).await;
+    let (status, denied) = get(&web, &observations, &dr_b.token(), Some("TREAT")).await;
     assert_eq!(status, 403, "{denied}");
 
     // 1. Alice grants Hospital B read access to her Observations for treatment, for 30 days.
@@ -193,7 +201,7 @@ async fn the_demo_story_through_the_cli_and_http() {
     );
 
     // 2. Dr B reads them (the CLI and plain HTTP agree).
-    let bundle = get_once_indexed(&observations, &dr_b.token(), Some("TREAT"), 200).await;
+    let bundle = get_once_indexed(&web, &observations, &dr_b.token(), Some("TREAT"), 200).await;
     assert_eq!(entries(&bundle).len(), 3, "{bundle}");
     let records = ok(
         &dr_b.run(&[
@@ -209,9 +217,10 @@ async fn the_demo_story_through_the_cli_and_http() {
     let records: Value = serde_json::from_str(&records).unwrap_or(Value::Null);
     assert_eq!(entries(&records).len(), 3, "{records}");
     // Not for another purpose, and not her Conditions.
-    let (status, _) = get(&observations, &dr_b.token(), Some("HRESCH")).await;
+    let (status, _) = get(&web, &observations, &dr_b.token(), Some("HRESCH")).await;
     assert_eq!(status, 403);
     let (status, _) = get(
+        &web,
         &format!("{gateway}/Condition?patient={alice_address}"),
         &dr_b.token(),
         Some("TREAT"),
@@ -224,7 +233,7 @@ async fn the_demo_story_through_the_cli_and_http() {
         &alice.run(&["consent", "revoke", "--grantee", &hospital_b, "--yes"]),
         "consent revoke",
     );
-    let denied = get_once_indexed(&observations, &dr_b.token(), Some("TREAT"), 403).await;
+    let denied = get_once_indexed(&web, &observations, &dr_b.token(), Some("TREAT"), 403).await;
     assert_eq!(denied["resourceType"], "OperationOutcome");
     // The walkthrough's step 4 promises a 403 with an OperationOutcome: the CLI says both.
     let refused = dr_b.run(&[
@@ -264,6 +273,7 @@ async fn the_demo_story_through_the_cli_and_http() {
     // 5. Compliance sees all of it in the audit log: Dr B's allowed and denied reads.
     auditor.login();
     let (status, audit) = get(
+        &web,
         &format!("{gateway}/AuditEvent?patient={alice_address}&_count=100"),
         &auditor.token(),
         None,
@@ -329,6 +339,7 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
     let place = StackPlace::new("more");
     let stack = Stack::start(&place, true);
     let gateway = stack.gateway();
+    let web = stack.https_client();
     let hospital_b = stack.var("HOSPITAL_B_ADDRESS");
     let bob_address = stack.var("BOB_ADDRESS").to_lowercase();
     let alice_address = stack.var("ALICE_ADDRESS").to_lowercase();
@@ -371,6 +382,7 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
     );
     assert!(submitted.contains("transaction 0x"), "{submitted}");
     get_once_indexed(
+        &web,
         &format!("{gateway}/Observation?patient={bob_address}"),
         &dr_b.token(),
         Some("TREAT"),
@@ -379,6 +391,7 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
     .await;
     // The same signature again is refused before any gas is spent.
     let (status, again) = http(
+        &web,
         reqwest::Method::POST,
         &format!("{gateway}/relay/consent"),
         None,
@@ -416,6 +429,7 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
         "deterministic ECDSA: both implementations sign alike"
     );
     let (status, submitted) = http(
+        &web,
         reqwest::Method::POST,
         &format!("{gateway}/relay/consent"),
         None,
@@ -425,6 +439,7 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
     .await;
     assert_eq!(status, 200, "{submitted}");
     get_once_indexed(
+        &web,
         &format!("{gateway}/Condition?patient={bob_address}"),
         &dr_b.token(),
         Some("TREAT"),
@@ -452,6 +467,7 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
         "consent grant by a delegate",
     );
     let bundle = get_once_indexed(
+        &web,
         &format!("{gateway}/Condition?patient={alice_address}"),
         &dr_b.token(),
         Some("TREAT"),
@@ -463,7 +479,7 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
     // Break-glass: Dr B, without consent, opens an emergency session for Carol and reads for
     // ETREAT; compliance finds it in the review queue and reviews it; Carol sees it.
     let carol_obs = format!("{gateway}/Observation?patient={carol_address}");
-    let (status, _) = get(&carol_obs, &dr_b.token(), Some("ETREAT")).await;
+    let (status, _) = get(&web, &carol_obs, &dr_b.token(), Some("ETREAT")).await;
     assert_eq!(status, 403, "no break-glass session yet");
     ok(
         &dr_b.run(&[
@@ -479,14 +495,14 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
         ]),
         "break-glass open",
     );
-    get_once_indexed(&carol_obs, &dr_b.token(), Some("ETREAT"), 200).await;
-    let (status, _) = get(&carol_obs, &dr_b.token(), Some("TREAT")).await;
+    get_once_indexed(&web, &carol_obs, &dr_b.token(), Some("ETREAT"), 200).await;
+    let (status, _) = get(&web, &carol_obs, &dr_b.token(), Some("TREAT")).await;
     assert_eq!(status, 403, "break-glass counts only for ETREAT");
 
     auditor.login();
     let token = auditor.token();
     let queue_url = format!("{gateway}/AuditEvent/$break-glass-queue");
-    let (status, queue) = get(&queue_url, &token, None).await;
+    let (status, queue) = get(&web, &queue_url, &token, None).await;
     assert_eq!(status, 200, "{queue}");
     let session = entries(&queue)
         .into_iter()
@@ -500,9 +516,10 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
         .unwrap_or_else(|| panic!("a session number: {session}"))
         .to_owned();
     // Dr B is no compliance member: the queue is not theirs to see.
-    let (status, _) = get(&queue_url, &dr_b.token(), None).await;
+    let (status, _) = get(&web, &queue_url, &dr_b.token(), None).await;
     assert_eq!(status, 403);
     let (status, reviewed) = http(
+        &web,
         reqwest::Method::POST,
         &format!("{gateway}/AuditEvent/$break-glass-review"),
         Some(&token),
@@ -517,7 +534,7 @@ async fn gas_free_consent_a_delegate_and_break_glass_with_review() {
     )
     .await;
     assert!((200..300).contains(&status), "{status} {reviewed}");
-    let (status, queue) = get(&queue_url, &token, None).await;
+    let (status, queue) = get(&web, &queue_url, &token, None).await;
     assert_eq!(status, 200);
     assert!(
         !queue.to_string().to_lowercase().contains(&carol_address),

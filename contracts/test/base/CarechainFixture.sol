@@ -76,7 +76,9 @@ abstract contract CarechainFixture is Test {
     }
 
     function _readObservation(address requester) internal view returns (bool, IConsentRegistry.Basis) {
-        return consents.decide(patient, requester, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_TREAT);
+        (bool allowed, IConsentRegistry.Basis basis,) =
+            consents.decide(patient, requester, 1, FhirCodes.ACTION_READ, FhirCodes.PURPOSE_TREAT);
+        return (allowed, basis);
     }
 
     function _sign(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {

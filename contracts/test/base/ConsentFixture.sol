@@ -3,7 +3,7 @@ pragma solidity ^0.8.28;
 
 import {IConsentRegistry} from "../../interfaces/IConsentRegistry.sol";
 import {CarechainFixture} from "./CarechainFixture.sol";
-import {ConsentTypedData, GrantArgs} from "./ConsentTypedData.sol";
+import {ConsentTypedData} from "./ConsentTypedData.sol";
 
 /// @title ConsentFixture
 /// @notice Shared helpers of the ConsentRegistry suites: the test-side EIP-712 encoder bound to the
@@ -26,17 +26,18 @@ abstract contract ConsentFixture is CarechainFixture {
         return ConsentTypedData.domainSeparator(verifyingContract, chainId);
     }
 
-    function _grantDigestFor(GrantArgs memory g, uint256 nonce, address verifyingContract, uint256 chainId)
-        internal
-        pure
-        returns (bytes32)
-    {
+    function _grantDigestFor(
+        IConsentRegistry.Grant memory g,
+        uint256 nonce,
+        address verifyingContract,
+        uint256 chainId
+    ) internal pure returns (bytes32) {
         return ConsentTypedData.grantDigest(g, nonce, verifyingContract, chainId);
     }
 
-    /// @dev Digest of `g` for the fixture's registry on the current chain at the patient's current nonce.
-    function _grantDigest(GrantArgs memory g) internal view returns (bytes32) {
-        return _grantDigestFor(g, consents.nonces(g.patient), address(consents), block.chainid);
+    /// @dev Digest of `g` for the fixture's registry on the current chain at the nonce `g` names.
+    function _grantDigest(IConsentRegistry.Grant memory g) internal view returns (bytes32) {
+        return _grantDigestFor(g, g.nonce, address(consents), block.chainid);
     }
 
     function _revokeDigestFor(
@@ -50,6 +51,7 @@ abstract contract ConsentFixture is CarechainFixture {
         return ConsentTypedData.revokeDigest(patient_, grantee, nonce, deadline, verifyingContract, chainId);
     }
 
+    /// @dev Digest of a revocation at the patient's current nonce.
     function _revokeDigest(address patient_, address grantee, uint256 deadline)
         internal
         view
@@ -64,9 +66,10 @@ abstract contract ConsentFixture is CarechainFixture {
     // Building and submitting
     // ------------------------------------------------------------------------------------------
 
-    /// @dev The default signed grant: read/search Observation for TREAT to the doctor for a year.
-    function _grantArgs(address grantee) internal view returns (GrantArgs memory) {
-        return GrantArgs({
+    /// @dev The default signed grant: read/search Observation for TREAT to the doctor for a year,
+    /// at the patient's current nonce.
+    function _grantArgs(address grantee) internal view returns (IConsentRegistry.Grant memory) {
+        return IConsentRegistry.Grant({
             patient: patient,
             grantee: grantee,
             resourceTypes: OBSERVATION,
@@ -75,45 +78,22 @@ abstract contract ConsentFixture is CarechainFixture {
             validFrom: 0,
             validUntil: uint40(block.timestamp) + 365 days,
             consentHash: CONSENT_HASH,
+            nonce: consents.nonces(patient),
             deadline: block.timestamp + 1 hours
         });
     }
 
-    function _grantBySig(GrantArgs memory g, address signer, bytes memory signature) internal {
-        consents.grantBySig(
-            g.patient,
-            g.grantee,
-            g.resourceTypes,
-            g.actions,
-            g.purposes,
-            g.validFrom,
-            g.validUntil,
-            g.consentHash,
-            g.deadline,
-            signer,
-            signature
-        );
+    function _grantBySig(IConsentRegistry.Grant memory g, address signer, bytes memory signature) internal {
+        consents.grantBySig(g, signer, signature);
     }
 
     function _grantBySigOn(
         IConsentRegistry registry,
-        GrantArgs memory g,
+        IConsentRegistry.Grant memory g,
         address signer,
         bytes memory signature
     ) internal {
-        registry.grantBySig(
-            g.patient,
-            g.grantee,
-            g.resourceTypes,
-            g.actions,
-            g.purposes,
-            g.validFrom,
-            g.validUntil,
-            g.consentHash,
-            g.deadline,
-            signer,
-            signature
-        );
+        registry.grantBySig(g, signer, signature);
     }
 
     /// @dev A direct grant by `actor` for `patient_` with the given scope, valid for a year.

@@ -8,7 +8,8 @@ pragma solidity ^0.8.28;
 /// addresses, the same data), and checks nothing. `ConsentRegistry.grant` is measured against it
 /// in the same run, so its figure reads as overhead over the EVM floor whatever the gas schedule.
 contract GasFloor {
-    /// @dev The same packing as `IConsentRegistry.Consent`: one slot.
+    /// @dev The same packing as `IConsentRegistry.Consent`: one slot (ConsentRegistry adds the
+    /// granting delegation's id in spare bits, written in the same SSTORE).
     struct Packed {
         uint64 resourceTypes;
         uint8 actions;
@@ -43,7 +44,21 @@ contract GasFloor {
         uint40 validUntil,
         bytes32 consentHash
     ) external {
-        _slots[patient][grantee] = Packed(resourceTypes, actions, purposes, validFrom, validUntil);
+        Packed storage slot = _slots[patient][grantee];
+        // One SSTORE of the packed word, as `ConsentRegistry` writes it: a struct assignment would
+        // read and write the slot once per field, which no grant needs to pay.
+        assembly ("memory-safe") {
+            sstore(
+                slot.slot,
+                or(
+                    or(
+                        and(resourceTypes, 0xffffffffffffffff),
+                        or(shl(64, and(actions, 0xff)), shl(72, and(purposes, 0xffff)))
+                    ),
+                    or(shl(88, and(validFrom, 0xffffffffff)), shl(128, and(validUntil, 0xffffffffff)))
+                )
+            )
+        }
         emit Recorded(
             patient, grantee, msg.sender, resourceTypes, actions, purposes, validFrom, validUntil, consentHash
         );

@@ -5,7 +5,7 @@ import {ConsentRegistry} from "../../ConsentRegistry.sol";
 import {IConsentRegistry} from "../../interfaces/IConsentRegistry.sol";
 import {IProviderRegistry} from "../../interfaces/IProviderRegistry.sol";
 import {ProviderRegistry} from "../../ProviderRegistry.sol";
-import {ConsentTypedData, GrantArgs} from "../base/ConsentTypedData.sol";
+import {ConsentTypedData} from "../base/ConsentTypedData.sol";
 import {Test} from "../base/Test.sol";
 
 /// @title ConsentHandler
@@ -27,12 +27,26 @@ contract ConsentHandler is Test {
         uint16 purposes;
         uint40 validFrom;
         uint40 validUntil;
+        /// @dev Ghost id of the delegation it was granted under; 0 for the patient's own.
+        uint256 grantedUnder;
+    }
+
+    /// @dev Ghost copy of a delegation: kind, end and the handler's own id for it, kept by the
+    /// documented rule (a new id unless an unexpired delegation is re-set with the same kind and
+    /// scope), independently of the registry's ids.
+    struct ModelDelegation {
+        IConsentRegistry.DelegateKind kind;
+        uint40 validUntil;
+        uint256 id;
+        uint64 resourceTypes;
+        uint8 actions;
+        uint16 purposes;
     }
 
     /// @dev A signature that was accepted once, kept to be replayed.
     struct UsedSignature {
         bool isGrant;
-        GrantArgs args;
+        IConsentRegistry.Grant args;
         address signer;
         bytes signature;
     }
@@ -56,6 +70,13 @@ contract ConsentHandler is Test {
     mapping(uint64 id => uint32) public durationAtOpen;
     UsedSignature[] internal _used;
 
+    mapping(address patient => mapping(address delegate => ModelDelegation)) internal _delegations;
+    /// @notice When the ghost delegation with this id ends: 0 once removed or replaced.
+    mapping(uint256 id => uint40) public ghostDelegationEnd;
+    uint256 internal _lastGhostDelegationId;
+    /// @dev Sessions seen not open after a step: they must never be open again.
+    mapping(uint64 id => bool) internal _seenClosed;
+
     uint256 public ghostNow;
     /// @notice Steps taken so far; the invariants rotate their most expensive checks on it.
     uint256 public steps;
@@ -63,6 +84,10 @@ contract ConsentHandler is Test {
     bool public replayAccepted;
     bool public foreignChainAccepted;
     bool public otherContractAccepted;
+    bool public caregiverChangedConsent;
+    bool public selfGrantAccepted;
+    bool public proxyExceededScope;
+    bool public breakGlassReopened;
 
     /// @notice How often each kind of action succeeded, to see that a run did something.
     mapping(bytes32 action => uint256) public successes;
@@ -115,6 +140,13 @@ contract ConsentHandler is Test {
             uint256 n = consents.nonces(patients[i]);
             if (n < _lastSeenNonce[patients[i]]) nonceDecreased = true;
             _lastSeenNonce[patients[i]] = n;
+            for (uint256 o = 0; o < orgs.length; ++o) {
+                uint64 id = consents.breakGlassOf(patients[i], orgs[o]).id;
+                if (id == 0) continue;
+                bool open = consents.isBreakGlassOpen(patients[i], orgs[o]);
+                if (open && _seenClosed[id]) breakGlassReopened = true;
+                if (!open) _seenClosed[id] = true;
+            }
         }
     }
 
@@ -155,7 +187,17 @@ contract ConsentHandler is Test {
     ) external step {
         address patient = _pick(patients, patientSeed);
         address actor = actorSeed % 3 == 0 ? _pick(delegateCandidates, actorSeed / 3) : patient;
-        GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
+        IConsentRegistry.Grant memory g =
+            _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
+        // Delegates' grants are kept inside their delegation's end half of the time, so both the
+        // accepted and the refused paths are exercised.
+        if (actor != patient && periodSeed & 2 == 0) {
+            uint40 end = _delegations[patient][actor].validUntil;
+            if (end > block.timestamp && g.validUntil > end) {
+                g.validFrom = 0;
+                g.validUntil = end;
+            }
+        }
         vm.prank(actor);
         try consents.grant(
             g.patient,
@@ -167,8 +209,9 @@ contract ConsentHandler is Test {
             g.validUntil,
             g.consentHash
         ) {
-            _recordGrant(g);
-            ++successes["grant"];
+            _recordGrantBy(g, actor);
+            if (actor == patient) ++successes["grant"];
+            else ++successes["grantByDelegate"];
         } catch {}
     }
 
@@ -178,6 +221,7 @@ contract ConsentHandler is Test {
         address grantee = _pick(grantees, granteeSeed);
         vm.prank(actor);
         try consents.revoke(patient, grantee) {
+            _checkChangedBy(patient, actor, grantee);
             delete _model[patient][grantee];
             ++successes["revoke"];
         } catch {}
@@ -192,11 +236,12 @@ contract ConsentHandler is Test {
     ) external step {
         address patient = _pick(patients, patientSeed);
         address signer = signerSeed % 3 == 0 ? delegateCandidates[0] : patient;
-        GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
-        bytes memory signature =
-            _signGrant(signer, g, consents.nonces(patient), address(consents), block.chainid);
+        IConsentRegistry.Grant memory g =
+            _buildGrant(patient, _pick(grantees, granteeSeed), scopeSeed, periodSeed);
+        g.nonce = consents.nonces(patient);
+        bytes memory signature = _signGrant(signer, g, g.nonce, address(consents), block.chainid);
         if (_submitGrant(consents, g, signer, signature)) {
-            _recordGrant(g);
+            _recordGrantBy(g, signer);
             ++ghostNonce[patient];
             _used.push(UsedSignature(true, g, signer, signature));
             ++successes["grantBySig"];
@@ -206,17 +251,19 @@ contract ConsentHandler is Test {
     function revokeBySig(uint256 signerSeed, uint256 patientSeed, uint256 granteeSeed) external step {
         address patient = _pick(patients, patientSeed);
         address signer = signerSeed % 3 == 0 ? delegateCandidates[0] : patient;
-        GrantArgs memory g;
+        IConsentRegistry.Grant memory g;
         g.patient = patient;
         g.grantee = _pick(grantees, granteeSeed);
         g.deadline = block.timestamp + 1 hours;
+        g.nonce = consents.nonces(patient);
         bytes memory signature = _sign(
             signer,
             ConsentTypedData.revokeDigest(
-                patient, g.grantee, consents.nonces(patient), g.deadline, address(consents), block.chainid
+                patient, g.grantee, g.nonce, g.deadline, address(consents), block.chainid
             )
         );
         if (_submitRevoke(consents, g, signer, signature)) {
+            _checkChangedBy(patient, signer, g.grantee);
             delete _model[patient][g.grantee];
             ++ghostNonce[patient];
             _used.push(UsedSignature(false, g, signer, signature));
@@ -257,8 +304,10 @@ contract ConsentHandler is Test {
         uint256 home = block.chainid;
         if (otherChainId == home || otherChainId == 0) return;
         address patient = _pick(patients, patientSeed);
-        GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
+        IConsentRegistry.Grant memory g =
+            _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
         uint256 nonce = consents.nonces(patient);
+        g.nonce = nonce;
         bool accepted;
         if (forkAfterSigning) {
             // Signed for this chain, submitted after the chain id changed (a fork or replay elsewhere).
@@ -276,12 +325,13 @@ contract ConsentHandler is Test {
 
     function submitToTheOtherRegistry(uint256 patientSeed, uint256 granteeSeed, bool toOther) external step {
         address patient = _pick(patients, patientSeed);
-        GrantArgs memory g = _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
+        IConsentRegistry.Grant memory g =
+            _buildGrant(patient, _pick(grantees, granteeSeed), granteeSeed, patientSeed);
         // Signed for one registry at that registry's nonce, submitted to the other one.
         ConsentRegistry signedFor = toOther ? consents : otherRegistry;
         ConsentRegistry submittedTo = toOther ? otherRegistry : consents;
-        bytes memory signature =
-            _signGrant(patient, g, signedFor.nonces(patient), address(signedFor), block.chainid);
+        g.nonce = signedFor.nonces(patient);
+        bytes memory signature = _signGrant(patient, g, g.nonce, address(signedFor), block.chainid);
         if (_submitGrant(submittedTo, g, patient, signature)) otherContractAccepted = true;
         ++successes["otherContractAttempted"];
     }
@@ -296,20 +346,37 @@ contract ConsentHandler is Test {
     {
         address patient = _pick(patients, patientSeed);
         address d = _pick(delegateCandidates, delegateSeed);
+        // casting to 'uint40' is safe because the handler's clock stays far below 2**40.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        uint40 validUntil = uint40(block.timestamp + bound(duration, 1, 3 days));
+        ModelDelegation memory next;
+        next.validUntil = validUntil;
         vm.prank(patient);
-        try consents.setDelegate(
-            d,
-            IConsentRegistry.DelegateKind(1 + kindSeed % 3),
-            uint40(block.timestamp + bound(duration, 1, 3 days))
-        ) {
-            ++successes["setDelegate"];
-        } catch {}
+        if (kindSeed % 3 == 2) {
+            next.kind = IConsentRegistry.DelegateKind.Proxy;
+            next.resourceTypes = _typeChoices[(kindSeed >> 8) % 4];
+            next.actions = _actionChoices[(kindSeed >> 16) % 4];
+            next.purposes = _purposeChoices[(kindSeed >> 24) % 4];
+            try consents.setProxy(d, validUntil, next.resourceTypes, next.actions, next.purposes) {
+                _recordDelegation(patient, d, next);
+                ++successes["setProxy"];
+            } catch {}
+        } else {
+            next.kind = IConsentRegistry.DelegateKind(1 + kindSeed % 2);
+            try consents.setDelegate(d, next.kind, validUntil) {
+                _recordDelegation(patient, d, next);
+                ++successes["setDelegate"];
+            } catch {}
+        }
     }
 
     function removeDelegate(uint256 patientSeed, uint256 delegateSeed) external step {
         address patient = _pick(patients, patientSeed);
+        address d = _pick(delegateCandidates, delegateSeed);
         vm.prank(patient);
-        try consents.removeDelegate(_pick(delegateCandidates, delegateSeed)) {
+        try consents.removeDelegate(d) {
+            delete ghostDelegationEnd[_delegations[patient][d].id];
+            delete _delegations[patient][d];
             ++successes["removeDelegate"];
         } catch {}
     }
@@ -391,7 +458,7 @@ contract ConsentHandler is Test {
     function _buildGrant(address patient, address grantee, uint256 scopeSeed, uint256 periodSeed)
         internal
         view
-        returns (GrantArgs memory g)
+        returns (IConsentRegistry.Grant memory g)
     {
         g.patient = patient;
         g.grantee = grantee;
@@ -411,9 +478,54 @@ contract ConsentHandler is Test {
         g.deadline = block.timestamp + 1 hours;
     }
 
-    function _recordGrant(GrantArgs memory g) internal {
+    /// @dev Records an accepted grant, and flags what must never have been accepted: a change by
+    /// a Caregiver, a grant by a delegate to itself, its organisation or a key of it, a Proxy's
+    /// grant beyond its scope.
+    function _recordGrantBy(IConsentRegistry.Grant memory g, address actor) internal {
+        uint256 under;
+        if (actor != g.patient) {
+            ModelDelegation memory d = _delegations[g.patient][actor];
+            _checkChangedBy(g.patient, actor, g.grantee);
+            address org = providers.member(actor).org;
+            if (
+                g.grantee == actor
+                    || (org != address(0) && (g.grantee == org || providers.member(g.grantee).org == org))
+            ) selfGrantAccepted = true;
+            if (
+                d.kind == IConsentRegistry.DelegateKind.Proxy
+                    && (g.resourceTypes & ~d.resourceTypes != 0
+                        || g.actions & ~d.actions != 0
+                        || g.purposes & ~d.purposes != 0)
+            ) proxyExceededScope = true;
+            under = d.id;
+        }
         _model[g.patient][g.grantee] =
-            ModelConsent(true, g.resourceTypes, g.actions, g.purposes, g.validFrom, g.validUntil);
+            ModelConsent(true, g.resourceTypes, g.actions, g.purposes, g.validFrom, g.validUntil, under);
+    }
+
+    /// @dev Flags a consent change by an actor that the ghost model says may not change consent.
+    function _checkChangedBy(address patient, address actor, address) internal {
+        if (actor == patient) return;
+        ModelDelegation memory d = _delegations[patient][actor];
+        if (d.kind == IConsentRegistry.DelegateKind.Caregiver || d.kind == IConsentRegistry.DelegateKind.None)
+        {
+            caregiverChangedConsent = true;
+        }
+    }
+
+    function _recordDelegation(address patient, address d, ModelDelegation memory next) internal {
+        ModelDelegation storage prev = _delegations[patient][d];
+        bool same = prev.kind == next.kind && prev.validUntil > block.timestamp
+            && prev.resourceTypes == next.resourceTypes && prev.actions == next.actions
+            && prev.purposes == next.purposes;
+        if (same) {
+            next.id = prev.id;
+        } else {
+            delete ghostDelegationEnd[prev.id];
+            next.id = ++_lastGhostDelegationId;
+        }
+        _delegations[patient][d] = next;
+        ghostDelegationEnd[next.id] = next.validUntil;
     }
 
     function _sign(address signer, bytes32 digest) internal view returns (bytes memory) {
@@ -421,11 +533,13 @@ contract ConsentHandler is Test {
         return abi.encodePacked(r, s, v);
     }
 
-    function _signGrant(address signer, GrantArgs memory g, uint256 nonce, address registry, uint256 chainId)
-        internal
-        view
-        returns (bytes memory)
-    {
+    function _signGrant(
+        address signer,
+        IConsentRegistry.Grant memory g,
+        uint256 nonce,
+        address registry,
+        uint256 chainId
+    ) internal view returns (bytes memory) {
         (uint8 v, bytes32 r, bytes32 s) =
             vm.sign(_pkOf[signer], ConsentTypedData.grantDigest(g, nonce, registry, chainId));
         return abi.encodePacked(r, s, v);
@@ -433,23 +547,11 @@ contract ConsentHandler is Test {
 
     function _submitGrant(
         ConsentRegistry registry,
-        GrantArgs memory g,
+        IConsentRegistry.Grant memory g,
         address signer,
         bytes memory signature
     ) internal returns (bool) {
-        try registry.grantBySig(
-            g.patient,
-            g.grantee,
-            g.resourceTypes,
-            g.actions,
-            g.purposes,
-            g.validFrom,
-            g.validUntil,
-            g.consentHash,
-            g.deadline,
-            signer,
-            signature
-        ) {
+        try registry.grantBySig(g, signer, signature) {
             return true;
         } catch {
             return false;
@@ -458,11 +560,11 @@ contract ConsentHandler is Test {
 
     function _submitRevoke(
         ConsentRegistry registry,
-        GrantArgs memory g,
+        IConsentRegistry.Grant memory g,
         address signer,
         bytes memory signature
     ) internal returns (bool) {
-        try registry.revokeBySig(g.patient, g.grantee, g.deadline, signer, signature) {
+        try registry.revokeBySig(g.patient, g.grantee, g.nonce, g.deadline, signer, signature) {
             return true;
         } catch {
             return false;

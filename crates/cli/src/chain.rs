@@ -8,20 +8,51 @@ use alloy::{
     signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{ConsentRegistry, DeploymentManifest, ProviderRegistry, Status};
+use carechain_tls::{RedactedUrl, RpcEndpoint};
 use eyre::{WrapErr, bail, eyre};
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-/// Where the chain and the contracts are.
+/// Time limit of one JSON-RPC request.
+const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the chain's JSON-RPC endpoint is and how its HTTPS certificate is checked.
 #[derive(Debug, Clone, clap::Args)]
-pub(crate) struct ChainArgs {
-    /// JSON-RPC URL of the chain.
+pub(crate) struct RpcArgs {
+    /// JSON-RPC URL of the chain (`http://` or `https://`; credentials in it are never shown).
     #[arg(
         long,
         env = "CARECHAIN_RPC_URL",
         value_name = "URL",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8545"
     )]
-    pub(crate) rpc: String,
+    pub(crate) rpc: RedactedUrl,
+    /// CA certificate(s) (PEM) the RPC endpoint's HTTPS certificate must chain to, instead of
+    /// the system's root certificates.
+    #[arg(long, env = "CARECHAIN_RPC_CA_FILE", value_name = "PEM")]
+    pub(crate) rpc_ca_file: Option<PathBuf>,
+}
+
+impl RpcArgs {
+    /// The endpoint with its trust.
+    pub(crate) fn endpoint(&self) -> RpcEndpoint {
+        RpcEndpoint::new(self.rpc.clone(), self.rpc_ca_file.as_deref())
+    }
+
+    /// A read-only provider (the CA file is read now: a bad one is reported before anything
+    /// is sent).
+    pub(crate) fn provider(&self) -> eyre::Result<RootProvider<Ethereum>> {
+        let endpoint = self.endpoint();
+        endpoint.trust().check()?;
+        Ok(RootProvider::new(endpoint.client(RPC_TIMEOUT)?))
+    }
+}
+
+/// Where the chain and the contracts are.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ChainArgs {
+    #[command(flatten)]
+    pub(crate) rpc: RpcArgs,
     /// Deployment manifest written by the deploy script (`carechain deploy`).
     #[arg(
         long,
@@ -36,7 +67,7 @@ pub(crate) struct ChainArgs {
 pub(crate) struct Chain {
     pub(crate) provider: DynProvider,
     pub(crate) manifest: DeploymentManifest,
-    rpc: String,
+    rpc: RpcArgs,
 }
 
 impl Chain {
@@ -45,21 +76,17 @@ impl Chain {
         let manifest = DeploymentManifest::load(&args.manifest).wrap_err(
             "pass --manifest (or CARECHAIN_MANIFEST) naming the file `carechain deploy` wrote",
         )?;
-        let url = args
-            .rpc
-            .parse()
-            .wrap_err_with(|| format!("invalid --rpc URL `{}`", args.rpc))?;
-        let provider = RootProvider::<Ethereum>::new_http(url).erased();
+        let provider = args.rpc.provider()?.erased();
         let chain_id = provider.get_chain_id().await.wrap_err_with(|| {
             format!(
                 "cannot reach the chain at {} (is it running? pass --rpc or CARECHAIN_RPC_URL)",
-                args.rpc
+                args.rpc.rpc
             )
         })?;
         if chain_id != manifest.chain_id {
             bail!(
                 "the chain at {} has chain id {chain_id}, but the manifest {} is for chain {}: pass the matching --manifest or --rpc",
-                args.rpc,
+                args.rpc.rpc,
                 args.manifest.display(),
                 manifest.chain_id
             );
@@ -73,13 +100,9 @@ impl Chain {
 
     /// A provider that signs and sends with `signer`.
     pub(crate) fn with_signer(&self, signer: &PrivateKeySigner) -> eyre::Result<DynProvider> {
-        let url = self
-            .rpc
-            .parse()
-            .wrap_err_with(|| format!("invalid --rpc URL `{}`", self.rpc))?;
         Ok(ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer.clone()))
-            .connect_http(url)
+            .connect_client(self.rpc.endpoint().client(RPC_TIMEOUT)?)
             .erased())
     }
 
@@ -120,52 +143,13 @@ fn status_name(value: u8) -> String {
 
 /// Turns a failed call into an error that says what happened and what to do.
 pub(crate) fn explain(error: alloy::contract::Error, what: &str) -> eyre::Report {
-    use ConsentRegistry::ConsentRegistryErrors as C;
     use ProviderRegistry::ProviderRegistryErrors as P;
-    if let Some(e) = error.as_decoded_interface_error::<C>() {
-        let text = match e {
-            C::ConsentUnauthorizedActor(e) => format!(
-                "{} is neither the patient {} nor an active delegate of theirs: sign with the patient's key, or have the patient add you with `carechain delegate add`",
-                e.actor, e.patient
-            ),
-            C::ConsentNotFound(e) => format!(
-                "patient {} has no consent stored for {}: nothing to revoke (see `carechain consent list`)",
-                e.patient, e.grantee
-            ),
-            C::ConsentInvalidGrantee(e) => format!(
-                "{} cannot be a grantee (the zero address or the patient themselves): name an organisation or member key with --grantee",
-                e.grantee
-            ),
-            C::ConsentInvalidScope(_) => {
-                "the scope is empty or outside the code tables: name at least one type, action and purpose (see `carechain codes`)".into()
-            }
-            C::ConsentInvalidPeriod(e) => format!(
-                "the validity period {}..{} is empty or already over: choose a later --for/--until",
-                e.validFrom, e.validUntil
-            ),
-            C::ConsentExpiredSignature(e) => format!(
-                "the signature's deadline {} has passed: sign again (a longer --deadline gives more time)",
-                crate::time::show(u64::try_from(e.deadline).unwrap_or(u64::MAX))
-            ),
-            C::ConsentInvalidSignature(e) => format!(
-                "the signature does not verify for {} over this chain's typed data: sign again the typed data printed by --unsigned or --sign-only, unchanged",
-                e.signer
-            ),
-            C::ConsentInvalidNonce(e) => format!(
-                "the signature's nonce is stale (patient {} is at nonce {}): sign again",
-                e.patient, e.currentNonce
-            ),
-            C::ConsentInvalidNonceIncrease(_) => "invalid nonce increase".into(),
-            C::ConsentInvalidDelegate(e) => format!(
-                "{} cannot be this delegate (zero address, yourself, no kind, or not a delegate to remove)",
-                e.delegate
-            ),
-            C::AccessControlUnauthorizedAccount(e) => format!(
-                "{} lacks the role this needs (governance): sign with the governance key",
-                e.account
-            ),
-            other => format!("the contract refused: {other:?}"),
-        };
+    // The registry's refusals read the same in the CLI and the gateway: one explanation,
+    // naming people by their keystore names where this machine has them.
+    if let Some(text) = error
+        .as_revert_data()
+        .and_then(|data| carechain_contracts::revert::explain(&data, &crate::keys::name_of))
+    {
         return eyre!("{what}: {text}");
     }
     if let Some(e) = error.as_decoded_interface_error::<P>() {

@@ -1,11 +1,11 @@
 //! `consent grant | revoke | list | submit`: consent in the patient's words, the EIP-712 typed
 //! data a browser wallet signs, and the transactions that carry it.
 //!
-//! The typed data is built as the JSON that `eth_signTypedData_v4` takes (types including
-//! `EIP712Domain`, `primaryType`, `domain` read from the contract's ERC-5267 `eip712Domain()`,
-//! `message` with integers as decimal strings); the digest signed is computed from that very
-//! JSON and checked against the contract's own `grantDigest` / `revokeDigest` before any
-//! signature is made, so what is shown, what is signed and what the chain verifies agree.
+//! The typed data is `carechain_contracts::typed_data`'s, the one definition the gateway's
+//! relay and the portal use too, written as the JSON that `eth_signTypedData_v4` takes (the
+//! domain read from the contract's ERC-5267 `eip712Domain()`); the digest signed is computed from
+//! that very JSON and checked against the contract's own `grantDigest` / `revokeDigest` before
+//! any signature is made, so what is shown, what is signed and what the chain verifies agree.
 
 use crate::{
     chain::{self, Chain},
@@ -18,7 +18,9 @@ use alloy::{
 use alloy_dyn_abi::TypedData;
 use carechain_contracts::{
     Action, ConsentRegistry, Purpose, ResourceType,
+    bindings::IConsentRegistry::Grant,
     codes::{parse_actions, parse_purposes, parse_resource_types},
+    typed_data::{ClaimedDomain, ConsentDomain, ConsentMessage, Revoke},
 };
 use eyre::{WrapErr, bail, eyre};
 use serde_json::{Value, json};
@@ -90,64 +92,42 @@ impl Scope {
     }
 }
 
-/// The EIP-712 domain as the contract reports it (ERC-5267).
-#[derive(Debug, Clone)]
-pub(crate) struct Domain {
-    pub(crate) name: String,
-    pub(crate) version: String,
-    pub(crate) chain_id: u64,
-    pub(crate) verifying_contract: Address,
-}
-
-impl Domain {
-    /// Reads `eip712Domain()` and checks it names this chain and this contract.
-    pub(crate) async fn read(chain: &Chain) -> eyre::Result<Self> {
-        let d = chain
-            .consents()
-            .eip712Domain()
-            .call()
-            .await
-            .wrap_err("cannot read the ConsentRegistry's EIP-712 domain (eip712Domain)")?;
-        let chain_id =
-            u64::try_from(d.chainId).map_err(|_| eyre!("the domain's chainId does not fit"))?;
-        if chain_id != chain.manifest.chain_id
-            || d.verifyingContract != chain.manifest.contracts.consent_registry
-        {
-            bail!(
-                "the ConsentRegistry reports an EIP-712 domain for chain {chain_id} / {} that is not this deployment: refusing to sign",
-                d.verifyingContract
-            );
-        }
-        Ok(Self {
-            name: d.name,
-            version: d.version,
-            chain_id,
-            verifying_contract: d.verifyingContract,
-        })
+/// Reads the ConsentRegistry's ERC-5267 `eip712Domain()` and checks it is this deployment's
+/// (chain, contract, and the domain name and version the typed data is defined for).
+pub(crate) async fn read_domain(chain: &Chain) -> eyre::Result<ConsentDomain> {
+    let d = chain
+        .consents()
+        .eip712Domain()
+        .call()
+        .await
+        .wrap_err("cannot read the ConsentRegistry's EIP-712 domain (eip712Domain)")?;
+    let chain_id =
+        u64::try_from(d.chainId).map_err(|_| eyre!("the domain's chainId does not fit"))?;
+    let domain = ConsentDomain {
+        chain_id,
+        verifying_contract: d.verifyingContract,
+    };
+    let claimed = ClaimedDomain {
+        name: Some(d.name),
+        version: Some(d.version),
+        chain_id: Some(U256::from(chain_id)),
+        verifying_contract: Some(d.verifyingContract),
+    };
+    if chain_id != chain.manifest.chain_id
+        || d.verifyingContract != chain.manifest.contracts.consent_registry
+        || !claimed.is(&domain)
+    {
+        bail!(
+            "the ConsentRegistry reports an EIP-712 domain for chain {chain_id} / {} that is not this deployment's: refusing to sign",
+            d.verifyingContract
+        );
     }
-
-    fn json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "version": self.version,
-            "chainId": self.chain_id,
-            "verifyingContract": chain::show(self.verifying_contract),
-        })
-    }
-}
-
-fn domain_types() -> Value {
-    json!([
-        {"name": "name", "type": "string"},
-        {"name": "version", "type": "string"},
-        {"name": "chainId", "type": "uint256"},
-        {"name": "verifyingContract", "type": "address"},
-    ])
+    Ok(domain)
 }
 
 /// The `Grant` typed data, exactly as `eth_signTypedData_v4` takes it.
 pub(crate) fn grant_typed_data(
-    domain: &Domain,
+    domain: &ConsentDomain,
     patient: Address,
     grantee: Address,
     scope: &Scope,
@@ -155,66 +135,36 @@ pub(crate) fn grant_typed_data(
     nonce: U256,
     deadline: u64,
 ) -> Value {
-    json!({
-        "types": {
-            "EIP712Domain": domain_types(),
-            "Grant": [
-                {"name": "patient", "type": "address"},
-                {"name": "grantee", "type": "address"},
-                {"name": "resourceTypes", "type": "uint64"},
-                {"name": "actions", "type": "uint8"},
-                {"name": "purposes", "type": "uint16"},
-                {"name": "validFrom", "type": "uint40"},
-                {"name": "validUntil", "type": "uint40"},
-                {"name": "consentHash", "type": "bytes32"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Grant",
-        "domain": domain.json(),
-        "message": {
-            "patient": chain::show(patient),
-            "grantee": chain::show(grantee),
-            "resourceTypes": scope.resource_types.to_string(),
-            "actions": scope.actions.to_string(),
-            "purposes": scope.purposes.to_string(),
-            "validFrom": scope.valid_from.to_string(),
-            "validUntil": scope.valid_until.to_string(),
-            "consentHash": consent_hash.to_string(),
-            "nonce": nonce.to_string(),
-            "deadline": deadline.to_string(),
-        },
+    ConsentMessage::Grant(Grant {
+        patient,
+        grantee,
+        resourceTypes: scope.resource_types,
+        actions: scope.actions,
+        purposes: scope.purposes,
+        validFrom: U40::from(scope.valid_from),
+        validUntil: U40::from(scope.valid_until),
+        consentHash: consent_hash,
+        nonce,
+        deadline: U256::from(deadline),
     })
+    .to_wallet_json(domain)
 }
 
 /// The `Revoke` typed data, exactly as `eth_signTypedData_v4` takes it.
 pub(crate) fn revoke_typed_data(
-    domain: &Domain,
+    domain: &ConsentDomain,
     patient: Address,
     grantee: Address,
     nonce: U256,
     deadline: u64,
 ) -> Value {
-    json!({
-        "types": {
-            "EIP712Domain": domain_types(),
-            "Revoke": [
-                {"name": "patient", "type": "address"},
-                {"name": "grantee", "type": "address"},
-                {"name": "nonce", "type": "uint256"},
-                {"name": "deadline", "type": "uint256"},
-            ],
-        },
-        "primaryType": "Revoke",
-        "domain": domain.json(),
-        "message": {
-            "patient": chain::show(patient),
-            "grantee": chain::show(grantee),
-            "nonce": nonce.to_string(),
-            "deadline": deadline.to_string(),
-        },
+    ConsentMessage::Revoke(Revoke {
+        patient,
+        grantee,
+        nonce,
+        deadline: U256::from(deadline),
     })
+    .to_wallet_json(domain)
 }
 
 /// The EIP-712 digest of typed data given as wallet JSON.
@@ -493,7 +443,7 @@ async fn signing_context(
     chain: &Chain,
     patient: Address,
     deadline_secs: u64,
-) -> eyre::Result<(U256, u64, Domain)> {
+) -> eyre::Result<(U256, u64, ConsentDomain)> {
     let nonce = chain
         .consents()
         .nonces(patient)
@@ -501,7 +451,7 @@ async fn signing_context(
         .await
         .wrap_err("cannot read the patient's signature nonce")?;
     let deadline = time::now().saturating_add(deadline_secs);
-    Ok((nonce, deadline, Domain::read(chain).await?))
+    Ok((nonce, deadline, read_domain(chain).await?))
 }
 
 /// The EIP-712 digest of typed data about to be printed, checked against the contract's own.
@@ -636,37 +586,6 @@ pub(crate) async fn revoke(
     signing.finish(out, signer.as_ref(), "Sign this revocation?", request.yes)
 }
 
-fn message_str<'a>(message: &'a Value, field: &str) -> eyre::Result<&'a str> {
-    message
-        .get(field)
-        .and_then(Value::as_str)
-        .ok_or_else(|| eyre!("typedData.message.{field} is missing or not a string"))
-}
-
-fn message_address(message: &Value, field: &str) -> eyre::Result<Address> {
-    message_str(message, field)?
-        .parse()
-        .map_err(|_| eyre!("typedData.message.{field} is not an address"))
-}
-
-/// An integer field, as a decimal string (what wallets are given) or a JSON number.
-fn message_uint(message: &Value, field: &str) -> eyre::Result<U256> {
-    let value = message
-        .get(field)
-        .ok_or_else(|| eyre!("typedData.message.{field} is missing"))?;
-    let text = match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => bail!("typedData.message.{field} is not an integer"),
-    };
-    text.parse::<U256>()
-        .map_err(|_| eyre!("typedData.message.{field} is not an integer"))
-}
-
-fn narrow<T: TryFrom<U256>>(value: U256, field: &str) -> eyre::Result<T> {
-    T::try_from(value).map_err(|_| eyre!("typedData.message.{field} is out of range"))
-}
-
 /// `consent submit`: sends a signed grant or revocation (`--sign-only` output, or typed data
 /// signed in any wallet plus its signature) with the submitting key paying the gas.
 pub(crate) async fn submit(
@@ -683,21 +602,14 @@ pub(crate) async fn submit(
         .ok_or_else(|| eyre!("the file has no `signature`: sign `typedData` with eth_signTypedData_v4 and add it as \"signature\""))?;
     let signature_bytes = alloy::hex::decode(signature_text.trim_start_matches("0x"))
         .map_err(|_| eyre!("`signature` is not hex"))?;
-    let domain = typed
-        .get("domain")
-        .ok_or_else(|| eyre!("typedData has no domain"))?;
-    let expected = Domain::read(chain).await?;
-    let chain_id = domain.get("chainId").and_then(|c| {
-        c.as_u64()
-            .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
-    });
-    let contract = domain
-        .get("verifyingContract")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse::<Address>().ok());
-    if chain_id != Some(expected.chain_id) || contract != Some(expected.verifying_contract) {
+    let (message, claimed) = ConsentMessage::from_wallet_json(typed)
+        .map_err(|e| eyre!("{e} (expected the JSON of `carechain consent grant --sign-only`)"))?;
+    let expected = read_domain(chain).await?;
+    if !claimed.is(&expected) {
         bail!(
-            "the typed data is for chain {chain_id:?} / contract {contract:?}, not this deployment (chain {}, ConsentRegistry {}): it cannot be submitted here",
+            "the typed data is for chain {:?} / contract {:?}, not this deployment (chain {}, ConsentRegistry {}): it cannot be submitted here",
+            claimed.chain_id,
+            claimed.verifying_contract,
             expected.chain_id,
             chain::show(expected.verifying_contract)
         );
@@ -713,17 +625,12 @@ pub(crate) async fn submit(
             .recover_address_from_prehash(&digest)
             .map_err(|e| eyre!("cannot recover the signer from `signature`: {e}"))?,
     };
-    let message = typed
-        .get("message")
-        .ok_or_else(|| eyre!("typedData has no message"))?;
-    let primary = typed
-        .get("primaryType")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let patient = message_address(message, "patient")?;
-    let grantee = message_address(message, "grantee")?;
-    let nonce = message_uint(message, "nonce")?;
-    let deadline = message_uint(message, "deadline")?;
+    let (patient, grantee, nonce, deadline) = (
+        message.patient(),
+        message.counterparty(),
+        message.nonce(),
+        message.deadline(),
+    );
     let current = chain
         .consents()
         .nonces(patient)
@@ -738,14 +645,14 @@ pub(crate) async fn submit(
     if deadline < U256::from(time::now()) {
         bail!("the signature's deadline has passed: sign again with a later deadline");
     }
-    let what = match primary {
-        "Grant" => {
+    let what = match &message {
+        ConsentMessage::Grant(g) => {
             let scope = Scope {
-                resource_types: narrow(message_uint(message, "resourceTypes")?, "resourceTypes")?,
-                actions: narrow(message_uint(message, "actions")?, "actions")?,
-                purposes: narrow(message_uint(message, "purposes")?, "purposes")?,
-                valid_from: narrow(message_uint(message, "validFrom")?, "validFrom")?,
-                valid_until: narrow(message_uint(message, "validUntil")?, "validUntil")?,
+                resource_types: g.resourceTypes,
+                actions: g.actions,
+                purposes: g.purposes,
+                valid_from: g.validFrom.to::<u64>(),
+                valid_until: g.validUntil.to::<u64>(),
             };
             format!(
                 "grant of {} / {} / {} until {}",
@@ -755,7 +662,11 @@ pub(crate) async fn submit(
                 time::show(scope.valid_until)
             )
         }
-        _ => "revocation".to_owned(),
+        ConsentMessage::Revoke(_) => "revocation".to_owned(),
+        other => bail!(
+            "a signed {} changes the patient's delegates: submit it through a gateway (`consent submit --via-gateway`)",
+            other.primary_type()
+        ),
     };
     eprintln!(
         "Submitting the {what}\n  patient {}, grantee {}, signed by {}",
@@ -767,53 +678,35 @@ pub(crate) async fn submit(
     let provider = chain.with_signer(&submitter)?;
     let registry = ConsentRegistry::new(chain.manifest.contracts.consent_registry, &provider);
     let signature = alloy::primitives::Bytes::from(signature_bytes);
-    let tx = match primary {
-        "Grant" => {
-            let hash: B256 = message_str(message, "consentHash")?
-                .parse()
-                .map_err(|_| eyre!("typedData.message.consentHash is not 32 bytes of hex"))?;
+    let tx = match message {
+        ConsentMessage::Grant(g) => {
             chain::mined(
                 registry
-                    .grantBySig(
-                        patient,
-                        grantee,
-                        narrow(message_uint(message, "resourceTypes")?, "resourceTypes")?,
-                        narrow(message_uint(message, "actions")?, "actions")?,
-                        narrow(message_uint(message, "purposes")?, "purposes")?,
-                        U40::from(narrow::<u64>(
-                            message_uint(message, "validFrom")?,
-                            "validFrom",
-                        )?),
-                        U40::from(narrow::<u64>(
-                            message_uint(message, "validUntil")?,
-                            "validUntil",
-                        )?),
-                        hash,
-                        deadline,
-                        signer_address,
-                        signature,
-                    )
+                    .grantBySig(g, signer_address, signature)
                     .send()
                     .await,
                 "submitting the signed grant",
             )
             .await?
         }
-        "Revoke" => {
+        _ => {
             chain::mined(
                 registry
-                    .revokeBySig(patient, grantee, deadline, signer_address, signature)
+                    .revokeBySig(patient, grantee, nonce, deadline, signer_address, signature)
                     .send()
                     .await,
                 "submitting the signed revocation",
             )
             .await?
         }
-        other => bail!("primaryType `{other}` is neither Grant nor Revoke"),
     };
     println!(
         "submitted {} signed by {} for patient {}: transaction {tx}",
-        primary.to_ascii_lowercase(),
+        if what == "revocation" {
+            "revocation"
+        } else {
+            "grant"
+        },
         chain::show(signer_address),
         chain::show(patient)
     );
@@ -943,10 +836,8 @@ mod tests {
     use super::*;
     use alloy::primitives::{address, keccak256};
 
-    fn domain() -> Domain {
-        Domain {
-            name: "carechain ConsentRegistry".into(),
-            version: "1".into(),
+    fn domain() -> ConsentDomain {
+        ConsentDomain {
             chain_id: 31337,
             verifying_contract: address!("e7f1725E7734CE288F8367e1Bb143E90bb3F0512"),
         }

@@ -6,10 +6,7 @@
 //! read it.
 
 use crate::keys::KeyArgs;
-use alloy::{
-    network::Ethereum,
-    providers::{Provider, RootProvider},
-};
+use alloy::providers::Provider;
 use carechain_contracts::DeploymentManifest;
 use eyre::{WrapErr, bail, eyre};
 use std::{
@@ -20,14 +17,9 @@ use std::{
 /// What `deploy` needs.
 #[derive(Debug, clap::Args)]
 pub(crate) struct DeployArgs {
-    /// JSON-RPC URL of the chain to deploy to.
-    #[arg(
-        long,
-        env = "CARECHAIN_RPC_URL",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:8545"
-    )]
-    rpc: String,
+    /// The chain to deploy to.
+    #[command(flatten)]
+    rpc: crate::chain::RpcArgs,
     /// Where to write the deployment manifest [default: deployments/<chainId>.json in the
     /// repository].
     #[arg(long, value_name = "FILE")]
@@ -114,14 +106,12 @@ pub(crate) async fn deploy(args: DeployArgs) -> eyre::Result<()> {
     });
     let max_break_glass = crate::time::parse_duration(&args.max_break_glass)?;
     let signer = args.key.signer()?;
-    let url = args
+    let chain_id = args
         .rpc
-        .parse()
-        .wrap_err_with(|| format!("invalid --rpc URL `{}`", args.rpc))?;
-    let chain_id = RootProvider::<Ethereum>::new_http(url)
+        .provider()?
         .get_chain_id()
         .await
-        .wrap_err_with(|| format!("cannot reach the chain at {} (pass --rpc)", args.rpc))?;
+        .wrap_err_with(|| format!("cannot reach the chain at {} (pass --rpc)", args.rpc.rpc))?;
 
     let private = PrivateDir::new()?;
     let mut password = [0u8; 32];
@@ -146,7 +136,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> eyre::Result<()> {
     let _ = std::fs::remove_file(&staged);
     eprintln!(
         "deploying the carechain contracts to chain {chain_id} at {} from {} with {}",
-        args.rpc,
+        args.rpc.rpc,
         signer.address(),
         forge.display()
     );
@@ -155,7 +145,10 @@ pub(crate) async fn deploy(args: DeployArgs) -> eyre::Result<()> {
         .current_dir(&repo)
         .env("DEPLOY_MANIFEST", &staged)
         .env("MAX_BREAK_GLASS_SECONDS", max_break_glass.to_string())
-        .args(["script", script, "--rpc-url", &args.rpc, "--broadcast"])
+        // forge takes the endpoint on its command line only (it has no environment
+        // variable for a script's RPC); it prints nothing of it.
+        .args(["script", script, "--broadcast", "--rpc-url"])
+        .arg(args.rpc.rpc.expose().as_str())
         .arg("--keystore")
         .arg(private.0.join("deployer"))
         .arg("--password-file")
@@ -166,6 +159,10 @@ pub(crate) async fn deploy(args: DeployArgs) -> eyre::Result<()> {
         .stdout(Stdio::from(std::io::stderr()));
     if let Some(governance) = args.governance {
         command.env("GOVERNANCE", governance.to_string());
+    }
+    if let Some(ca_file) = &args.rpc.rpc_ca_file {
+        // forge checks HTTPS against the system's roots, which SSL_CERT_FILE replaces.
+        command.env("SSL_CERT_FILE", ca_file);
     }
     let status = command.status().wrap_err_with(|| {
         format!(

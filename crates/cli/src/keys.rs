@@ -434,9 +434,52 @@ pub(crate) struct Listed {
 /// `keys list`: the keystores in the directory (addresses read from the files, no password).
 pub(crate) fn list_keys(dir: &KeystoreDirArgs, json: bool) -> Result<(), KeyError> {
     let dir = dir.dir()?;
+    let listed = keystores_in(&dir)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&listed).unwrap_or_else(|_| "[]".into())
+        );
+        return Ok(());
+    }
+    if listed.is_empty() {
+        println!(
+            "no keystores in {} (create one with `carechain keys new --name NAME`)",
+            dir.display()
+        );
+        return Ok(());
+    }
+    println!("keystores in {}:", dir.display());
+    for key in listed {
+        let address = key
+            .address
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "(address not recorded)".into());
+        println!("  {:<24} {address}", key.name);
+    }
+    Ok(())
+}
+
+/// The keystore name of `address` in the keystore directory the environment names (or the
+/// default one), to show people by name in messages.
+pub(crate) fn name_of(address: Address) -> Option<String> {
+    let dir = KeystoreDirArgs {
+        keystore_dir: std::env::var_os("CARECHAIN_KEYSTORE_DIR").map(PathBuf::from),
+    }
+    .dir()
+    .ok()?;
+    keystores_in(&dir)
+        .ok()?
+        .into_iter()
+        .find(|k| k.address == Some(address))
+        .map(|k| k.name)
+}
+
+/// The keystores in `dir`, by name (addresses read from the files, no password).
+fn keystores_in(dir: &Path) -> Result<Vec<Listed>, KeyError> {
     let mut listed = Vec::new();
     if dir.is_dir() {
-        let entries = fs::read_dir(&dir).map_err(io("cannot read keystore directory", &dir))?;
+        let entries = fs::read_dir(dir).map_err(io("cannot read keystore directory", dir))?;
         for entry in entries.flatten() {
             let path = entry.path();
             if !path.is_file() {
@@ -463,29 +506,7 @@ pub(crate) fn list_keys(dir: &KeystoreDirArgs, json: bool) -> Result<(), KeyErro
         }
     }
     listed.sort_by(|a, b| a.name.cmp(&b.name));
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&listed).unwrap_or_else(|_| "[]".into())
-        );
-        return Ok(());
-    }
-    if listed.is_empty() {
-        println!(
-            "no keystores in {} (create one with `carechain keys new --name NAME`)",
-            dir.display()
-        );
-        return Ok(());
-    }
-    println!("keystores in {}:", dir.display());
-    for key in listed {
-        let address = key
-            .address
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "(address not recorded)".into());
-        println!("  {:<24} {address}", key.name);
-    }
-    Ok(())
+    Ok(listed)
 }
 
 #[cfg(test)]

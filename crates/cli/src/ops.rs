@@ -8,7 +8,7 @@ use crate::{
 };
 use alloy::primitives::{Address, aliases::U40};
 use carechain_contracts::{
-    BreakGlassReason, ConsentRegistry, DelegateKind, MemberRole, OrgKind, ProviderRegistry,
+    BreakGlassReason, ConsentRegistry, DelegateKind, MemberRole, OrgKind, ProviderRegistry, codes,
 };
 use eyre::{WrapErr, bail};
 
@@ -116,6 +116,7 @@ pub(crate) async fn delegate_add(
     key: &KeyArgs,
     delegate: Address,
     kind: DelegateKind,
+    scope: Option<crate::consent::Scope>,
     valid_until: u64,
     yes: bool,
 ) -> eyre::Result<()> {
@@ -123,9 +124,22 @@ pub(crate) async fn delegate_add(
     if delegate == signer.address() {
         bail!("--delegate is your own address: name the guardian's, caregiver's or proxy's wallet");
     }
+    let may = match (kind, &scope) {
+        (DelegateKind::Proxy, Some(scope)) => format!(
+            "A proxy may read and search {}, grant only within that scope for the patient, and revoke only what it granted.",
+            codes::ResourceType::from_bits(scope.resource_types)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (DelegateKind::Caregiver, _) => {
+            "A caregiver may read and search all of the patient's records, but never changes their consent.".into()
+        }
+        _ => "A guardian may read and search all of the patient's records, and grant or revoke consent for them (until the delegation ends).".into(),
+    };
     eprintln!(
-        "Delegate to be set (chain {}):\n  patient    {}\n  delegate   {}\n  kind       {kind}\n  until      {}\n  \
-         A delegate may read and search all of the patient's records, and grant or revoke consent for them.",
+        "Delegate to be set (chain {}):\n  patient    {}\n  delegate   {}\n  kind       {kind}\n  until      {}\n  {may}",
         chain.manifest.chain_id,
         chain::show(signer.address()),
         chain::show(delegate),
@@ -134,14 +148,27 @@ pub(crate) async fn delegate_add(
     prompt::confirm("Add this delegate?", "add a delegate", yes)?;
     let provider = chain.with_signer(&signer)?;
     let registry = ConsentRegistry::new(chain.manifest.contracts.consent_registry, &provider);
-    let tx = chain::mined(
-        registry
-            .setDelegate(delegate, kind.into(), U40::from(valid_until))
-            .send()
-            .await,
-        "adding the delegate",
-    )
-    .await?;
+    let sent = match scope {
+        Some(scope) => {
+            registry
+                .setProxy(
+                    delegate,
+                    U40::from(valid_until),
+                    scope.resource_types,
+                    scope.actions,
+                    scope.purposes,
+                )
+                .send()
+                .await
+        }
+        None => {
+            registry
+                .setDelegate(delegate, kind.into(), U40::from(valid_until))
+                .send()
+                .await
+        }
+    };
+    let tx = chain::mined(sent, "adding the delegate").await?;
     println!("delegate set: transaction {tx}");
     Ok(())
 }

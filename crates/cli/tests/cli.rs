@@ -5,24 +5,55 @@ mod common;
 
 use alloy::signers::local::PrivateKeySigner;
 use carechain_contracts::Basis;
-use common::{Cli, TempDir, TestChain, key_hex};
+use carechain_testkit::{
+    Anvil, GOVERNANCE_KEY, TempDir, TestChain, cast_bin, forge_lock, repo_root,
+};
+use common::{Cli, CliChain, key_hex};
 use serde_json::Value;
-use std::process::{Command, Stdio};
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
+
+/// A keystore directory and a password file for it, in a temporary directory.
+struct Keystore {
+    _store: TempDir,
+    dir: PathBuf,
+    password_file: PathBuf,
+}
+
+impl Keystore {
+    fn new(tag: &str) -> Self {
+        let store = TempDir::new(tag);
+        let dir = store.path().join("keystore");
+        let password_file = store.path().join("password");
+        std::fs::write(&password_file, "correct horse\n").unwrap();
+        Self {
+            _store: store,
+            dir,
+            password_file,
+        }
+    }
+
+    /// The CLI on `chain`, with this keystore directory and its password.
+    fn cli(&self, chain: &TestChain) -> Cli {
+        chain
+            .cli()
+            .env("CARECHAIN_KEYSTORE_DIR", self.dir.to_str().unwrap())
+            .env(
+                "CARECHAIN_PASSWORD_FILE",
+                self.password_file.to_str().unwrap(),
+            )
+    }
+}
 
 #[tokio::test]
 async fn keys_round_trip_and_sign_without_showing_the_key() {
     let chain = TestChain::start().await;
     let (org, member) = chain.hospital_with_member().await;
-    let store = TempDir::new("keys");
-    let dir = store.0.join("keystore");
-    let password_file = store.0.join("password");
-    std::fs::write(&password_file, "correct horse\n").unwrap();
-    let keys = || {
-        chain
-            .cli()
-            .env("CARECHAIN_KEYSTORE_DIR", dir.to_str().unwrap())
-            .env("CARECHAIN_PASSWORD_FILE", password_file.to_str().unwrap())
-    };
+    let keystore = Keystore::new("keys");
+    let (dir, password_file) = (&keystore.dir, &keystore.password_file);
+    let keys = || keystore.cli(&chain);
 
     let created = keys().args(["keys", "new", "--name", "alice"]).ok();
     let listed = keys().args(["keys", "list", "--json"]).ok();
@@ -123,16 +154,11 @@ async fn keys_round_trip_and_sign_without_showing_the_key() {
     let unlocked = keys().args(["keys", "address", "--key", "bob"]).ok();
     assert_eq!(unlocked.trim(), imported.address().to_string());
     // cast (another Web3 Secret Storage implementation) opens the keystore too.
-    let cast = std::env::var_os("CAST_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            common::repo_root().join("node_modules/@foundry-rs/cast-linux-amd64/bin/cast")
-        });
-    let out = Command::new(cast)
+    let out = Command::new(cast_bin())
         .args(["wallet", "address", "--keystore"])
         .arg(dir.join("bob"))
         .arg("--password-file")
-        .arg(&password_file)
+        .arg(password_file)
         .stdin(Stdio::null())
         .output()
         .expect("run cast (set CAST_BIN)");
@@ -299,7 +325,7 @@ async fn consent_grant_and_revoke_change_the_decision_on_chain() {
         .ok();
     chain
         .cli()
-        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
+        .env("CARECHAIN_PRIVATE_KEY", GOVERNANCE_KEY)
         .args([
             "member",
             "suspend",
@@ -510,14 +536,15 @@ async fn typed_data_signed_by_a_javascript_wallet_is_accepted_on_chain() {
 
 #[tokio::test]
 async fn deploy_writes_a_manifest_the_other_commands_use() {
-    let (mut anvil, rpc_url) = common::bare_anvil().await;
+    let anvil = Anvil::start().await;
+    let rpc_url = anvil.url.clone();
     let dir = TempDir::new("deploy");
-    let manifest = dir.0.join("nested/manifest.json");
-    let lock = common::forge_lock();
+    let manifest = dir.path().join("nested/manifest.json");
+    let lock = forge_lock();
     let out = Cli::new()
-        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
+        .env("CARECHAIN_PRIVATE_KEY", GOVERNANCE_KEY)
         .args(["deploy", "--rpc", &rpc_url, "--max-break-glass", "2h"])
-        .arg_path("--repo", &common::repo_root())
+        .arg_path("--repo", &repo_root())
         .arg_path("--out", &manifest)
         .run();
     drop(lock);
@@ -526,7 +553,7 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     // The key never reaches forge's command line or output.
     assert!(
-        !stderr.contains(&common::GOVERNANCE_KEY[2..]),
+        !stderr.contains(&GOVERNANCE_KEY[2..]),
         "the key was printed"
     );
     let loaded =
@@ -540,7 +567,7 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
     Cli::new()
         .env("CARECHAIN_RPC_URL", &rpc_url)
         .env("CARECHAIN_MANIFEST", manifest.to_str().unwrap())
-        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
+        .env("CARECHAIN_PRIVATE_KEY", GOVERNANCE_KEY)
         .args([
             "org",
             "admit",
@@ -572,8 +599,60 @@ async fn deploy_writes_a_manifest_the_other_commands_use() {
         .ok();
     // An organisation address is never a requester itself (rule 5 of ConsentRegistry).
     assert!(answer.starts_with("DENIED (UnknownRequester)"), "{answer}");
-    let _ = anvil.kill();
-    let _ = anvil.wait();
+}
+
+#[tokio::test]
+async fn a_caregivers_consent_grant_is_refused_in_words() {
+    let chain = TestChain::start().await;
+    let (org, member) = chain.hospital_with_member().await;
+    let keystore = Keystore::new("caregiver");
+    let keys = || keystore.cli(&chain);
+    let alice = chain.wallet().await;
+    let dave = chain.wallet().await;
+    for (name, wallet) in [("alice", &alice), ("dave", &dave)] {
+        keys()
+            .args(["keys", "import", "--name", name])
+            .stdin(format!("0x{}\n", key_hex(wallet)))
+            .ok();
+    }
+    keys()
+        .args(["delegate", "add", "--key", "alice", "--kind", "caregiver"])
+        .args([
+            "--delegate",
+            &dave.address().to_string(),
+            "--for",
+            "30d",
+            "--yes",
+        ])
+        .ok();
+    assert_eq!(
+        chain.decide_read(alice.address(), dave.address()).await,
+        Basis::Delegate,
+        "the caregiver reads"
+    );
+
+    let err = keys()
+        .args(["consent", "grant", "--key", "dave", "--yes"])
+        .args(["--patient", &alice.address().to_string()])
+        .args(["--grantee", &org.to_string()])
+        .args([
+            "--types",
+            "Observation",
+            "--purpose",
+            "TREAT",
+            "--for",
+            "1d",
+        ])
+        .fails();
+    assert!(
+        err.contains("a caregiver may read alice's records but cannot change their consent"),
+        "{err}"
+    );
+    assert_eq!(
+        chain.decide_read(alice.address(), member.address()).await,
+        Basis::NoConsent,
+        "nothing was granted"
+    );
 }
 
 /// Runs the CLI on a pseudo-terminal (util-linux `script`), typing `typed`.

@@ -4,34 +4,12 @@
 
 mod common;
 
-use alloy::signers::local::PrivateKeySigner;
-use clap::Parser;
-use common::{TempDir, TestChain, key_hex};
+use carechain_testkit::{
+    BackgroundServer, TempDir, TestChain, TestIndexer, fresh_database, random_hex,
+    service_key_setting,
+};
+use common::{CliChain, key_hex};
 use serde_json::{Value, json};
-
-/// A fresh database on the server of `DATABASE_URL`.
-async fn fresh_database() -> String {
-    let server = std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL (a PostgreSQL server URL) is required; scripts/test provides one");
-    let mut random = [0u8; 4];
-    random.copy_from_slice(&PrivateKeySigner::random().to_bytes()[..4]);
-    let name = format!(
-        "clitest_{}_{}",
-        std::process::id(),
-        alloy::hex::encode(random)
-    );
-    let admin = sqlx::PgPool::connect(&server)
-        .await
-        .expect("connect DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let mut url: reqwest::Url = server.parse().expect("DATABASE_URL is a URL");
-    url.set_path(&format!("/{name}"));
-    url.to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_then_records_through_the_gateway() {
@@ -39,64 +17,28 @@ async fn login_then_records_through_the_gateway() {
     let (org, _member) = chain.hospital_with_member().await;
     // The hospital's service key anchors the records patients write (default custodian).
     let service = chain.wallet().await;
-    chain
-        .cli()
-        .env("CARECHAIN_PRIVATE_KEY", common::GOVERNANCE_KEY)
-        .args(["member", "add", "--role", "service", "--yes"])
-        .args([
-            "--org",
-            &org.to_string(),
-            "--member",
-            &service.address().to_string(),
-        ])
-        .ok();
+    chain.add_member_with_cli(org, service.address(), "service");
     let db = fresh_database().await;
 
-    let indexer_config = carechain_indexer::Config::try_parse_from([
-        "carechain-indexer",
-        "--rpc-url",
-        &chain.rpc_url,
-        "--manifest",
-        chain.manifest_path.to_str().unwrap(),
-        "--database-url",
-        &db,
-        "--poll-interval-ms",
-        "50",
-        "--no-progress",
-    ])
-    .unwrap();
-    let indexer = carechain_indexer::Indexer::start(indexer_config)
-        .await
-        .unwrap();
-    let indexer_task = tokio::spawn(async move {
-        let _ = indexer.run().await;
-    });
+    let indexer = TestIndexer::start(&chain, &db).await;
 
-    let mut kek = [0u8; 32];
-    kek.copy_from_slice(&PrivateKeySigner::random().to_bytes()[..]);
     let mut config = carechain_gateway::GatewayConfig::with_defaults(
         db.clone(),
         chain.rpc_url.clone(),
         chain.manifest_path.clone(),
-        alloy::hex::encode(kek),
+        random_hex::<32>(),
     );
-    config.service_keys = vec![format!(
-        "{org}={}",
-        alloy::hex::encode_prefixed(service.to_bytes())
-    )];
+    config.service_keys = vec![service_key_setting(org, &service)];
     config.default_custodian = Some(org);
     let gateway = carechain_gateway::Gateway::start(config)
         .await
         .expect("gateway starts");
     let base = format!("http://{}", gateway.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let served = tokio::spawn(gateway.serve(async move {
-        let _ = stopped.await;
-    }));
+    let served = BackgroundServer::spawn(|shutdown| gateway.serve(shutdown));
 
     let patient = chain.wallet().await;
     let home = TempDir::new("gateway");
-    let token_file = home.0.join("config/token.json");
+    let token_file = home.path().join("config/token.json");
     let as_patient = || {
         common::Cli::new()
             .env("CARECHAIN_PRIVATE_KEY", &format!("0x{}", key_hex(&patient)))
@@ -202,7 +144,6 @@ async fn login_then_records_through_the_gateway() {
         .fails();
     assert!(err.contains("carechain login"), "{err}");
 
-    let _ = stop.send(());
-    served.await.unwrap().unwrap();
-    indexer_task.abort();
+    served.stop().await.unwrap();
+    drop(indexer);
 }

@@ -2,7 +2,8 @@
 //!
 //! Bit `i` of an on-chain bitmap stands for entry `i` of a table. The order is part of the
 //! protocol: entries are only ever appended, never reordered, so the discriminants below are
-//! the bit indices and must never change.
+//! the bit indices and must never change. `FhirCodes.sol` is the source: a test here parses it
+//! and fails on any difference (names, order, counts and masks).
 
 use std::{fmt, str::FromStr};
 
@@ -132,8 +133,38 @@ code_table! {
         Consent = 12 => "Consent",
         /// `AuditEvent`.
         AuditEvent = 13 => "AuditEvent",
+        /// `MedicationAdministration`.
+        MedicationAdministration = 14 => "MedicationAdministration",
+        /// `CareTeam`.
+        CareTeam = 15 => "CareTeam",
+        /// `Goal`.
+        Goal = 16 => "Goal",
+        /// `ImagingStudy`.
+        ImagingStudy = 17 => "ImagingStudy",
+        /// `Device`.
+        Device = 18 => "Device",
+        /// `SupplyDelivery`.
+        SupplyDelivery = 19 => "SupplyDelivery",
+        /// `Claim`.
+        Claim = 20 => "Claim",
+        /// `ExplanationOfBenefit`.
+        ExplanationOfBenefit = 21 => "ExplanationOfBenefit",
+        /// `Coverage`.
+        Coverage = 22 => "Coverage",
+        /// `Provenance`.
+        Provenance = 23 => "Provenance",
     }
 }
+
+/// FHIR resource types without patient data and without a consent bit: the consortium's
+/// directory and product definitions, which members read without consent (`FhirCodes.sol`).
+pub const DIRECTORY_RESOURCE_TYPES: &[&str] = &[
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "Location",
+    "Medication",
+];
 
 code_table! {
     /// SMART App Launch v2 scope actions (`uint8` mask on chain).
@@ -282,25 +313,120 @@ pub fn parse_purposes(list: &str) -> Result<u16, CodeError> {
 mod tests {
     use super::*;
 
+    /// `FhirCodes.sol`, the source of the tables.
+    const FHIR_CODES_SOL: &str = include_str!("../../../contracts/libraries/FhirCodes.sol");
+
+    /// The `index name` pairs of the documented table that follows `heading` in FhirCodes.sol's
+    /// NatSpec, up to the next blank comment line or the end of the comment.
+    fn sol_table(heading: &str) -> Vec<(u8, String)> {
+        let start = FHIR_CODES_SOL
+            .find(heading)
+            .unwrap_or_else(|| panic!("FhirCodes.sol has no `{heading}` table"));
+        let mut pairs = Vec::new();
+        for line in FHIR_CODES_SOL[start..].lines().skip(1) {
+            let Some(text) = line.trim().strip_prefix("///").map(str::trim) else {
+                break;
+            };
+            if text.is_empty() {
+                break;
+            }
+            for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let (index, name) = entry
+                    .split_once(' ')
+                    .unwrap_or_else(|| panic!("unreadable table entry `{entry}`"));
+                let index = index.parse().expect("a bit index");
+                // Actions are documented as `c (create)`: the code is the first word.
+                let name = name.split_whitespace().next().expect("a name");
+                pairs.push((index, name.to_owned()));
+            }
+        }
+        pairs
+    }
+
+    /// The value of `uint.. internal constant NAME = VALUE;` in FhirCodes.sol.
+    fn sol_constant(name: &str) -> u64 {
+        let needle = format!(" {name} = ");
+        let start = FHIR_CODES_SOL
+            .find(&needle)
+            .unwrap_or_else(|| panic!("FhirCodes.sol has no constant {name}"))
+            + needle.len();
+        let value = FHIR_CODES_SOL[start..].split(';').next().expect("a value");
+        match value.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).expect("a hex constant"),
+            None => value.parse().expect("a decimal constant"),
+        }
+    }
+
+    fn codes<T: Copy + std::fmt::Display>(all: &[T], index: fn(T) -> u8) -> Vec<(u8, String)> {
+        all.iter().map(|e| (index(*e), e.to_string())).collect()
+    }
+
     #[test]
     fn tables_match_fhir_codes_sol() {
-        // RESOURCE_TYPE_COUNT, ACTION_COUNT, PURPOSE_COUNT and the ALL_* masks of FhirCodes.sol.
-        assert_eq!(ResourceType::COUNT, 14);
-        assert_eq!(Action::COUNT, 5);
-        assert_eq!(Purpose::COUNT, 10);
-        assert_eq!(ResourceType::ALL_BITS, 0x3fff);
-        assert_eq!(Action::ALL_BITS, 0x1f);
-        assert_eq!(Purpose::ALL_BITS, 0x03ff);
-        assert_eq!(Action::Read.index(), 1);
-        assert_eq!(Action::Search.index(), 4);
-        assert_eq!(Purpose::Treat.index(), 0);
-        assert_eq!(Purpose::EmergencyTreat.index(), 1);
-        assert_eq!(ResourceType::AuditEvent.index(), 13);
-        assert_eq!(Purpose::Legal.code(), "HLEGAL");
+        assert_eq!(
+            codes(ResourceType::ALL, ResourceType::index),
+            sol_table("Resource types (bit index -> FHIR R4 resource type)"),
+            "resource types differ from FhirCodes.sol"
+        );
+        assert_eq!(
+            codes(Action::ALL, Action::index),
+            sol_table("Actions (SMART App Launch v2 scopes)"),
+            "actions differ from FhirCodes.sol"
+        );
+        assert_eq!(
+            codes(Purpose::ALL, Purpose::index),
+            sol_table("Purposes of use (HL7 v3 PurposeOfUse)"),
+            "purposes differ from FhirCodes.sol"
+        );
+        assert_eq!(
+            u64::from(ResourceType::COUNT),
+            sol_constant("RESOURCE_TYPE_COUNT")
+        );
+        assert_eq!(u64::from(Action::COUNT), sol_constant("ACTION_COUNT"));
+        assert_eq!(u64::from(Purpose::COUNT), sol_constant("PURPOSE_COUNT"));
+        assert_eq!(ResourceType::ALL_BITS, sol_constant("ALL_RESOURCE_TYPES"));
+        assert_eq!(u64::from(Action::ALL_BITS), sol_constant("ALL_ACTIONS"));
+        assert_eq!(u64::from(Purpose::ALL_BITS), sol_constant("ALL_PURPOSES"));
+        for (action, name) in [
+            (Action::Create, "ACTION_CREATE"),
+            (Action::Read, "ACTION_READ"),
+            (Action::Update, "ACTION_UPDATE"),
+            (Action::Delete, "ACTION_DELETE"),
+            (Action::Search, "ACTION_SEARCH"),
+        ] {
+            assert_eq!(u64::from(action.index()), sol_constant(name), "{name}");
+        }
+        assert_eq!(
+            u64::from(Purpose::Treat.index()),
+            sol_constant("PURPOSE_TREAT")
+        );
+        assert_eq!(
+            u64::from(Purpose::EmergencyTreat.index()),
+            sol_constant("PURPOSE_ETREAT")
+        );
+        for directory in DIRECTORY_RESOURCE_TYPES {
+            assert!(
+                FHIR_CODES_SOL.contains(directory),
+                "FhirCodes.sol documents {directory} as a directory type"
+            );
+            assert!(
+                directory.parse::<ResourceType>().is_err(),
+                "{directory} has no bit"
+            );
+        }
         for (i, t) in ResourceType::ALL.iter().enumerate() {
             assert_eq!(usize::from(t.index()), i);
             assert_eq!(t.code().parse::<ResourceType>(), Ok(*t));
         }
+    }
+
+    #[test]
+    fn the_parser_sees_a_changed_table() {
+        // The drift check itself: a table that differs by one entry is not equal.
+        let mut table = sol_table("Resource types (bit index -> FHIR R4 resource type)");
+        assert_eq!(table.len(), ResourceType::ALL.len());
+        table.swap(0, 1);
+        assert_ne!(codes(ResourceType::ALL, ResourceType::index), table);
     }
 
     #[test]
@@ -331,10 +457,10 @@ mod tests {
             vec![ResourceType::Condition, ResourceType::Consent]
         );
         assert_eq!(
-            ResourceType::from_index(14),
+            ResourceType::from_index(24),
             Err(CodeError::IndexOutOfRange {
                 table: "resource type",
-                index: 14
+                index: 24
             })
         );
     }

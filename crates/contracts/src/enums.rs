@@ -96,6 +96,9 @@ sol_enum! {
         PurposeNotCovered = 13,
         /// The request names codes outside the tables.
         InvalidRequest = 14,
+        /// The consent covered the request, but the delegation a delegate granted it under has
+        /// ended (removed, replaced or expired).
+        DelegationEnded = 15,
     }
 }
 
@@ -188,14 +191,15 @@ mod tests {
 
     #[test]
     fn basis_values_follow_the_interface() {
-        assert_eq!(Basis::ALL.len(), 15);
+        assert_eq!(Basis::ALL.len(), 16);
         assert_eq!(Basis::try_from(5), Ok(Basis::BreakGlass));
         assert_eq!(Basis::try_from(14), Ok(Basis::InvalidRequest));
+        assert_eq!(Basis::try_from(15), Ok(Basis::DelegationEnded));
         assert_eq!(
-            Basis::try_from(15),
+            Basis::try_from(16),
             Err(EnumError {
                 name: "Basis",
-                value: 15
+                value: 16
             })
         );
         let allowed: Vec<u8> = Basis::ALL

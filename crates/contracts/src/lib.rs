@@ -9,12 +9,15 @@
 //! - [`merkle`]: the Merkle tree of `IRecordRegistry` / `IAuditAnchor` (roots, proofs, verify).
 //! - [`enums`]: the Solidity enums (`Basis`, `Status`, `OrgKind`, ...), which a JSON ABI only
 //!   knows as `uint8`.
+//! - [`revert`]: ConsentRegistry refusals (custom errors) in plain words.
 
 pub mod bindings;
 pub mod codes;
 pub mod enums;
 pub mod manifest;
 pub mod merkle;
+pub mod revert;
+pub mod typed_data;
 
 pub use bindings::{AuditAnchor, ConsentRegistry, ProviderRegistry, RecordRegistry};
 pub use codes::{Action, CodeError, Purpose, ResourceType};

@@ -84,17 +84,17 @@ impl Anchorer {
     /// An anchorer sending with `signer` to the `AuditAnchor` at `contract`.
     pub fn new(
         pool: PgPool,
-        rpc_url: &str,
+        rpc: &carechain_tls::RpcEndpoint,
         contract: Address,
         chain_id: u64,
         signer: PrivateKeySigner,
         settings: AnchorSettings,
     ) -> Result<Self, LogError> {
-        let url: alloy::transports::http::reqwest::Url = rpc_url.parse().map_err(chain_err)?;
+        let client = rpc.client(settings.chain_timeout).map_err(chain_err)?;
         let key = signer.address();
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer))
-            .connect_http(url)
+            .connect_client(client)
             .erased();
         Ok(Self {
             pool,

@@ -45,13 +45,25 @@ pub struct AnchoredBatch {
 }
 
 impl AnchorReader {
-    /// A reader of the `AuditAnchor` at `contract` through `rpc_url`.
+    /// A reader of the `AuditAnchor` at `contract` through `rpc_url` (plain HTTP, or HTTPS
+    /// trusting the system's roots).
     pub fn new(rpc_url: &str, contract: Address, timeout: Duration) -> Result<Self, LogError> {
-        let url: alloy::transports::http::reqwest::Url = rpc_url
-            .parse()
-            .map_err(|e: url::ParseError| LogError::Chain(e.to_string()))?;
+        let rpc = carechain_tls::RpcEndpoint::parse(rpc_url, None)
+            .map_err(|e| LogError::Chain(e.to_string()))?;
+        Self::connect(&rpc, contract, timeout)
+    }
+
+    /// A reader of the `AuditAnchor` at `contract` through `rpc`.
+    pub fn connect(
+        rpc: &carechain_tls::RpcEndpoint,
+        contract: Address,
+        timeout: Duration,
+    ) -> Result<Self, LogError> {
+        let client = rpc
+            .client(timeout)
+            .map_err(|e| LogError::Chain(e.to_string()))?;
         Ok(Self {
-            provider: ProviderBuilder::new().connect_http(url).erased(),
+            provider: ProviderBuilder::new().connect_client(client).erased(),
             contract,
             timeout,
         })

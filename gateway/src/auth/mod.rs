@@ -97,21 +97,24 @@ impl AuthSettings {
     }
 }
 
-/// Limits how often one client address may do something costly without signing in (take a
-/// sign-in nonce, submit a gas-free consent): a token bucket per address holding `per_minute`
-/// tokens, refilled continuously. Kept in memory (each gateway instance limits what it
-/// serves); full buckets are forgotten when the table grows large.
+/// A token bucket per key (a client address, a signed-in user) holding `per_minute` tokens,
+/// refilled continuously. Kept in memory (each gateway instance limits what it serves); full
+/// buckets are forgotten when the table grows large.
 #[derive(Debug)]
-pub struct PeerLimiter {
+pub struct KeyedLimiter<K> {
     per_minute: u32,
-    buckets: std::sync::Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: std::sync::Mutex<HashMap<K, (f64, Instant)>>,
 }
 
-/// Addresses tracked before full buckets are dropped.
+/// Limits how often one client address may do something costly without signing in (take a
+/// sign-in nonce, submit a gas-free consent).
+pub type PeerLimiter = KeyedLimiter<IpAddr>;
+
+/// Keys tracked before full buckets are dropped.
 const LIMITER_TRACKED: usize = 10_000;
 
-impl PeerLimiter {
-    /// A limiter allowing `per_minute` tokens per address (0: unlimited).
+impl<K: std::hash::Hash + Eq + Copy> KeyedLimiter<K> {
+    /// A limiter allowing `per_minute` tokens per key (0: unlimited).
     pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute,
@@ -119,20 +122,20 @@ impl PeerLimiter {
         }
     }
 
-    /// Takes one token for `client` at `now`; `Err(seconds)` says when to retry.
-    pub fn take(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
+    /// Takes one token for `key` at `now`; `Err(seconds)` says when to retry.
+    pub fn take(&self, key: K, now: Instant) -> Result<(), u64> {
         if self.per_minute == 0 {
             return Ok(());
         }
         let capacity = f64::from(self.per_minute);
         let per_sec = capacity / 60.0;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= LIMITER_TRACKED && !buckets.contains_key(&client) {
+        if buckets.len() >= LIMITER_TRACKED && !buckets.contains_key(&key) {
             buckets.retain(|_, (tokens, at)| {
                 *tokens + now.saturating_duration_since(*at).as_secs_f64() * per_sec < capacity
             });
         }
-        let (tokens, at) = buckets.entry(client).or_insert((capacity, now));
+        let (tokens, at) = buckets.entry(key).or_insert((capacity, now));
         *tokens =
             (*tokens + now.saturating_duration_since(*at).as_secs_f64() * per_sec).min(capacity);
         *at = now;
@@ -141,6 +144,62 @@ impl PeerLimiter {
             Ok(())
         } else {
             Err(((1.0 - *tokens) / per_sec).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// What a signed-in request costs against its user's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A read of something named by id (read, vread, history, a proof).
+    Read,
+    /// A search, or an operation read with GET that spans many records (`$export`, `$verify`).
+    Search,
+    /// Anything that changes state (create, update, delete, Bundles, `$erase`, reviews).
+    Write,
+}
+
+impl RequestKind {
+    /// The kind of a request line: GET and HEAD read, or search when they name a type only or
+    /// an operation (`$...`); every other method writes.
+    pub fn of(method: &axum::http::Method, path: &str) -> Self {
+        use axum::http::Method;
+        if method != Method::GET && method != Method::HEAD {
+            return Self::Write;
+        }
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        if segments.len() == 1 || segments.iter().any(|s| s.starts_with('$')) {
+            Self::Search
+        } else {
+            Self::Read
+        }
+    }
+}
+
+/// Per signed-in user limits: one token bucket per user (the token's subject) and kind.
+#[derive(Debug)]
+pub struct UserLimiter {
+    reads: KeyedLimiter<Address>,
+    searches: KeyedLimiter<Address>,
+    writes: KeyedLimiter<Address>,
+}
+
+impl UserLimiter {
+    /// Limiters with the configured rates.
+    pub fn new(limits: &crate::config::UserLimits) -> Self {
+        Self {
+            reads: KeyedLimiter::new(limits.reads_per_minute),
+            searches: KeyedLimiter::new(limits.searches_per_minute),
+            writes: KeyedLimiter::new(limits.writes_per_minute),
+        }
+    }
+
+    /// Takes one token of `kind` for `user`; `Err(seconds)` says when to retry.
+    pub fn take(&self, kind: RequestKind, user: Address, now: Instant) -> Result<(), u64> {
+        match kind {
+            RequestKind::Read => self.reads.take(user, now),
+            RequestKind::Search => self.searches.take(user, now),
+            RequestKind::Write => self.writes.take(user, now),
         }
     }
 }
@@ -311,6 +370,53 @@ mod tests {
                 .is_err()
         );
         assert_eq!(PeerLimiter::new(0).take(a, t0), Ok(()));
+    }
+
+    #[test]
+    fn user_limits_are_per_user_and_kind() {
+        use axum::http::Method;
+        let limiter = UserLimiter::new(&crate::config::UserLimits {
+            reads_per_minute: 2,
+            searches_per_minute: 1,
+            writes_per_minute: 0,
+        });
+        let (alice, bob) = (Address::repeat_byte(1), Address::repeat_byte(2));
+        let t0 = Instant::now();
+        let read = RequestKind::of(&Method::GET, "/Observation/1");
+        assert_eq!(read, RequestKind::Read);
+        assert_eq!(limiter.take(read, alice, t0), Ok(()));
+        assert_eq!(limiter.take(read, alice, t0), Ok(()));
+        assert_eq!(limiter.take(read, alice, t0), Err(30));
+        assert_eq!(limiter.take(read, bob, t0), Ok(()), "per user");
+        let search = RequestKind::of(&Method::GET, "/Observation");
+        assert_eq!(search, RequestKind::Search);
+        assert_eq!(limiter.take(search, alice, t0), Ok(()), "per kind");
+        assert!(limiter.take(search, alice, t0).is_err());
+        for _ in 0..100 {
+            assert_eq!(
+                limiter.take(RequestKind::Write, alice, t0),
+                Ok(()),
+                "0 = off"
+            );
+        }
+        assert_eq!(
+            RequestKind::of(&Method::GET, "/AuditEvent/$export"),
+            RequestKind::Search
+        );
+        assert_eq!(
+            RequestKind::of(&Method::GET, "/Observation/1/_history/2"),
+            RequestKind::Read
+        );
+        assert_eq!(RequestKind::of(&Method::POST, "/"), RequestKind::Write);
+        assert_eq!(
+            RequestKind::of(&Method::DELETE, "/Observation/1"),
+            RequestKind::Write
+        );
+        assert_eq!(
+            limiter.take(read, alice, t0 + std::time::Duration::from_secs(30)),
+            Ok(()),
+            "recovers"
+        );
     }
 
     #[test]

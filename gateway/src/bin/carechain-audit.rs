@@ -8,6 +8,7 @@
 
 use carechain_contracts::DeploymentManifest;
 use carechain_gateway::audit::verify::{AnchorReader, inclusion_proof, verify_audit_log};
+use carechain_tls::{PgTls, RedactedUrl, RpcEndpoint};
 use clap::{Parser, Subcommand};
 use eyre::WrapErr;
 use std::{path::PathBuf, process::ExitCode, time::Duration};
@@ -19,13 +20,21 @@ struct Cli {
     /// PostgreSQL connection URL (the gateway's database).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// JSON-RPC URL of the chain.
+    /// PostgreSQL TLS.
+    #[command(flatten)]
+    db_tls: PgTls,
+    /// JSON-RPC URL of the chain (`http://` or `https://`; credentials in it are never shown).
     #[arg(
         long,
         env = "CARECHAIN_RPC_URL",
+        hide_env_values = true,
         default_value = "http://127.0.0.1:8545"
     )]
-    rpc_url: String,
+    rpc_url: RedactedUrl,
+    /// CA certificate(s) (PEM) the RPC endpoint's HTTPS certificate must chain to, instead of
+    /// the system's root certificates.
+    #[arg(long, env = "CARECHAIN_RPC_CA_FILE", value_name = "PEM")]
+    rpc_ca_file: Option<PathBuf>,
     /// Path of the deployment manifest (names the AuditAnchor contract).
     #[arg(long, env = "CARECHAIN_MANIFEST")]
     manifest: PathBuf,
@@ -52,14 +61,16 @@ enum Command {
 async fn main() -> eyre::Result<ExitCode> {
     let cli = Cli::parse();
     let manifest = DeploymentManifest::load(&cli.manifest).wrap_err("load the manifest")?;
-    let anchors = AnchorReader::new(
-        &cli.rpc_url,
+    let rpc = RpcEndpoint::new(cli.rpc_url, cli.rpc_ca_file.as_deref());
+    rpc.trust().check()?;
+    let anchors = AnchorReader::connect(
+        &rpc,
         manifest.contracts.audit_anchor,
         Duration::from_millis(cli.chain_timeout_ms),
     )?;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(2)
-        .connect(&cli.database_url)
+        .connect_with(cli.db_tls.connect_options(&cli.database_url)?)
         .await
         .wrap_err("connect to the database")?;
     match cli.command {

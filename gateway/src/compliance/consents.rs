@@ -36,7 +36,11 @@ fn instant(secs: i64) -> Option<String> {
 }
 
 /// How many consents were ever granted by or for `patient`.
-pub async fn count_consents(pool: &PgPool, chain_id: u64, patient: Address) -> Result<i64, AppError> {
+pub async fn count_consents(
+    pool: &PgPool,
+    chain_id: u64,
+    patient: Address,
+) -> Result<i64, AppError> {
     Ok(sqlx::query_scalar(
         "SELECT count(*) FROM ev_consent_granted WHERE chain_id = $1 AND patient = $2",
     )

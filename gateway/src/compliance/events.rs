@@ -4,7 +4,7 @@
 //!
 //! A search is two keyset walks merged: the audit log in `(recorded, seq)` order, through the
 //! index that starts with the most selective filter given (patient, agent, subtype, outcome,
-//! purpose, entity, or the date alone; `migrations/0520_audit_search_at_scale.sql`), and the
+//! purpose, entity, or the date alone; `migrations/0530_audit_search_at_scale.sql`), and the
 //! chain events (`gateway_chain_audit_events`, compared on the event tables' own byte columns)
 //! with their block times. Each side is asked for one page at most, so a page costs about the
 //! same at a hundred thousand rows and at tens of millions. Rows sort by [`SortKey`]; the next
@@ -71,16 +71,6 @@ pub struct SortKey {
     pub b: i64,
     /// 0, or the log index.
     pub c: i64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct AuditCursor {
-    query: AuditQuery,
-    requester: Address,
-    after: SortKey,
-    /// The total counted for the first page (`None` with `_total=none`).
-    total: Option<i64>,
-    exp: i64,
 }
 
 fn list(value: &str) -> Result<Vec<String>, AppError> {
@@ -230,8 +220,10 @@ impl AuditQuery {
         .push_bind(chain_id)
         .push(" AND t.chain_id = ")
         .push_bind(chain_id);
-        for (column, address) in [("c.patient_key", &self.patient), ("c.agent_key", &self.agent)]
-        {
+        for (column, address) in [
+            ("c.patient_key", &self.patient),
+            ("c.agent_key", &self.agent),
+        ] {
             if let Some(address) = address {
                 // Parsed addresses are `0x` + 40 hex digits.
                 let bytes = alloy::hex::decode(address).unwrap_or_default();
@@ -264,7 +256,9 @@ impl AuditQuery {
             match prefix.as_str() {
                 "ne" => {
                     sql.push(format!(" AND NOT ({column} >= ")).push_bind(start);
-                    sql.push(format!(" AND {column} < ")).push_bind(end).push(")");
+                    sql.push(format!(" AND {column} < "))
+                        .push_bind(end)
+                        .push(")");
                 }
                 "gt" | "sa" => {
                     sql.push(format!(" AND {column} >= ")).push_bind(end);
@@ -370,20 +364,8 @@ pub fn resume(
     token: &str,
     requester: Address,
 ) -> Result<(AuditQuery, SortKey, Option<i64>), AppError> {
-    let cursor: AuditCursor = codec
-        .open_state(token, CURSOR_AAD)
-        .ok_or_else(|| AppError::Invalid("the paging cursor is invalid".into()))?;
-    if cursor.requester != requester {
-        return Err(AppError::Invalid(
-            "the paging cursor was issued to someone else".into(),
-        ));
-    }
-    if cursor.exp < Utc::now().timestamp() {
-        return Err(AppError::Invalid(
-            "the paging cursor has expired; search again".into(),
-        ));
-    }
-    Ok((cursor.query, cursor.after, cursor.total))
+    let (query, (after, total)) = codec.open_cursor(token, CURSOR_AAD, requester)?;
+    Ok((query, after, total))
 }
 
 /// Where a page continues: after `key`, with the total of the first page.
@@ -494,16 +476,9 @@ pub async fn search(
     let more = rows.len() > query.count;
     rows.truncate(query.count);
     let next = match (more, rows.last().and_then(sort_key)) {
-        (true, Some(last)) => Some(codec.seal_state(
-            &AuditCursor {
-                query: query.clone(),
-                requester,
-                after: last,
-                total,
-                exp: Utc::now().timestamp() + 3600,
-            },
-            CURSOR_AAD,
-        )?),
+        (true, Some(last)) => {
+            Some(codec.seal_cursor(query, requester, (last, total), CURSOR_AAD)?)
+        }
         _ => None,
     };
     Ok(AuditPage {
@@ -524,7 +499,11 @@ pub async fn read(pool: &PgPool, id: &str) -> Result<Option<(Option<String>, Val
             .push_bind(seq)
             .push(") u");
     } else if let Some([chain, block, log]) = id.strip_prefix("chain-").and_then(|rest| {
-        let parts: Vec<i64> = rest.split('-').map(str::parse).collect::<Result<_, _>>().ok()?;
+        let parts: Vec<i64> = rest
+            .split('-')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
         <[i64; 3]>::try_from(parts).ok()
     }) {
         sql = QueryBuilder::<Postgres>::new(format!("SELECT {OUTPUT_COLUMNS} FROM ("));

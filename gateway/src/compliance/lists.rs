@@ -5,7 +5,6 @@
 
 use crate::{error::AppError, paging::CursorCodec};
 use alloy::primitives::Address;
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -21,8 +20,9 @@ pub enum List {
     BreakGlassQueue,
 }
 
-/// The state of a list's next page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The state of a list's next page (sealed by [`CursorCodec::seal_cursor`]: issued to one
+/// requester for an hour).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListCursor {
     /// The list.
     pub list: List,
@@ -34,43 +34,40 @@ pub struct ListCursor {
     /// The total counted for the first page.
     pub total: i64,
     requester: Address,
-    exp: i64,
 }
 
 impl ListCursor {
     /// A cursor for `requester` that continues `list` after `after`.
-    pub fn new(list: List, requester: Address, count: usize, after: (i64, String), total: i64) -> Self {
+    pub fn new(
+        list: List,
+        requester: Address,
+        count: usize,
+        after: (i64, String),
+        total: i64,
+    ) -> Self {
         Self {
             list,
             count,
             after,
             total,
             requester,
-            exp: Utc::now().timestamp() + 3600,
         }
     }
 
     /// Sealed for the client.
     pub fn seal(&self, codec: &CursorCodec) -> Result<String, AppError> {
-        codec.seal_state(self, CURSOR_AAD)
+        codec.seal_cursor(
+            &(&self.list, self.count),
+            self.requester,
+            (&self.after, self.total),
+            CURSOR_AAD,
+        )
     }
 
     /// Opens a cursor sealed by [`ListCursor::seal`] for `requester`.
     pub fn open(codec: &CursorCodec, token: &str, requester: Address) -> Result<Self, AppError> {
-        let cursor: Self = codec
-            .open_state(token, CURSOR_AAD)
-            .ok_or_else(|| AppError::Invalid("the paging cursor is invalid".into()))?;
-        if cursor.requester != requester {
-            return Err(AppError::Invalid(
-                "the paging cursor was issued to someone else".into(),
-            ));
-        }
-        if cursor.exp < Utc::now().timestamp() {
-            return Err(AppError::Invalid(
-                "the paging cursor has expired; search again".into(),
-            ));
-        }
-        Ok(cursor)
+        let ((list, count), (after, total)) = codec.open_cursor(token, CURSOR_AAD, requester)?;
+        Ok(Self::new(list, requester, count, after, total))
     }
 }
 

@@ -27,15 +27,15 @@ pub struct Compliance {
 }
 
 impl Compliance {
-    /// Reads `AuditAnchor` at `contract` through `rpc_url`.
+    /// Reads `AuditAnchor` at `contract` through `rpc`.
     pub fn new(
-        rpc_url: &str,
+        rpc: &carechain_tls::RpcEndpoint,
         contract: Address,
         chain_id: u64,
         timeout: Duration,
     ) -> Result<Self, LogError> {
         Ok(Self {
-            anchors: verify::AnchorReader::new(rpc_url, contract, timeout)?,
+            anchors: verify::AnchorReader::connect(rpc, contract, timeout)?,
             chain_id,
         })
     }
@@ -132,20 +132,21 @@ impl Compliance {
 /// background tasks (stopped by `stop`).
 pub fn start(
     config: &crate::GatewayConfig,
+    rpc: &carechain_tls::RpcEndpoint,
     pool: &PgPool,
     audit_anchor: Address,
     chain_id: u64,
     stop: CancellationToken,
 ) -> Result<Compliance, crate::GatewayError> {
     let timeout = Duration::from_millis(config.chain_timeout_ms);
-    let compliance = Compliance::new(&config.rpc_url, audit_anchor, chain_id, timeout)?;
+    let compliance = Compliance::new(rpc, audit_anchor, chain_id, timeout)?;
     let settings = &config.anchoring;
     let poll = Duration::from_millis(settings.audit_anchor_poll_ms);
     let anchorer = match settings.anchor_signer()? {
         None => None,
         Some(signer) => Some(anchor::Anchorer::new(
             pool.clone(),
-            &config.rpc_url,
+            rpc,
             audit_anchor,
             chain_id,
             signer,

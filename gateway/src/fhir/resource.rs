@@ -254,7 +254,18 @@ pub fn search_fields(rt: ResourceType, body: &Value) -> SearchFields {
         ResourceType::MedicationStatement => &[&["effectiveDateTime"], &["dateAsserted"]],
         ResourceType::CarePlan => &[&["period", "start"], &["created"]],
         ResourceType::Consent => &[&["dateTime"]],
-        ResourceType::Patient | ResourceType::AuditEvent => &[],
+        ResourceType::MedicationAdministration => {
+            &[&["effectiveDateTime"], &["effectivePeriod", "start"]]
+        }
+        ResourceType::CareTeam | ResourceType::Coverage => &[&["period", "start"]],
+        ResourceType::Goal => &[&["startDate"], &["statusDate"]],
+        ResourceType::ImagingStudy => &[&["started"]],
+        ResourceType::SupplyDelivery => &[&["occurrenceDateTime"], &["occurrencePeriod", "start"]],
+        ResourceType::Claim | ResourceType::ExplanationOfBenefit => {
+            &[&["created"], &["billablePeriod", "start"]]
+        }
+        ResourceType::Provenance => &[&["recorded"]],
+        ResourceType::Patient | ResourceType::AuditEvent | ResourceType::Device => &[],
     };
     fields.date = first_date(body, date_paths);
     let encounter_ref = body

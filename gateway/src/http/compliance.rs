@@ -138,7 +138,8 @@ async fn search(
             json!({"fullUrl": format!("{base}/AuditEvent/{id}"), "resource": event, "search": {"mode": "match"}})
         })
         .collect();
-    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries});
+    let mut bundle =
+        json!({"resourceType": "Bundle", "type": "searchset", "link": links, "entry": entries});
     if let Some(total) = page.total {
         bundle["total"] = json!(total);
     }
@@ -355,11 +356,7 @@ fn list_paging(
             _ => {}
         }
     }
-    if cursor.is_some()
-        && params
-            .iter()
-            .any(|(k, _)| k != "_cursor" && k != "_format")
-    {
+    if cursor.is_some() && params.iter().any(|(k, _)| k != "_cursor" && k != "_format") {
         return Err(AppError::Invalid("a paging cursor is used alone".into()));
     }
     Ok((count, cursor))
@@ -398,7 +395,11 @@ async fn break_glass_queue(
     let (count, cursor) = list_paging(&state, &claims, &params)?;
     let (count, after, total) = match cursor {
         Some(c) if c.list == List::BreakGlassQueue => (c.count, Some(c.after), c.total),
-        Some(_) => return Err(AppError::Invalid("the paging cursor is for another list".into())),
+        Some(_) => {
+            return Err(AppError::Invalid(
+                "the paging cursor is for another list".into(),
+            ));
+        }
         None => (
             count,
             None,
@@ -446,7 +447,10 @@ async fn break_glass_queue(
             }})
         })
         .collect();
-    let token = params.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.as_str());
+    let token = params
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| v.as_str());
     let links = list_links(
         &format!("{}/AuditEvent/$break-glass-queue", state.base_url()),
         "",
@@ -582,7 +586,9 @@ async fn consent_search(
                 (patient, c.count, Some(before), Some(c.total))
             }
             List::BreakGlassQueue => {
-                return Err(AppError::Invalid("the paging cursor is for another list".into()));
+                return Err(AppError::Invalid(
+                    "the paging cursor is for another list".into(),
+                ));
             }
         },
         (None, Some(patient)) => (patient, count, None, None),
@@ -622,7 +628,10 @@ async fn consent_search(
             json!({"fullUrl": format!("{base}/Consent/{id}"), "resource": c, "search": {"mode": "match"}})
         })
         .collect();
-    let token = params.iter().find(|(k, _)| k == "_cursor").map(|(_, v)| v.as_str());
+    let token = params
+        .iter()
+        .find(|(k, _)| k == "_cursor")
+        .map(|(_, v)| v.as_str());
     let links = list_links(
         &format!("{base}/Consent"),
         &format!("?patient={patient:#x}"),

@@ -64,7 +64,55 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             audit_every_request,
         ))
+        // Outermost: the headers are on every response, the audit middleware's own 500 too.
+        .layer(middleware::from_fn_with_state(
+            SecurityHeaders::for_state(&state),
+            security_headers,
+        ))
         .with_state(state)
+}
+
+/// Security headers every response carries: `X-Content-Type-Options: nosniff`; HSTS when the
+/// gateway is reached over HTTPS (it serves TLS itself, or its base URL is `https://`); and
+/// `Cache-Control: no-store` on everything but `GET /metadata`, the CapabilityStatement,
+/// which is the only answer that never holds PHI (records, searches, audit events, consent,
+/// sign-in tokens and errors naming patients all do).
+#[derive(Debug, Clone, Copy)]
+struct SecurityHeaders {
+    hsts: bool,
+}
+
+impl SecurityHeaders {
+    fn for_state(state: &AppState) -> Self {
+        Self {
+            hsts: state.config().serves_tls() || state.base_url().starts_with("https://"),
+        }
+    }
+}
+
+/// One year; no `includeSubDomains`: the gateway cannot speak for its domain's other hosts.
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
+
+async fn security_headers(
+    State(settings): State<SecurityHeaders>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let cacheable = request.method() == axum::http::Method::GET
+        && request.uri().path().trim_end_matches('/') == "/metadata";
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !cacheable {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if settings.hsts {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
+    response
 }
 
 /// The audit record of the request being served, shared between the middleware and handlers.
@@ -304,6 +352,12 @@ impl FromRequestParts<AppState> for Requester {
                 r.agent_org = claims.org.map(|o| format!("{o:#x}"));
             });
         }
+        // Counted once signed in, so the refusal is audited with the user who was refused.
+        let kind = crate::auth::RequestKind::of(&parts.method, parts.uri.path());
+        state
+            .user_limiter()
+            .take(kind, claims.sub, std::time::Instant::now())
+            .map_err(AppError::TooManyRequests)?;
         Ok(Self(claims))
     }
 }

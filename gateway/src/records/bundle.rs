@@ -1,13 +1,13 @@
 //! Transaction and batch Bundles (how an EHR feeds records in).
 
 use super::{
-    AuditSink, RecordRequest, Served, anchoring_failed,
+    AuditSink, RecordRequest, Served, active_key, anchoring_failed,
     compartment::{self, PlannedPatients},
     conceal, new_id, parse_patient,
     read::read,
     search::search,
     stamp,
-    store::{self, KeyState, NewVersion},
+    store::{self, NewVersion},
     write::{delete, write},
 };
 use crate::{
@@ -442,19 +442,9 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             Some(key) => key.clone(),
             None => {
                 let create = item.current == 0;
-                let key = match store::data_key(&mut tx, req.records.kek(), &item.patient, create)
-                    .await?
-                {
-                    KeyState::Active(key) => key,
-                    KeyState::Erased => {
-                        return Err(AppError::Gone("a patient's records were erased".into()));
-                    }
-                    KeyState::Missing => {
-                        return Err(AppError::internal(std::io::Error::other(
-                            "data key not created",
-                        )));
-                    }
-                };
+                let key = active_key(
+                    store::data_key(&mut tx, req.records.kek(), &item.patient, create).await?,
+                )?;
                 keys.insert(item.patient.clone(), key.clone());
                 key
             }

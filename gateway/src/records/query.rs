@@ -134,18 +134,6 @@ pub struct SearchQuery {
     pub elements: Vec<String>,
 }
 
-/// The state a cursor carries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Cursor {
-    query: SearchQuery,
-    /// Requester the cursor was issued to.
-    requester: Address,
-    /// Sort value (microseconds since the epoch) and id of the last entry served.
-    after: (i64, String),
-    /// Expiry (unix seconds).
-    exp: i64,
-}
-
 impl SearchQuery {
     /// Parses the parameters of `GET [type]?..` (every one must be known).
     pub fn parse(
@@ -207,25 +195,20 @@ impl SearchQuery {
                     }
                 },
                 "_summary" => {
-                    if !matches!(value.as_str(), "true" | "false" | "text" | "data" | "count") {
-                        return Err(AppError::Invalid(
-                            "_summary is true, text, data, count or false".into(),
-                        ));
-                    }
-                    if value == "count" {
-                        query.count = 0;
+                    match value.parse::<carechain_fhir::Summary>() {
+                        Ok(_) | Err(carechain_fhir::SummaryError::Count) => {}
+                        Err(err) => return Err(AppError::Invalid(err.to_string())),
                     }
                     query.summary = Some(value.clone());
                 }
                 "_elements" => {
-                    for element in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-                        if !element.chars().all(|c| c.is_ascii_alphanumeric()) {
-                            return Err(AppError::Invalid(format!(
-                                "_elements names top-level elements: `{}` is not one",
-                                element.chars().take(40).collect::<String>()
-                            )));
+                    // Checked against the R4 definition of the type before anything is read.
+                    for name in carechain_fhir::parse_elements(resource_type.code(), value)
+                        .map_err(|err| AppError::Invalid(err.to_string()))?
+                    {
+                        if !query.elements.contains(&name) {
+                            query.elements.push(name);
                         }
-                        query.elements.push(element.to_owned());
                     }
                 }
                 "_revinclude" => {
@@ -456,30 +439,13 @@ pub struct Page {
 /// What the search cursors are sealed for (another kind of sealed state never opens as one).
 const CURSOR_AAD: &[u8] = b"carechain/cursor";
 
-fn seal_cursor(codec: &CursorCodec, cursor: &Cursor) -> Result<String, AppError> {
-    codec.seal_state(cursor, CURSOR_AAD)
-}
-
 /// Opens a search cursor for `requester`; returns the query and the keyset position.
 pub fn resume(
     codec: &CursorCodec,
     token: &str,
     requester: Address,
 ) -> Result<(SearchQuery, (i64, String)), AppError> {
-    let cursor: Cursor = codec
-        .open_state(token, CURSOR_AAD)
-        .ok_or_else(|| AppError::Invalid("the paging cursor is invalid".into()))?;
-    if cursor.requester != requester {
-        return Err(AppError::Invalid(
-            "the paging cursor was issued to someone else".into(),
-        ));
-    }
-    if cursor.exp < Utc::now().timestamp() {
-        return Err(AppError::Invalid(
-            "the paging cursor has expired; search again".into(),
-        ));
-    }
-    Ok((cursor.query, cursor.after))
+    codec.open_cursor(token, CURSOR_AAD, requester)
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {
@@ -556,15 +522,9 @@ pub async fn run(
     let more = rows.len() > query.count;
     rows.truncate(query.count);
     let next = match (more, rows.last()) {
-        (true, Some((_, id, key))) => Some(seal_cursor(
-            codec,
-            &Cursor {
-                query: query.clone(),
-                requester,
-                after: (micros(*key), id.clone()),
-                exp: Utc::now().timestamp() + 3600,
-            },
-        )?),
+        (true, Some((_, id, key))) => {
+            Some(codec.seal_cursor(query, requester, (micros(*key), id.clone()), CURSOR_AAD)?)
+        }
         _ => None,
     };
     Ok(Page {
@@ -679,16 +639,9 @@ mod tests {
         )
         .expect("query");
         let me = Address::repeat_byte(1);
-        let token = seal_cursor(
-            &codec,
-            &Cursor {
-                query: q.clone(),
-                requester: me,
-                after: (5, "x".into()),
-                exp: Utc::now().timestamp() + 60,
-            },
-        )
-        .expect("seal");
+        let token = codec
+            .seal_cursor(&q, me, (5, String::from("x")), CURSOR_AAD)
+            .expect("seal");
         assert!(
             !String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(&token).expect("b64"))
                 .contains("secret-code")

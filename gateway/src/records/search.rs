@@ -119,6 +119,10 @@ pub async fn search(
             .buffered(8)
             .try_collect()
             .await?;
+        let summary = query
+            .summary
+            .as_deref()
+            .and_then(|s| s.parse::<carechain_fhir::Summary>().ok());
         for (stored, served) in versions.iter().zip(served) {
             let encounter = if query.include.is_empty() {
                 None
@@ -126,9 +130,19 @@ pub async fn search(
                 resource::search_fields(resource_type, &served.resource).encounter
             };
             matched.push((stored.patient.as_str(), encounter));
+            // _summary and _elements subset the matches (not what _include adds), after the
+            // integrity check: what was verified is the stored version.
+            let mut resource = served.resource;
+            if let Some(mode) = summary {
+                carechain_fhir::summarize_in_place(&mut resource, mode);
+            }
+            if !query.elements.is_empty() {
+                carechain_fhir::select_elements_in_place(&mut resource, &query.elements)
+                    .map_err(|err| AppError::Invalid(err.to_string()))?;
+            }
             entries.push(json!({
                 "fullUrl": format!("{base}/{}/{}", stored.resource_type, stored.id),
-                "resource": served.resource,
+                "resource": resource,
                 "search": {"mode": "match"},
             }));
         }

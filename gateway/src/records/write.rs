@@ -5,7 +5,7 @@
 //! encrypted with its patient's data key.
 
 use super::{
-    RecordRequest, Served, anchoring_failed,
+    RecordRequest, Served, active_key, anchoring_failed,
     compartment::{self, PlannedPatients},
     conceal, new_id, parse_patient, stamp,
     store::{self, KeyState, NewVersion},
@@ -111,17 +111,7 @@ pub async fn write(
         .await
         .map_err(anchoring_failed)?;
     let mut tx = req.records.pool().begin().await?;
-    let key = match store::data_key(&mut tx, req.records.kek(), &patient_text, true).await? {
-        KeyState::Active(key) => key,
-        KeyState::Erased => {
-            return Err(AppError::Gone("the patient's records were erased".into()));
-        }
-        KeyState::Missing => {
-            return Err(AppError::internal(std::io::Error::other(
-                "data key not created",
-            )));
-        }
-    };
+    let key = active_key(store::data_key(&mut tx, req.records.kek(), &patient_text, true).await?)?;
     store::write_version(
         &mut tx,
         &key,

@@ -29,6 +29,10 @@ pub(crate) struct GatewayArgs {
     /// $XDG_CONFIG_HOME/carechain/token.json, else ~/.config/carechain/token.json].
     #[arg(long, env = "CARECHAIN_TOKEN_FILE", value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) the gateway's HTTPS certificate must chain to, instead of the
+    /// system's root certificates (a local stack's: .stack/tls/ca.pem).
+    #[arg(long, env = "CARECHAIN_CA_FILE", value_name = "PEM")]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl GatewayArgs {
@@ -98,8 +102,10 @@ fn first_login_command(args: &GatewayArgs) -> String {
     }
 }
 
-fn client() -> eyre::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The HTTP client for the gateway: HTTPS checked against `--ca-file` or the system's roots.
+fn client(args: &GatewayArgs) -> eyre::Result<reqwest::Client> {
+    let trust = carechain_tls::Trust::from_ca_file(args.ca_file.as_deref());
+    carechain_tls::http::client_builder(&trust)?
         .timeout(Duration::from_secs(30))
         .build()
         .wrap_err("cannot build the HTTP client")
@@ -161,7 +167,7 @@ pub(crate) async fn relay(args: &GatewayArgs, signed: &Value) -> eyre::Result<()
         );
     }
     let url = format!("{}/relay/consent", args.base());
-    let response = client()?
+    let response = client(args)?
         .post(&url)
         .json(signed)
         .send()
@@ -206,7 +212,7 @@ fn parameters(body: &Value) -> Vec<(String, String)> {
 /// with or missing.
 pub(crate) async fn audit_verify(args: &GatewayArgs, json_out: bool) -> eyre::Result<()> {
     let token = load_token(args)?;
-    let response = client()?
+    let response = client(args)?
         .get(format!("{}/AuditEvent/$verify", token.gateway))
         .bearer_auth(&token.access_token)
         .timeout(Duration::from_secs(600))
@@ -257,7 +263,7 @@ pub(crate) async fn audit_proof(args: &GatewayArgs, id: &str, json_out: bool) ->
         );
     }
     let token = load_token(args)?;
-    let response = client()?
+    let response = client(args)?
         .get(format!("{}/AuditEvent/{id}/$proof", token.gateway))
         .bearer_auth(&token.access_token)
         .send()
@@ -341,7 +347,7 @@ fn write_private(path: &Path, text: &str) -> eyre::Result<()> {
 pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()> {
     let signer: PrivateKeySigner = key.signer()?;
     let base = args.base();
-    let http = client()?;
+    let http = client(args)?;
     let nonce = json_response(
         http.post(format!("{base}/auth/nonce"))
             .send()
@@ -624,7 +630,7 @@ pub(crate) async fn records(
         },
         |p| p.code().to_owned(),
     );
-    let http = client()?;
+    let http = client(args)?;
     let mut all = Vec::new();
     for kind in types.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let kind: carechain_contracts::ResourceType = kind.parse()?;
@@ -759,7 +765,7 @@ pub(crate) async fn access_log(
         let seconds = time::parse_date(since)?;
         url.push_str(&format!("&date=ge{}", time::rfc3339(seconds)));
     }
-    let http = client()?;
+    let http = client(args)?;
     let events = search_all(&http, &token, url, "PATRQT", "searching the access log")
         .await
         .map_err(|e| {
