@@ -388,7 +388,7 @@ pub struct UserLimits {
     #[arg(
         long = "user-reads-per-minute",
         env = "CARECHAIN_GATEWAY_USER_READS_PER_MINUTE",
-        default_value_t = 6000
+        default_value_t = UserLimits::DEFAULT.reads_per_minute
     )]
     pub reads_per_minute: u32,
     /// Searches (type searches, AuditEvent and Consent searches, `$` operations read with GET)
@@ -396,7 +396,7 @@ pub struct UserLimits {
     #[arg(
         long = "user-searches-per-minute",
         env = "CARECHAIN_GATEWAY_USER_SEARCHES_PER_MINUTE",
-        default_value_t = 1200
+        default_value_t = UserLimits::DEFAULT.searches_per_minute
     )]
     pub searches_per_minute: u32,
     /// Writes (create, update, delete, transaction and batch Bundles, `$erase`, reviews) one
@@ -404,18 +404,24 @@ pub struct UserLimits {
     #[arg(
         long = "user-writes-per-minute",
         env = "CARECHAIN_GATEWAY_USER_WRITES_PER_MINUTE",
-        default_value_t = 1200
+        default_value_t = UserLimits::DEFAULT.writes_per_minute
     )]
     pub writes_per_minute: u32,
 }
 
+impl UserLimits {
+    /// The defaults (the flags' and [`Default`]'s): far above what a person, or an
+    /// application working for one, does.
+    pub const DEFAULT: Self = Self {
+        reads_per_minute: 6000,
+        searches_per_minute: 1200,
+        writes_per_minute: 1200,
+    };
+}
+
 impl Default for UserLimits {
     fn default() -> Self {
-        Self {
-            reads_per_minute: 6000,
-            searches_per_minute: 1200,
-            writes_per_minute: 1200,
-        }
+        Self::DEFAULT
     }
 }
 
@@ -435,33 +441,38 @@ pub struct AnchoringConfig {
     #[arg(
         long,
         env = "CARECHAIN_GATEWAY_AUDIT_ANCHOR_ROWS",
-        default_value_t = 1000
+        default_value_t = AnchoringConfig::DEFAULT.audit_anchor_rows
     )]
     pub audit_anchor_rows: u64,
     /// Anchor what is unanchored once its oldest row is this old (milliseconds).
     #[arg(
         long,
         env = "CARECHAIN_GATEWAY_AUDIT_ANCHOR_INTERVAL_MS",
-        default_value_t = 60_000
+        default_value_t = AnchoringConfig::DEFAULT.audit_anchor_interval_ms
     )]
     pub audit_anchor_interval_ms: u64,
     /// How often the anchoring task looks at the log (milliseconds).
     #[arg(
         long,
         env = "CARECHAIN_GATEWAY_AUDIT_ANCHOR_POLL_MS",
-        default_value_t = 1000
+        default_value_t = AnchoringConfig::DEFAULT.audit_anchor_poll_ms
     )]
     pub audit_anchor_poll_ms: u64,
 }
 
+impl AnchoringConfig {
+    /// The defaults (the flags' and [`Default`]'s): no anchoring key.
+    pub const DEFAULT: Self = Self {
+        audit_anchor_key: None,
+        audit_anchor_rows: 1000,
+        audit_anchor_interval_ms: 60_000,
+        audit_anchor_poll_ms: 1000,
+    };
+}
+
 impl Default for AnchoringConfig {
     fn default() -> Self {
-        Self {
-            audit_anchor_key: None,
-            audit_anchor_rows: 1000,
-            audit_anchor_interval_ms: 60_000,
-            audit_anchor_poll_ms: 1000,
-        }
+        Self::DEFAULT
     }
 }
 
