@@ -5,10 +5,19 @@
 //! probed chain head, the indexer's cursor and the highest block any notification named, so a
 //! change the indexer has announced is always inside the state the decision reads.
 //!
-//! Decisions are cached for a short time. The indexer `NOTIFY`s on `carechain_consent`
-//! (payload names the patient) and `carechain_membership` (names the organisation) in the
-//! transaction that indexes a change; a consent notification drops that patient's entries, any
-//! other drops everything. While the notification stream is down nothing is cached.
+//! Decisions are cached. The indexer `NOTIFY`s on `carechain_consent` (payload names the
+//! patient) and `carechain_membership` (names the organisation) in the transaction that
+//! indexes a change; a consent notification drops that patient's entries, any other drops
+//! everything. While the notification stream is down nothing is cached.
+//!
+//! A cached decision made at indexer cursor `c` answers a request that finds the cursor at
+//! `c`, or at any block up to the last progress mark read (`carechain_indexed`: every change
+//! notification up to that block has been read, so whatever could have changed the decision
+//! has dropped it). A request that finds the cursor beyond the mark (the indexer has committed
+//! blocks whose notifications are not read yet) decides again. So a decision outlives the
+//! blocks that do not touch it (at a block every 2 s, most blocks), yet a revocation takes
+//! effect on the first request after the indexer commits it. Decisions also end at the wall
+//! clock: at `decide`'s `until` and after `--decision-ttl-ms`.
 //!
 //! The service fails closed: when the chain cannot be reached, answers for another chain, or
 //! the indexer (which drives the invalidation) lags the chain by more than the configured
@@ -30,7 +39,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 /// The indexer's channels a decision depends on.
-pub const CHANNELS: [Channel; 2] = [Channel::Consent, Channel::Membership];
+pub const CHANNELS: [Channel; 3] = [Channel::Consent, Channel::Membership, Channel::Indexed];
 
 /// What a request asks to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -96,13 +105,42 @@ struct Health {
     at: Instant,
 }
 
+/// The indexer cursors, `from` to `to` inclusive, at which a cached decision is what deciding
+/// again would answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorSpan {
+    /// The cursor the decision was made at.
+    pub from: u64,
+    /// The last progress mark read (at least `from`).
+    pub to: u64,
+}
+
+impl CursorSpan {
+    /// Whether `cursor` is inside the span.
+    pub fn contains(&self, cursor: u64) -> bool {
+        (self.from..=self.to).contains(&cursor)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Cached {
     decision: Decision,
-    generation: u64,
     /// The indexer cursor when the decision was made.
     cursor: u64,
     expires: Instant,
+}
+
+impl Cached {
+    /// The cursors this decision holds at, given the last progress mark read: from the cursor
+    /// it was made at up to the mark (every change notification up to the mark has been
+    /// applied, and none dropped this entry). A cursor below the one it was made at is a
+    /// rollback: decide again.
+    fn span(&self, marked: u64) -> CursorSpan {
+        CursorSpan {
+            from: self.cursor,
+            to: self.cursor.max(marked),
+        }
+    }
 }
 
 /// Decides and caches.
@@ -114,10 +152,15 @@ pub struct ConsentService {
     cache: Mutex<HashMap<DecisionKey, Cached>>,
     /// Bumped by every invalidation; a decision computed across a bump is not cached.
     generation: AtomicU64,
+    /// How many decisions were asked of the chain (`eth_call`s of `decide`).
+    decisions_asked: AtomicU64,
     /// Whether the notification stream is up (the cache is used only then).
     listening: AtomicBool,
     /// Highest block named by a notification.
     notified_block: AtomicU64,
+    /// The last progress mark read: every change notification up to this block has been
+    /// applied (0 until the first mark after (re)connecting).
+    marked_through: AtomicU64,
     health: RwLock<Option<Health>>,
 }
 
@@ -138,6 +181,8 @@ impl ConsentService {
             generation: AtomicU64::new(0),
             listening: AtomicBool::new(false),
             notified_block: AtomicU64::new(0),
+            marked_through: AtomicU64::new(0),
+            decisions_asked: AtomicU64::new(0),
             health: RwLock::new(None),
         }
     }
@@ -189,12 +234,12 @@ impl ConsentService {
         }
     }
 
-    /// A cached decision that allows `key`, with the indexer cursor it was made at (`None` in
+    /// A cached decision that allows `key`, with the indexer cursors it holds at (`None` in
     /// benchmark mode: any cursor). For a caller that reads the cursor in the same statement
-    /// as the data and uses the data only when the cursor is still that one: the decision is
+    /// as the data and uses the data only when the cursor is inside that span: the decision is
     /// then exactly what [`Self::decide_at_cursor`] would answer for that request. `None` when
     /// nothing usable is cached (then the caller takes the full path).
-    pub fn cached_allow(&self, key: &DecisionKey) -> Option<(Decision, Option<u64>)> {
+    pub fn cached_allow(&self, key: &DecisionKey) -> Option<(Decision, Option<CursorSpan>)> {
         if self.settings.disabled_for_benchmark {
             return Some((Self::benchmark_decision(), None));
         }
@@ -202,10 +247,14 @@ impl ConsentService {
         if !self.cache_usable() {
             return None;
         }
-        let hit = self.cached(key, self.generation.load(Ordering::Acquire))?;
+        // The mark is read before the entry: an entry still there after the mark was read has
+        // survived every notification up to the mark.
+        let marked = self.marked_through.load(Ordering::Acquire);
+        let hit = self.cached(key)?;
+        let span = hit.span(marked);
         (hit.decision.allowed
-            && health.head.saturating_sub(hit.cursor) <= self.settings.max_index_lag_blocks)
-            .then_some((hit.decision, Some(hit.cursor)))
+            && health.head.saturating_sub(span.to) <= self.settings.max_index_lag_blocks)
+            .then_some((hit.decision, Some(span)))
     }
 
     /// Whether decisions are cached now: the cache is on and the notification stream that
@@ -214,16 +263,15 @@ impl ConsentService {
         !self.settings.cache_ttl.is_zero() && self.listening.load(Ordering::Acquire)
     }
 
-    /// The cached entry for `key`, if no invalidation since `generation` dropped it and it
-    /// has not expired.
-    fn cached(&self, key: &DecisionKey, generation: u64) -> Option<Cached> {
+    /// The cached entry for `key`, if no notification dropped it and it has not expired.
+    fn cached(&self, key: &DecisionKey) -> Option<Cached> {
         let hit = self
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
             .copied()?;
-        (hit.generation == generation && Instant::now() < hit.expires).then_some(hit)
+        (Instant::now() < hit.expires).then_some(hit)
     }
 
     /// The decision for `key`, given the indexer's cursor as read (by the caller, in the same
@@ -238,10 +286,9 @@ impl ConsentService {
         }
         let health = self.check_health()?;
         // The indexer's cursor as of the request: a cached decision is used only while the
-        // cursor has not moved since it was made, so a change the indexer has committed takes
-        // effect on the very next request even before its notification has been read (the
-        // notification then also drops the entry; it matters when blocks come faster than
-        // changes).
+        // cursor is inside the span it holds for (the cursor it was made at, up to the last
+        // progress mark read), so a change the indexer has committed takes effect on the very
+        // next request even before its notification has been read.
         let cursor = cursor.ok_or(AppError::Unavailable(
             "consent decisions are unavailable: the consent index is stale (fail closed)",
         ))?;
@@ -252,12 +299,14 @@ impl ConsentService {
         }
         let generation = self.generation.load(Ordering::Acquire);
         let use_cache = self.cache_usable();
+        let marked = self.marked_through.load(Ordering::Acquire);
         if use_cache
-            && let Some(hit) = self.cached(&key, generation)
-            && hit.cursor == cursor
+            && let Some(hit) = self.cached(&key)
+            && hit.span(marked).contains(cursor)
         {
             return Ok(hit.decision);
         }
+        self.decisions_asked.fetch_add(1, Ordering::Relaxed);
         let block = health
             .head
             .max(cursor)
@@ -311,7 +360,6 @@ impl ConsentService {
                     key,
                     Cached {
                         decision,
-                        generation,
                         cursor,
                         expires: Instant::now() + cache_for,
                     },
@@ -319,6 +367,18 @@ impl ConsentService {
             }
         }
         Ok(decision)
+    }
+
+    /// How many decisions this service has asked of the chain so far (each an `eth_call` of
+    /// `decide`); the rest were answered from the cache.
+    pub fn decisions_asked(&self) -> u64 {
+        self.decisions_asked.load(Ordering::Relaxed)
+    }
+
+    /// The last progress mark read from the indexer (0 before the first, and after the
+    /// notification stream was re-established until the next).
+    pub fn marked_through(&self) -> u64 {
+        self.marked_through.load(Ordering::Acquire)
     }
 
     /// Drops the cached decisions `subject` may have changed: a patient's consent changes
@@ -339,6 +399,14 @@ impl ConsentService {
             return;
         };
         let notification = Notification::parse(channel, payload);
+        if channel == Channel::Indexed {
+            // Marks arrive in commit order: the latest is the truth (it moves back with a
+            // rollback). A mark without a block tells nothing.
+            if let Some(block) = notification.block {
+                self.marked_through.store(block, Ordering::Release);
+            }
+            return;
+        }
         if let Some(block) = notification.block {
             self.notified_block.fetch_max(block, Ordering::AcqRel);
         }
@@ -360,6 +428,8 @@ impl ConsentService {
     async fn listen(&self, shutdown: CancellationToken) {
         loop {
             self.listening.store(false, Ordering::Release);
+            // Notifications may be lost while disconnected: no mark stands until a new one.
+            self.marked_through.store(0, Ordering::Release);
             self.invalidate(Subject::All);
             let connected = async {
                 let mut listener = PgListener::connect_with(&self.pool).await?;

@@ -920,3 +920,75 @@ async fn cached_decisions_serve_only_while_the_indexer_cursor_stands() {
     assert_eq!(refused.basis.as_deref(), Some("NoConsent"));
     assert!(refused.consent_block.unwrap() >= revoked_at as i64);
 }
+
+/// At a real block time most blocks touch no given patient's consent: a cached decision keeps
+/// answering while the indexer's progress marks say that no change up to the new cursor
+/// concerned it, and a revocation still ends it on the first request after it is indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_decisions_outlive_blocks_that_do_not_touch_them() {
+    let chain = TestChain::start().await;
+    let custodian = chain.custodian().await;
+    let (org, practitioner) = (&custodian.org, custodian.practitioner.clone());
+    let db = fresh_database().await;
+    let gw = TestGateway::start_with(&chain, &db, |c| custodian.configure(c)).await;
+    let _indexer = TestIndexer::start(&chain, &db).await;
+    let requests = std::cell::Cell::new(0i64);
+    let patient_wallet = chain.wallet().await;
+    let patient = Client::sign_in(&gw, &patient_wallet, &requests).await;
+    let doctor = Client::sign_in(&gw, &practitioner, &requests).await;
+    let own = format!("/Observation?patient={:#x}", patient_wallet.address());
+    common::eventually(|| async { patient.get(&own).await.0 == 200 }).await;
+    let (status, _, created) = patient
+        .post("/Observation", observation(&patient_wallet))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/Observation/{}", created["id"].as_str().unwrap());
+    let consents = chain.consents_as(&patient_wallet);
+    let granted_at = grant_observations(
+        &consents,
+        patient_wallet.address(),
+        org.address(),
+        &[Action::Read],
+        4_000_000_000u64,
+        9,
+    )
+    .await;
+    gw.wait_indexed(granted_at).await;
+    common::eventually(|| async { doctor.get(&path).await.0 == 200 }).await;
+    let (status, headers, _) = doctor.get(&path).await;
+    assert_eq!(status, 200);
+    let cached_block = headers["x-consent-block"].to_str().unwrap().to_owned();
+    let consent = gw.state.consent();
+    let asked = consent.decisions_asked();
+
+    // Ten blocks that change nothing, indexed and marked.
+    let head = chain.mine(10).await;
+    gw.wait_indexed(head).await;
+    common::eventually(|| async { consent.marked_through() >= head }).await;
+    for _ in 0..5 {
+        let (status, headers, body) = doctor.get(&path).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            headers["x-consent-block"].to_str().unwrap(),
+            cached_block,
+            "the decision made before the ten blocks still answers"
+        );
+    }
+    assert_eq!(consent.decisions_asked(), asked, "no decision asked again");
+
+    // A revocation: once indexed, the very next read is refused, whether or not its
+    // notification has been read yet.
+    let revoked_at = mined(
+        consents
+            .revoke(patient_wallet.address(), org.address())
+            .send()
+            .await,
+    )
+    .await;
+    gw.wait_indexed(revoked_at).await;
+    let (status, headers, body) = doctor.get(&path).await;
+    assert_eq!(status, 404, "{body}");
+    let refused = gw.audit_row(&headers).await;
+    assert_eq!(refused.basis.as_deref(), Some("NoConsent"));
+    assert!(refused.consent_block.unwrap() >= revoked_at as i64);
+}

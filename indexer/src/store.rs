@@ -291,6 +291,10 @@ impl Store {
             self.notify(&mut tx, &range.events.subjects, range.to)
                 .await?;
         }
+        if derive {
+            // Every change up to `range.to` has been announced (by this commit or earlier).
+            self.mark_indexed(&mut tx, range.to).await?;
+        }
         let derived = std::time::Instant::now();
         tx.commit().await?;
         tracing::debug!(
@@ -412,7 +416,7 @@ impl Store {
         let total: usize = groups.iter().map(|g| g.2.len()).sum();
         let chain_id = self.chain_id as u64;
         let notifications: Vec<(Channel, Notification)> = if total > MAX_SUBJECT_NOTIFICATIONS {
-            Channel::ALL
+            Channel::CHANGES
                 .into_iter()
                 .map(|channel| (channel, Notification::new(chain_id, block, Subject::All)))
                 .collect()
@@ -472,14 +476,25 @@ impl Store {
         .bind(db_i64(block))
         .execute(&mut *conn)
         .await?;
-        let everything: Vec<(Channel, Notification)> = Channel::ALL
+        let everything: Vec<(Channel, Notification)> = Channel::CHANGES
             .into_iter()
             .map(|channel| {
                 let all = Notification::new(self.chain_id as u64, block, Subject::All);
                 (channel, all)
             })
+            .chain([(
+                Channel::Indexed,
+                Notification::new(self.chain_id as u64, block, Subject::All),
+            )])
             .collect();
         send_notifications(conn, &everything).await
+    }
+
+    /// The progress mark ([`Channel::Indexed`]): sent last in a commit whose blocks' changes
+    /// have all been announced, up to `block`.
+    async fn mark_indexed(&self, conn: &mut PgConnection, block: u64) -> Result<(), sqlx::Error> {
+        let mark = Notification::new(self.chain_id as u64, block, Subject::All);
+        send_notifications(conn, &[(Channel::Indexed, mark)]).await
     }
 }
 

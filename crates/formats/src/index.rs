@@ -8,6 +8,14 @@
 //!   `NOTIFY` on one [`Channel`] per kind of change, with a JSON payload that names the chain,
 //!   the block and the [`Subject`] the change is about ([`Notification`]). A commit touching
 //!   many subjects, a backfill batch or a rollback sends [`Subject::All`].
+//! - **The progress mark.** Every commit that sends the notifications of its blocks (one that
+//!   keeps the derived state current, a catch-up, a rollback) ends with one on
+//!   [`Channel::Indexed`] naming the commit's last block. Notifications of one transaction
+//!   arrive in the order sent, and transactions in commit order, so a reader that has read
+//!   the mark for block N has read every change notification of the blocks up to N: what it
+//!   derived from blocks at or below N and has not dropped is still true at every cursor up
+//!   to N. A commit that notifies nothing (a backfill batch before the derived state catches
+//!   up) sends no mark.
 
 use alloy::primitives::Address;
 use serde_json::Value;
@@ -35,11 +43,17 @@ pub enum Channel {
     /// Record anchors (subject: the custodian organisation) and audit batches (subject: the
     /// gateway that anchored them).
     Anchor,
+    /// The progress mark: every change notification up to the payload's block has been sent
+    /// (no subject).
+    Indexed,
 }
 
 impl Channel {
+    /// Every channel that announces changes (what [`Subject::All`] is sent on).
+    pub const CHANGES: [Self; 3] = [Self::Consent, Self::Membership, Self::Anchor];
+
     /// Every channel.
-    pub const ALL: [Self; 3] = [Self::Consent, Self::Membership, Self::Anchor];
+    pub const ALL: [Self; 4] = [Self::Consent, Self::Membership, Self::Anchor, Self::Indexed];
 
     /// The PostgreSQL channel name.
     pub const fn name(self) -> &'static str {
@@ -47,6 +61,7 @@ impl Channel {
             Self::Consent => "carechain_consent",
             Self::Membership => "carechain_membership",
             Self::Anchor => "carechain_anchor",
+            Self::Indexed => "carechain_indexed",
         }
     }
 
@@ -155,6 +170,7 @@ impl Notification {
             Channel::Anchor => address("org")
                 .map(Subject::Org)
                 .or_else(|| address("gateway").map(Subject::Gateway)),
+            Channel::Indexed => None,
         };
         Self {
             chain_id,
@@ -216,6 +232,14 @@ mod tests {
         );
         assert_eq!(read(Channel::Membership, PATIENT), (Subject::All, None));
         assert_eq!(read(Channel::Consent, "garbage"), (Subject::All, None));
+    }
+
+    #[test]
+    fn the_progress_mark_names_a_block_only() {
+        let mark = Notification::new(31337, 40, Subject::All);
+        assert_eq!(mark.payload(), r#"{"chainId":31337,"block":40,"all":true}"#);
+        assert_eq!(Notification::parse(Channel::Indexed, &mark.payload()), mark);
+        assert!(!Channel::CHANGES.contains(&Channel::Indexed));
     }
 
     #[test]

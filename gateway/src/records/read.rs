@@ -51,8 +51,9 @@ pub async fn read(
 }
 
 /// The version a read asks for, in one query, when the record's patient is known and an
-/// allowing decision for it is cached: returned only if the indexer's cursor is still the
-/// one that decision was made at (see the module documentation). `None`: take the full path.
+/// allowing decision for it is cached: returned only if the indexer's cursor is inside the
+/// span that decision holds for (see `consent`'s module documentation). `None`: take the full
+/// path.
 async fn read_under_cached_decision(
     req: &RecordRequest<'_>,
     conn: &mut sqlx::PgConnection,

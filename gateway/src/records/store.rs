@@ -293,8 +293,8 @@ pub struct DecisionGuard<'a> {
     pub patient: &'a str,
     /// The chain whose cursor is checked.
     pub chain_id: u64,
-    /// The cursor the decision was made at (`None`: any, benchmark mode only).
-    pub cursor: Option<u64>,
+    /// The cursors the decision holds at (`None`: any, benchmark mode only).
+    pub cursor: Option<crate::consent::CursorSpan>,
 }
 
 /// One version (the current one when `version` is `None`) with its patient's data key, in
@@ -317,7 +317,7 @@ pub async fn version_with_key(
         Some(DecisionGuard {
             cursor: Some(_), ..
         }) => format!(
-            " AND v.patient = $4 AND {} = $6",
+            " AND v.patient = $4 AND {} BETWEEN $6 AND $7",
             carechain_formats::index::cursor_subquery("$5")
         ),
     };
@@ -338,10 +338,11 @@ pub async fn version_with_key(
         .bind(version.unwrap_or(0));
     if let Some(guard) = guard {
         query = query.bind(guard.patient);
-        if let Some(cursor) = guard.cursor {
+        if let Some(span) = guard.cursor {
             query = query
                 .bind(i64::try_from(guard.chain_id).map_err(AppError::internal)?)
-                .bind(i64::try_from(cursor).map_err(AppError::internal)?);
+                .bind(i64::try_from(span.from).map_err(AppError::internal)?)
+                .bind(i64::try_from(span.to).map_err(AppError::internal)?);
         }
     }
     let Some(row) = query.fetch_optional(conn).await? else {
