@@ -29,21 +29,45 @@ fn run_length() -> Duration {
 struct Load {
     rps: f64,
     p99_ms: f64,
+    requests: usize,
 }
 
 async fn load(http: &reqwest::Client, url: &str, token: &str, connections: usize) -> Load {
     eprintln!("load: {url} with {connections} connections");
+    load_spread(http, &[url.to_owned()], token, connections).await
+}
+
+/// Closed-loop `GET`s on `connections` connections, each request of a URL drawn uniformly
+/// from `urls`.
+async fn load_spread(
+    http: &reqwest::Client,
+    urls: &[String],
+    token: &str,
+    connections: usize,
+) -> Load {
     let run = run_length();
     let deadline = Instant::now() + run;
+    // Parsed once: the load generator shares the cores with what it measures.
+    let urls: std::sync::Arc<Vec<reqwest::Url>> = std::sync::Arc::new(
+        urls.iter()
+            .map(|u| reqwest::Url::parse(u).unwrap())
+            .collect(),
+    );
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for task in 0..connections {
         let http = http.clone();
-        // Parsed once: the load generator shares the cores with what it measures.
-        let url = reqwest::Url::parse(url).unwrap();
+        let urls = std::sync::Arc::clone(&urls);
         let token = token.to_owned();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            // xorshift64, seeded per connection.
+            let mut x =
+                0x9E37_79B9_7F4A_7C15u64 ^ (task as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9);
             while Instant::now() < deadline {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let url = &urls[(x % urls.len() as u64) as usize];
                 let start = Instant::now();
                 let response = http
                     .get(url.clone())
@@ -78,6 +102,7 @@ async fn load(http: &reqwest::Client, url: &str, token: &str, connections: usize
     Load {
         rps: all.len() as f64 / run.as_secs_f64(),
         p99_ms: p99.as_secs_f64() * 1000.0,
+        requests: all.len(),
     }
 }
 
@@ -131,6 +156,7 @@ async fn create_load(
     Load {
         rps: all.len() as f64 / run.as_secs_f64(),
         p99_ms: p99.as_secs_f64() * 1000.0,
+        requests: all.len(),
     }
 }
 
@@ -157,30 +183,37 @@ async fn main() {
     let (org, practitioner) = (&custodian.org, custodian.practitioner.clone());
     let db = fresh_database().await;
     let kek = alloy::hex::encode([7u8; 32]);
-    let settings = |skip: bool, skip_validation: bool| {
-        let kek = kek.clone();
-        let custodian = &custodian;
-        move |c: &mut carechain_gateway::GatewayConfig| {
-            custodian.configure(c);
-            c.kek = Some(kek);
-            c.bench_skip_consent = skip;
-            c.bench_skip_validation = skip_validation;
-            // anvil mines a block per transaction and every create sends one, so at hundreds
-            // of writes a second the indexer (polling every 100 ms) is tens of blocks behind
-            // although it is milliseconds behind: the lag in blocks would measure the write
-            // rate, not staleness, and refuse the writes. Staleness is measured as time
-            // (`gateway.revocation_lag_p99_ms`).
-            c.max_index_lag_blocks = 100_000;
-            c.user_limits = carechain_gateway::config::UserLimits {
-                reads_per_minute: u32::MAX,
-                searches_per_minute: u32::MAX,
-                writes_per_minute: u32::MAX,
-            };
-        }
-    };
+    // The baseline of the write figure anchors for an organisation of its own: two gateways
+    // sending transactions with one service key would race for its nonces.
+    let baseline_custodian = chain.custodian().await;
+    let settings_for =
+        |custodian: &carechain_testkit::Custodian, skip: bool, skip_validation: bool| {
+            let kek = kek.clone();
+            let custodian = custodian.clone();
+            move |c: &mut carechain_gateway::GatewayConfig| {
+                custodian.configure(c);
+                c.kek = Some(kek);
+                c.bench_skip_consent = skip;
+                c.bench_skip_validation = skip_validation;
+                // anvil mines a block per transaction and every create sends one, so at hundreds
+                // of writes a second the indexer (polling every 100 ms) is tens of blocks behind
+                // although it is milliseconds behind: the lag in blocks would measure the write
+                // rate, not staleness, and refuse the writes. Staleness is measured as time
+                // (`gateway.revocation_lag_p99_ms`).
+                c.max_index_lag_blocks = 100_000;
+                c.user_limits = carechain_gateway::config::UserLimits {
+                    reads_per_minute: u32::MAX,
+                    searches_per_minute: u32::MAX,
+                    writes_per_minute: u32::MAX,
+                };
+            }
+        };
+    let settings =
+        |skip: bool, skip_validation: bool| settings_for(&custodian, skip, skip_validation);
     let checked = TestGateway::start_with(&chain, &db, settings(false, false)).await;
     let unchecked = TestGateway::start_with(&chain, &db, settings(true, false)).await;
-    let unvalidated = TestGateway::start_with(&chain, &db, settings(false, true)).await;
+    let unvalidated =
+        TestGateway::start_with(&chain, &db, settings_for(&baseline_custodian, false, true)).await;
     // The same as `checked`, on HTTPS (a certificate from a CA made here).
     let tls_dir = carechain_testkit::TempDir::new("bench-tls");
     let ca = carechain_tls::testing::TestCa::new(tls_dir.path(), "bench");
@@ -481,9 +514,239 @@ async fn main() {
         lag_at(99).as_secs_f64() * 1000.0,
         "ms",
     );
+    many_patients_at_a_block_time(&chain, &checked, &unchecked, &custodian).await;
+
     drop(indexer);
     https.stop().await;
     unvalidated.stop().await;
     checked.stop().await;
     unchecked.stop().await;
+}
+
+/// Reads spread over many patients and records while the chain makes a block every 2 s:
+/// `BENCH_PATIENTS` patients (default 10,000) each grant the custodian read and create on
+/// Observation for treatment, the practitioner imports 10 observations for each (transaction
+/// Bundles of 500), and then, with anvil mining every 2 s, 8 connections read records drawn
+/// uniformly from all of them, on the consent-checking gateway and on the baseline, twice in
+/// alternating order after a warm-up pass. Leaves anvil mining every 2 s (run last).
+async fn many_patients_at_a_block_time(
+    chain: &TestChain,
+    checked: &TestGateway,
+    unchecked: &TestGateway,
+    custodian: &carechain_testkit::Custodian,
+) {
+    use alloy::{
+        network::TransactionBuilder,
+        primitives::{Address, U256, aliases::U40, keccak256},
+        providers::Provider,
+        rpc::types::TransactionRequest,
+        sol_types::SolCall,
+    };
+    use carechain_contracts::{Action, ConsentRegistry, Purpose, ResourceType};
+    let patients_n: usize = std::env::var("BENCH_PATIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let per_patient = 10usize;
+    let provider = chain.anvil.provider();
+    let raw = |method: &'static str, params: serde_json::Value| {
+        let provider = provider.clone();
+        async move {
+            let _: serde_json::Value = provider
+                .raw_request(method.into(), params)
+                .await
+                .unwrap_or_else(|e| panic!("{method}: {e}"));
+        }
+    };
+    let patients: Vec<Address> = (0..patients_n)
+        .map(|i| Address::from_slice(&keccak256(format!("bench patient {i}"))[12..]))
+        .collect();
+    eprintln!("many patients: {patients_n} grants");
+    // Every patient grants from its own address: anvil signs for any address
+    // (`anvil_autoImpersonateAccount`) once it has gas money. Sent with automine off and mined
+    // in full blocks, then automine again for the imports.
+    raw("anvil_autoImpersonateAccount", json!([true])).await;
+    let registry = chain.manifest.contracts.consent_registry;
+    raw("evm_setAutomine", json!([false])).await;
+    for chunk in patients.chunks(250) {
+        let sends = chunk.iter().map(|patient| {
+            let provider = provider.clone();
+            let patient = *patient;
+            async move {
+                chain
+                    .anvil
+                    .set_balance(patient, U256::from(10u64).pow(U256::from(18)))
+                    .await;
+                let call = ConsentRegistry::grantCall {
+                    patient,
+                    grantee: custodian.org.address(),
+                    resourceTypes: ResourceType::Observation.bit(),
+                    actions: Action::Read.bit() | Action::Create.bit(),
+                    purposes: Purpose::Treat.bit(),
+                    validFrom: U40::ZERO,
+                    validUntil: U40::from(4_000_000_000u64),
+                    consentHash: alloy::primitives::B256::repeat_byte(1),
+                };
+                let tx = TransactionRequest::default()
+                    .with_from(patient)
+                    .with_to(registry)
+                    .with_input(call.abi_encode())
+                    .with_gas_limit(300_000);
+                let _: alloy::primitives::B256 = provider
+                    .raw_request("eth_sendTransaction".into(), (tx,))
+                    .await
+                    .expect("eth_sendTransaction");
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+    loop {
+        raw("evm_mine", json!([])).await;
+        let status: serde_json::Value = provider
+            .raw_request("txpool_status".into(), ())
+            .await
+            .expect("txpool_status");
+        let pending = status["pending"]
+            .as_str()
+            .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            .or_else(|| status["pending"].as_u64())
+            .unwrap_or(0);
+        if pending == 0 {
+            break;
+        }
+    }
+    raw("evm_setAutomine", json!([true])).await;
+    let doctor = checked.sign_in(&custodian.practitioner).await;
+    checked.wait_indexed(chain.head().await).await;
+    // Every grant allows (spot checks: the first and the last patient).
+    for patient in [patients[0], patients[patients_n - 1]] {
+        assert!(
+            chain
+                .decide_read(patient, custodian.practitioner.address())
+                .await
+                .is_allowed(),
+            "the bench patients' grants are in force"
+        );
+    }
+
+    eprintln!(
+        "many patients: importing {} observations",
+        patients_n * per_patient
+    );
+    let mut paths = Vec::with_capacity(patients_n * per_patient);
+    let started = Instant::now();
+    for group in patients.chunks(500 / per_patient) {
+        let entries: Vec<Value> = group
+            .iter()
+            .flat_map(|patient| {
+                (0..per_patient).map(move |i| {
+                    json!({"fullUrl": format!("urn:uuid:{patient:#x}-{i}"),
+                           "request": {"method": "POST", "url": "Observation"},
+                           "resource": {"resourceType": "Observation", "status": "final",
+                               "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+                               "subject": {"reference": format!("Patient/{patient:#x}")},
+                               "effectiveDateTime": format!("2026-02-{:02}T08:00:00Z", 1 + i),
+                               "valueQuantity": {"value": 60 + i, "unit": "/min"}}})
+                })
+            })
+            .collect();
+        let response = checked
+            .http
+            .post(checked.url("/"))
+            .bearer_auth(&doctor)
+            .header("content-type", "application/fhir+json")
+            .body(
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+        for entry in answer["entry"].as_array().unwrap() {
+            let location = entry["response"]["location"].as_str().unwrap();
+            paths.push(format!("/{}", location.trim_end_matches("/_history/1")));
+        }
+    }
+    eprintln!(
+        "  imported in {:.1} s ({:.0} resources/s)",
+        started.elapsed().as_secs_f64(),
+        paths.len() as f64 / started.elapsed().as_secs_f64()
+    );
+    // Older than the finality window, as in the reads above; then a block every 2 s.
+    checked.wait_indexed(chain.mine(70).await).await;
+    raw("evm_setAutomine", json!([false])).await;
+    raw("evm_setIntervalMining", json!([2])).await;
+
+    let http = reqwest::Client::new();
+    let doctor_unchecked = unchecked.sign_in(&custodian.practitioner).await;
+    let on: Vec<String> = paths.iter().map(|p| checked.url(p)).collect();
+    let off: Vec<String> = paths.iter().map(|p| unchecked.url(p)).collect();
+    // Warm-up: every patient's decision made once (and the anchors of every batch checked).
+    let warm: Vec<String> = paths
+        .iter()
+        .step_by(per_patient)
+        .map(|p| checked.url(p))
+        .collect();
+    warm_up(&http, &warm, &doctor).await;
+    let chain_client = checked.state.chain();
+    let (mut checked_loads, mut baseline_loads, mut requests) = (Vec::new(), Vec::new(), 0u64);
+    for round in 0..2 {
+        let mut measure_checked = async || {
+            let before = chain_client.requests();
+            let l = load_spread(&http, &on, &doctor, 8).await;
+            requests += chain_client.requests() - before;
+            l
+        };
+        if round == 0 {
+            checked_loads.push(measure_checked().await);
+            baseline_loads.push(load_spread(&http, &off, &doctor_unchecked, 8).await);
+        } else {
+            baseline_loads.push(load_spread(&http, &off, &doctor_unchecked, 8).await);
+            checked_loads.push(measure_checked().await);
+        }
+    }
+    let reads: usize = checked_loads.iter().map(|l| l.requests).sum();
+    let rps = |loads: &[Load]| loads.iter().map(|l| l.rps).sum::<f64>() / loads.len() as f64;
+    figure(
+        "gateway.read.rps.checked.c8.many.block2s",
+        rps(&checked_loads),
+        "req/s",
+    );
+    figure(
+        "gateway.read.rps.unchecked.c8.many.block2s",
+        rps(&baseline_loads),
+        "req/s",
+    );
+    figure(
+        "gateway.read.ratio.c8.many.block2s",
+        rps(&checked_loads) / rps(&baseline_loads),
+        "ratio",
+    );
+    figure(
+        "gateway.read.p99_ms.c8.many.block2s",
+        checked_loads.iter().map(|l| l.p99_ms).fold(0.0, f64::max),
+        "ms",
+    );
+    figure(
+        "gateway.read.eth_calls_per_read.c8.many.block2s",
+        requests as f64 / reads as f64,
+        "calls/read",
+    );
+}
+
+/// Reads each of `urls` once, 8 at a time.
+async fn warm_up(http: &reqwest::Client, urls: &[String], token: &str) {
+    eprintln!("warm-up: {} reads", urls.len());
+    for chunk in urls.chunks(8) {
+        let reads = chunk.iter().map(|url| async move {
+            let response = http.get(url).bearer_auth(token).send().await.unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert_eq!(status, 200, "{url}: {body}");
+        });
+        futures::future::join_all(reads).await;
+    }
 }

@@ -91,6 +91,8 @@ pub struct ChainClient {
     timeout: Duration,
     /// Set once the endpoint has confirmed it serves `chain_id`.
     chain_id_checked: std::sync::atomic::AtomicBool,
+    /// JSON-RPC requests made so far (every call through [`Self::timed`]).
+    requests: std::sync::atomic::AtomicU64,
     /// Anchors (single version hashes and batch roots, per organisation) found at the
     /// `finalized` block: RecordRegistry never removes an anchor and no reorg reaches below
     /// finality, so they are never asked again.
@@ -155,6 +157,7 @@ impl ChainClient {
             anchorers,
             timeout,
             chain_id_checked: std::sync::atomic::AtomicBool::new(false),
+            requests: std::sync::atomic::AtomicU64::new(0),
             finalized_anchors: std::sync::RwLock::new(std::collections::HashSet::new()),
         })
     }
@@ -169,10 +172,19 @@ impl ChainClient {
         self.anchorers.keys()
     }
 
+    /// How many JSON-RPC requests this client has made: consent decisions and membership
+    /// reads (`eth_call`), anchor checks not answered from memory, the health probe's
+    /// `eth_blockNumber`, anchoring transactions.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn timed<T>(
         &self,
         fut: impl Future<Output = Result<T, ChainError>>,
     ) -> Result<T, ChainError> {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::time::timeout(self.timeout, fut)
             .await
             .map_err(|_| ChainError::Timeout)?
