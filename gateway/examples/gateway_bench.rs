@@ -684,13 +684,16 @@ async fn many_patients_at_a_block_time(
     let doctor_unchecked = unchecked.sign_in(&custodian.practitioner).await;
     let on: Vec<String> = paths.iter().map(|p| checked.url(p)).collect();
     let off: Vec<String> = paths.iter().map(|p| unchecked.url(p)).collect();
-    // Warm-up: every patient's decision made once (and the anchors of every batch checked).
-    let warm: Vec<String> = paths
-        .iter()
-        .step_by(per_patient)
-        .map(|p| checked.url(p))
-        .collect();
-    warm_up(&http, &warm, &doctor).await;
+    // Warm-up, on both gateways: every patient's decision made once on the checking one, and
+    // the anchor of every batch checked (and remembered, as final) on each.
+    for (gateway, token) in [(checked, &doctor), (unchecked, &doctor_unchecked)] {
+        let warm: Vec<String> = paths
+            .iter()
+            .step_by(per_patient)
+            .map(|p| gateway.url(p))
+            .collect();
+        warm_up(&http, &warm, token).await;
+    }
     let chain_client = checked.state.chain();
     let (mut checked_loads, mut baseline_loads, mut requests) = (Vec::new(), Vec::new(), 0u64);
     for round in 0..2 {

@@ -143,11 +143,14 @@ pub struct GatewayConfig {
     /// Interval of the chain / index health probe in milliseconds.
     #[arg(long, env = "CARECHAIN_GATEWAY_PROBE_MS", default_value_t = 250)]
     pub probe_interval_ms: u64,
-    /// Longest time a consent decision is cached, in milliseconds (0 disables the cache).
+    /// Longest time a consent decision is cached, in milliseconds (0 disables the cache). A
+    /// cached decision is dropped as soon as the indexer announces a change that may affect it
+    /// and ends at the consent's own end; this bounds only how long one lives without the
+    /// chain being asked again.
     #[arg(
         long,
         env = "CARECHAIN_GATEWAY_DECISION_TTL_MS",
-        default_value_t = 30_000
+        default_value_t = 600_000
     )]
     pub decision_cache_ttl_ms: u64,
     /// Default page size of searches.
@@ -245,7 +248,7 @@ impl GatewayConfig {
             max_index_lag_blocks: 16,
             max_health_age_ms: 3000,
             probe_interval_ms: 100,
-            decision_cache_ttl_ms: 30_000,
+            decision_cache_ttl_ms: 600_000,
             default_page_size: 20,
             max_page_size: 100,
             max_search_patients: 1000,
