@@ -17,7 +17,7 @@
 //! blocks whose notifications are not read yet) decides again. So a decision outlives the
 //! blocks that do not touch it (at a block every 2 s, most blocks), yet a revocation takes
 //! effect on the first request after the indexer commits it. Decisions also end at the wall
-//! clock: at `decide`'s `until` and after `--decision-ttl-ms`.
+//! clock: at `decide`'s `until` and after `--decision-cache-ttl-ms`.
 //!
 //! The service fails closed: when the chain cannot be reached, answers for another chain, or
 //! the indexer (which drives the invalidation) lags the chain by more than the configured
