@@ -599,7 +599,6 @@ async fn at_scale(n: u64, label: &str) -> ScaleFigures {
     let key = registered_anchor_key(&chain).await;
     let (_, officer) = compliance_member(&chain).await;
     let gw = TestGateway::start(&chain, &db).await;
-    let token = gw.sign_in(&officer).await;
     gw.wait_indexed(chain.head().await).await;
     drop(indexer);
 
@@ -612,6 +611,13 @@ async fn at_scale(n: u64, label: &str) -> ScaleFigures {
     for (from, to, root) in &batches {
         mined(anchor.anchorBatch(*from, *to, *root).send().await).await;
     }
+    // The anchoring transactions moved the chain on: index them (the gateway fails closed on
+    // a stale index), then stop the indexer again so the head stays put. Signed in once the
+    // log exists: generating ten million rows outlasts a token.
+    let indexer = TestIndexer::start(&chain, &db).await;
+    gw.wait_indexed(chain.head().await).await;
+    drop(indexer);
+    let token = gw.sign_in(&officer).await;
 
     // The same searches at every size: patients and agents that exist at 100,000 rows.
     let patients = (100_000 / ROWS_PER_PATIENT).max(1);
