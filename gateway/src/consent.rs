@@ -334,14 +334,20 @@ impl ConsentService {
         // A grant ends at its validUntil by the wall clock too: the pinned block may be older
         // than the end (no block since), and a cached answer must not outlive it.
         let mut cache_for = self.settings.cache_ttl;
-        // `decide` answers until when the allowance holds: the earliest end of what allows it.
-        if allowed && until != FOREVER {
+        // `decide` answers until when its answer holds by time alone: for an allowance the
+        // earliest end of what allows it, for a refusal the earliest start of a consent not in
+        // force yet. A cached answer never outlives that moment.
+        if until != FOREVER {
             let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-            if until <= now {
+            if until > now {
+                cache_for = cache_for.min(Duration::from_secs(until - now));
+            } else if allowed {
                 allowed = false;
                 basis = Basis::ConsentExpired;
             } else {
-                cache_for = cache_for.min(Duration::from_secs(until - now));
+                // A consent has started by the wall clock but not yet at the pinned block: the
+                // next block may allow, so this refusal is not kept.
+                cache_for = Duration::ZERO;
             }
         }
         let decision = Decision {
@@ -349,7 +355,7 @@ impl ConsentService {
             basis,
             block,
         };
-        if use_cache {
+        if use_cache && !cache_for.is_zero() {
             let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
             // Only cache what no invalidation raced with.
             if self.generation.load(Ordering::Acquire) == generation {

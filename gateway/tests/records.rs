@@ -992,3 +992,61 @@ async fn cached_decisions_outlive_blocks_that_do_not_touch_them() {
     assert_eq!(refused.basis.as_deref(), Some("NoConsent"));
     assert!(refused.consent_block.unwrap() >= revoked_at as i64);
 }
+
+/// A refusal because a consent has not started yet is not kept past the consent's start: the
+/// first read after a block at or past `validFrom` is allowed, although no consent event
+/// came in between (the blocks in between only move the indexer's progress marks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_before_a_consent_starts_ends_when_it_starts() {
+    let chain = TestChain::start().await;
+    let custodian = chain.custodian().await;
+    let (org, practitioner) = (&custodian.org, custodian.practitioner.clone());
+    let db = fresh_database().await;
+    let gw = TestGateway::start_with(&chain, &db, |c| custodian.configure(c)).await;
+    let _indexer = TestIndexer::start(&chain, &db).await;
+    let requests = std::cell::Cell::new(0i64);
+    let patient_wallet = chain.wallet().await;
+    let patient = Client::sign_in(&gw, &patient_wallet, &requests).await;
+    let doctor = Client::sign_in(&gw, &practitioner, &requests).await;
+    let own = format!("/Observation?patient={:#x}", patient_wallet.address());
+    common::eventually(|| async { patient.get(&own).await.0 == 200 }).await;
+    let (status, _, created) = patient
+        .post("/Observation", observation(&patient_wallet))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/Observation/{}", created["id"].as_str().unwrap());
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    let starts = now + 4;
+    let granted_at = mined(
+        chain
+            .consents_as(&patient_wallet)
+            .grant(
+                patient_wallet.address(),
+                org.address(),
+                ResourceType::Observation.bit(),
+                Action::to_bits(&[Action::Read]),
+                Purpose::Treat.bit(),
+                U40::from(starts),
+                U40::from(4_000_000_000u64),
+                B256::repeat_byte(3),
+            )
+            .send()
+            .await,
+    )
+    .await;
+    gw.wait_indexed(granted_at).await;
+    for _ in 0..3 {
+        let (status, _, body) = doctor.get(&path).await;
+        assert_eq!(status, 404, "not started yet: {body}");
+    }
+
+    // Past the start, a block (with no consent event) and its progress mark.
+    let wait = (starts + 1).saturating_sub(u64::try_from(chrono::Utc::now().timestamp()).unwrap());
+    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    let head = chain.mine(1).await;
+    gw.wait_indexed(head).await;
+    let consent = gw.state.consent();
+    common::eventually(|| async { consent.marked_through() >= head }).await;
+    let (status, _, body) = doctor.get(&path).await;
+    assert_eq!(status, 200, "the consent has started: {body}");
+}
