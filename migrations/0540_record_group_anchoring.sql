@@ -54,10 +54,15 @@ CREATE TABLE gateway_record_batches (
     block_number  BIGINT,
     gas_used      BIGINT,
     anchored_at   TIMESTAMPTZ,
+    -- Checked again once its block is final: a batch reorged away before finality goes back
+    -- to pending (and is sent again) instead of leaving its versions unverifiable.
+    final         BOOLEAN     NOT NULL DEFAULT false,
     PRIMARY KEY (custodian, root)
 );
 CREATE INDEX gateway_record_batches_in_flight
     ON gateway_record_batches (custodian, nonce) WHERE state = 'pending';
+CREATE INDEX gateway_record_batches_not_final
+    ON gateway_record_batches (custodian, block_number) WHERE state = 'anchored' AND NOT final;
 
 GRANT SELECT, INSERT, UPDATE ON gateway_record_batches TO carechain_gateway;
 GRANT SELECT, INSERT, UPDATE, DELETE ON gateway_anchor_queue TO carechain_gateway;

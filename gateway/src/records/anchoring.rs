@@ -49,6 +49,9 @@ pub const NOT_YET_ANCHORED: &str = "not-yet-anchored";
 /// How often an anchorer that does not hold its custodian's lock asks for it again.
 const LOCK_RETRY: Duration = Duration::from_secs(5);
 
+/// How often anchored batches are checked against the chain's finalized block.
+const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+
 /// Gas limit of one `anchorBatch` transaction (it uses about 48,000 whatever the batch size).
 const ANCHOR_BATCH_GAS: u64 = 100_000;
 
@@ -229,6 +232,8 @@ struct Session {
     next_nonce: Option<u64>,
     /// The head at which the batches in flight were last followed.
     followed_at: Option<u64>,
+    /// When anchored batches were last confirmed against finality.
+    confirmed_at: Option<tokio::time::Instant>,
 }
 
 fn to_i64(v: u128) -> Result<i64, AnchoringError> {
@@ -315,6 +320,7 @@ impl Anchorer {
                 in_flight = self.in_flight().await?;
             }
         }
+        self.confirm_final(session).await?;
         let mut flying = in_flight.len();
         while flying < self.settings.max_in_flight {
             let Some(batch) = self.cut(session).await? else {
@@ -423,6 +429,93 @@ impl Anchorer {
                 self.send(batch, session, Some(batch.nonce)).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Every second: each anchored batch whose block is now final is checked at the
+    /// `finalized` block. One that a reorganisation took away goes back into the queue with its
+    /// versions (pending again, their proofs unchanged) and is followed as a batch in flight:
+    /// the same transaction is sent again, or with a new nonce if its own went to another.
+    async fn confirm_final(&self, session: &mut Session) -> Result<(), AnchoringError> {
+        let now = tokio::time::Instant::now();
+        if session
+            .confirmed_at
+            .is_some_and(|at| now.duration_since(at) < CONFIRM_EVERY)
+        {
+            return Ok(());
+        }
+        session.confirmed_at = Some(now);
+        let young: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT root, block_number FROM gateway_record_batches
+             WHERE custodian = $1 AND state = 'anchored' AND NOT final
+             ORDER BY block_number LIMIT 256",
+        )
+        .bind(self.org.as_slice())
+        .fetch_all(&self.pool)
+        .await?;
+        if young.is_empty() {
+            return Ok(());
+        }
+        // A chain without a `finalized` tag: nothing becomes final, nothing is confirmed.
+        let Some(finalized) = self.chain.finalized().await? else {
+            return Ok(());
+        };
+        for (root, block) in young {
+            if u64::try_from(block).unwrap_or(u64::MAX) > finalized {
+                break;
+            }
+            let root =
+                B256::try_from(root.as_slice()).map_err(|_| AnchoringError::Malformed("root"))?;
+            let at = alloy::eips::BlockId::number(finalized);
+            if self.chain.batch_anchored_at(root, self.org, at).await? {
+                sqlx::query(
+                    "UPDATE gateway_record_batches SET final = true WHERE custodian = $1 AND root = $2",
+                )
+                .bind(self.org.as_slice())
+                .bind(root.as_slice())
+                .execute(&self.pool)
+                .await?;
+            } else {
+                tracing::warn!(org = %self.org, %root, "record batch reorganised away before finality; anchoring it again");
+                self.requeue(root).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts an anchored batch back in flight with its versions (see [`Self::confirm_final`]).
+    async fn requeue(&self, root: B256) -> Result<(), AnchoringError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO gateway_anchor_queue
+               (custodian, resource_type, id, version_id, version_hash, queued_at, batch_root, batch_proof)
+             SELECT custodian, resource_type, id, version_id, version_hash, last_updated, batch_root, batch_proof
+             FROM gateway_resource_versions WHERE custodian = $1 AND batch_root = $2
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.org.as_slice())
+        .bind(root.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE gateway_resource_versions SET anchor_pending = true
+             WHERE custodian = $1 AND batch_root = $2",
+        )
+        .bind(self.org.as_slice())
+        .bind(root.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE gateway_record_batches
+             SET state = 'pending', tx_hash = NULL, block_number = NULL, gas_used = NULL,
+                 anchored_at = NULL, sent_at = NULL
+             WHERE custodian = $1 AND root = $2",
+        )
+        .bind(self.org.as_slice())
+        .bind(root.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -628,7 +721,12 @@ impl Anchorer {
                 Some(to_i64(u128::from(mined.block))?),
                 Some(to_i64(u128::from(mined.gas_used))?),
             ),
-            None => (None, None, None),
+            // Found anchored without a receipt of ours: it was at the head, at the latest.
+            None => (
+                None,
+                Some(to_i64(u128::from(self.chain.head().await?))?),
+                None,
+            ),
         };
         sqlx::query(
             "UPDATE gateway_record_batches
