@@ -24,6 +24,8 @@ function observationValue(o) {
   return "";
 }
 
+const VISIT_KINDS = { AMB: "outpatient visit", IMP: "hospital stay", EMER: "emergency visit", HH: "home visit", VR: "video or phone consultation", OBSENC: "observation stay" };
+
 function period(p) {
   return p?.start || p?.end || "";
 }
@@ -56,7 +58,7 @@ export function describe(r) {
     case "Immunization":
       return { name: concept(r.vaccineCode), value: r.status, date: r.occurrenceDateTime };
     case "Encounter":
-      return { name: (r.type || []).map(concept).filter(Boolean).join(", ") || concept(r.class) || r.class?.code || "Visit", value: r.status, date: period(r.period) };
+      return { name: (r.type || []).map(concept).filter(Boolean).join(", ") || r.class?.display || VISIT_KINDS[r.class?.code] || r.class?.code || "Visit", value: r.status, date: period(r.period) };
     case "Procedure":
       return { name: concept(r.code), value: r.status, date: r.performedDateTime || period(r.performedPeriod) };
     case "DiagnosticReport":

@@ -53,6 +53,7 @@ export async function review(request, area, ctx, onDone) {
 export function showReview(area, ctx, onDone) {
   const p = pending();
   if (!p) return;
+  document.body.dataset.reviewing = "";
   if (p.stage !== "review") {
     area.replaceChildren(h("p", { class: "muted" }, "Finishing the change you signed…"));
     finish(ctx, onDone);

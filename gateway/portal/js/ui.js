@@ -29,6 +29,7 @@ function append(el, children) {
 export function page(title, ...children) {
   const main = document.getElementById("main");
   main.replaceChildren();
+  delete document.body.dataset.reviewing;
   const heading = h("h1", { tabindex: "-1" }, title);
   append(main, [heading, ...children]);
   document.title = `${title} · carechain`;

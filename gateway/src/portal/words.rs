@@ -97,8 +97,7 @@ pub fn describe(message: &ConsentMessage, counterparty: Option<&str>) -> Vec<Val
     lines.push(line(
         "Your signature",
         format!(
-            "can be used once (number {}), until {}; it costs you nothing",
-            message.nonce(),
+            "can be used once, until {}; it costs you nothing",
             date(deadline)
         ),
     ));

@@ -5,13 +5,28 @@ import { api } from "../api.js";
 import { h, page, when, fail, short } from "../ui.js";
 import { directory } from "./consents.js";
 
+/** What a requester did, in words; `type` is the kind of record (Observation, ...). */
 const DOING = {
-  read: "opened", vread: "opened an earlier version of", "history-instance": "looked at the history of",
-  "search-type": "searched", create: "added", update: "changed", delete: "deleted",
-  transaction: "wrote several records", batch: "wrote several records", erase: "erased all records",
-  "consent-grant": "consent given", "consent-revoke": "consent withdrawn", "consent-relay": "sent a signed consent change",
-  "delegate-set": "delegate appointed", "delegate-remove": "delegate removed",
-  "break-glass-open": "EMERGENCY ACCESS opened", "break-glass-review": "emergency access reviewed by compliance",
+  read: (type) => `opened a record (${type})`,
+  vread: (type) => `opened an earlier version of a record (${type})`,
+  "history-instance": (type) => `looked at the history of a record (${type})`,
+  "search-type": (type) => `searched your records (${type})`,
+  create: (type) => `added a record (${type})`,
+  update: (type) => `changed a record (${type})`,
+  delete: (type) => `deleted a record (${type})`,
+  transaction: () => "wrote several records at once",
+  batch: () => "wrote several records at once",
+  erase: () => "erased all your records",
+  "consent-grant": () => "gave access (recorded on the blockchain)",
+  "consent-revoke": () => "withdrew access (recorded on the blockchain)",
+  "consent-relay": () => "sent a signed change of your permissions",
+  "delegate-set": () => "appointed someone to act for you",
+  "delegate-remove": () => "removed someone who could act for you",
+  "break-glass-open": () => "opened EMERGENCY ACCESS to your records",
+  "break-glass-review": () => "reviewed an emergency access (compliance office)",
+  "portal-typed-data": () => "prepared a change for you to sign",
+  "portal-delegates": () => "looked at who can act for you",
+  "portal-custodians": () => "looked at where your records are kept",
 };
 
 const BREAK_GLASS_EXPLAINED = "Emergency access (\u201cbreak-glass\u201d): a clinician opened your records in an emergency, without a permission of yours. "
@@ -46,16 +61,24 @@ function what(ev) {
   return refs.map((r) => r.split("/")[0]).join(", ");
 }
 
+function purposeWords(code, ctx) {
+  const known = ctx.purposes.find((p) => p.code === code);
+  return known ? `${known.display} (${code})` : code;
+}
+
 export function isBreakGlass(ev) {
   return subtype(ev) === "break-glass-open" || basisOf(ev) === "BreakGlass" || purposeOf(ev) === "ETREAT";
 }
 
 export async function render(ctx, session) {
   const list = h("ol", { class: "list", id: "access-log" });
+  const own = h("input", { type: "checkbox", id: "show-own" });
+  own.addEventListener("change", () => list.classList.toggle("show-own", own.checked));
   const more = h("button", { type: "button", class: "secondary", hidden: true }, "Show older entries");
   const status = h("p", { class: "muted" }, "Loading…");
   page("Who accessed my data",
     h("p", {}, "Every request for your records is recorded before it is answered, whether it was allowed or refused. This list also shows changes to your permissions and delegates."),
+    h("label", { for: "show-own" }, own, " Also show what I did myself"),
     status, list, h("div", { class: "actions" }, more));
   let orgs;
   let next = `/AuditEvent?patient=${session.address}&_sort=-date&_count=50`;
@@ -64,8 +87,9 @@ export async function render(ctx, session) {
     const link = (bundle.link || []).find((l) => l.relation === "next");
     next = link ? new URL(link.url, location.href).pathname + new URL(link.url, location.href).search : null;
     more.hidden = !next;
-    list.append(...(bundle.entry || []).map((e) => item(e.resource, orgs, session)));
-    status.textContent = list.children.length ? "" : "Nobody has accessed your records yet.";
+    list.append(...(bundle.entry || []).map((e) => item(e.resource, orgs, session, ctx)));
+    const others = list.querySelectorAll("li:not([data-own])").length;
+    status.textContent = others ? "" : "Nobody but you has accessed your records in the entries shown.";
   };
   more.addEventListener("click", () => load().catch(fail));
   try {
@@ -77,22 +101,23 @@ export async function render(ctx, session) {
   }
 }
 
-function item(ev, orgs, session) {
+function item(ev, orgs, session, ctx) {
   const { who, org } = requestor(ev);
-  const orgName = orgs.get(org)?.name || orgs.get(who)?.name || "";
-  const person = who === session.address ? "You" : who ? `${orgName ? `${orgName}, ` : ""}key ${short(who)}` : "The service";
   const kind = subtype(ev);
+  const mine = who === session.address || (!who && kind.startsWith("portal-"));
+  const orgName = orgs.get(org)?.name || orgs.get(who)?.name || "";
+  const person = mine ? "You" : who ? `${orgName ? `${orgName}, ` : ""}key ${short(who)}` : "Someone not signed in";
   const allowed = ev.outcome === "0";
   const purpose = purposeOf(ev);
   const breakGlass = isBreakGlass(ev);
-  const target = what(ev);
-  const action = `${DOING[kind] || kind}${target && !kind.includes("-") ? ` ${target}` : ""}`;
-  return h("li", { class: `card${breakGlass ? " breakglass" : ""}` },
+  const doing = DOING[kind];
+  const action = doing ? doing(what(ev) || "any kind") : kind;
+  return h("li", { class: `card${breakGlass ? " breakglass" : ""}`, "data-own": mine },
     h("p", {}, h("strong", {}, person), ` ${action}`),
     h("dl", { class: "words" },
       h("dt", {}, "When"), h("dd", {}, when(ev.recorded)),
       h("dt", {}, "Result"), h("dd", {}, allowed ? h("span", { class: "badge ok" }, "Allowed") : h("span", { class: "badge bad" }, "Refused")),
-      purpose ? [h("dt", {}, "Purpose"), h("dd", {}, purpose)] : null,
+      purpose ? [h("dt", {}, "Purpose"), h("dd", {}, purposeWords(purpose, ctx))] : null,
       orgName ? [h("dt", {}, "Organisation"), h("dd", {}, orgName)] : null),
     breakGlass ? h("p", { class: "explain" }, h("strong", {}, "Emergency access. "), BREAK_GLASS_EXPLAINED) : null);
 }

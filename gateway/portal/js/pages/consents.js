@@ -34,7 +34,7 @@ export function describeConsent(c, orgs, ctx) {
       { label: "For what purpose", text: purposes.join(", ") },
       { label: "From", text: when(c.provision?.period?.start) },
       { label: "Until", text: when(c.provision?.period?.end) },
-    ].filter((l) => l.label !== "From" || c.provision?.period?.start),
+    ].filter((l) => l.label !== "From" || new Date(c.provision?.period?.start || 0).getTime() > 0),
   };
 }
 
