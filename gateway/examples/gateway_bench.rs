@@ -106,16 +106,16 @@ async fn load_spread(
     }
 }
 
-/// Closed-loop single-resource creates (`POST url` with `body`) on `connections` connections.
+/// Closed-loop single-resource creates (`POST url` with `body`) on `connections` connections
+/// for `run`: the load, and each created id with when its answer arrived.
 async fn create_load(
     http: &reqwest::Client,
     url: &str,
     token: &str,
     body: &Value,
-    connections: usize,
-) -> Load {
+    (connections, run): (usize, Duration),
+) -> (Load, Vec<(String, chrono::DateTime<chrono::Utc>)>) {
     eprintln!("create load: {url} with {connections} connections");
-    let run = run_length();
     let deadline = Instant::now() + run;
     let body = body.to_string();
     let mut tasks = Vec::new();
@@ -124,6 +124,7 @@ async fn create_load(
         let url = reqwest::Url::parse(url).unwrap();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut created = Vec::new();
             while Instant::now() < deadline {
                 let start = Instant::now();
                 let response = http
@@ -136,15 +137,20 @@ async fn create_load(
                     .unwrap();
                 let status = response.status();
                 let answer = response.bytes().await.unwrap();
-                assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
                 latencies.push(start.elapsed());
+                let answered = chrono::Utc::now();
+                assert_eq!(status, 201, "{}", String::from_utf8_lossy(&answer));
+                let answer: Value = serde_json::from_slice(&answer).unwrap();
+                created.push((answer["id"].as_str().unwrap().to_owned(), answered));
             }
-            latencies
+            (latencies, created)
         }));
     }
-    let mut all = Vec::new();
+    let (mut all, mut created) = (Vec::new(), Vec::new());
     for task in tasks {
-        all.extend(task.await.unwrap());
+        let (latencies, ids) = task.await.unwrap();
+        all.extend(latencies);
+        created.extend(ids);
     }
     all.sort();
     let p99 = all[(all.len() * 99 / 100).min(all.len() - 1)];
@@ -153,11 +159,14 @@ async fn create_load(
         all.len(),
         p99.as_secs_f64() * 1000.0
     );
-    Load {
-        rps: all.len() as f64 / run.as_secs_f64(),
-        p99_ms: p99.as_secs_f64() * 1000.0,
-        requests: all.len(),
-    }
+    (
+        Load {
+            rps: all.len() as f64 / run.as_secs_f64(),
+            p99_ms: p99.as_secs_f64() * 1000.0,
+            requests: all.len(),
+        },
+        created,
+    )
 }
 
 /// A client trusting `ca` only, offering the ALPN protocols `alpn`.
@@ -300,14 +309,30 @@ async fn main() {
         (checked.url("/Observation"), unvalidated.url("/Observation"));
     let (mut validated, mut baseline) = (Vec::new(), Vec::new());
     for round in 0..2 {
-        let with = || create_load(&http, &validated_url, &writer_validated, &one, 8);
-        let without = || create_load(&http, &unvalidated_url, &writer_unvalidated, &one, 8);
+        let with = || {
+            create_load(
+                &http,
+                &validated_url,
+                &writer_validated,
+                &one,
+                (8, run_length()),
+            )
+        };
+        let without = || {
+            create_load(
+                &http,
+                &unvalidated_url,
+                &writer_unvalidated,
+                &one,
+                (8, run_length()),
+            )
+        };
         if round == 0 {
-            validated.push(with().await.rps);
-            baseline.push(without().await.rps);
+            validated.push(with().await.0.rps);
+            baseline.push(without().await.0.rps);
         } else {
-            baseline.push(without().await.rps);
-            validated.push(with().await.rps);
+            baseline.push(without().await.0.rps);
+            validated.push(with().await.0.rps);
         }
     }
     let (validated, baseline) = (
@@ -514,6 +539,7 @@ async fn main() {
         lag_at(99).as_secs_f64() * 1000.0,
         "ms",
     );
+    writes_at_a_block_time(&chain, &checked, &writer_validated, &one).await;
     many_patients_at_a_block_time(&chain, &checked, &unchecked, &custodian).await;
 
     drop(indexer);
@@ -521,6 +547,153 @@ async fn main() {
     unvalidated.stop().await;
     checked.stop().await;
     unchecked.stop().await;
+}
+
+/// Switches anvil between a block every 2 s (`interval`) and a block per transaction.
+async fn block_every_2s(chain: &TestChain, interval: bool) {
+    use alloy::providers::Provider;
+    let provider = chain.anvil.provider();
+    let calls: [(&str, Value); 2] = if interval {
+        [
+            ("evm_setAutomine", json!([false])),
+            ("evm_setIntervalMining", json!([2])),
+        ]
+    } else {
+        [
+            ("evm_setIntervalMining", json!([0])),
+            ("evm_setAutomine", json!([true])),
+        ]
+    };
+    for (method, params) in calls {
+        let _: Value = provider
+            .raw_request(method.into(), params)
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+    }
+}
+
+/// Single creates at 8 connections while anvil makes a block every 2 s, against the same
+/// creates with a block per transaction, twice in alternating order (each load at least 10 s,
+/// five blocks); then, for every version written at the block time, how long after its answer
+/// its batch was seen mined, and the gas of those batches per version. Leaves anvil mining
+/// every 2 s.
+async fn writes_at_a_block_time(
+    chain: &TestChain,
+    gateway: &TestGateway,
+    token: &str,
+    body: &Value,
+) {
+    let http = reqwest::Client::new();
+    let url = gateway.url("/Observation");
+    let run = run_length().max(Duration::from_secs(10));
+    let (mut at_block_time, mut automine, mut created) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..2 {
+        let order = if round == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for interval in order {
+            block_every_2s(chain, interval).await;
+            let (load, ids) = create_load(&http, &url, token, body, (8, run)).await;
+            if interval {
+                at_block_time.push(load);
+                created.extend(ids);
+            } else {
+                automine.push(load);
+            }
+        }
+    }
+    block_every_2s(chain, true).await;
+    let ids: Vec<String> = created.iter().map(|(id, _)| id.clone()).collect();
+    let waiting_since = Instant::now();
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM gateway_resource_versions WHERE id = ANY($1) AND anchor_pending",
+        )
+        .bind(&ids)
+        .fetch_one(&gateway.pool)
+        .await
+        .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(120),
+            "{pending} versions still not anchored after 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let anchored: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> =
+        sqlx::query_as(
+            "SELECT v.id, b.anchored_at FROM gateway_resource_versions v
+             JOIN gateway_record_batches b ON b.custodian = v.custodian AND b.root = v.batch_root
+             WHERE v.id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&gateway.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let mut waits: Vec<f64> = created
+        .iter()
+        .map(|(id, answered)| {
+            (anchored[id] - *answered)
+                .num_microseconds()
+                .unwrap_or_default() as f64
+                / 1000.0
+        })
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let (gas, versions): (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT sum(gas_used)::bigint, sum(versions)::bigint FROM gateway_record_batches
+         WHERE root IN (SELECT DISTINCT batch_root FROM gateway_resource_versions WHERE id = ANY($1))",
+    )
+    .bind(&ids)
+    .fetch_one(&gateway.pool)
+    .await
+    .unwrap();
+    let batches: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT batch_root) FROM gateway_resource_versions WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&gateway.pool)
+    .await
+    .unwrap();
+    eprintln!(
+        "  {} versions at the block time in {batches} batches; anchored after p50 {:.0} ms, max {:.0} ms",
+        waits.len(),
+        waits[waits.len() / 2],
+        waits[waits.len() - 1]
+    );
+    let rps = |loads: &[Load]| loads.iter().map(|l| l.rps).sum::<f64>() / loads.len() as f64;
+    figure(
+        "gateway.write.per_s.block2s",
+        rps(&at_block_time),
+        "creates/s",
+    );
+    figure("gateway.write.per_s.automine", rps(&automine), "creates/s");
+    figure(
+        "gateway.write.p99_ms.block2s",
+        at_block_time.iter().map(|l| l.p99_ms).fold(0.0, f64::max),
+        "ms",
+    );
+    figure(
+        "gateway.write.anchored_p99_ms.block2s",
+        waits[(waits.len() * 99 / 100).min(waits.len() - 1)],
+        "ms",
+    );
+    figure(
+        "gateway.write.gas_per_version.block2s",
+        gas.unwrap_or_default() as f64 / versions.unwrap_or(1).max(1) as f64,
+        "gas",
+    );
+    figure(
+        "gateway.write.ratio_vs_automine",
+        rps(&at_block_time) / rps(&automine),
+        "ratio",
+    );
 }
 
 /// Reads spread over many patients and records while the chain makes a block every 2 s:
@@ -675,7 +848,25 @@ async fn many_patients_at_a_block_time(
         started.elapsed().as_secs_f64(),
         paths.len() as f64 / started.elapsed().as_secs_f64()
     );
-    // Older than the finality window, as in the reads above; then a block every 2 s.
+    // Reads are measured on anchored versions older than finality, as most reads in practice
+    // are (see the single-record reads above): every batch mined, then 70 blocks.
+    let waiting_since = Instant::now();
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM gateway_resource_versions WHERE anchor_pending",
+        )
+        .fetch_one(&checked.pool)
+        .await
+        .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(300),
+            "{pending} imported versions still not anchored after 300 s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     checked.wait_indexed(chain.mine(70).await).await;
     raw("evm_setAutomine", json!([false])).await;
     raw("evm_setIntervalMining", json!([2])).await;

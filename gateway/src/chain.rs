@@ -44,9 +44,6 @@ pub enum ChainError {
     /// A transaction was mined but reverted.
     #[error("transaction {0} reverted")]
     Reverted(B256),
-    /// The gateway holds no service key for the custodian organisation.
-    #[error("no service key is configured for custodian organisation {0}")]
-    NoServiceKey(Address),
     /// The contract answered a value outside its documented range.
     #[error("unexpected contract answer: {0}")]
     Unexpected(String),
@@ -76,10 +73,43 @@ pub enum Membership {
     NotMember,
 }
 
-struct Anchorer {
-    provider: DynProvider,
-    /// Serialises nonce assignment for this key.
-    send_lock: tokio::sync::Mutex<()>,
+/// A custodian's service key: the member key its record versions are anchored with.
+#[derive(Clone)]
+pub struct ServiceKey {
+    /// The key's address (the sender of its anchoring transactions).
+    pub address: Address,
+    /// The signer, used locally: a transaction's hash is known (and recorded) before it is sent.
+    pub wallet: EthereumWallet,
+}
+
+impl std::fmt::Debug for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceKey")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the node answered to a raw transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Accepted into the pool (or already there: the same signed transaction was sent before).
+    Accepted,
+    /// The nonce is already used by a mined transaction.
+    NonceUsed,
+    /// A transaction with the same nonce is pending and this one does not pay enough more.
+    Underpriced,
+}
+
+/// A mined transaction's receipt, as far as the anchoring needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mined {
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Its block.
+    pub block: u64,
+    /// Gas it used.
+    pub gas_used: u64,
 }
 
 /// A chain client bound to the deployed contracts.
@@ -87,7 +117,7 @@ pub struct ChainClient {
     provider: DynProvider,
     contracts: ContractAddresses,
     chain_id: u64,
-    anchorers: HashMap<Address, Anchorer>,
+    service_keys: HashMap<Address, ServiceKey>,
     timeout: Duration,
     /// Set once the endpoint has confirmed it serves `chain_id`.
     chain_id_checked: std::sync::atomic::AtomicBool,
@@ -113,7 +143,7 @@ impl std::fmt::Debug for ChainClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChainClient")
             .field("chain_id", &self.chain_id)
-            .field("custodians", &self.anchorers.keys().collect::<Vec<_>>())
+            .field("custodians", &self.service_keys.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -132,21 +162,17 @@ impl ChainClient {
         let provider = ProviderBuilder::new()
             .connect_client(client.clone())
             .erased();
-        let mut anchorers = HashMap::new();
+        let mut keys = HashMap::new();
         for (org, key) in service_keys {
             let signer: PrivateKeySigner = key
                 .trim()
                 .parse()
                 .map_err(|_| ChainError::InvalidKey(org.to_string()))?;
-            let provider = ProviderBuilder::new()
-                .wallet(EthereumWallet::from(signer))
-                .connect_client(client.clone())
-                .erased();
-            anchorers.insert(
+            keys.insert(
                 *org,
-                Anchorer {
-                    provider,
-                    send_lock: tokio::sync::Mutex::new(()),
+                ServiceKey {
+                    address: signer.address(),
+                    wallet: EthereumWallet::from(signer),
                 },
             );
         }
@@ -154,7 +180,7 @@ impl ChainClient {
             provider,
             contracts,
             chain_id,
-            anchorers,
+            service_keys: keys,
             timeout,
             chain_id_checked: std::sync::atomic::AtomicBool::new(false),
             requests: std::sync::atomic::AtomicU64::new(0),
@@ -169,7 +195,12 @@ impl ChainClient {
 
     /// The configured custodian organisations.
     pub fn custodians(&self) -> impl Iterator<Item = &Address> {
-        self.anchorers.keys()
+        self.service_keys.keys()
+    }
+
+    /// The service key of custodian `org`, when the gateway holds it.
+    pub fn service_key(&self, org: Address) -> Option<&ServiceKey> {
+        self.service_keys.get(&org)
     }
 
     /// How many JSON-RPC requests this client has made: consent decisions and membership
@@ -390,67 +421,116 @@ impl ChainClient {
         self.timed(at(BlockId::latest())).await
     }
 
-    /// Anchors one version hash for `org` with its service key; returns the block.
-    pub async fn anchor(&self, org: Address, hash: B256) -> Result<u64, ChainError> {
-        let anchorer = self
-            .anchorers
-            .get(&org)
-            .ok_or(ChainError::NoServiceKey(org))?;
-        let registry = RecordRegistry::new(self.contracts.record_registry, &anchorer.provider);
-        let tx_hash = {
-            let _guard = anchorer.send_lock.lock().await;
-            self.timed(async { registry.anchor(hash).send().await.map_err(rpc) })
-                .await?
-                .tx_hash()
-                .to_owned()
-        };
-        self.wait_receipt(&anchorer.provider, tx_hash).await
+    /// The transaction count of `account`: mined only (`latest`), or with the node's pool.
+    pub async fn nonce(&self, account: Address, with_pool: bool) -> Result<u64, ChainError> {
+        self.timed(async {
+            let call = self.provider.get_transaction_count(account);
+            if with_pool {
+                call.pending().await
+            } else {
+                call.latest().await
+            }
+            .map_err(rpc)
+        })
+        .await
     }
 
-    /// Anchors a Merkle root over `count` version hashes for `org`; returns the block.
-    pub async fn anchor_batch(
+    /// The node's suggested EIP-1559 fees per gas: (max fee, priority fee).
+    pub async fn fees(&self) -> Result<(u128, u128), ChainError> {
+        let estimate = self
+            .timed(async { self.provider.estimate_eip1559_fees().await.map_err(rpc) })
+            .await?;
+        Ok((estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas))
+    }
+
+    /// `RecordRegistry.anchorBatch(root, count)` signed by `key` at `nonce` with `fees`
+    /// (max fee, priority fee) and a gas limit of `gas`: its hash and the raw transaction. Signed
+    /// here, so that the hash can be recorded before anything is sent.
+    pub async fn sign_anchor_batch(
         &self,
-        org: Address,
-        root: B256,
-        count: u32,
-    ) -> Result<u64, ChainError> {
-        let anchorer = self
-            .anchorers
-            .get(&org)
-            .ok_or(ChainError::NoServiceKey(org))?;
-        let registry = RecordRegistry::new(self.contracts.record_registry, &anchorer.provider);
-        let tx_hash = {
-            let _guard = anchorer.send_lock.lock().await;
-            self.timed(async { registry.anchorBatch(root, count).send().await.map_err(rpc) })
-                .await?
-                .tx_hash()
-                .to_owned()
+        key: &ServiceKey,
+        (root, count): (B256, u32),
+        nonce: u64,
+        fees: (u128, u128),
+        gas: u64,
+    ) -> Result<(B256, Bytes), ChainError> {
+        use alloy::{
+            eips::eip2718::Encodable2718,
+            network::{NetworkTransactionBuilder, TransactionBuilder},
         };
-        self.wait_receipt(&anchorer.provider, tx_hash).await
+        let registry = RecordRegistry::new(self.contracts.record_registry, &self.provider);
+        let envelope = registry
+            .anchorBatch(root, count)
+            .into_transaction_request()
+            .with_from(key.address)
+            .with_nonce(nonce)
+            .with_chain_id(self.chain_id)
+            .with_gas_limit(gas)
+            .with_max_fee_per_gas(fees.0)
+            .with_max_priority_fee_per_gas(fees.1)
+            .build(&key.wallet)
+            .await
+            .map_err(rpc)?;
+        Ok((*envelope.tx_hash(), envelope.encoded_2718().into()))
     }
 
-    async fn wait_receipt(&self, provider: &DynProvider, tx_hash: B256) -> Result<u64, ChainError> {
-        // Poll briefly ourselves: the default watcher's interval is far longer than a block on a
-        // local or consortium chain.
-        let poll = async {
-            let mut delay = Duration::from_millis(2);
-            loop {
-                if let Some(receipt) = provider
+    /// Sends a signed transaction; the node's refusals that the sender acts on are answered as
+    /// a [`SendOutcome`], anything else is an error.
+    pub async fn send_raw(&self, raw: &Bytes) -> Result<SendOutcome, ChainError> {
+        let sent = self
+            .timed(async { Ok(self.provider.send_raw_transaction(raw).await) })
+            .await?;
+        let Err(err) = sent else {
+            return Ok(SendOutcome::Accepted);
+        };
+        let text = err.to_string().to_ascii_lowercase();
+        if text.contains("already known") || text.contains("already imported") {
+            Ok(SendOutcome::Accepted)
+        } else if text.contains("nonce too low") || text.contains("nonce has already been used") {
+            Ok(SendOutcome::NonceUsed)
+        } else if text.contains("underpriced") {
+            Ok(SendOutcome::Underpriced)
+        } else {
+            Err(rpc(err))
+        }
+    }
+
+    /// The receipt of `tx_hash`, once mined.
+    pub async fn mined(&self, tx_hash: B256) -> Result<Option<Mined>, ChainError> {
+        let receipt = self
+            .timed(async {
+                self.provider
                     .get_transaction_receipt(tx_hash)
                     .await
-                    .map_err(rpc)?
-                {
-                    if !receipt.status() {
-                        return Err(ChainError::Reverted(tx_hash));
-                    }
-                    return Ok(receipt.block_number.unwrap_or_default());
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_millis(200));
-            }
-        };
-        tokio::time::timeout(self.timeout * 4, poll)
-            .await
-            .map_err(|_| ChainError::Timeout)?
+                    .map_err(rpc)
+            })
+            .await?;
+        Ok(receipt.map(|r| Mined {
+            success: r.status(),
+            block: r.block_number.unwrap_or_default(),
+            gas_used: r.gas_used,
+        }))
+    }
+
+    /// Whether the node knows `tx_hash` at all (pooled or mined): a dropped transaction is not.
+    pub async fn is_known(&self, tx_hash: B256) -> Result<bool, ChainError> {
+        let found = self
+            .timed(async {
+                self.provider
+                    .get_transaction_by_hash(tx_hash)
+                    .await
+                    .map_err(rpc)
+            })
+            .await?;
+        Ok(found.is_some())
+    }
+
+    /// Whether the batch `root` is anchored for `org` at the head.
+    pub async fn batch_anchored(&self, root: B256, org: Address) -> Result<bool, ChainError> {
+        let registry = RecordRegistry::new(self.contracts.record_registry, &self.provider);
+        let entry = self
+            .timed(async { registry.batchOf(root, org).call().await.map_err(rpc) })
+            .await?;
+        Ok(entry.org == org && !org.is_zero())
     }
 }

@@ -2,7 +2,7 @@
 
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use carechain_tls::{PgTls, RpcEndpoint};
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Why the configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +212,9 @@ pub struct GatewayConfig {
     /// Compliance: audit anchoring.
     #[command(flatten)]
     pub anchoring: AnchoringConfig,
+    /// Group anchoring of record versions.
+    #[command(flatten)]
+    pub record_anchoring: RecordAnchoringConfig,
 }
 
 impl GatewayConfig {
@@ -261,6 +264,7 @@ impl GatewayConfig {
             bench_skip_consent: false,
             bench_skip_validation: false,
             anchoring: AnchoringConfig::default(),
+            record_anchoring: RecordAnchoringConfig::default(),
         }
     }
 
@@ -320,6 +324,7 @@ impl GatewayConfig {
         self.audit_role()?;
         self.parsed_service_keys()?;
         self.anchoring.anchor_signer()?;
+        self.record_anchoring.settings()?;
         Ok(())
     }
 
@@ -423,6 +428,106 @@ impl UserLimits {
 }
 
 impl Default for UserLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Group anchoring of record versions (flattened into the gateway's flags): a write is answered
+/// once stored; the versions of a window are anchored together with one `anchorBatch` per
+/// custodian.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecordAnchoringConfig {
+    /// Anchor the waiting versions of a custodian once the oldest has waited this long
+    /// (milliseconds). Shorter: anchored sooner, but more transactions (gas) per version.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_RECORD_ANCHOR_WINDOW_MS",
+        default_value_t = RecordAnchoringConfig::DEFAULT.record_anchor_window_ms
+    )]
+    pub record_anchor_window_ms: u64,
+    /// Anchor as soon as this many versions wait; also the largest batch.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_RECORD_ANCHOR_MAX_BATCH",
+        default_value_t = RecordAnchoringConfig::DEFAULT.record_anchor_max_batch
+    )]
+    pub record_anchor_max_batch: usize,
+    /// Most batch transactions of one custodian in flight (sent, not yet mined).
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_RECORD_ANCHOR_IN_FLIGHT",
+        default_value_t = RecordAnchoringConfig::DEFAULT.record_anchor_in_flight
+    )]
+    pub record_anchor_in_flight: usize,
+    /// Replace a batch transaction not mined after this long with the same nonce and 25%
+    /// higher fees (milliseconds).
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_RECORD_ANCHOR_BUMP_MS",
+        default_value_t = RecordAnchoringConfig::DEFAULT.record_anchor_bump_ms
+    )]
+    pub record_anchor_bump_ms: u64,
+    /// Serve a version not yet anchored (marked so) for at most this long after its write;
+    /// after that a read refuses it as unverifiable (milliseconds).
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_RECORD_ANCHOR_GRACE_MS",
+        default_value_t = RecordAnchoringConfig::DEFAULT.record_anchor_grace_ms
+    )]
+    pub record_anchor_grace_ms: u64,
+}
+
+impl RecordAnchoringConfig {
+    /// The defaults (the flags' and [`Default`]'s), from
+    /// [`AnchoringSettings::DEFAULT`](crate::records::anchoring::AnchoringSettings::DEFAULT).
+    pub const DEFAULT: Self = {
+        let d = crate::records::anchoring::AnchoringSettings::DEFAULT;
+        Self {
+            record_anchor_window_ms: d.window.as_millis() as u64,
+            record_anchor_max_batch: d.max_batch,
+            record_anchor_in_flight: d.max_in_flight,
+            record_anchor_bump_ms: d.bump_after.as_millis() as u64,
+            record_anchor_grace_ms: d.grace.as_millis() as u64,
+        }
+    };
+
+    /// The anchorer's settings, checked.
+    pub fn settings(&self) -> Result<crate::records::anchoring::AnchoringSettings, ConfigError> {
+        let invalid = |name, reason: &str| ConfigError::Invalid {
+            name,
+            reason: reason.into(),
+        };
+        if self.record_anchor_max_batch == 0 || self.record_anchor_max_batch > 1 << 20 {
+            return Err(invalid(
+                "record_anchor_max_batch",
+                "between 1 and 1048576 versions",
+            ));
+        }
+        if self.record_anchor_in_flight == 0 {
+            return Err(invalid("record_anchor_in_flight", "at least 1"));
+        }
+        if self.record_anchor_bump_ms == 0 || self.record_anchor_grace_ms == 0 {
+            return Err(invalid(
+                "record_anchor_bump_ms",
+                "the bump delay and the grace period must be positive",
+            ));
+        }
+        let window = Duration::from_millis(self.record_anchor_window_ms);
+        Ok(crate::records::anchoring::AnchoringSettings {
+            window,
+            max_batch: self.record_anchor_max_batch,
+            max_in_flight: self.record_anchor_in_flight,
+            bump_after: Duration::from_millis(self.record_anchor_bump_ms),
+            poll: crate::records::anchoring::AnchoringSettings::DEFAULT
+                .poll
+                .min(window.max(Duration::from_millis(5))),
+            grace: Duration::from_millis(self.record_anchor_grace_ms),
+        })
+    }
+}
+
+impl Default for RecordAnchoringConfig {
     fn default() -> Self {
         Self::DEFAULT
     }

@@ -201,6 +201,8 @@ impl Gateway {
             manifest.chain_id,
             background.clone(),
         )?;
+        let anchoring = config.record_anchoring.settings()?;
+        crate::records::anchoring::spawn(&pool, &chain, anchoring, &background);
         let secret = kek.derive(b"carechain/gateway-secret");
         let records = Records::new(RecordsParts {
             pool: pool.clone(),
@@ -220,6 +222,7 @@ impl Gateway {
                 default_custodian: config.default_custodian,
                 require_if_match: config.require_if_match,
                 validate: !config.bench_skip_validation,
+                anchoring,
             },
         });
         let state = AppState::new(AppStateParts {

@@ -176,6 +176,26 @@ impl Anvil {
         self.head().await
     }
 
+    /// Switches mining a block per transaction on or off (`evm_setAutomine`); off, transactions
+    /// wait in the pool until [`Anvil::mine`].
+    pub async fn set_automine(&self, on: bool) {
+        let _: serde_json::Value = self
+            .provider()
+            .raw_request("evm_setAutomine".into(), (on,))
+            .await
+            .expect("evm_setAutomine");
+    }
+
+    /// Removes a pending transaction from the pool, as a node that drops it would
+    /// (`anvil_dropTransaction`).
+    pub async fn drop_transaction(&self, tx_hash: B256) {
+        let _: serde_json::Value = self
+            .provider()
+            .raw_request("anvil_dropTransaction".into(), (tx_hash,))
+            .await
+            .expect("anvil_dropTransaction");
+    }
+
     /// Replaces the last `depth` blocks with empty ones (`anvil_reorg`).
     pub async fn reorg(&self, depth: u64) {
         let _: serde_json::Value = self

@@ -173,6 +173,10 @@ fn served(
     {
         headers.insert(header::LAST_MODIFIED, v);
     }
+    headers.insert(
+        records::anchoring::ANCHOR_STATUS_HEADER,
+        HeaderValue::from_static(served.anchor.header_value()),
+    );
     if location {
         let id = served
             .resource

@@ -1,7 +1,7 @@
 //! Transaction and batch Bundles (how an EHR feeds records in).
 
 use super::{
-    AuditSink, RecordRequest, Served, active_key, anchoring_failed,
+    AuditSink, RecordRequest, Served, active_key,
     compartment::{self, PlannedPatients},
     conceal, new_id, parse_patient,
     read::read,
@@ -193,8 +193,8 @@ struct Prepared {
 /// vread, search; of records that exist before the transaction). `urn:uuid` full URLs of
 /// created resources become `Type/id` and every reference to them is rewritten. Every write is checked and decided (create, update, delete;
 /// denials of id-addressed entries concealed as 404) and every GET is decided before anything
-/// is stored; then the new versions are anchored as one Merkle batch and written in one
-/// database transaction, each with its inclusion proof. GET entries are answered after the
+/// is stored; then the new versions are written in one database transaction and queued for
+/// anchoring (see [`super::anchoring`]). GET entries are answered after the
 /// writes (FHIR processes them last) and see the new state.
 pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value, AppError> {
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
@@ -241,7 +241,10 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             other => other,
         };
         let request = entry_request(req.records.base_url(), entry).map_err(at)?;
-        let body = entry.get("resource").cloned();
+        let mut body = entry.get("resource").cloned();
+        if let Some(body) = body.as_mut() {
+            super::anchoring::strip_mark(body);
+        }
         let (resource_type, id, action, if_match) = match &request {
             EntryRequest::Create(rt) => {
                 let body = body
@@ -408,30 +411,19 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             compartment::check(req, item.resource_type, &item.patient, body, &planned).await?;
         }
     }
-    // Hash every new version; anchor one Merkle root for the custodian.
+    // Stamp every new version; they are stored together and queued for anchoring (the
+    // custodian's anchorer puts them in its next batch).
     let now = Utc::now();
-    let mut hashes = Vec::new();
     for item in &mut prepared {
         if let Some(body) = item.body.as_mut() {
             stamp(body, &item.id, item.current + 1, now);
-            hashes.push(canonical_hash(body));
         }
     }
     let writes = prepared.iter().any(|p| p.current >= 0);
     let org = if writes { Some(req.custodian()?) } else { None };
-    let tree = carechain_contracts::merkle::MerkleTree::new(&hashes);
-    if let (Some(tree), Some(org)) = (&tree, org) {
-        let count = u32::try_from(hashes.len()).map_err(AppError::internal)?;
-        req.records
-            .chain()
-            .anchor_batch(org, tree.root(), count)
-            .await
-            .map_err(anchoring_failed)?;
-    }
     let mut tx = req.records.pool().begin().await?;
     let mut keys: HashMap<String, SecretKey> = HashMap::new();
     let mut responses: Vec<Value> = Vec::with_capacity(entries.len());
-    let mut leaf = 0;
     for item in &prepared {
         let name = item.resource_type.code();
         if item.current < 0 {
@@ -450,24 +442,13 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             }
         };
         let version_id = item.current + 1;
-        let (content, version_hash, batch, fields) = match &item.body {
-            Some(body) => {
-                let tree = tree
-                    .as_ref()
-                    .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle tree")))?;
-                let proof = tree
-                    .proof(leaf)
-                    .ok_or_else(|| AppError::internal(std::io::Error::other("no Merkle proof")))?;
-                let hash = hashes[leaf];
-                leaf += 1;
-                (
-                    Some(serde_json::to_vec(body).map_err(AppError::internal)?),
-                    Some(hash),
-                    Some((tree.root(), proof)),
-                    resource::search_fields(item.resource_type, body),
-                )
-            }
-            None => (None, None, None, SearchFields::default()),
+        let (content, version_hash, fields) = match &item.body {
+            Some(body) => (
+                Some(serde_json::to_vec(body).map_err(AppError::internal)?),
+                Some(canonical_hash(body)),
+                resource::search_fields(item.resource_type, body),
+            ),
+            None => (None, None, SearchFields::default()),
         };
         store::write_version(
             &mut tx,
@@ -482,7 +463,6 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
                 content,
                 version_hash,
                 custodian: org.unwrap_or_default(),
-                batch,
                 fields,
             },
             item.current,

@@ -10,12 +10,14 @@
 //! - [`write`]: create, update, delete and erase;
 //! - [`search`]: searches, paged with sealed cursors ([`query`]: parsing and the index query);
 //! - [`bundle`]: transaction and batch Bundles;
+//! - [`anchoring`]: new versions anchored on chain in groups, in the background;
 //! - [`store`]: the encrypted versions and the search index in PostgreSQL;
 //! - [`patients`]: which patient each record belongs to, remembered.
 //!
 //! Each operation takes one [`RecordRequest`]: the gateway's [`Records`] service, who asks
 //! and for which purpose, and where the audit record learns what happened.
 
+pub mod anchoring;
 pub mod bundle;
 mod compartment;
 pub mod patients;
@@ -70,6 +72,8 @@ pub struct Served {
     pub version_id: i64,
     /// When it was written.
     pub last_updated: DateTime<Utc>,
+    /// Whether its anchor was verified on chain, or it is still waiting for its batch.
+    pub anchor: anchoring::AnchorState,
 }
 
 /// Limits and defaults of the record service.
@@ -91,6 +95,8 @@ pub struct RecordSettings {
     pub require_if_match: bool,
     /// Whether writes are validated as FHIR R4 (off only in the benchmark's baseline).
     pub validate: bool,
+    /// Group anchoring of new versions.
+    pub anchoring: anchoring::AnchoringSettings,
 }
 
 impl RecordSettings {
@@ -265,6 +271,17 @@ impl Records {
             tracing::error!(resource_type = %stored.resource_type, "stored version does not match its hash");
             return Err(AppError::Integrity);
         }
+        if stored.anchor_pending {
+            let anchor = anchoring::check_pending(&self.settings.anchoring, stored.last_updated)?;
+            let mut resource = resource;
+            anchor.mark(&mut resource);
+            return Ok(Served {
+                resource,
+                version_id: stored.version_id,
+                last_updated: stored.last_updated,
+                anchor,
+            });
+        }
         let anchored = match &stored.batch_root {
             None => self.chain.verify_anchor(hash, stored.custodian).await,
             Some(root) => {
@@ -285,6 +302,7 @@ impl Records {
             resource,
             version_id: stored.version_id,
             last_updated: stored.last_updated,
+            anchor: anchoring::AnchorState::Verified,
         })
     }
 }
@@ -375,17 +393,29 @@ impl<'a> RecordRequest<'a> {
     /// The organisation that keeps what this request writes: a member's own organisation,
     /// else the configured custodian of patients' own records.
     fn custodian(&self) -> Result<Address, AppError> {
-        match (
+        let org = match (
             self.claims.role,
             self.claims.org,
             self.records.settings.default_custodian,
         ) {
-            (Role::Member, Some(org), _) => Ok(org),
-            (_, _, Some(org)) => Ok(org),
-            _ => Err(AppError::Unprocessable(
-                "no custodian organisation is configured for records written by patients".into(),
-            )),
+            (Role::Member, Some(org), _) => org,
+            (_, _, Some(org)) => org,
+            _ => {
+                return Err(AppError::Unprocessable(
+                    "no custodian organisation is configured for records written by patients"
+                        .into(),
+                ));
+            }
+        };
+        // A version is accepted only where it will be anchored: by this gateway's anchorer,
+        // with the custodian's service key.
+        if self.records.chain.service_key(org).is_none() {
+            return Err(AppError::Unprocessable(format!(
+                "this gateway holds no service key for the custodian organisation {org:#x}, so it \
+                 cannot anchor records for it; write at that organisation's gateway"
+            )));
         }
+        Ok(org)
     }
 }
 
@@ -465,18 +495,5 @@ fn stamp(body: &mut Value, id: &str, version_id: i64, now: DateTime<Utc>) {
             Value::String(now.to_rfc3339_opts(SecondsFormat::Micros, true)),
         );
         obj.insert("meta".into(), Value::Object(meta));
-    }
-}
-
-/// Maps an anchoring failure to the client's answer.
-fn anchoring_failed(err: crate::chain::ChainError) -> AppError {
-    match err {
-        crate::chain::ChainError::NoServiceKey(_) => AppError::Unprocessable(
-            "the gateway holds no service key for the custodian organisation".into(),
-        ),
-        err => {
-            tracing::warn!(%err, "anchoring failed");
-            AppError::Unavailable("anchoring is unavailable: the chain is unreachable")
-        }
     }
 }

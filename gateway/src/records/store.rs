@@ -1,7 +1,8 @@
 //! The encrypted record store and its minimal search index (PostgreSQL).
 //!
-//! Only this module writes the `gateway_*` store tables. Content is sealed here with the
-//! patient's data key; callers see plaintext JSON only.
+//! Only this module writes the `gateway_*` store tables, apart from the anchoring state of a
+//! version (its batch root, proof and `anchor_pending`), which belongs to [`super::anchoring`].
+//! Content is sealed here with the patient's data key; callers see plaintext JSON only.
 
 use crate::{
     crypto::{CryptoError, SecretKey, record_aad},
@@ -50,6 +51,8 @@ pub struct StoredVersion {
     pub batch_root: Option<B256>,
     /// Batch proof, for batch-anchored versions.
     pub batch_proof: Vec<B256>,
+    /// Accepted and queued for anchoring; its batch is not mined yet.
+    pub anchor_pending: bool,
 }
 
 fn b256(bytes: Option<Vec<u8>>) -> Option<B256> {
@@ -76,12 +79,13 @@ impl StoredVersion {
                 .chunks_exact(32)
                 .filter_map(|c| B256::try_from(c).ok())
                 .collect(),
+            anchor_pending: row.try_get("anchor_pending")?,
         })
     }
 }
 
 const VERSION_COLUMNS: &str = "resource_type, id, version_id, patient, last_updated, deleted, sealed, version_hash, \
-                               custodian, batch_root, batch_proof";
+                               custodian, batch_root, batch_proof, anchor_pending";
 
 /// A version about to be written.
 #[derive(Debug, Clone)]
@@ -100,10 +104,8 @@ pub struct NewVersion {
     pub content: Option<Vec<u8>>,
     /// Its anchored hash (`None` for a delete).
     pub version_hash: Option<B256>,
-    /// Custodian organisation.
+    /// Custodian organisation (its anchorer anchors the version).
     pub custodian: Address,
-    /// Batch root and proof when batch-anchored.
-    pub batch: Option<(B256, Vec<B256>)>,
     /// Searchable fields (ignored for a delete).
     pub fields: SearchFields,
 }
@@ -366,7 +368,7 @@ pub async fn current_versions(
     let types: Vec<&str> = keys.iter().map(|(t, _)| t.as_str()).collect();
     let ids: Vec<&str> = keys.iter().map(|(_, i)| i.as_str()).collect();
     let sql = "SELECT v.resource_type, v.id, v.version_id, v.patient, v.last_updated, v.deleted, v.sealed,
-                      v.version_hash, v.custodian, v.batch_root, v.batch_proof
+                      v.version_hash, v.custodian, v.batch_root, v.batch_proof, v.anchor_pending
                FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS k(rt, rid, ord)
                JOIN gateway_resources r ON r.resource_type = k.rt AND r.id = k.rid
                JOIN gateway_resource_versions v
@@ -452,14 +454,10 @@ pub async fn write_version(
         ),
         None => None,
     };
-    let proof: Option<Vec<u8>> = v
-        .batch
-        .as_ref()
-        .map(|(_, p)| p.iter().flat_map(|h| h.0).collect());
     let inserted = sqlx::query(
         "INSERT INTO gateway_resource_versions
-           (resource_type, id, version_id, patient, last_updated, deleted, sealed, version_hash, custodian, batch_root, batch_proof)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+           (resource_type, id, version_id, patient, last_updated, deleted, sealed, version_hash, custodian, anchor_pending)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
     )
     .bind(&v.resource_type)
     .bind(&v.id)
@@ -470,8 +468,8 @@ pub async fn write_version(
     .bind(sealed)
     .bind(v.version_hash.map(|h| h.to_vec()))
     .bind(v.custodian.to_vec())
-    .bind(v.batch.as_ref().map(|(r, _)| r.to_vec()))
-    .bind(proof)
+    // Every version with content is queued for its custodian's anchorer.
+    .bind(v.version_hash.is_some())
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -1,11 +1,13 @@
 //! Writes: create, update and delete of one record, and the erasure of a patient.
 //!
 //! A write is decided for the patient it concerns before the store is looked up; every new
-//! version is anchored on chain before it is stored (a stored version is always anchored), then
-//! encrypted with its patient's data key.
+//! version is encrypted with its patient's data key, stored, and queued for anchoring on chain
+//! with the other versions of its window (see [`super::anchoring`]): the answer does not wait
+//! for a block, and says that the version is not yet anchored.
 
 use super::{
-    RecordRequest, Served, active_key, anchoring_failed,
+    RecordRequest, Served, active_key,
+    anchoring::{self, AnchorState},
     compartment::{self, PlannedPatients},
     conceal, new_id, parse_patient, stamp,
     store::{self, KeyState, NewVersion},
@@ -19,7 +21,8 @@ use carechain_formats::canonical::canonical_hash;
 use chrono::Utc;
 use serde_json::Value;
 
-/// `POST [type]` and `PUT [type]/[id]`: checks, decides, anchors, encrypts and stores.
+/// `POST [type]` and `PUT [type]/[id]`: checks, decides, encrypts, stores and queues the
+/// version for anchoring.
 /// `update` carries the id and the `If-Match` version when given.
 pub async fn write(
     req: &RecordRequest<'_>,
@@ -33,6 +36,8 @@ pub async fn write(
             "the body's resourceType is not {name}"
         )));
     }
+    // The gateway alone says whether a version is anchored.
+    anchoring::strip_mark(&mut body);
     // Nothing that is not valid FHIR R4 is stored: every issue is answered, with its location.
     req.records.settings().check_valid(&body)?;
     let (id, _) = match update {
@@ -103,13 +108,6 @@ pub async fn write(
     let org = req.custodian()?;
     let fields: SearchFields = resource::search_fields(resource_type, &body);
     let content = serde_json::to_vec(&body).map_err(AppError::internal)?;
-    // Anchor first: a version in the store is always anchored; an anchor without a stored
-    // version (the write below failed) names nothing and is harmless.
-    req.records
-        .chain()
-        .anchor(org, hash)
-        .await
-        .map_err(anchoring_failed)?;
     let mut tx = req.records.pool().begin().await?;
     let key = active_key(store::data_key(&mut tx, req.records.kek(), &patient_text, true).await?)?;
     store::write_version(
@@ -125,17 +123,18 @@ pub async fn write(
             content: Some(content),
             version_hash: Some(hash),
             custodian: org,
-            batch: None,
             fields,
         },
         current_version,
     )
     .await?;
     tx.commit().await?;
+    AnchorState::Pending.mark(&mut body);
     Ok(Served {
         resource: body,
         version_id,
         last_updated: now,
+        anchor: AnchorState::Pending,
     })
 }
 
@@ -182,7 +181,6 @@ pub async fn delete(
             content: None,
             version_hash: None,
             custodian: org,
-            batch: None,
             fields: SearchFields::default(),
         },
         current,
