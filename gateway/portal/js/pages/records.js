@@ -20,7 +20,7 @@ export async function render(ctx, session) {
     const entries = groups.flat();
     const resources = entries.map((e) => e.resource).filter(Boolean);
     status.textContent = resources.length
-      ? `${resources.length} records. Each one was checked against its fingerprint on the blockchain before it was shown to you.`
+      ? `${resources.length} records. Each one was checked against the fingerprint its keeper recorded on the blockchain before it was shown to you.`
       : "No records are kept for you yet.";
     download.disabled = false;
     download.addEventListener("click", () => save(entries, session));
@@ -49,8 +49,17 @@ function section(group, resources, keptBy) {
           h("td", { "data-label": "Result" }, d.value || "—"),
           h("td", { "data-label": "Date" }, d.date ? day(d.date) : "—"),
           h("td", { "data-label": "Kept by" }, kept?.custodianName || kept?.custodian || "this service"),
-          h("td", { "data-label": "Integrity" }, h("span", { class: "verified", title: "The record's fingerprint matches the one its custodian anchored on the blockchain." }, "✓ verified on the blockchain")));
+          h("td", { "data-label": "Integrity" }, integrity(r)));
       }))));
+}
+
+/** The gateway verifies every version it serves against its custodian's anchor on chain; a
+ * version written moments ago is served marked as not anchored yet (urn:carechain:anchor). */
+function integrity(r) {
+  const pendingAnchor = (r.meta?.tag || []).some((t) => t.system === "urn:carechain:anchor" && t.code === "not-yet-anchored");
+  return pendingAnchor
+    ? h("span", { class: "pending" }, "Received; its fingerprint is being recorded on the blockchain")
+    : h("span", { class: "verified" }, "✓ verified on the blockchain");
 }
 
 function save(entries, session) {
