@@ -222,8 +222,8 @@ try {
   // 7. Who accessed my data: Dr B's read and refusal, break-glass highlighted.
   await page.getByRole("link", { name: "Who accessed my data" }).click();
   for (let i = 0; i < 30; i += 1) {
-    await page.locator("#access-log li").first().waitFor();
-    if (await page.locator("#access-log li.breakglass").filter({ hasText: /EMERGENCY ACCESS opened/ }).count()) break;
+    await page.locator("#access-log li").first().waitFor({ state: "attached" });
+    if (await page.locator("#access-log li.breakglass").filter({ hasText: /opened EMERGENCY ACCESS/ }).count()) break;
     await new Promise((resolve) => setTimeout(resolve, 1000));
     await page.reload();
   }
@@ -232,7 +232,12 @@ try {
   check(await page.locator("#access-log li").filter({ hasText: /Hospital B, key/ }).filter({ hasText: "Allowed" }).count() > 0, "Dr B's allowed read is listed");
   check(await page.locator("#access-log li").filter({ hasText: /Hospital B, key/ }).filter({ hasText: "Refused" }).count() > 0, "Dr B's refusal is listed");
   check(await page.locator("#access-log li.breakglass").filter({ hasText: /Emergency access/ }).count() >= 2, "break-glass opening and read are highlighted and explained");
+  check(!(await page.locator("#access-log li[data-own]").first().isVisible()), "the patient's own activity is folded away");
+  check(/searched your records \(Observation\)/.test(logText), "the log says what was accessed");
   await pageDone("access-log");
+  await page.getByLabel("Also show what I did myself").check();
+  await page.locator("#access-log li[data-own]").first().waitFor();
+  await pageDone("access-log-with-own");
 
   // 8. People who can act for me: Dave is there; add Bob as caregiver, then remove him.
   await page.getByRole("link", { name: "People who can act for me" }).click();
