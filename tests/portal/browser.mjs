@@ -170,6 +170,19 @@ try {
   check(bundle.resourceType === "Bundle" && bundle.entry.length >= 6, "the download is a FHIR Bundle of every record");
   await pageDone("records");
 
+  // 2b. The gateway unreachable: a message in words and a way forward.
+  await page.route("**/Consent?**", (route) => route.abort("internetdisconnected"));
+  const errorsBefore = consoleErrors.length;
+  await page.getByRole("link", { name: "Who may see my data" }).click();
+  await notice(/cannot reach the health data service/);
+  await pageDone("gateway-unreachable");
+  await page.unroute("**/Consent?**");
+  for (const error of consoleErrors.splice(errorsBefore)) {
+    check(/ERR_INTERNET_DISCONNECTED/.test(error), `only the cut request failed: ${error}`);
+  }
+  await button("Try again").click();
+  await button(/Withdraw access of Hospital A/).waitFor();
+
   // 3. Give access to Hospital B; reload in the middle (after the review is shown).
   await page.getByRole("link", { name: "Give access" }).click();
   await page.getByLabel("Who may see your records").selectOption({ label: "Hospital B (hospital)" });

@@ -8,7 +8,7 @@
 //! | `GET /portal/api/directory` | anyone: the on-chain directory of organisations | yes |
 //! | `GET /portal/api/delegates?patient=` | the patient, their delegates, compliance | yes |
 //! | `GET /portal/api/custodians?patient=` | the patient and their delegates | yes |
-//! | `POST /portal/api/typed-data` | anyone: typed data to sign (the signature is the authority) | yes |
+//! | `POST /portal/api/typed-data` | anyone, within the relay's allowance per client address: typed data to sign | yes |
 
 use super::{AuditCtx, FhirJson, Requester, auth::Peer};
 use crate::{
@@ -220,6 +220,7 @@ async fn custodians(
 async fn typed_data(
     State(state): State<AppState>,
     ctx: AuditCtx,
+    Peer(peer): Peer,
     FhirJson(body): FhirJson,
 ) -> Result<Json<Value>, AppError> {
     mark(&ctx, "portal-typed-data");
@@ -228,6 +229,11 @@ async fn typed_data(
             "gas-free signing is not enabled on this gateway (no relay key)".into(),
         )
     })?;
+    // No sign-in, and a chain read per request: the relay's allowance per client address.
+    state
+        .relay_limiter()
+        .take(peer, Instant::now())
+        .map_err(AppError::TooManyRequests)?;
     let request =
         Request::from_json(&body, now_unix()).map_err(|e| AppError::Invalid(e.to_string()))?;
     let patient = format!("{:#x}", request.patient());
