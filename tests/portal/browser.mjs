@@ -254,7 +254,7 @@ try {
 
   // 8. People who can act for me: Dave is there; add Bob as caregiver, then remove him.
   await page.getByRole("link", { name: "People who can act for me" }).click();
-  await page.locator("#delegates li").first().waitFor();
+  await page.locator("#delegates li.card").first().waitFor();
   check(/guardian/i.test(await page.locator("#delegates").innerText()), "Dave, Alice's guardian, is listed");
   await page.getByLabel("Their wallet address").fill(BOB);
   await page.getByLabel(/Caregiver:/).check();

@@ -69,7 +69,7 @@ export async function render(ctx, session) {
   try {
     const { delegates } = await api(`/portal/api/delegates?patient=${session.address}`);
     list.replaceChildren(...(delegates.length ? delegates.map((d) => {
-      const remove = h("button", { type: "button", class: "danger" }, `Remove ${d.address}`);
+      const remove = h("button", { type: "button", class: "danger", "aria-label": `Remove ${d.address}` }, "Remove");
       remove.addEventListener("click", () => review({ kind: "remove-delegate", patient: session.address, delegate: d.address }, reviewArea, ctx, refresh).catch(fail));
       return h("li", { class: `card ${d.active ? "active" : "ended"}` },
         h("p", { class: "mono" }, d.address),
