@@ -33,6 +33,7 @@ const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const AXE = fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
 
+fs.rmSync(ARTIFACTS, { recursive: true, force: true });
 fs.mkdirSync(ARTIFACTS, { recursive: true });
 const started = Date.now();
 const log = (text) => console.log(`[portal ${((Date.now() - started) / 1000).toFixed(1)}s] ${text}`);
@@ -244,7 +245,8 @@ try {
   check(/Hospital B, key/.test(logText), "the log names Hospital B's key");
   check(await page.locator("#access-log li").filter({ hasText: /Hospital B, key/ }).filter({ hasText: "Allowed" }).count() > 0, "Dr B's allowed read is listed");
   check(await page.locator("#access-log li").filter({ hasText: /Hospital B, key/ }).filter({ hasText: "Refused" }).count() > 0, "Dr B's refusal is listed");
-  check(await page.locator("#access-log li.breakglass").filter({ hasText: /Emergency access/ }).count() >= 2, "break-glass opening and read are highlighted and explained");
+  check(await page.locator("#access-log li.breakglass").filter({ hasText: /Hospital B, key .* opened EMERGENCY ACCESS/ }).count() === 1, "the break-glass opening is highlighted and names Hospital B");
+  check(await page.locator("#access-log li.breakglass").filter({ hasText: "Allowed" }).filter({ hasText: /a clinician opened your records in an emergency/ }).count() >= 2, "break-glass accesses are explained");
   check(!(await page.locator("#access-log li[data-own]").first().isVisible()), "the patient's own activity is folded away");
   check(/searched your records \(Observation\)/.test(logText), "the log says what was accessed");
   await pageDone("access-log");

@@ -5,7 +5,7 @@
 //! | `GET /portal`, `GET /portal/<file>` | anyone: the page and its files | no (no data) |
 //! | `GET /portal/api/context` | anyone: chain, relay, code tables | yes |
 //! | `POST /portal/api/sign-in` | anyone: the EIP-4361 message to sign | yes (`login-nonce`) |
-//! | `GET /portal/api/directory` | anyone: the on-chain directory of organisations | yes |
+//! | `GET /portal/api/directory` | anyone: the on-chain directory (organisations, member keys) | yes |
 //! | `GET /portal/api/delegates?patient=` | the patient, their delegates, compliance | yes |
 //! | `GET /portal/api/custodians?patient=` | the patient and their delegates | yes |
 //! | `POST /portal/api/typed-data` | anyone, within the relay's allowance per client address: typed data to sign | yes |
@@ -153,8 +153,10 @@ async fn organisations(
     ctx: AuditCtx,
 ) -> Result<Json<Value>, AppError> {
     mark(&ctx, "portal-directory");
-    let list = directory::organisations(state.pool(), state.chain().chain_id()).await?;
-    Ok(Json(json!({"organisations": list})))
+    let chain_id = state.chain().chain_id();
+    let list = directory::organisations(state.pool(), chain_id).await?;
+    let keys = directory::member_keys(state.pool(), chain_id).await?;
+    Ok(Json(json!({"organisations": list, "memberKeys": keys})))
 }
 
 /// The `patient` query parameter, recorded as the audit row's patient.

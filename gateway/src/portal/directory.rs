@@ -46,6 +46,26 @@ pub async fn organisations(pool: &PgPool, chain_id: u64) -> Result<Vec<Value>, A
         .collect())
 }
 
+/// The active member keys of active organisations (`key`, `org`), so a page can name the
+/// organisation behind a key seen in an access log. Public on chain (ProviderRegistry).
+pub async fn member_keys(pool: &PgPool, chain_id: u64) -> Result<Vec<Value>, AppError> {
+    let active = i16::from(u8::from(Status::Active));
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        "SELECT m.member_key, m.org FROM members m
+         JOIN organisations o ON o.chain_id = m.chain_id AND o.org = m.org
+         WHERE m.chain_id = $1 AND m.status = $2 AND o.status = $2
+         ORDER BY m.org, m.member_key",
+    )
+    .bind(db_chain_id(chain_id)?)
+    .bind(active)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, org)| json!({"key": hex(&key), "organisation": hex(&org)}))
+        .collect())
+}
+
 /// How the directory names `who`: an organisation by its name, a member key as a key of its
 /// organisation; `None` for anyone else (a patient or delegate wallet).
 pub async fn name_of(

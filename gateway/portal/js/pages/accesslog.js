@@ -29,8 +29,9 @@ const DOING = {
   "portal-custodians": () => "looked at where your records are kept",
 };
 
-const BREAK_GLASS_EXPLAINED = "Emergency access (\u201cbreak-glass\u201d): a clinician opened your records in an emergency, without a permission of yours. "
+const BREAK_GLASS_EXPLAINED = "(\u201cbreak-glass\u201d): a clinician opened your records in an emergency, without a permission of yours. "
   + "This is allowed only for emergency treatment, for a short time, is always recorded, and is reviewed by the compliance office, who will tell you the outcome.";
+const BREAK_GLASS_REFUSED = "(\u201cbreak-glass\u201d) was asked for and refused: no emergency access was open for this organisation, so nothing was shown.";
 
 function subtype(ev) {
   return ev.subtype?.[0]?.code || "unknown";
@@ -105,7 +106,7 @@ function item(ev, orgs, session, ctx) {
   const { who, org } = requestor(ev);
   const kind = subtype(ev);
   const mine = who === session.address || (!who && kind.startsWith("portal-"));
-  const orgName = orgs.get(org)?.name || orgs.get(who)?.name || "";
+  const orgName = orgs.get(org || orgs.keys.get(who))?.name || orgs.get(who)?.name || "";
   const person = mine ? "You" : who ? `${orgName ? `${orgName}, ` : ""}key ${short(who)}` : "Someone not signed in";
   const allowed = ev.outcome === "0";
   const purpose = purposeOf(ev);
@@ -119,5 +120,5 @@ function item(ev, orgs, session, ctx) {
       h("dt", {}, "Result"), h("dd", {}, allowed ? h("span", { class: "badge ok" }, "Allowed") : h("span", { class: "badge bad" }, "Refused")),
       purpose ? [h("dt", {}, "Purpose"), h("dd", {}, purposeWords(purpose, ctx))] : null,
       orgName ? [h("dt", {}, "Organisation"), h("dd", {}, orgName)] : null),
-    breakGlass ? h("p", { class: "explain" }, h("strong", {}, "Emergency access. "), BREAK_GLASS_EXPLAINED) : null);
+    breakGlass ? h("p", { class: "explain" }, h("strong", {}, "Emergency access "), allowed ? BREAK_GLASS_EXPLAINED : BREAK_GLASS_REFUSED) : null);
 }

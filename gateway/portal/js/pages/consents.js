@@ -7,9 +7,12 @@ import { pending } from "../session.js";
 
 const ACTIONS = { read: "see", search: "look up", create: "add to", update: "change", delete: "delete" };
 
+/** Organisations by address; `keys` maps a member key to its organisation's address. */
 export async function directory() {
-  const { organisations } = await api("/portal/api/directory");
-  return new Map(organisations.map((o) => [o.address, o]));
+  const { organisations, memberKeys } = await api("/portal/api/directory");
+  const orgs = new Map(organisations.map((o) => [o.address, o]));
+  orgs.keys = new Map((memberKeys || []).map((m) => [m.key, m.organisation]));
+  return orgs;
 }
 
 export function describeConsent(c, orgs, ctx) {
