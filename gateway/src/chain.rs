@@ -527,10 +527,40 @@ impl ChainClient {
 
     /// Whether the batch `root` is anchored for `org` at the head.
     pub async fn batch_anchored(&self, root: B256, org: Address) -> Result<bool, ChainError> {
+        self.batch_anchored_at(root, org, BlockId::latest()).await
+    }
+
+    /// Whether the batch `root` is anchored for `org` at `block`.
+    pub async fn batch_anchored_at(
+        &self,
+        root: B256,
+        org: Address,
+        block: BlockId,
+    ) -> Result<bool, ChainError> {
         let registry = RecordRegistry::new(self.contracts.record_registry, &self.provider);
         let entry = self
-            .timed(async { registry.batchOf(root, org).call().await.map_err(rpc) })
+            .timed(async {
+                registry
+                    .batchOf(root, org)
+                    .block(block)
+                    .call()
+                    .await
+                    .map_err(rpc)
+            })
             .await?;
         Ok(entry.org == org && !org.is_zero())
+    }
+
+    /// The number of the chain's `finalized` block (`None` when the node has no such tag).
+    pub async fn finalized(&self) -> Result<Option<u64>, ChainError> {
+        let block = self
+            .timed(async {
+                Ok(self
+                    .provider
+                    .get_block_by_number(alloy::eips::BlockNumberOrTag::Finalized)
+                    .await)
+            })
+            .await?;
+        Ok(block.ok().flatten().map(|b| b.header.number))
     }
 }

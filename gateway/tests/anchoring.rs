@@ -404,3 +404,62 @@ async fn a_restart_anchors_everything_accepted_before_it_and_nothing_twice() {
 async fn fresh_pool(db: &str) -> sqlx::PgPool {
     sqlx::PgPool::connect(db).await.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reorganised_away_before_finality_is_anchored_again() {
+    let chain = TestChain::start().await;
+    let custodian = chain.custodian().await;
+    let db = fresh_database().await;
+    let gw = gateway(&chain, &db, &custodian, |c| {
+        c.record_anchoring.record_anchor_window_ms = 50;
+    })
+    .await;
+    let _indexer = TestIndexer::start(&chain, &db).await;
+    let requests = Cell::new(0);
+    let wallet = chain.wallet().await;
+    let patient = Client::sign_in(&gw, &wallet, &requests).await;
+    ready(&patient, &wallet).await;
+    let (status, _, body) = patient
+        .post("/Observation", observation(&wallet, 90.0))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let path = format!("/Observation/{}", body["id"].as_str().unwrap());
+    eventually(|| async { pending_versions(&gw.pool).await == 0 }).await;
+    let root = B256::from_slice(&batches(&gw.pool).await[0].root);
+    let block: i64 = sqlx::query_scalar("SELECT block_number FROM gateway_record_batches")
+        .fetch_one(&gw.pool)
+        .await
+        .unwrap();
+    let registry = RecordRegistry::new(
+        chain.manifest.contracts.record_registry,
+        chain.anvil.provider(),
+    );
+    let org = custodian.org.address();
+    let anchored = || async { registry.batchOf(root, org).call().await.unwrap().org == org };
+    assert!(anchored().await);
+
+    // The blocks from the batch's on are replaced by empty ones: the anchor is gone, while the
+    // gateway had seen it mined.
+    let head = chain.anvil.head().await;
+    chain
+        .anvil
+        .reorg(head - u64::try_from(block).unwrap() + 1)
+        .await;
+    assert!(!anchored().await, "the reorganisation took the anchor away");
+
+    // Once the batch's block would be final, the anchorer finds it missing there and anchors
+    // it again: the version verifies, and the batch is final.
+    chain.anvil.mine(70).await;
+    eventually(|| async { anchored().await }).await;
+    chain.anvil.mine(70).await;
+    eventually(|| async {
+        sqlx::query_scalar::<_, bool>("SELECT final FROM gateway_record_batches")
+            .fetch_one(&gw.pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!(pending_versions(&gw.pool).await, 0);
+    let (status, headers, body) = patient.get(&path).await;
+    assert_eq!((status, status_of(&headers)), (200, "verified"), "{body}");
+}

@@ -159,20 +159,16 @@ impl Anchorer {
         })
     }
 
-    /// A connection holding the anchoring lock, or `None` when another gateway holds it.
+    /// A connection holding the anchoring lock, or `None` when another gateway holds it (the
+    /// connection then goes back to the pool: it holds nothing).
     async fn try_lock(&self) -> Option<PgConnection> {
-        let mut conn = self.pool.acquire().await.ok()?.detach();
+        let mut conn = self.pool.acquire().await.ok()?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(ANCHOR_LOCK_KEY)
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await
             .ok()?;
-        if got {
-            Some(conn)
-        } else {
-            let _ = conn.close().await;
-            None
-        }
+        got.then(|| conn.detach())
     }
 
     /// One round: reconcile, then anchor the next range when one is due. Callers must hold the

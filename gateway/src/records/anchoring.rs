@@ -4,15 +4,17 @@
 //! whose service key it holds, the gateway runs one anchorer, which:
 //!
 //! 1. **cuts** a batch when the oldest waiting version has waited `window`, or `max_batch` are
-//!    waiting: in one database transaction it takes the waiting versions, builds the Merkle
+//!    waiting: in one database transaction it takes the waiting versions from the queue
+//!    (`gateway_anchor_queue`, filled by the write that stores each version), builds the Merkle
 //!    tree of `carechain_contracts::merkle` (the contract's `AnchorTree`) over their hashes,
-//!    gives each version the root and its inclusion proof, and records the batch with the next
-//!    nonce of the service key;
+//!    gives each queued version the root and its inclusion proof, and records the batch with
+//!    the next nonce of the service key;
 //! 2. **sends** `RecordRegistry.anchorBatch(root, count)`: the transaction is signed here and its
 //!    hash recorded *before* it is sent, so a crash never leaves a transaction the database does
 //!    not know. Up to `max_in_flight` batches are in flight with consecutive nonces;
-//! 3. **follows** the batches in flight at every new block: a mined batch clears its versions'
-//!    `anchor_pending` (reads then verify them against the chain); a transaction the node no
+//! 3. **follows** the batches in flight at every new block: a mined batch gives its versions
+//!    their root and proof and clears their `anchor_pending` in one update of each version row
+//!    (reads then verify them against the chain), and leaves the queue; a transaction the node no
 //!    longer knows (dropped) is sent again with the same nonce; one not mined after `bump_after`
 //!    is replaced with the same nonce and fees 25% higher; a nonce taken by another transaction
 //!    of the key leaves the batch to be found anchored on chain or sent again with a new nonce.
@@ -43,6 +45,12 @@ pub const ANCHOR_STATUS_HEADER: &str = "x-anchor-status";
 pub const ANCHOR_TAG_SYSTEM: &str = "urn:carechain:anchor";
 /// The `meta.tag` code of a version whose batch is not mined yet.
 pub const NOT_YET_ANCHORED: &str = "not-yet-anchored";
+
+/// How often an anchorer that does not hold its custodian's lock asks for it again.
+const LOCK_RETRY: Duration = Duration::from_secs(5);
+
+/// How often anchored batches are checked against the chain's finalized block.
+const CONFIRM_EVERY: Duration = Duration::from_secs(1);
 
 /// Gas limit of one `anchorBatch` transaction (it uses about 48,000 whatever the batch size).
 const ANCHOR_BATCH_GAS: u64 = 100_000;
@@ -224,6 +232,8 @@ struct Session {
     next_nonce: Option<u64>,
     /// The head at which the batches in flight were last followed.
     followed_at: Option<u64>,
+    /// When anchored batches were last confirmed against finality.
+    confirmed_at: Option<tokio::time::Instant>,
 }
 
 fn to_i64(v: u128) -> Result<i64, AnchoringError> {
@@ -247,10 +257,14 @@ impl Anchorer {
     async fn run(self, stop: CancellationToken) {
         let mut lock: Option<PgConnection> = None;
         let mut session = Session::default();
+        let mut next_try = tokio::time::Instant::now();
         while !stop.is_cancelled() {
-            if lock.is_none() {
+            if lock.is_none() && tokio::time::Instant::now() >= next_try {
                 lock = self.try_lock().await;
                 session = Session::default();
+                // Another gateway anchors for this custodian: ask again now and then, not at
+                // every poll.
+                next_try = tokio::time::Instant::now() + LOCK_RETRY;
             }
             if lock.is_some()
                 && let Err(err) = self.round(&mut session).await
@@ -260,6 +274,7 @@ impl Anchorer {
                 if let Some(conn) = lock.take() {
                     let _ = conn.close().await;
                 }
+                next_try = tokio::time::Instant::now();
             }
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -271,19 +286,16 @@ impl Anchorer {
         }
     }
 
+    /// A connection holding this custodian's anchoring lock, or `None` when another gateway
+    /// holds it (the connection then goes back to the pool: it holds nothing).
     async fn try_lock(&self) -> Option<PgConnection> {
-        let mut conn = self.pool.acquire().await.ok()?.detach();
+        let mut conn = self.pool.acquire().await.ok()?;
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(self.lock_key())
-            .fetch_one(&mut conn)
+            .fetch_one(&mut *conn)
             .await
             .ok()?;
-        if got {
-            Some(conn)
-        } else {
-            let _ = conn.close().await;
-            None
-        }
+        got.then(|| conn.detach())
     }
 
     /// One round: follow the batches in flight at a new block, then cut and send what is due.
@@ -308,6 +320,7 @@ impl Anchorer {
                 in_flight = self.in_flight().await?;
             }
         }
+        self.confirm_final(session).await?;
         let mut flying = in_flight.len();
         while flying < self.settings.max_in_flight {
             let Some(batch) = self.cut(session).await? else {
@@ -419,6 +432,93 @@ impl Anchorer {
         Ok(())
     }
 
+    /// Every second: each anchored batch whose block is now final is checked at the
+    /// `finalized` block. One that a reorganisation took away goes back into the queue with its
+    /// versions (pending again, their proofs unchanged) and is followed as a batch in flight:
+    /// the same transaction is sent again, or with a new nonce if its own went to another.
+    async fn confirm_final(&self, session: &mut Session) -> Result<(), AnchoringError> {
+        let now = tokio::time::Instant::now();
+        if session
+            .confirmed_at
+            .is_some_and(|at| now.duration_since(at) < CONFIRM_EVERY)
+        {
+            return Ok(());
+        }
+        session.confirmed_at = Some(now);
+        let young: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT root, block_number FROM gateway_record_batches
+             WHERE custodian = $1 AND state = 'anchored' AND NOT final
+             ORDER BY block_number LIMIT 256",
+        )
+        .bind(self.org.as_slice())
+        .fetch_all(&self.pool)
+        .await?;
+        if young.is_empty() {
+            return Ok(());
+        }
+        // A chain without a `finalized` tag: nothing becomes final, nothing is confirmed.
+        let Some(finalized) = self.chain.finalized().await? else {
+            return Ok(());
+        };
+        for (root, block) in young {
+            if u64::try_from(block).unwrap_or(u64::MAX) > finalized {
+                break;
+            }
+            let root =
+                B256::try_from(root.as_slice()).map_err(|_| AnchoringError::Malformed("root"))?;
+            let at = alloy::eips::BlockId::number(finalized);
+            if self.chain.batch_anchored_at(root, self.org, at).await? {
+                sqlx::query(
+                    "UPDATE gateway_record_batches SET final = true WHERE custodian = $1 AND root = $2",
+                )
+                .bind(self.org.as_slice())
+                .bind(root.as_slice())
+                .execute(&self.pool)
+                .await?;
+            } else {
+                tracing::warn!(org = %self.org, %root, "record batch reorganised away before finality; anchoring it again");
+                self.requeue(root).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts an anchored batch back in flight with its versions (see [`Self::confirm_final`]).
+    async fn requeue(&self, root: B256) -> Result<(), AnchoringError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO gateway_anchor_queue
+               (custodian, resource_type, id, version_id, version_hash, queued_at, batch_root, batch_proof)
+             SELECT custodian, resource_type, id, version_id, version_hash, last_updated, batch_root, batch_proof
+             FROM gateway_resource_versions WHERE custodian = $1 AND batch_root = $2
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.org.as_slice())
+        .bind(root.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE gateway_resource_versions SET anchor_pending = true
+             WHERE custodian = $1 AND batch_root = $2",
+        )
+        .bind(self.org.as_slice())
+        .bind(root.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE gateway_record_batches
+             SET state = 'pending', tx_hash = NULL, block_number = NULL, gas_used = NULL,
+                 anchored_at = NULL, sent_at = NULL
+             WHERE custodian = $1 AND root = $2",
+        )
+        .bind(self.org.as_slice())
+        .bind(root.as_slice())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The first mined receipt among the batch's transactions, newest first.
     async fn receipt_of(&self, batch: &InFlight) -> Result<Option<(B256, Mined)>, AnchoringError> {
         for tx_hash in batch.tx_hashes.iter().rev() {
@@ -442,10 +542,10 @@ impl Anchorer {
         let limit = i64::try_from(self.settings.max_batch).unwrap_or(i64::MAX);
         // Whether a batch is due, without locking anything (this runs at every poll).
         let (count, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
-            "SELECT count(*), min(last_updated) FROM (
-               SELECT last_updated FROM gateway_resource_versions
-               WHERE custodian = $1 AND anchor_pending AND batch_root IS NULL
-               ORDER BY last_updated LIMIT $2) waiting",
+            "SELECT count(*), min(queued_at) FROM (
+               SELECT queued_at FROM gateway_anchor_queue
+               WHERE custodian = $1 AND batch_root IS NULL
+               ORDER BY queued_at LIMIT $2) waiting",
         )
         .bind(self.org.as_slice())
         .bind(limit)
@@ -461,9 +561,9 @@ impl Anchorer {
         let mut tx = self.pool.begin().await?;
         let waiting: Vec<(String, String, i64, Vec<u8>)> = sqlx::query_as(
             "SELECT resource_type, id, version_id, version_hash
-             FROM gateway_resource_versions
-             WHERE custodian = $1 AND anchor_pending AND batch_root IS NULL
-             ORDER BY last_updated LIMIT $2 FOR UPDATE SKIP LOCKED",
+             FROM gateway_anchor_queue
+             WHERE custodian = $1 AND batch_root IS NULL
+             ORDER BY queued_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         )
         .bind(self.org.as_slice())
         .bind(limit)
@@ -501,10 +601,10 @@ impl Anchorer {
         let (types, ids, version_ids): (Vec<String>, Vec<String>, Vec<i64>) =
             waiting.into_iter().map(|(t, i, v, _)| (t, i, v)).collect();
         sqlx::query(
-            "UPDATE gateway_resource_versions v SET batch_root = $1, batch_proof = w.proof
+            "UPDATE gateway_anchor_queue q SET batch_root = $1, batch_proof = w.proof
              FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bytea[])
                   AS w(resource_type, id, version_id, proof)
-             WHERE v.resource_type = w.resource_type AND v.id = w.id AND v.version_id = w.version_id",
+             WHERE q.resource_type = w.resource_type AND q.id = w.id AND q.version_id = w.version_id",
         )
         .bind(root.as_slice())
         .bind(&types)
@@ -597,21 +697,36 @@ impl Anchorer {
         receipt: Option<(B256, Mined)>,
     ) -> Result<(), AnchoringError> {
         let mut tx = self.pool.begin().await?;
+        // One update of each version row (root, proof and state together), then the queue
+        // forgets the batch.
         sqlx::query(
-            "UPDATE gateway_resource_versions SET anchor_pending = false
-             WHERE custodian = $1 AND batch_root = $2 AND anchor_pending",
+            "UPDATE gateway_resource_versions v
+             SET batch_root = q.batch_root, batch_proof = q.batch_proof, anchor_pending = false
+             FROM gateway_anchor_queue q
+             WHERE q.custodian = $1 AND q.batch_root = $2 AND v.resource_type = q.resource_type
+               AND v.id = q.id AND v.version_id = q.version_id",
         )
         .bind(self.org.as_slice())
         .bind(root.as_slice())
         .execute(&mut *tx)
         .await?;
+        sqlx::query("DELETE FROM gateway_anchor_queue WHERE custodian = $1 AND batch_root = $2")
+            .bind(self.org.as_slice())
+            .bind(root.as_slice())
+            .execute(&mut *tx)
+            .await?;
         let (tx_hash, block, gas) = match receipt {
             Some((hash, mined)) => (
                 Some(hash.to_vec()),
                 Some(to_i64(u128::from(mined.block))?),
                 Some(to_i64(u128::from(mined.gas_used))?),
             ),
-            None => (None, None, None),
+            // Found anchored without a receipt of ours: it was at the head, at the latest.
+            None => (
+                None,
+                Some(to_i64(u128::from(self.chain.head().await?))?),
+                None,
+            ),
         };
         sqlx::query(
             "UPDATE gateway_record_batches

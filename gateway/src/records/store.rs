@@ -1,7 +1,8 @@
 //! The encrypted record store and its minimal search index (PostgreSQL).
 //!
-//! Only this module writes the `gateway_*` store tables, apart from the anchoring state of a
-//! version (its batch root, proof and `anchor_pending`), which belongs to [`super::anchoring`].
+//! Only this module writes the `gateway_*` store tables, apart from the anchoring queue and
+//! the anchoring state of a version (its batch root, proof and `anchor_pending`), which belong
+//! to [`super::anchoring`] once a version is queued.
 //! Content is sealed here with the patient's data key; callers see plaintext JSON only.
 
 use crate::{
@@ -468,13 +469,28 @@ pub async fn write_version(
     .bind(sealed)
     .bind(v.version_hash.map(|h| h.to_vec()))
     .bind(v.custodian.to_vec())
-    // Every version with content is queued for its custodian's anchorer.
     .bind(v.version_hash.is_some())
     .execute(&mut *conn)
     .await?
     .rows_affected();
     if inserted == 0 {
         return Err(conflict(expected_current));
+    }
+    // Every version with content is queued for its custodian's anchorer (`super::anchoring`).
+    if let Some(hash) = v.version_hash {
+        sqlx::query(
+            "INSERT INTO gateway_anchor_queue
+               (custodian, resource_type, id, version_id, version_hash, queued_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(v.custodian.to_vec())
+        .bind(&v.resource_type)
+        .bind(&v.id)
+        .bind(v.version_id)
+        .bind(hash.to_vec())
+        .bind(v.last_updated)
+        .execute(&mut *conn)
+        .await?;
     }
     let (codes, categories) = (
         hasher.index_forms(&v.fields.codes),
