@@ -187,7 +187,7 @@ try {
   // 3. Give access to Hospital B; reload in the middle (after the review is shown).
   await page.getByRole("link", { name: "Give access" }).click();
   await page.getByLabel("Who may see your records").selectOption({ label: "Hospital B (hospital)" });
-  await page.getByLabel("Condition", { exact: true }).check();
+  await page.getByLabel("Conditions and diagnoses (Condition)").check();
   await page.getByLabel("For what purpose").selectOption("TREAT");
   await button("Review what I will sign").click();
   await page.getByRole("heading", { name: /check what you are about to sign/ }).waitFor();

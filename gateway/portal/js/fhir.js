@@ -30,6 +30,39 @@ function period(p) {
   return p?.start || p?.end || "";
 }
 
+/** FHIR resource types in a patient's words (the FHIR name follows in brackets wherever the
+ * page offers or shows a choice, as the review before signing names the types by it). */
+export const TYPE_NAMES = {
+  Patient: "Personal details",
+  Observation: "Measurements and test results",
+  Condition: "Conditions and diagnoses",
+  MedicationRequest: "Prescriptions",
+  AllergyIntolerance: "Allergies",
+  Procedure: "Procedures",
+  Immunization: "Immunisations",
+  Encounter: "Visits and stays",
+  DiagnosticReport: "Reports",
+  DocumentReference: "Documents and letters",
+  CarePlan: "Care plans",
+  MedicationStatement: "Medicines you take",
+  Consent: "Consent documents",
+  AuditEvent: "Access records",
+  MedicationAdministration: "Medicines given to you",
+  CareTeam: "Care teams",
+  Goal: "Health goals",
+  ImagingStudy: "Scans and X-rays",
+  Device: "Medical devices",
+  SupplyDelivery: "Supplies delivered",
+  Claim: "Insurance claims",
+  ExplanationOfBenefit: "Insurance statements",
+  Coverage: "Insurance cover",
+  Provenance: "Where records came from",
+};
+
+export function typeName(code) {
+  return TYPE_NAMES[code] ? `${TYPE_NAMES[code]} (${code})` : code;
+}
+
 /** The groups shown, in order: FHIR type(s), heading. */
 export const GROUPS = [
   { types: ["Observation"], title: "Measurements and test results" },

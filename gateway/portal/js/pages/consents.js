@@ -4,6 +4,7 @@ import { api } from "../api.js";
 import { h, page, when, fail } from "../ui.js";
 import { review, showReview, proofOf } from "../signing.js";
 import { pending } from "../session.js";
+import { typeName } from "../fhir.js";
 
 const ACTIONS = { read: "see", search: "look up", create: "add to", update: "change", delete: "delete" };
 
@@ -32,7 +33,7 @@ export function describeConsent(c, orgs, ctx) {
     who,
     lines: [
       { label: "Who", text: org ? `${org.name} (${org.kind.toLowerCase()})` : who },
-      { label: "Which records", text: types.length === ctx.resourceTypes.length ? "all kinds of records" : types.join(", ") },
+      { label: "Which records", text: types.length === ctx.resourceTypes.length ? "all kinds of records" : types.map(typeName).join(", ") },
       { label: "What they may do", text: `${writes ? "read and write" : "read only"}: ${actions.map((a) => ACTIONS[a] || a).join(", ")}` },
       { label: "For what purpose", text: purposes.join(", ") },
       { label: "From", text: when(c.provision?.period?.start) },

@@ -5,6 +5,7 @@ import { h, page, fail, clearNotice } from "../ui.js";
 import { draft, keepDraft, pending } from "../session.js";
 import { review, showReview } from "../signing.js";
 import { directory } from "./consents.js";
+import { typeName } from "../fhir.js";
 
 const COMMON = ["Observation", "Condition", "MedicationRequest", "MedicationStatement", "AllergyIntolerance", "Immunization", "Encounter", "Procedure", "DiagnosticReport"];
 const PERIODS = [["30", "30 days"], ["90", "3 months"], ["365", "1 year"]];
@@ -36,7 +37,7 @@ export async function render(ctx, session) {
     h("option", { value: "" }, "Choose an organisation"),
     orgs.map((o) => h("option", { value: o.address, selected: saved.org === o.address }, `${o.name} (${o.kind.toLowerCase()})`)));
   const others = ctx.resourceTypes.filter((t) => !COMMON.includes(t) && t !== "Consent" && t !== "AuditEvent");
-  const typeBox = (t) => h("label", {}, h("input", { type: "checkbox", name: "types", value: t, checked: saved.types.includes(t) }), t);
+  const typeBox = (t) => h("label", {}, h("input", { type: "checkbox", name: "types", value: t, checked: saved.types.includes(t) }), typeName(t));
   const purpose = h("select", { id: "purpose", name: "purpose" },
     ctx.purposes.filter((p) => p.code !== "ETREAT").map((p) => h("option", { value: p.code, selected: saved.purpose === p.code }, `${p.display[0].toUpperCase()}${p.display.slice(1)}`)));
   const untilDate = h("input", { type: "date", id: "until-date", name: "untilDate", value: saved.untilDate || "" });
