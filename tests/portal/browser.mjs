@@ -184,6 +184,24 @@ try {
   await button("Try again").click();
   await button(/Withdraw access of Hospital A/).waitFor();
 
+  // 2c. The index behind the chain: the gateway fails closed (503); the page says to wait.
+  await page.route("**/Consent?**", (route) => route.fulfill({
+    status: 503,
+    contentType: "application/fhir+json",
+    body: JSON.stringify({ resourceType: "OperationOutcome", issue: [{ severity: "error", code: "transient", diagnostics: "the index is stale (fail closed)" }] }),
+  }));
+  const errorsBeforeStale = consoleErrors.length;
+  await page.getByRole("link", { name: "My records" }).click();
+  await page.getByRole("link", { name: "Who may see my data" }).click();
+  await notice(/catching up with the latest changes/);
+  await pageDone("index-behind");
+  await page.unroute("**/Consent?**");
+  for (const error of consoleErrors.splice(errorsBeforeStale)) {
+    check(/503/.test(error), `only the refused request failed: ${error}`);
+  }
+  await button("Try again").click();
+  await button(/Withdraw access of Hospital A/).waitFor();
+
   // 3. Give access to Hospital B; reload in the middle (after the review is shown).
   await page.getByRole("link", { name: "Give access" }).click();
   await page.getByLabel("Who may see your records").selectOption({ label: "Hospital B (hospital)" });

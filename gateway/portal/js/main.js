@@ -84,7 +84,13 @@ export function report(error) {
     return;
   }
   const detail = error?.detail && error.detail !== error.message ? error.detail : null;
-  notify("error", [error?.message || String(error), detail].filter(Boolean), [{ label: "Try again", run: () => route() }]);
+  notify("error", [error?.message || String(error), detail].filter(Boolean), [{
+    label: "Try again",
+    run: () => {
+      clearNotice();
+      route();
+    },
+  }]);
 }
 
 async function start() {
