@@ -303,6 +303,30 @@ async fn typed_data_from_the_gateway_is_what_the_relay_submits() {
         .unwrap();
     assert_eq!(gone.validUntil.to::<u64>(), 0);
 
+    // A proxy, within a scope of the patient's choosing.
+    let proxy = PrivateKeySigner::random();
+    let (relayed, prepared) = s
+        .sign_and_relay(
+            &patient,
+            json!({"kind": "set-proxy", "patient": format!("{:#x}", patient.address()),
+                   "delegate": format!("{:#x}", proxy.address()), "resourceTypes": ["Observation"],
+                   "actions": "rs", "purposes": ["TREAT"], "validUntil": in_a_month}),
+        )
+        .await;
+    assert_eq!(relayed["kind"], "set-proxy");
+    let said = words(&prepared);
+    assert!(
+        said.contains("proxy") && said.contains("Observation"),
+        "{said}"
+    );
+    let appointed = registry
+        .delegateOf(patient.address(), proxy.address())
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(appointed.kind, 3, "a proxy");
+    assert_eq!(appointed.validUntil.to::<u64>(), in_a_month);
+
     // The directory names the organisation.
     let (status, directory) = s.get("/portal/api/directory", &token).await;
     assert_eq!(status, 200);

@@ -26,6 +26,7 @@ const RPC_URL = env("RPC_URL");
 const CHAIN_ID = Number(env("CHAIN_ID"));
 const ALICE = env("ALICE_ADDRESS").toLowerCase();
 const BOB = env("BOB_ADDRESS").toLowerCase();
+const CAROL = env("CAROL_ADDRESS").toLowerCase();
 const DR_B_KEY = env("DR_B_KEY");
 const MANIFEST = JSON.parse(fs.readFileSync(env("DEPLOY_MANIFEST"), "utf8"));
 const ARTIFACTS = process.env.PORTAL_ARTIFACTS || path.resolve("target/portal-browser");
@@ -293,6 +294,18 @@ try {
   await notice(/no longer act for you/);
   check(await button(new RegExp(`Remove ${BOB}`)).count() === 0, "Bob is gone");
   log("a delegate added and removed");
+  await page.getByLabel("Their wallet address").fill(CAROL);
+  await page.getByLabel(/Proxy:/).check();
+  await page.getByLabel("Measurements and test results (Observation)").check();
+  await page.getByLabel("Until").fill(inSixtyDays);
+  await button("Review what I will sign").click();
+  await page.getByRole("heading", { name: /check what you are about to sign/ }).waitFor();
+  const proxyReview = await page.locator("#review").innerText();
+  check(/proxy/.test(proxyReview) && /Observation/.test(proxyReview), `the review names the proxy's scope (${proxyReview})`);
+  await button("Sign with my wallet").click();
+  await notice(/within the scope you chose/);
+  await button(new RegExp(`Remove ${CAROL}`)).waitFor();
+  log("a proxy appointed within a scope");
 
   // 9. An expired sign-in: a message, sign in again, back where she was.
   await page.evaluate(() => {

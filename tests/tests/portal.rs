@@ -17,6 +17,7 @@ const SETTINGS: &[&str] = &[
     "DEPLOY_MANIFEST",
     "ALICE_ADDRESS",
     "BOB_ADDRESS",
+    "CAROL_ADDRESS",
     "DR_B_KEY",
 ];
 

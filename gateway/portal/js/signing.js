@@ -31,6 +31,7 @@ const recorded = {
   grant: async (req, tx) => (await consents(req.patient)).some((c) => proofOf(c, "txHash") === tx && c.status === "active"),
   revoke: async (req, tx) => (await consents(req.patient)).some((c) => proofOf(c, "endedTxHash") === tx),
   "set-delegate": async (req) => (await delegates(req.patient)).some((d) => d.address === req.delegate.toLowerCase() && d.active),
+  "set-proxy": async (req) => (await delegates(req.patient)).some((d) => d.address === req.delegate.toLowerCase() && d.kind === "proxy" && d.active),
   "remove-delegate": async (req) => !(await delegates(req.patient)).some((d) => d.address === req.delegate.toLowerCase()),
 };
 
@@ -38,6 +39,7 @@ const DONE = {
   grant: "Access given. It is recorded on the blockchain and in force now.",
   revoke: "Access withdrawn. It is recorded on the blockchain: from now on they are refused.",
   "set-delegate": "Done: this person can now act for you, until the date you chose.",
+  "set-proxy": "Done: this person can now act for you within the scope you chose, until the date you chose.",
   "remove-delegate": "Done: this person can no longer act for you.",
 };
 

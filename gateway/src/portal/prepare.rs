@@ -8,7 +8,7 @@ use carechain_contracts::{
     bindings::IConsentRegistry::Grant,
     codes::{parse_actions, parse_purposes, parse_resource_types},
     consent_document::{GrantScope, fhir_consent},
-    typed_data::{ConsentMessage, RemoveDelegate, Revoke, SetDelegate},
+    typed_data::{ConsentMessage, RemoveDelegate, Revoke, SetDelegate, SetProxy},
 };
 use serde_json::Value;
 use std::str::FromStr;
@@ -55,6 +55,18 @@ pub enum Request {
         /// Unix seconds.
         valid_until: u64,
     },
+    /// Appoint a proxy, who acts for the patient within `scope` (its period is unused:
+    /// `valid_until` ends the delegation).
+    SetProxy {
+        /// The patient.
+        patient: Address,
+        /// The proxy.
+        proxy: Address,
+        /// The record types, actions and purposes it may grant within.
+        scope: GrantScope,
+        /// Unix seconds.
+        valid_until: u64,
+    },
     /// Remove a delegate.
     RemoveDelegate {
         /// The patient.
@@ -95,8 +107,32 @@ fn seconds(body: &Value, field: &str) -> Result<u64, PrepareError> {
         .ok_or_else(|| invalid(format!("`{field}` must be a time in unix seconds")))
 }
 
+/// `resourceTypes`, `actions`, `purposes` and the period of a grant or a proxy's scope, each
+/// naming something.
+fn scope(body: &Value) -> Result<GrantScope, PrepareError> {
+    let scope = GrantScope {
+        resource_types: parse_resource_types(&names(body, "resourceTypes")?)
+            .map_err(|e| invalid(e.to_string()))?,
+        actions: parse_actions(&names(body, "actions")?).map_err(|e| invalid(e.to_string()))?,
+        purposes: parse_purposes(&names(body, "purposes")?).map_err(|e| invalid(e.to_string()))?,
+        valid_from: body.get("validFrom").and_then(Value::as_u64).unwrap_or(0),
+        valid_until: seconds(body, "validUntil")?,
+    };
+    if scope.resource_types == 0 {
+        return Err(invalid("choose at least one kind of record"));
+    }
+    if scope.actions == 0 {
+        return Err(invalid("choose what they may do (for example read)"));
+    }
+    if scope.purposes == 0 {
+        return Err(invalid("choose at least one purpose"));
+    }
+    Ok(scope)
+}
+
 impl Request {
-    /// Reads `{"kind": "grant" | "revoke" | "set-delegate" | "remove-delegate", ...}` and checks
+    /// Reads `{"kind": "grant" | "revoke" | "set-delegate" | "set-proxy" | "remove-delegate",
+    /// ...}` (a proxy is named `delegate`, its scope as a grant's) and checks
     /// it against `now` (unix seconds).
     pub fn from_json(body: &Value, now: u64) -> Result<Self, PrepareError> {
         let kind = body.get("kind").and_then(Value::as_str).unwrap_or_default();
@@ -109,25 +145,7 @@ impl Request {
                         "you always have access to your own records: choose an organisation",
                     ));
                 }
-                let scope = GrantScope {
-                    resource_types: parse_resource_types(&names(body, "resourceTypes")?)
-                        .map_err(|e| invalid(e.to_string()))?,
-                    actions: parse_actions(&names(body, "actions")?)
-                        .map_err(|e| invalid(e.to_string()))?,
-                    purposes: parse_purposes(&names(body, "purposes")?)
-                        .map_err(|e| invalid(e.to_string()))?,
-                    valid_from: body.get("validFrom").and_then(Value::as_u64).unwrap_or(0),
-                    valid_until: seconds(body, "validUntil")?,
-                };
-                if scope.resource_types == 0 {
-                    return Err(invalid("choose at least one kind of record"));
-                }
-                if scope.actions == 0 {
-                    return Err(invalid("choose what they may do (for example read)"));
-                }
-                if scope.purposes == 0 {
-                    return Err(invalid("choose at least one purpose"));
-                }
+                let scope = scope(body)?;
                 if scope.valid_until <= now.max(scope.valid_from) {
                     return Err(invalid("the end date must lie in the future"));
                 }
@@ -163,12 +181,28 @@ impl Request {
                     valid_until,
                 })
             }
+            "set-proxy" => {
+                let scope = scope(body)?;
+                if scope.valid_until <= now {
+                    return Err(invalid("the end date must lie in the future"));
+                }
+                let proxy = address(body, "delegate")?;
+                if proxy == patient {
+                    return Err(invalid("you cannot appoint yourself"));
+                }
+                Ok(Self::SetProxy {
+                    patient,
+                    proxy,
+                    valid_until: scope.valid_until,
+                    scope,
+                })
+            }
             "remove-delegate" => Ok(Self::RemoveDelegate {
                 patient,
                 delegate: address(body, "delegate")?,
             }),
             _ => Err(invalid(
-                "`kind` must be grant, revoke, set-delegate or remove-delegate",
+                "`kind` must be grant, revoke, set-delegate, set-proxy or remove-delegate",
             )),
         }
     }
@@ -179,6 +213,7 @@ impl Request {
             Self::Grant { patient, .. }
             | Self::Revoke { patient, .. }
             | Self::SetDelegate { patient, .. }
+            | Self::SetProxy { patient, .. }
             | Self::RemoveDelegate { patient, .. } => *patient,
         }
     }
@@ -232,6 +267,24 @@ impl Request {
                     delegate: *delegate,
                     relationship: relationship.clone(),
                     validUntil: U40::saturating_from(*valid_until),
+                    nonce,
+                    deadline,
+                }),
+                None,
+            ),
+            Self::SetProxy {
+                patient,
+                proxy,
+                scope,
+                valid_until,
+            } => (
+                ConsentMessage::SetProxy(SetProxy {
+                    patient: *patient,
+                    proxy: *proxy,
+                    validUntil: U40::saturating_from(*valid_until),
+                    resourceTypes: scope.resource_types,
+                    actions: scope.actions,
+                    purposes: scope.purposes,
                     nonce,
                     deadline,
                 }),

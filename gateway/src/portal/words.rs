@@ -35,6 +35,9 @@ pub fn relationship_in_words(word: &str) -> &'static str {
     match word {
         "guardian" => "guardian: may read all your records and give or withdraw access for you",
         "caregiver" => "caregiver: may read all your records, but never changes who has access",
+        "proxy" => {
+            "proxy: may use and give access to the records below, for these purposes only, and withdraw only what they gave"
+        }
         _ => "an unknown relationship",
     }
 }
@@ -84,10 +87,21 @@ pub fn describe(message: &ConsentMessage, counterparty: Option<&str>) -> Vec<Val
         ],
         ConsentMessage::SetProxy(p) => vec![
             line("Who may act for you", other),
+            line("As", relationship_in_words("proxy")),
             line(
-                "Within",
+                "Which records",
                 list(ResourceType::from_bits(p.resourceTypes), |t| {
                     t.code().to_owned()
+                }),
+            ),
+            line(
+                "What they may do",
+                list(Action::from_bits(p.actions), |a| a.long_name().to_owned()),
+            ),
+            line(
+                "For what purpose",
+                list(Purpose::from_bits(p.purposes), |p| {
+                    format!("{} ({})", p.display(), p.code())
                 }),
             ),
             line("Until", date(p.validUntil.to::<u64>())),

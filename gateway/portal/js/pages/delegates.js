@@ -5,11 +5,14 @@ import { api } from "../api.js";
 import { h, page, when, fail, clearNotice } from "../ui.js";
 import { draft, keepDraft, pending } from "../session.js";
 import { review, showReview } from "../signing.js";
+import { typeName } from "../fhir.js";
+
+const PROXY_TYPES = ["Observation", "Condition", "MedicationRequest", "MedicationStatement", "AllergyIntolerance", "Immunization", "Encounter", "Procedure", "DiagnosticReport"];
 
 const KINDS = {
   guardian: "Guardian: may read all your records and give or withdraw access for you",
   caregiver: "Caregiver: may read all your records, but never changes who has access",
-  proxy: "Proxy: acts for you within a scope you set",
+  proxy: "Proxy: may use and give access to the records you choose, for the purposes you choose, and withdraw only what they gave",
 };
 
 export async function render(ctx, session) {
@@ -26,24 +29,41 @@ export async function render(ctx, session) {
     render(ctx, session);
   };
   const kind = pending()?.request?.kind;
-  if (kind === "set-delegate" || kind === "remove-delegate") showReview(reviewArea, ctx, refresh);
+  if (["set-delegate", "set-proxy", "remove-delegate"].includes(kind)) showReview(reviewArea, ctx, refresh);
 
-  const saved = draft("delegate") || { address: "", relationship: "caregiver", until: "" };
+  const saved = { types: ["Observation"], purpose: "TREAT", ...(draft("delegate") || { address: "", relationship: "caregiver", until: "" }) };
   const address = h("input", { type: "text", id: "delegate-address", name: "address", value: saved.address, autocomplete: "off", spellcheck: "false", inputmode: "text", placeholder: "0x…", "aria-describedby": "delegate-address-help" });
   const until = h("input", { type: "date", id: "delegate-until", name: "until", value: saved.until, required: true });
+  const proxyScope = h("fieldset", { id: "proxy-scope", hidden: saved.relationship !== "proxy" },
+    h("legend", {}, "For a proxy: which records, and for what purpose"),
+    h("div", { class: "choices" }, PROXY_TYPES.map((t) => h("label", {}, h("input", { type: "checkbox", name: "types", value: t, checked: saved.types.includes(t) }), typeName(t)))),
+    h("label", { for: "proxy-purpose" }, h("strong", {}, "For what purpose")),
+    h("select", { id: "proxy-purpose", name: "purpose" },
+      ctx.purposes.filter((p) => p.code !== "ETREAT").map((p) => h("option", { value: p.code, selected: saved.purpose === p.code }, `${p.display[0].toUpperCase()}${p.display.slice(1)}`))));
   form.replaceChildren(
     h("label", { for: "delegate-address" }, h("strong", {}, "Their wallet address")), address,
     h("p", { id: "delegate-address-help", class: "muted" }, "Ask them for it: it starts with 0x and has 40 letters and digits after that."),
     h("fieldset", {}, h("legend", {}, "What they may do"),
-      ["guardian", "caregiver"].map((k) => h("label", {}, h("input", { type: "radio", name: "relationship", value: k, checked: saved.relationship === k }), KINDS[k]))),
+      ["guardian", "caregiver", "proxy"].map((k) => h("label", {}, h("input", { type: "radio", name: "relationship", value: k, checked: saved.relationship === k }), KINDS[k]))),
+    proxyScope,
     h("label", { for: "delegate-until" }, h("strong", {}, "Until")), until,
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Review what I will sign")));
   const read = () => {
     const data = new FormData(form);
-    return { address: String(data.get("address") || "").trim(), relationship: data.get("relationship") || "caregiver", until: data.get("until") || "" };
+    return {
+      address: String(data.get("address") || "").trim(),
+      relationship: data.get("relationship") || "caregiver",
+      until: data.get("until") || "",
+      types: data.getAll("types"),
+      purpose: data.get("purpose") || "TREAT",
+    };
   };
   form.addEventListener("input", () => keepDraft("delegate", read()));
-  form.addEventListener("change", () => keepDraft("delegate", read()));
+  form.addEventListener("change", () => {
+    const choice = read();
+    proxyScope.hidden = choice.relationship !== "proxy";
+    keepDraft("delegate", choice);
+  });
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     clearNotice();
@@ -57,13 +77,15 @@ export async function render(ctx, session) {
       fail(new Error("Choose until when they may act for you."));
       return;
     }
-    review({
-      kind: "set-delegate",
-      patient: session.address,
-      delegate: choice.address,
-      relationship: choice.relationship,
-      validUntil: Math.floor(new Date(`${choice.until}T23:59:59`).getTime() / 1000),
-    }, reviewArea, ctx, refresh).catch(fail);
+    const validUntil = Math.floor(new Date(`${choice.until}T23:59:59`).getTime() / 1000);
+    if (choice.relationship === "proxy" && !choice.types.length) {
+      fail(new Error("Choose at least one kind of record the proxy may act on."));
+      return;
+    }
+    const request = choice.relationship === "proxy"
+      ? { kind: "set-proxy", patient: session.address, delegate: choice.address, resourceTypes: choice.types, actions: ["read", "search"], purposes: [choice.purpose], validUntil }
+      : { kind: "set-delegate", patient: session.address, delegate: choice.address, relationship: choice.relationship, validUntil };
+    review(request, reviewArea, ctx, refresh).catch(fail);
   });
 
   try {
