@@ -104,9 +104,12 @@ export async function signTypedData(address, typedData) {
 }
 
 /** Calls `handler` when the wallet changes account or network. */
+const watched = new WeakSet();
+
 export function watch(handler) {
   const provider = chosen?.provider;
-  if (!provider?.on) return;
+  if (!provider?.on || watched.has(provider)) return;
+  watched.add(provider);
   provider.on("accountsChanged", (accounts) => handler("account", accounts));
   provider.on("chainChanged", (id) => handler("chain", id));
 }

@@ -2,7 +2,7 @@
 // exchanged for a short-lived token at POST /auth/login.
 
 import { api } from "../api.js";
-import { startSession } from "../session.js";
+import { startSession, signedIn } from "../session.js";
 import { h, page, notify, clearNotice, busy } from "../ui.js";
 import * as wallet from "../wallet.js";
 
@@ -57,7 +57,8 @@ async function signIn(chosen, ctx, signedInNow) {
     const login = await api("/auth/login", { method: "POST", body: { message, signature }, auth: false });
     startSession(login.address, login.access_token, login.expires_in);
     wallet.watch((what, value) => {
-      if (what === "account" && value?.[0]?.toLowerCase() !== login.address) {
+      const current = signedIn();
+      if (what === "account" && current && value?.[0]?.toLowerCase() !== current.address) {
         notify("warn", "Your wallet switched to another account. You are still signed in as before; sign out and in again to use the other account.");
       }
     });
