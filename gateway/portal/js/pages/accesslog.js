@@ -106,7 +106,7 @@ function item(ev, orgs, session, ctx) {
   const { who, org } = requestor(ev);
   const kind = subtype(ev);
   const mine = who === session.address || (!who && kind.startsWith("portal-"));
-  const orgName = orgs.get(org || orgs.keys.get(who))?.name || orgs.get(who)?.name || "";
+  const orgName = orgs.get(org || orgs.memberOrg.get(who))?.name || orgs.get(who)?.name || "";
   const person = mine ? "You" : who ? `${orgName ? `${orgName}, ` : ""}key ${short(who)}` : "Someone not signed in";
   const allowed = ev.outcome === "0";
   const purpose = purposeOf(ev);

@@ -8,11 +8,11 @@ import { typeName } from "../fhir.js";
 
 const ACTIONS = { read: "see", search: "look up", create: "add to", update: "change", delete: "delete" };
 
-/** Organisations by address; `keys` maps a member key to its organisation's address. */
+/** Organisations by address; `memberOrg` maps a member key to its organisation's address. */
 export async function directory() {
   const { organisations, memberKeys } = await api("/portal/api/directory");
   const orgs = new Map(organisations.map((o) => [o.address, o]));
-  orgs.keys = new Map((memberKeys || []).map((m) => [m.key, m.organisation]));
+  orgs.memberOrg = new Map((memberKeys || []).map((m) => [m.key, m.organisation]));
   return orgs;
 }
 
@@ -20,7 +20,8 @@ export function describeConsent(c, orgs, ctx) {
   const ref = c.provision?.actor?.[0]?.reference?.reference || "";
   const address = ref.split("/")[1] || "";
   const org = orgs.get(address);
-  const who = org ? org.name : `a staff key ${address}`;
+  const keyOf = orgs.get(orgs.memberOrg?.get(address));
+  const who = org ? org.name : keyOf ? `a staff key of ${keyOf.name} (${address})` : `the key ${address}`;
   const types = (c.provision?.class || []).map((k) => k.code);
   const actions = (c.provision?.action || []).map((a) => a.coding?.[0]?.code).filter(Boolean);
   const purposes = (c.provision?.purpose || []).map((p) => {
