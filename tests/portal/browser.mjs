@@ -102,7 +102,7 @@ async function drBToken() {
   return login.body.access_token;
 }
 async function drBReads(token, purpose, want) {
-  for (let i = 0; i < 40; i += 1) {
+  for (let i = 0; i < 120; i += 1) {
     const answer = await gateway(`/Observation?patient=${ALICE}`, { token, purpose });
     if (answer.status === want) return answer;
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -121,7 +121,8 @@ const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { 
 await context.exposeBinding("__carechainWallet", (_source, method, params) => walletRequest(method, params));
 await context.addInitScript({ path: path.join(REPO, "tests/portal/wallet-init.js") });
 const page = await context.newPage();
-page.setDefaultTimeout(30000);
+// Generous: the test command runs the other end-to-end stacks beside this one on two cores.
+page.setDefaultTimeout(60000);
 page.on("console", (message) => {
   if (message.type() === "error") consoleErrors.push(message.text());
 });
@@ -254,7 +255,7 @@ try {
 
   // 7. Who accessed my data: Dr B's read and refusal, break-glass highlighted.
   await page.getByRole("link", { name: "Who accessed my data" }).click();
-  for (let i = 0; i < 30; i += 1) {
+  for (let i = 0; i < 60; i += 1) {
     await page.locator("#access-log li").first().waitFor({ state: "attached" });
     if (await page.locator("#access-log li.breakglass").filter({ hasText: /opened EMERGENCY ACCESS/ }).count()) break;
     await new Promise((resolve) => setTimeout(resolve, 1000));
