@@ -388,15 +388,25 @@ impl Anchorer {
                 self.send(batch, session, None).await?;
                 continue;
             }
+            let waited = batch
+                .sent_at
+                .map(|at| (Utc::now() - at).to_std().unwrap_or_default())
+                .unwrap_or_default();
             if let Some((tx_hash, mined)) = self.receipt_of(batch).await? {
-                if mined.success || self.chain.batch_anchored(batch.root, self.org).await? {
+                if mined.success {
                     self.mark_anchored(batch.root, Some((tx_hash, mined)))
                         .await?;
-                    continue;
+                } else if self.chain.batch_anchored(batch.root, self.org).await? {
+                    // Reverted because another transaction anchored the root first.
+                    self.mark_anchored(batch.root, None).await?;
+                } else if waited > self.settings.bump_after {
+                    // Reverted (a key suspended, say): tried again with a new nonce, but no
+                    // more often than the bump delay, so a key that cannot anchor does not
+                    // spend gas at every block.
+                    tracing::warn!(org = %self.org, %tx_hash, "record batch transaction reverted; sending it again");
+                    let nonce = self.take_nonce(session)?;
+                    self.send(batch, session, Some(nonce)).await?;
                 }
-                tracing::warn!(org = %self.org, %tx_hash, "record batch transaction reverted; sending it again");
-                let nonce = self.take_nonce(session)?;
-                self.send(batch, session, Some(nonce)).await?;
                 continue;
             }
             let mined_count = match mined_nonce {
@@ -416,10 +426,6 @@ impl Anchorer {
                 continue;
             }
             let latest = batch.tx_hashes.last().copied().unwrap_or_default();
-            let waited = batch
-                .sent_at
-                .map(|at| (Utc::now() - at).to_std().unwrap_or_default())
-                .unwrap_or_default();
             if waited > self.settings.bump_after {
                 tracing::info!(org = %self.org, nonce = batch.nonce, "record batch not mined in time; replacing it with higher fees");
                 self.send(batch, session, None).await?;
