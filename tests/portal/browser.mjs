@@ -331,6 +331,22 @@ try {
     await pageDone(name);
   }
 
+  // 11. An older wallet that only sets window.ethereum (no EIP-6963) signs in too.
+  const legacy = await browser.newContext({ ignoreHTTPSErrors: true, locale: "en-GB", timezoneId: "UTC" });
+  await legacy.exposeBinding("__carechainWallet", (_source, method, params) => walletRequest(method, params));
+  await legacy.addInitScript({ content: "window.__carechainLegacyWallet = true;" });
+  await legacy.addInitScript({ path: path.join(REPO, "tests/portal/wallet-init.js") });
+  const old = await legacy.newPage();
+  old.on("console", (message) => {
+    if (message.type() === "error") consoleErrors.push(message.text());
+  });
+  old.on("pageerror", (error) => consoleErrors.push(`uncaught: ${error.message}`));
+  await old.goto(`${GATEWAY}/portal`);
+  await old.getByRole("button", { name: "Sign in with Browser wallet" }).click();
+  await old.getByRole("heading", { name: "My records", level: 1 }).waitFor({ timeout: 60000 });
+  await legacy.close();
+  log("a window.ethereum-only wallet signs in");
+
   check(consoleErrors.length === 0, `no console errors: ${JSON.stringify(consoleErrors)}`);
   log(`passed; screenshots in ${ARTIFACTS}`);
 } catch (error) {

@@ -1,5 +1,5 @@
 // The test wallet, injected into every page before the portal's own scripts: an EIP-1193
-// provider announced with EIP-6963 whose requests go to the test (window.__carechainWallet),
+// provider announced with EIP-6963 (or, for an older wallet, set as window.ethereum) whose requests go to the test (window.__carechainWallet),
 // which forwards signing to anvil's JSON-RPC for an unlocked dev account: anvil signs with
 // the account's key, so every signature the portal receives is real.
 (() => {
@@ -25,6 +25,11 @@
       return provider;
     },
   };
+  if (window.__carechainLegacyWallet) {
+    // An older wallet: no EIP-6963 announcement, only window.ethereum.
+    window.ethereum = provider;
+    return;
+  }
   const info = Object.freeze({
     uuid: "8f0c9a34-7d4e-4a4b-9f52-5c2f6c1c0a11",
     name: "carechain test wallet",
