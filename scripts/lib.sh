@@ -164,6 +164,16 @@ ensure_python_tools() {
   printf '%s' "$want" >"$stamp"
 }
 
+# ensure_chromium: Debian's chromium for the portal's browser test (playwright-core drives it;
+# no browser is downloaded); exports CHROMIUM_BIN.
+ensure_chromium() {
+  if [[ -z "${CHROMIUM_BIN:-}" || ! -x "${CHROMIUM_BIN}" ]]; then
+    command -v chromium >/dev/null || ensure_apt chromium
+    CHROMIUM_BIN="$(command -v chromium)" || die "chromium installed but not on PATH"
+  fi
+  export CHROMIUM_BIN
+}
+
 # ensure_postgres: PostgreSQL server binaries (initdb, pg_ctl); sets PG_BINDIR.
 ensure_postgres() {
   _find_pg_bindir && return 0

@@ -19,6 +19,8 @@
 //! - [`compliance`]: AuditEvent search and export, consent history, break-glass review;
 //! - [`relay`]: gas-free consent (signed grants and revocations submitted with the gateway's
 //!   key);
+//! - [`portal`]: the patient portal served at `/portal` (its files, the typed data it asks a
+//!   wallet to sign, directory lookups);
 //! - [`fhir`], [`crypto`], [`db`], [`paging`]: FHIR helpers, envelope encryption, the read
 //!   connections, sealed paging cursors;
 //! - [`http`]: the axum router: thin handlers over the modules above.
@@ -35,6 +37,7 @@ pub mod error;
 pub mod fhir;
 pub mod http;
 pub mod paging;
+pub mod portal;
 pub mod records;
 pub mod relay;
 pub mod server;

@@ -271,6 +271,20 @@ impl Relay {
         self.relayer
     }
 
+    /// The EIP-712 domain this relay accepts signatures under.
+    pub fn domain(&self) -> &ConsentDomain {
+        &self.domain
+    }
+
+    /// The patient's current signature nonce, which the next signed request must use.
+    pub async fn nonce(&self, patient: Address) -> Result<U256, RelayError> {
+        let registry = ConsentRegistry::new(self.registry, self.provider.clone());
+        tokio::time::timeout(self.timeout, registry.nonces(patient).call())
+            .await
+            .map_err(|_| chain_err("timed out"))?
+            .map_err(chain_err)
+    }
+
     /// A transaction from the relay key to the ConsentRegistry carrying `input`.
     fn request(&self, input: Bytes) -> alloy::rpc::types::TransactionRequest {
         alloy::rpc::types::TransactionRequest::default()

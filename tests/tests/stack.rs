@@ -42,6 +42,12 @@ async fn the_stack_starts_fresh_stops_on_ctrl_c_and_resumes() {
         "a client without the stack's CA connected"
     );
     assert!(out.contains("curl --cacert"), "{out}");
+    // The patient portal's address, and the demo patients' keys to import into a wallet.
+    assert!(
+        out.contains(&format!("{}/portal", stack.gateway())),
+        "{out}"
+    );
+    assert!(out.contains(&stack.var("ALICE_KEY")), "{out}");
     assert!(
         stack.ca_file().starts_with(&place.dir),
         "{:?}",

@@ -176,73 +176,27 @@ pub(crate) fn digest(typed_data: &Value) -> eyre::Result<B256> {
         .map_err(|e| eyre!("cannot hash the typed data: {e}"))
 }
 
-/// The FHIR R4 Consent this grant mirrors; its canonical JSON's keccak-256 is the
-/// `consentHash` that rides in the `ConsentGranted` event.
+/// The FHIR R4 Consent this grant mirrors (`carechain_contracts::consent_document`'s, the
+/// one definition the gateway's portal endpoint uses too); its canonical JSON's keccak-256 is
+/// the `consentHash` that rides in the `ConsentGranted` event.
 pub(crate) fn fhir_consent(
     chain_id: u64,
     patient: Address,
     grantee: Address,
     scope: &Scope,
 ) -> Value {
-    let actions: Vec<Value> = Action::from_bits(scope.actions)
-        .into_iter()
-        .map(|a| {
-            json!({"coding": [{
-                "system": "http://hl7.org/fhir/smart-app-launch/ValueSet/scopes",
-                "code": a.code(),
-                "display": a.long_name(),
-            }]})
-        })
-        .collect();
-    let purposes: Vec<Value> = Purpose::from_bits(scope.purposes)
-        .into_iter()
-        .map(|p| {
-            json!({
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
-                "code": p.code(),
-                "display": p.display(),
-            })
-        })
-        .collect();
-    let classes: Vec<Value> = ResourceType::from_bits(scope.resource_types)
-        .into_iter()
-        .map(|t| json!({"system": "http://hl7.org/fhir/resource-types", "code": t.code()}))
-        .collect();
-    let mut period = json!({"end": time::rfc3339(scope.valid_until)});
-    if scope.valid_from > 0 {
-        period["start"] = Value::String(time::rfc3339(scope.valid_from));
-    }
-    json!({
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-            "code": "patient-privacy",
-        }]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": format!("Patient/{}", format!("{patient:#x}"))},
-        "policyRule": {"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-            "code": "OPTIN",
-        }]},
-        "provision": {
-            "type": "permit",
-            "period": period,
-            "actor": [{
-                "role": {"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
-                    "code": "IRCP",
-                }]},
-                "reference": {"identifier": {
-                    "system": "urn:ietf:rfc:3986",
-                    "value": format!("did:pkh:eip155:{chain_id}:{grantee:#x}"),
-                }},
-            }],
-            "action": actions,
-            "purpose": purposes,
-            "class": classes,
+    carechain_contracts::consent_document::fhir_consent(
+        chain_id,
+        patient,
+        grantee,
+        &carechain_contracts::consent_document::GrantScope {
+            resource_types: scope.resource_types,
+            actions: scope.actions,
+            purposes: scope.purposes,
+            valid_from: scope.valid_from,
+            valid_until: scope.valid_until,
         },
-    })
+    )
 }
 
 /// keccak-256 of the canonical (RFC 8785) JSON.

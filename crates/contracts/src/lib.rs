@@ -10,9 +10,11 @@
 //! - [`enums`]: the Solidity enums (`Basis`, `Status`, `OrgKind`, ...), which a JSON ABI only
 //!   knows as `uint8`.
 //! - [`revert`]: ConsentRegistry refusals (custom errors) in plain words.
+//! - [`consent_document`]: the FHIR Consent a grant mirrors (whose hash the grant carries).
 
 pub mod bindings;
 pub mod codes;
+pub mod consent_document;
 pub mod enums;
 pub mod manifest;
 pub mod merkle;

@@ -11,6 +11,7 @@ pub mod capability;
 pub mod compliance;
 mod fhir;
 mod metadata;
+pub mod portal;
 mod relay;
 
 use crate::{
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
                 .method_not_allowed_fallback(method_not_allowed)
                 .with_state(state.clone()),
         ))
+        .merge(portal::api_routes())
         .merge(fhir::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
@@ -64,6 +66,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             audit_every_request,
         ))
+        // The portal's page and files carry no data: not audited, but security headers too.
+        .merge(portal::static_routes())
         // Outermost: the headers are on every response, the audit middleware's own 500 too.
         .layer(middleware::from_fn_with_state(
             SecurityHeaders::for_state(&state),
