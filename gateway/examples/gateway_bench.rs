@@ -552,6 +552,30 @@ async fn main() {
     unchecked.stop().await;
 }
 
+/// Waits until no version (of `ids`, or at all) waits for its batch to be mined; panics after
+/// `limit`.
+async fn wait_anchored(pool: &sqlx::PgPool, ids: Option<&[String]>, limit: Duration) {
+    let since = Instant::now();
+    loop {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM gateway_resource_versions
+             WHERE anchor_pending AND ($1::text[] IS NULL OR id = ANY($1))",
+        )
+        .bind(ids)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(
+            since.elapsed() < limit,
+            "{pending} versions still not anchored after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Switches anvil between a block every 2 s (`interval`) and a block per transaction.
 async fn block_every_2s(chain: &TestChain, interval: bool) {
     use alloy::providers::Provider;
@@ -609,24 +633,7 @@ async fn writes_at_a_block_time(
     }
     block_every_2s(chain, true).await;
     let ids: Vec<String> = created.iter().map(|(id, _)| id.clone()).collect();
-    let waiting_since = Instant::now();
-    loop {
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM gateway_resource_versions WHERE id = ANY($1) AND anchor_pending",
-        )
-        .bind(&ids)
-        .fetch_one(&gateway.pool)
-        .await
-        .unwrap();
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            waiting_since.elapsed() < Duration::from_secs(120),
-            "{pending} versions still not anchored after 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_anchored(&gateway.pool, Some(&ids), Duration::from_secs(120)).await;
     let anchored: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> =
         sqlx::query_as(
             "SELECT v.id, b.anchored_at FROM gateway_resource_versions v
@@ -853,23 +860,7 @@ async fn many_patients_at_a_block_time(
     );
     // Reads are measured on anchored versions older than finality, as most reads in practice
     // are (see the single-record reads above): every batch mined, then 70 blocks.
-    let waiting_since = Instant::now();
-    loop {
-        let pending: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM gateway_resource_versions WHERE anchor_pending",
-        )
-        .fetch_one(&checked.pool)
-        .await
-        .unwrap();
-        if pending == 0 {
-            break;
-        }
-        assert!(
-            waiting_since.elapsed() < Duration::from_secs(300),
-            "{pending} imported versions still not anchored after 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_anchored(&checked.pool, None, Duration::from_secs(300)).await;
     checked.wait_indexed(chain.mine(70).await).await;
     raw("evm_setAutomine", json!([false])).await;
     raw("evm_setIntervalMining", json!([2])).await;

@@ -1,4 +1,4 @@
-//! Database connections for the read path.
+//! Database connections: those of the read path, and the session locks the anchorers hold.
 //!
 //! sqlx's pool sends a round trip (`Sync`, answered by `ReadyForQuery`) on every connection it
 //! takes back, whatever the connection did. A read by id runs two short queries, so through the
@@ -118,4 +118,17 @@ impl DerefMut for ReadConnection<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
         self.conn.as_mut().unwrap_or_else(|| unreachable!())
     }
+}
+
+/// A connection of `pool` holding the session advisory lock `key` (held while the connection
+/// stays open; closing it releases the lock), or `None` when another session holds it or the
+/// database fails: the connection then goes back to the pool, holding nothing.
+pub async fn try_advisory_lock(pool: &sqlx::PgPool, key: i64) -> Option<PgConnection> {
+    let mut conn = pool.acquire().await.ok()?;
+    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await
+        .ok()?;
+    got.then(|| conn.detach())
 }

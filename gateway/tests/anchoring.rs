@@ -255,6 +255,8 @@ async fn a_dropped_transaction_is_sent_again_and_a_stuck_one_replaced() {
         let node = node.clone();
         async move { node.get_transaction_by_hash(hash).await.unwrap().is_some() }
     };
+    // The hash is recorded before the transaction is sent: wait until the node has it.
+    eventually(|| async { known(first_tx).await }).await;
     chain.anvil.drop_transaction(first_tx).await;
     assert!(!known(first_tx).await);
     chain.anvil.mine(1).await;
@@ -355,6 +357,12 @@ async fn a_restart_anchors_everything_accepted_before_it_and_nothing_twice() {
         b.len() == 2 && b.iter().all(|b| !b.tx_hashes.is_empty())
     })
     .await;
+    // Both transactions reached the node (their hashes are recorded just before sending).
+    let node = chain.anvil.provider();
+    for batch in batches(&gw.pool).await {
+        let hash = B256::from_slice(&batch.tx_hashes[0]);
+        eventually(|| async { node.get_transaction_by_hash(hash).await.unwrap().is_some() }).await;
+    }
     let pool = gw.pool.clone();
     gw.stop().await;
     let recorded = batches(&pool).await;

@@ -159,16 +159,9 @@ impl Anchorer {
         })
     }
 
-    /// A connection holding the anchoring lock, or `None` when another gateway holds it (the
-    /// connection then goes back to the pool: it holds nothing).
+    /// A connection holding the anchoring lock, or `None` when another gateway holds it.
     async fn try_lock(&self) -> Option<PgConnection> {
-        let mut conn = self.pool.acquire().await.ok()?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(ANCHOR_LOCK_KEY)
-            .fetch_one(&mut *conn)
-            .await
-            .ok()?;
-        got.then(|| conn.detach())
+        crate::db::try_advisory_lock(&self.pool, ANCHOR_LOCK_KEY).await
     }
 
     /// One round: reconcile, then anchor the next range when one is due. Callers must hold the

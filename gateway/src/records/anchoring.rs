@@ -286,16 +286,9 @@ impl Anchorer {
         }
     }
 
-    /// A connection holding this custodian's anchoring lock, or `None` when another gateway
-    /// holds it (the connection then goes back to the pool: it holds nothing).
+    /// A connection holding the anchoring lock, or `None` when another gateway holds it.
     async fn try_lock(&self) -> Option<PgConnection> {
-        let mut conn = self.pool.acquire().await.ok()?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(self.lock_key())
-            .fetch_one(&mut *conn)
-            .await
-            .ok()?;
-        got.then(|| conn.detach())
+        crate::db::try_advisory_lock(&self.pool, self.lock_key()).await
     }
 
     /// One round: follow the batches in flight at a new block, then cut and send what is due.
