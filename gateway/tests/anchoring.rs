@@ -85,6 +85,23 @@ async fn mined_nonce(chain: &TestChain, account: Address) -> u64 {
         .unwrap()
 }
 
+/// Waits until `condition` holds, asking every 50 ms; panics after 30 s (the dropped and
+/// replaced transaction test waits on the chain and on a bump delay of its own, on a machine
+/// that may be running every other suite at once).
+async fn patiently<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not reached in 30 s");
+}
+
 /// A custodian's gateway with its anchoring settings tweaked.
 async fn gateway(
     chain: &TestChain,
@@ -219,7 +236,7 @@ async fn a_dropped_transaction_is_sent_again_and_a_stuck_one_replaced() {
         c.record_anchoring.record_anchor_window_ms = 50;
         // Long enough that a loaded machine does not replace the transaction before the drop is
         // handled.
-        c.record_anchoring.record_anchor_bump_ms = 4000;
+        c.record_anchoring.record_anchor_bump_ms = 8000;
         c.record_anchoring.record_anchor_grace_ms = 1000;
     })
     .await;
@@ -238,7 +255,7 @@ async fn a_dropped_transaction_is_sent_again_and_a_stuck_one_replaced() {
         .await;
     assert_eq!(status, 201, "{body}");
     let path = format!("/Observation/{}", body["id"].as_str().unwrap());
-    eventually(|| async {
+    patiently(|| async {
         batches(&gw.pool)
             .await
             .first()
@@ -256,17 +273,17 @@ async fn a_dropped_transaction_is_sent_again_and_a_stuck_one_replaced() {
         async move { node.get_transaction_by_hash(hash).await.unwrap().is_some() }
     };
     // The hash is recorded before the transaction is sent: wait until the node has it.
-    eventually(|| async { known(first_tx).await }).await;
+    patiently(|| async { known(first_tx).await }).await;
     chain.anvil.drop_transaction(first_tx).await;
     assert!(!known(first_tx).await);
     chain.anvil.mine(1).await;
-    eventually(|| async { known(first_tx).await }).await;
+    patiently(|| async { known(first_tx).await }).await;
     let resent = batches(&gw.pool).await.remove(0);
     assert_eq!(resent.tx_hashes.len(), 1, "{resent:?}");
     assert_eq!((resent.nonce, resent.max_fee), (sent.nonce, sent.max_fee));
 
     // Not mined within the bump delay: replaced with the same nonce and higher fees.
-    eventually(|| async { batches(&gw.pool).await[0].tx_hashes.len() >= 2 }).await;
+    patiently(|| async { batches(&gw.pool).await[0].tx_hashes.len() >= 2 }).await;
     let bumped = batches(&gw.pool).await.remove(0);
     assert_eq!(bumped.nonce, sent.nonce);
     assert!(
@@ -288,7 +305,7 @@ async fn a_dropped_transaction_is_sent_again_and_a_stuck_one_replaced() {
     // root is anchored once; the read verifies it.
     chain.anvil.mine(1).await;
     chain.anvil.set_automine(true).await;
-    eventually(|| async { batches(&gw.pool).await[0].state == "anchored" }).await;
+    patiently(|| async { batches(&gw.pool).await[0].state == "anchored" }).await;
     assert_eq!(mined_nonce(&chain, service).await, nonce_before + 1);
     assert_eq!(pending_versions(&gw.pool).await, 0);
     let (status, headers, body) = patient.get(&path).await;
