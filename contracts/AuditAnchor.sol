@@ -7,18 +7,18 @@ import {IAuditAnchor} from "./interfaces/IAuditAnchor.sol";
 import {AnchorTree} from "./libraries/AnchorTree.sol";
 
 /// @title AuditAnchor
-/// @notice Merkle roots of contiguous batches of the gateways' hash-chained audit log, anchored
-/// by registered gateway service keys. The ranges of all batches, taken together, cover
-/// `[1, nextSeq - 1]` without gap or overlap, so compliance can verify any audit row by its
-/// sequence number alone.
+/// @notice Merkle roots of contiguous batches of each gateway's hash-chained audit log, anchored
+/// by registered gateway service keys. Each gateway's log has its own sequence: the ranges of
+/// one gateway's batches, taken together, cover `[1, nextSeq(gateway) - 1]` without gap or
+/// overlap, so compliance can verify any row of that gateway's log by its sequence number alone.
 contract AuditAnchor is IAuditAnchor, AccessControl {
     /// @notice Role of consortium governance: a multisig or timelock in production.
     bytes32 public constant GOVERNOR_ROLE = keccak256("GOVERNOR_ROLE");
 
     mapping(address gateway => bool) private _gateways;
     mapping(uint64 batchId => Batch) private _batches;
-    /// @dev Last anchored sequence number (0 before the first batch), packed with the batch count.
-    uint64 private _lastSeq;
+    /// @dev Each gateway's last anchored sequence number (0 before its first batch).
+    mapping(address gateway => uint64) private _lastSeq;
     uint64 private _batchCount;
 
     /// @notice Create the anchor with `governor` as governance and role administrator.
@@ -48,13 +48,13 @@ contract AuditAnchor is IAuditAnchor, AccessControl {
     function anchorBatch(uint64 fromSeq, uint64 toSeq, bytes32 root) external returns (uint64 batchId) {
         if (!_gateways[msg.sender]) revert AuditUnauthorizedGateway(msg.sender);
         if (root == bytes32(0)) revert AuditInvalidInput();
-        uint64 expectedFrom = _lastSeq + 1;
+        uint64 expectedFrom = _lastSeq[msg.sender] + 1;
         // `toSeq` may not be the largest uint64, or `nextSeq` would overflow.
         if (fromSeq != expectedFrom || toSeq < fromSeq || toSeq == type(uint64).max) {
             revert AuditInvalidRange(expectedFrom, fromSeq, toSeq);
         }
         batchId = _batchCount + 1;
-        _lastSeq = toSeq;
+        _lastSeq[msg.sender] = toSeq;
         _batchCount = batchId;
         _batches[batchId] = Batch({
             fromSeq: fromSeq,
@@ -72,8 +72,8 @@ contract AuditAnchor is IAuditAnchor, AccessControl {
     }
 
     /// @inheritdoc IAuditAnchor
-    function nextSeq() external view returns (uint64) {
-        return _lastSeq + 1;
+    function nextSeq(address gateway) external view returns (uint64) {
+        return _lastSeq[gateway] + 1;
     }
 
     /// @inheritdoc IAuditAnchor

@@ -25,6 +25,10 @@ contract ProviderRegistry is IProviderRegistry, AccessControl {
     mapping(address org => Organisation) private _organisations;
     mapping(address key => Member) private _members;
     IMembershipMirror private _mirror;
+    mapping(address org => string url) private _endpoints;
+
+    /// @dev Longest endpoint URL accepted.
+    uint256 private constant MAX_ENDPOINT_BYTES = 512;
 
     /// @notice Create the registry with `governor` as governance and role administrator.
     /// @param governor Holder of `GOVERNOR_ROLE` and `DEFAULT_ADMIN_ROLE`.
@@ -136,6 +140,24 @@ contract ProviderRegistry is IProviderRegistry, AccessControl {
     }
 
     // ----------------------------------------------------------------------------------------
+    // Directory
+    // ----------------------------------------------------------------------------------------
+
+    /// @inheritdoc IProviderRegistry
+    function setEndpoint(address org, string calldata url) external {
+        // slither-disable-next-line incorrect-equality (an enum read from storage, not a balance or a timestamp)
+        if (_organisations[org].status == Status.None) revert ProviderUnknownOrganisation(org);
+        _requireManager(org);
+        bytes calldata raw = bytes(url);
+        if (raw.length > MAX_ENDPOINT_BYTES) revert ProviderInvalidInput();
+        if (raw.length != 0 && !_hasPrefix(raw, "https://") && !_hasPrefix(raw, "http://")) {
+            revert ProviderInvalidInput();
+        }
+        _endpoints[org] = url;
+        emit EndpointSet(org, url);
+    }
+
+    // ----------------------------------------------------------------------------------------
     // Views
     // ----------------------------------------------------------------------------------------
 
@@ -163,9 +185,22 @@ contract ProviderRegistry is IProviderRegistry, AccessControl {
         return (m.org, o.kind);
     }
 
+    /// @inheritdoc IProviderRegistry
+    function endpoint(address org) external view returns (string memory) {
+        return _endpoints[org];
+    }
+
     // ----------------------------------------------------------------------------------------
     // Internals
     // ----------------------------------------------------------------------------------------
+
+    function _hasPrefix(bytes calldata raw, bytes memory prefix) private pure returns (bool) {
+        if (raw.length < prefix.length) return false;
+        for (uint256 i = 0; i < prefix.length; ++i) {
+            if (raw[i] != prefix[i]) return false;
+        }
+        return true;
+    }
 
     function _setOrganisationStatus(address org, Status from, Status to) private {
         Organisation storage o = _organisations[org];

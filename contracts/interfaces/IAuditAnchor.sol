@@ -42,8 +42,9 @@ interface IAuditAnchor {
 
     /// @notice Whether `gateway` is registered.
     function isGateway(address gateway) external view returns (bool);
-    /// @notice The next sequence number a batch must start at.
-    function nextSeq() external view returns (uint64);
+    /// @notice The next sequence number `gateway` must anchor from: each registered gateway's
+    /// audit log has a sequence of its own, starting at 1.
+    function nextSeq(address gateway) external view returns (uint64);
     /// @notice Number of anchored batches (batch ids run from 1).
     function batchCount() external view returns (uint64);
     /// @notice An anchored batch.

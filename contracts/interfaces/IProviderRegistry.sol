@@ -77,6 +77,9 @@ interface IProviderRegistry {
     event MemberKeyRotated(address indexed org, address indexed oldKey, address indexed newKey);
     /// @notice The membership mirror that receives every status change was set (governance).
     event MembershipMirrorSet(address indexed mirror);
+    /// @notice The organisation's FHIR endpoint (its gateway's base URL) was published or changed;
+    /// an empty `url` withdraws it.
+    event EndpointSet(address indexed org, string url);
 
     /// @notice Admit an organisation (governance only).
     function admitOrganisation(address org, OrgKind kind, string calldata name) external;
@@ -100,6 +103,12 @@ interface IProviderRegistry {
     /// in the same transaction (governance only).
     function setMembershipMirror(IMembershipMirror mirror) external;
 
+    /// @notice Publish (or, with an empty `url`, withdraw) the base URL of `org`'s FHIR endpoint:
+    /// where the other members' gateways ask for the records `org` keeps. Callable by the
+    /// organisation itself or governance; the keys its gateway acts with are its `Service`
+    /// members. At most 512 bytes, `https://` (or `http://` for a development consortium).
+    function setEndpoint(address org, string calldata url) external;
+
     /// @notice The membership mirror, or the zero address when none is set.
     function membershipMirror() external view returns (IMembershipMirror);
     /// @notice Stored state of an organisation.
@@ -109,4 +118,6 @@ interface IProviderRegistry {
     /// @notice The organisation of `key` when both the key and its organisation are active,
     /// else the zero address.
     function activeOrganisationOf(address key) external view returns (address org, OrgKind kind);
+    /// @notice The published FHIR endpoint of `org` (empty when none).
+    function endpoint(address org) external view returns (string memory);
 }

@@ -44,7 +44,7 @@ contract AuditAnchorTest is CarechainFixture {
     function test_constructor_grantsGovernorRoles() public view {
         assertTrue(audit.hasRole(audit.GOVERNOR_ROLE(), governor));
         assertTrue(audit.hasRole(audit.DEFAULT_ADMIN_ROLE(), governor));
-        assertEq(audit.nextSeq(), 1, "ranges start at 1");
+        assertEq(audit.nextSeq(gateway), 1, "ranges start at 1");
         assertEq(audit.batchCount(), 0);
     }
 
@@ -134,24 +134,29 @@ contract AuditAnchorTest is CarechainFixture {
         assertEq(b.anchoredAt, START + 77, "anchoredAt");
         assertEq(b.gateway, gateway, "gateway");
         assertEq(b.root, _root(1), "root");
-        assertEq(audit.nextSeq(), 101);
+        assertEq(audit.nextSeq(gateway), 101);
         assertEq(audit.batchCount(), 1);
     }
 
-    function test_anchorBatch_contiguousBatchesFromSeveralGateways() public {
+    function test_anchorBatch_eachGatewayHasItsOwnSequence() public {
         vm.prank(governor);
         audit.registerGateway(otherGateway);
         vm.prank(gateway);
         audit.anchorBatch(1, 10, _root(1));
+        assertEq(audit.nextSeq(otherGateway), 1, "another gateway's log starts at 1");
         vm.expectEmit(address(audit));
-        emit AuditBatchAnchored(2, otherGateway, 11, 11, _root(2));
+        emit AuditBatchAnchored(2, otherGateway, 1, 1, _root(2));
         vm.prank(otherGateway);
-        assertEq(audit.anchorBatch(11, 11, _root(2)), 2, "a one-row batch");
+        assertEq(audit.anchorBatch(1, 1, _root(2)), 2, "a one-row batch");
+        vm.expectRevert(_range(11, 2, 40));
         vm.prank(gateway);
-        assertEq(audit.anchorBatch(12, 40, _root(3)), 3);
-        assertEq(audit.nextSeq(), 41);
+        audit.anchorBatch(2, 40, _root(3)); // the other gateway's next range is not this one's
+        vm.prank(gateway);
+        assertEq(audit.anchorBatch(11, 40, _root(3)), 3, "batch ids are shared");
+        assertEq(audit.nextSeq(gateway), 41);
+        assertEq(audit.nextSeq(otherGateway), 2);
         assertEq(audit.batch(2).gateway, otherGateway);
-        assertEq(audit.batch(3).fromSeq, 12);
+        assertEq(audit.batch(3).fromSeq, 11);
     }
 
     function test_anchorBatch_revertsForUnregisteredCaller() public {
@@ -185,14 +190,14 @@ contract AuditAnchorTest is CarechainFixture {
         vm.expectRevert(_range(6, 6, type(uint64).max));
         audit.anchorBatch(6, type(uint64).max, _root(2)); // would overflow nextSeq
         vm.stopPrank();
-        assertEq(audit.nextSeq(), 6, "failed calls change nothing");
+        assertEq(audit.nextSeq(gateway), 6, "failed calls change nothing");
         assertEq(audit.batchCount(), 1);
     }
 
     function test_anchorBatch_largestAllowedRange() public {
         vm.prank(gateway);
         audit.anchorBatch(1, type(uint64).max - 1, _root(1));
-        assertEq(audit.nextSeq(), type(uint64).max);
+        assertEq(audit.nextSeq(gateway), type(uint64).max);
         vm.expectRevert(_range(type(uint64).max, type(uint64).max, type(uint64).max));
         vm.prank(gateway);
         audit.anchorBatch(type(uint64).max, type(uint64).max, _root(2));
@@ -242,10 +247,10 @@ contract AuditAnchorTest is CarechainFixture {
             assertEq(id, i + 1, "batch id");
             from += len;
         }
-        assertEq(audit.nextSeq(), from, "nextSeq after the last batch");
+        assertEq(audit.nextSeq(gateway), from, "nextSeq after the last batch");
         for (uint64 id = 1; id <= audit.batchCount(); ++id) {
             IAuditAnchor.Batch memory b = audit.batch(id);
-            uint64 expectedFrom = id == 1 ? 1 : audit.batch(id - 1).toSeq + 1;
+            uint64 expectedFrom = id == 1 ? 1 : audit.batch(id - 1).toSeq + 1; // one gateway
             assertEq(b.fromSeq, expectedFrom, "contiguous");
         }
     }
@@ -286,12 +291,12 @@ contract AuditAnchorInvariantTest is CarechainFixture {
             assertTrue(b.root != bytes32(0), "batch has a root");
             expectedFrom = b.toSeq + 1;
         }
-        assertEq(audit.nextSeq(), expectedFrom, "nextSeq follows the last batch");
+        assertEq(audit.nextSeq(address(handler)), expectedFrom, "nextSeq follows the last batch");
     }
 
     function invariant_everyAcceptedBatchIsCounted() public view {
         assertEq(audit.batchCount(), handler.accepted(), "batch count");
-        assertEq(audit.nextSeq(), handler.lastTo() + 1, "nextSeq");
+        assertEq(audit.nextSeq(address(handler)), handler.lastTo() + 1, "nextSeq");
     }
 }
 
@@ -307,7 +312,7 @@ contract AuditHandler is Test {
     }
 
     function anchorNext(uint64 length, bytes32 root) external {
-        uint64 from = AUDIT.nextSeq();
+        uint64 from = AUDIT.nextSeq(address(this));
         length = uint64(bound(length, 1, 10_000));
         _try(from, from + length - 1, root);
     }
@@ -317,7 +322,7 @@ contract AuditHandler is Test {
     }
 
     function anchorOverlapping(uint64 back, uint64 length) external {
-        uint64 next = AUDIT.nextSeq();
+        uint64 next = AUDIT.nextSeq(address(this));
         uint64 from = uint64(bound(back, 0, next - 1));
         _try(from, from + uint64(bound(length, 0, 100)), keccak256(abi.encode(back, length)));
     }

@@ -18,6 +18,7 @@ contract ProviderRegistryTest is CarechainFixture {
     event MemberStatusChanged(address indexed org, address indexed key, IProviderRegistry.Status status);
     event MemberKeyRotated(address indexed org, address indexed oldKey, address indexed newKey);
     event MembershipMirrorSet(address indexed mirror);
+    event EndpointSet(address indexed org, string url);
 
     function _unauthorized(address caller) internal view returns (bytes memory) {
         return abi.encodeWithSelector(
@@ -157,6 +158,69 @@ contract ProviderRegistryTest is CarechainFixture {
         vm.prank(governor);
         providers.addMember(lab, address(0xD0FE), IProviderRegistry.MemberRole.Practitioner);
         assertEq(providers.member(address(0xD0FE)).org, lab);
+    }
+
+    // ---- directory ----
+
+    function test_setEndpoint_byOrganisationAndGovernor() public {
+        assertEq(providers.endpoint(hospital), "", "no endpoint before one is published");
+        vm.expectEmit(address(providers));
+        emit EndpointSet(hospital, "https://fhir.hospital-a.example/r4");
+        vm.prank(hospital);
+        providers.setEndpoint(hospital, "https://fhir.hospital-a.example/r4");
+        assertEq(providers.endpoint(hospital), "https://fhir.hospital-a.example/r4");
+
+        vm.prank(governor);
+        providers.setEndpoint(hospital, "http://127.0.0.1:8081");
+        assertEq(providers.endpoint(hospital), "http://127.0.0.1:8081", "governance may correct it");
+
+        vm.expectEmit(address(providers));
+        emit EndpointSet(hospital, "");
+        vm.prank(hospital);
+        providers.setEndpoint(hospital, "");
+        assertEq(providers.endpoint(hospital), "", "withdrawn");
+    }
+
+    function test_setEndpoint_reverts() public {
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.ProviderUnknownOrganisation.selector, pharmacy)
+        );
+        vm.prank(governor);
+        providers.setEndpoint(pharmacy, "https://x.example");
+
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.ProviderUnauthorizedManager.selector, lab, hospital)
+        );
+        vm.prank(lab);
+        providers.setEndpoint(hospital, "https://lab.example");
+
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.ProviderUnauthorizedManager.selector, doctor, hospital)
+        );
+        vm.prank(doctor);
+        providers.setEndpoint(hospital, "https://doctor.example");
+
+        vm.startPrank(hospital);
+        vm.expectRevert(IProviderRegistry.ProviderInvalidInput.selector);
+        providers.setEndpoint(hospital, "ftp://hospital.example");
+        vm.expectRevert(IProviderRegistry.ProviderInvalidInput.selector);
+        providers.setEndpoint(hospital, "https:/");
+        bytes memory long = new bytes(513 - 8);
+        for (uint256 i = 0; i < long.length; ++i) {
+            long[i] = "a";
+        }
+        vm.expectRevert(IProviderRegistry.ProviderInvalidInput.selector);
+        providers.setEndpoint(hospital, string.concat("https://", string(long)));
+        providers.setEndpoint(hospital, string.concat("https://", string(new bytes(0)), "a.example"));
+        vm.stopPrank();
+
+        vm.prank(governor);
+        providers.suspendOrganisation(hospital);
+        vm.expectRevert(
+            abi.encodeWithSelector(IProviderRegistry.ProviderUnauthorizedManager.selector, hospital, hospital)
+        );
+        vm.prank(hospital);
+        providers.setEndpoint(hospital, "https://moved.example");
     }
 
     function test_addMember_reverts() public {

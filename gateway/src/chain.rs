@@ -80,6 +80,9 @@ pub struct ServiceKey {
     pub address: Address,
     /// The signer, used locally: a transaction's hash is known (and recorded) before it is sent.
     pub wallet: EthereumWallet,
+    /// The same key, for what the gateway signs that is not a transaction (its requests to the
+    /// other members' gateways).
+    pub signer: PrivateKeySigner,
 }
 
 impl std::fmt::Debug for ServiceKey {
@@ -172,7 +175,8 @@ impl ChainClient {
                 *org,
                 ServiceKey {
                     address: signer.address(),
-                    wallet: EthereumWallet::from(signer),
+                    wallet: EthereumWallet::from(signer.clone()),
+                    signer,
                 },
             );
         }
@@ -191,6 +195,11 @@ impl ChainClient {
     /// The chain id the gateway serves.
     pub fn chain_id(&self) -> u64 {
         self.chain_id
+    }
+
+    /// The deployed contracts.
+    pub fn contracts(&self) -> &ContractAddresses {
+        &self.contracts
     }
 
     /// The configured custodian organisations.

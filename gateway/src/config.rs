@@ -215,6 +215,55 @@ pub struct GatewayConfig {
     /// Group anchoring of record versions.
     #[command(flatten)]
     pub record_anchoring: RecordAnchoringConfig,
+    /// The federation: asking the other members' gateways.
+    #[command(flatten)]
+    pub federation: FederationConfig,
+}
+
+/// The federation (flattened into the gateway's flags). A gateway with an organisation
+/// (`--default-custodian`) and that organisation's service key asks the other active members'
+/// published endpoints for the records of a patient its signed-in users search, and answers
+/// theirs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FederationConfig {
+    /// CA certificate(s) (PEM) the other members' gateways' HTTPS certificates must chain to,
+    /// instead of the system's root certificates (a consortium's own CA).
+    #[arg(long, env = "CARECHAIN_GATEWAY_PEER_CA_FILE", value_name = "PEM")]
+    pub peer_ca_file: Option<PathBuf>,
+    /// Allow plain `http://` endpoints on a loopback address (a development consortium on one
+    /// machine; never anything else: PHI travels between members over HTTPS only).
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_PEER_ALLOW_PLAIN_HTTP_LOOPBACK",
+        default_value_t = false
+    )]
+    pub peer_allow_plain_http_loopback: bool,
+    /// Time limit of one custodian's answer, in milliseconds: past it, the custodian is an
+    /// `OperationOutcome` entry of the result.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_FEDERATION_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub federation_timeout_ms: u64,
+    /// Custodians asked at once by one request.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_FEDERATION_CONCURRENCY",
+        default_value_t = 8
+    )]
+    pub federation_concurrency: usize,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            peer_ca_file: None,
+            peer_allow_plain_http_loopback: false,
+            federation_timeout_ms: 5000,
+            federation_concurrency: 8,
+        }
+    }
 }
 
 impl GatewayConfig {
@@ -265,6 +314,7 @@ impl GatewayConfig {
             bench_skip_validation: false,
             anchoring: AnchoringConfig::default(),
             record_anchoring: RecordAnchoringConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 

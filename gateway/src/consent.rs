@@ -210,6 +210,15 @@ impl ConsentService {
         Ok(health)
     }
 
+    /// Refuses (503, fail closed) while the chain or the index is unreachable or the index is
+    /// stale: what the directory and decisions are read from.
+    pub fn ensure_fresh(&self) -> Result<(), AppError> {
+        if self.settings.disabled_for_benchmark {
+            return Ok(());
+        }
+        self.check_health().map(|_| ())
+    }
+
     /// The decision for `key`.
     pub async fn decide(&self, key: DecisionKey) -> Result<Decision, AppError> {
         if self.settings.disabled_for_benchmark {

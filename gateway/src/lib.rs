@@ -34,6 +34,7 @@ pub mod consent;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod federation;
 pub mod fhir;
 pub mod http;
 pub mod paging;

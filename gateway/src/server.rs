@@ -225,6 +225,37 @@ impl Gateway {
                 anchoring,
             },
         });
+        let federation = match config
+            .default_custodian
+            .and_then(|org| chain.service_key(org).map(|key| (org, key.signer.clone())))
+        {
+            None => None,
+            Some((org, key)) => {
+                let settings = &config.federation;
+                Some(
+                    crate::federation::Federation::new(
+                        org,
+                        key,
+                        crate::federation::request::domain(
+                            manifest.chain_id,
+                            manifest.contracts.provider_registry,
+                        ),
+                        &carechain_tls::Trust::from_ca_file(settings.peer_ca_file.as_deref()),
+                        carechain_tls::PeerPolicy {
+                            allow_plain_http_loopback: settings.peer_allow_plain_http_loopback,
+                        },
+                        crate::federation::FederationSettings {
+                            timeout: Duration::from_millis(settings.federation_timeout_ms),
+                            concurrency: settings.federation_concurrency,
+                        },
+                    )
+                    .map_err(|e| ConfigError::Invalid {
+                        name: "peer_ca_file",
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+        };
         let state = AppState::new(AppStateParts {
             pool,
             chain,
@@ -236,6 +267,7 @@ impl Gateway {
             relay_clients: auth::PeerLimiter::new(config.relay_per_client_per_minute),
             users: auth::UserLimiter::new(&config.user_limits),
             compliance: Some(compliance),
+            federation,
             auth,
             relay,
             config,

@@ -43,6 +43,8 @@ pub struct AppStateParts {
     pub users: auth::UserLimiter,
     /// The compliance services.
     pub compliance: Option<compliance::Compliance>,
+    /// The federation, when this gateway serves an organisation with its service key.
+    pub federation: Option<crate::federation::Federation>,
 }
 
 impl AppState {
@@ -115,6 +117,10 @@ impl AppState {
     /// The gas-free consent submitter, when a relay key is configured.
     pub fn relay(&self) -> Option<&relay::Relay> {
         self.inner.relay.as_ref()
+    }
+    /// The federation, when this gateway serves an organisation with its service key.
+    pub fn federation(&self) -> Option<&crate::federation::Federation> {
+        self.inner.federation.as_ref()
     }
     /// The compliance services (`None` only in states built without them).
     pub fn compliance(&self) -> Option<&compliance::Compliance> {

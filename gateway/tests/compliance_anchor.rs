@@ -113,7 +113,9 @@ async fn anchoring_across_restarts_leaves_no_gap_and_no_overlap() {
         assert_eq!(row.4 as u64, batch.batch_id);
     }
     assert_eq!(recorded[2].5.as_slice(), crashed_tx.as_slice());
-    let report = verify_audit_log(&pool, &reader(&chain)).await.unwrap();
+    let report = verify_audit_log(&pool, &reader(&chain), None)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.batches_checked, 6);
     assert_eq!(report.anchored_to, 23);
@@ -173,7 +175,7 @@ async fn verification_finds_changed_and_deleted_rows() {
     let pool = gw.pool.clone();
     eventually(|| async { anchored_to(&pool).await >= 8 }).await;
     let anchors = reader(&chain);
-    let report = verify_audit_log(&pool, &anchors).await.unwrap();
+    let report = verify_audit_log(&pool, &anchors, None).await.unwrap();
     assert!(report.ok(), "{report:?}");
     assert!(report.batches_checked >= 2);
     let (ok, json) = cli(&chain, &db, &["verify"]).await;
@@ -232,7 +234,7 @@ async fn verification_finds_changed_and_deleted_rows() {
         |q| q,
     )
     .await;
-    let report = verify_audit_log(&pool, &anchors).await.unwrap();
+    let report = verify_audit_log(&pool, &anchors, None).await.unwrap();
     let problem = report.problem.unwrap();
     assert_eq!((problem.seq, problem.kind), (3, ProblemKind::Tampered));
     let (ok, json) = cli(&chain, &db, &["verify"]).await;
@@ -252,7 +254,7 @@ async fn verification_finds_changed_and_deleted_rows() {
         |q| q.bind(original.clone()),
     )
     .await;
-    assert!(verify_audit_log(&pool, &anchors).await.unwrap().ok());
+    assert!(verify_audit_log(&pool, &anchors, None).await.unwrap().ok());
 
     // A deleted row is found.
     gw.stop().await;
@@ -263,7 +265,7 @@ async fn verification_finds_changed_and_deleted_rows() {
     )
     .await;
     tamper(&pool, "DELETE FROM gateway_audit_log WHERE seq = 6", |q| q).await;
-    let problem = verify_audit_log(&pool, &anchors)
+    let problem = verify_audit_log(&pool, &anchors, None)
         .await
         .unwrap()
         .problem
@@ -275,7 +277,7 @@ async fn verification_finds_changed_and_deleted_rows() {
         |q| q,
     )
     .await;
-    assert!(verify_audit_log(&pool, &anchors).await.unwrap().ok());
+    assert!(verify_audit_log(&pool, &anchors, None).await.unwrap().ok());
 
     // Deleting the newest anchored rows is found too (the table ends inside a batch).
     let last_anchored = anchored_to(&pool).await;
@@ -285,7 +287,7 @@ async fn verification_finds_changed_and_deleted_rows() {
         |q| q.bind(last_anchored),
     )
     .await;
-    let problem = verify_audit_log(&pool, &anchors)
+    let problem = verify_audit_log(&pool, &anchors, None)
         .await
         .unwrap()
         .problem
@@ -321,7 +323,7 @@ async fn verification_finds_changed_and_deleted_rows() {
         .await;
         prev = hash;
     }
-    let problem = verify_audit_log(&pool, &anchors)
+    let problem = verify_audit_log(&pool, &anchors, None)
         .await
         .unwrap()
         .problem
@@ -354,5 +356,10 @@ async fn a_small_batch_is_anchored_once_old_enough() {
     let batches = reader(&chain).batches().await.unwrap();
     assert_eq!(batches[0].from_seq, 1);
     assert!(batches[0].to_seq >= 3 && batches[0].to_seq < 1000);
-    assert!(verify_audit_log(&pool, &reader(&chain)).await.unwrap().ok());
+    assert!(
+        verify_audit_log(&pool, &reader(&chain), None)
+            .await
+            .unwrap()
+            .ok()
+    );
 }

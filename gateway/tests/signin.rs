@@ -176,6 +176,7 @@ async fn sign_in_metadata_errors_and_audit() {
         issued_at: now,
         expiration_time: None,
         not_before: None,
+        resources: Vec::new(),
     }
     .to_text();
     use alloy::signers::SignerSync;
@@ -255,6 +256,7 @@ async fn sign_in_metadata_errors_and_audit() {
         issued_at: now,
         expiration_time: None,
         not_before: None,
+        resources: Vec::new(),
     }
     .to_text();
     let by_owner = owner.sign_message_sync(text.as_bytes()).unwrap();

@@ -312,6 +312,10 @@ event_tables! {
     MembershipMirrorSetRows.membership_mirror_set => "ev_membership_mirror_set" {
         mirror: Vec<u8> = "bytea",
     }
+    /// `ProviderRegistry.EndpointSet`: the directory of FHIR endpoints.
+    EndpointSetRows.endpoint_set => "ev_endpoint_set" {
+        org: Vec<u8> = "bytea", url: String = "text",
+    }
     /// AccessControl `RoleGranted` of any of the contracts.
     RoleGrantedRows.role_granted => "ev_role_granted" {
         contract: Vec<u8> = "bytea", role: Vec<u8> = "bytea", account: Vec<u8> = "bytea", sender: Vec<u8> = "bytea",
@@ -425,6 +429,7 @@ pub fn event_signatures() -> Vec<B256> {
         ProviderRegistry::MemberStatusChanged::SIGNATURE_HASH,
         ProviderRegistry::MemberKeyRotated::SIGNATURE_HASH,
         ProviderRegistry::MembershipMirrorSet::SIGNATURE_HASH,
+        ProviderRegistry::EndpointSet::SIGNATURE_HASH,
         ProviderRegistry::RoleGranted::SIGNATURE_HASH,
         ProviderRegistry::RoleRevoked::SIGNATURE_HASH,
         ProviderRegistry::RoleAdminChanged::SIGNATURE_HASH,
@@ -592,6 +597,10 @@ impl EventBatch {
             } else if topic0 == P::MembershipMirrorSet::SIGNATURE_HASH {
                 let e = decode!(P::MembershipMirrorSet);
                 rows.membership_mirror_set.push(&meta, addr(e.mirror));
+            } else if topic0 == P::EndpointSet::SIGNATURE_HASH {
+                let e = decode!(P::EndpointSet);
+                rows.endpoint_set.push(&meta, addr(e.org), text(&e.url));
+                subjects.organisations.insert(e.org);
             } else {
                 return Ok(false);
             }

@@ -274,7 +274,13 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
         .tx_hash();
     let gateway_signer = anvil.signer(3);
     let audit_gateway = AuditAnchor::new(c.audit_anchor, &gateway_signer);
-    let from_seq = audit_gateway.nextSeq().call().await.expect("nextSeq");
+    let from_seq = audit_gateway
+        .nextSeq(alloy::signers::Signer::address(
+            &carechain_testkit::dev_signer(3),
+        ))
+        .call()
+        .await
+        .expect("nextSeq");
     let audit_root = B256::repeat_byte(0xc1);
     audit_gateway
         .anchorBatch(from_seq, from_seq + 9, audit_root)

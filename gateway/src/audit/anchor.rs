@@ -123,7 +123,7 @@ impl Anchorer {
     /// The contract's next expected sequence number.
     async fn next_seq(&self) -> Result<u64, LogError> {
         let anchor = AuditAnchor::new(self.contract, &self.provider);
-        self.timed(async { anchor.nextSeq().call().await.map_err(chain_err) })
+        self.timed(async { anchor.nextSeq(self.key).call().await.map_err(chain_err) })
             .await
     }
 
@@ -236,15 +236,18 @@ impl Anchorer {
     /// are mirrored. Returns false while a mined range is not indexed yet.
     async fn reconcile(&self, next: u64) -> Result<bool, LogError> {
         let chain_id = to_i64(self.chain_id)?;
+        // Only this key's batches: every anchoring key has a sequence of its own.
+        let key = self.key.as_slice();
         let mut tx = self.pool.begin().await?;
         // A pending range the chain holds with another end or root was anchored by someone
         // else: the chain's batch replaces it.
         sqlx::query(
             "DELETE FROM gateway_audit_anchors a USING audit_batches b
-             WHERE a.state = 'pending' AND b.chain_id = $1 AND b.from_seq = a.from_seq
-               AND (b.to_seq <> a.to_seq OR b.root <> a.root)",
+             WHERE a.state = 'pending' AND b.chain_id = $1 AND b.gateway = $2
+               AND b.from_seq = a.from_seq AND (b.to_seq <> a.to_seq OR b.root <> a.root)",
         )
         .bind(chain_id)
+        .bind(key)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -252,10 +255,11 @@ impl Anchorer {
              SET state = 'anchored', tx_hash = b.tx_hash, block_number = b.block_number,
                  batch_id = b.batch_id::bigint, gateway = b.gateway, anchored_at = now()
              FROM audit_batches b
-             WHERE a.state = 'pending' AND b.chain_id = $1 AND b.from_seq = a.from_seq
-               AND b.to_seq = a.to_seq AND b.root = a.root",
+             WHERE a.state = 'pending' AND b.chain_id = $1 AND b.gateway = $2
+               AND b.from_seq = a.from_seq AND b.to_seq = a.to_seq AND b.root = a.root",
         )
         .bind(chain_id)
+        .bind(key)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -264,11 +268,12 @@ impl Anchorer {
              SELECT b.from_seq::bigint, b.to_seq::bigint, b.root, 'anchored', b.gateway, b.tx_hash,
                     b.batch_id::bigint, b.block_number, now()
              FROM audit_batches b
-             WHERE b.chain_id = $1 AND b.to_seq > (
+             WHERE b.chain_id = $1 AND b.gateway = $2 AND b.to_seq > (
                SELECT COALESCE(max(to_seq), 0) FROM gateway_audit_anchors WHERE state = 'anchored')
              ON CONFLICT DO NOTHING",
         )
         .bind(chain_id)
+        .bind(key)
         .execute(&mut *tx)
         .await?;
         let unindexed: i64 = sqlx::query_scalar(

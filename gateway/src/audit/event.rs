@@ -17,6 +17,9 @@ pub struct AuditRecord {
     pub agent: Option<String>,
     /// The requester's organisation, when a member.
     pub agent_org: Option<String>,
+    /// For a federated request: the organisation whose gateway asked on the requester's
+    /// behalf (a second agent of the event).
+    pub via_org: Option<String>,
     /// The patient concerned, when known.
     pub patient: Option<String>,
     /// The resource touched (`Type/id[/_history/v]`) or the type searched.
@@ -82,6 +85,14 @@ impl AuditRecord {
                 who["purposeOfUse"] = purpose_concept(purpose);
             }
             agents.push(who);
+        }
+        if let Some(org) = &self.via_org {
+            // IHE XCA: the initiating gateway of another member organisation.
+            agents.push(json!({
+                "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110152", "display": "Destination Role ID"}]},
+                "who": {"identifier": {"system": "urn:carechain:wallet", "value": org}, "display": "requesting gateway"},
+                "requestor": false
+            }));
         }
         let mut entities = Vec::new();
         let mut details = Vec::new();

@@ -89,7 +89,17 @@ impl AnchorReader {
             .map_err(|e| LogError::Chain(e.to_string()))
     }
 
-    /// Every anchored batch, in order.
+    /// Every batch `gateway` anchored (its log's sequence), in order.
+    pub async fn batches_of(&self, gateway: Address) -> Result<Vec<AnchoredBatch>, LogError> {
+        Ok(self
+            .batches()
+            .await?
+            .into_iter()
+            .filter(|b| b.gateway == gateway)
+            .collect())
+    }
+
+    /// Every anchored batch of every gateway, in order.
     pub async fn batches(&self) -> Result<Vec<AnchoredBatch>, LogError> {
         let anchor = AuditAnchor::new(self.contract, &self.provider);
         let count = self
@@ -160,13 +170,34 @@ impl VerifyReport {
     }
 }
 
-/// Recomputes the hash chain of the whole audit log and every anchored root (read from the
-/// chain through `anchors`); reports the first missing or tampered row.
+/// The key this database's log is anchored with, as its anchoring records say (the most recent
+/// anchored range's), or `None` before its first batch.
+pub async fn log_anchor_key(pool: &PgPool) -> Result<Option<Address>, LogError> {
+    let key: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT gateway FROM gateway_audit_anchors WHERE state = 'anchored'
+         ORDER BY to_seq DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(key.and_then(|k| (k.len() == 20).then(|| Address::from_slice(&k))))
+}
+
+/// Recomputes the hash chain of the whole audit log and every root anchored by `gateway`
+/// (the log's anchoring key; `None`: the key its anchoring records name), read from the chain
+/// through `anchors`; reports the first missing or tampered row. Every gateway's log has its
+/// own sequence on chain.
 pub async fn verify_audit_log(
     pool: &PgPool,
     anchors: &AnchorReader,
+    gateway: Option<Address>,
 ) -> Result<VerifyReport, LogError> {
-    let batches = anchors.batches().await?;
+    let batches = match gateway {
+        Some(key) => anchors.batches_of(key).await?,
+        None => match log_anchor_key(pool).await? {
+            Some(key) => anchors.batches_of(key).await?,
+            None => Vec::new(),
+        },
+    };
     let anchored_to = batches.last().map(|b| b.to_seq).unwrap_or(0);
     let mut report = VerifyReport {
         rows: 0,

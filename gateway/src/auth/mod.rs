@@ -49,6 +49,14 @@ pub struct Claims {
     pub exp: i64,
     /// Chain the token is valid for.
     pub chain: u64,
+    /// For a federated request (from another member's gateway): the requesting organisation.
+    /// Such a request is answered from this gateway's own records only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Address>,
+    /// The user's signed sign-in when it carries a capability for the other custodians: the
+    /// gateway forwards it to ask them (see [`crate::federation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<crate::federation::request::SignedSession>,
 }
 
 /// What sign-in needs to know.
@@ -247,7 +255,7 @@ pub async fn sign_in(
     message
         .validate(&expectations, now)
         .map_err(|e| AppError::Unauthenticated(e.to_string()))?;
-    let signature = parse_signature(signature)?;
+    parse_signature(signature)?;
     // Consume the nonce first: a message is tried once, whatever the outcome.
     let consumed = sqlx::query(
         "UPDATE gateway_siwe_nonces SET used_at = now()
@@ -262,32 +270,7 @@ pub async fn sign_in(
             "the nonce is unknown, expired or already used".into(),
         ));
     }
-    let by_eoa = Signature::try_from(signature.as_slice())
-        .ok()
-        .and_then(|sig| sig.recover_address_from_msg(message_text.as_bytes()).ok())
-        .is_some_and(|recovered| recovered == message.address);
-    if !by_eoa {
-        let contract = chain.is_contract(message.address).await.map_err(|err| {
-            tracing::warn!(%err, "ERC-1271 check unavailable");
-            AppError::Unavailable("sign-in is unavailable: the chain is unreachable")
-        })?;
-        let valid = contract
-            && chain
-                .erc1271_valid(
-                    message.address,
-                    eip191_hash_message(message_text),
-                    Bytes::from(signature),
-                )
-                .await
-                .map_err(|_| {
-                    AppError::Unavailable("sign-in is unavailable: the chain is unreachable")
-                })?;
-        if !valid {
-            return Err(AppError::Unauthenticated(
-                "the signature does not match the address".into(),
-            ));
-        }
-    }
+    check_wallet_signature(chain, message.address, message_text, signature).await?;
     let membership = chain.membership(message.address).await.map_err(|err| {
         tracing::warn!(%err, "membership check unavailable");
         AppError::Unavailable("sign-in is unavailable: the chain is unreachable")
@@ -305,6 +288,12 @@ pub async fn sign_in(
     if let Some(message_exp) = message.expiration_time {
         exp = exp.min(message_exp);
     }
+    let session = crate::federation::capability::carries_any(&message).then(|| {
+        crate::federation::request::SignedSession {
+            message: message_text.to_owned(),
+            signature: signature.trim().to_owned(),
+        }
+    });
     let claims = Claims {
         sub: message.address,
         role,
@@ -312,8 +301,46 @@ pub async fn sign_in(
         iat: now.timestamp(),
         exp: exp.timestamp(),
         chain: settings.chain_id,
+        via: None,
+        session,
     };
     Ok((signer.sign(&claims), claims))
+}
+
+/// Checks that `address` signed `text` (EIP-191): an EOA's signature, or a contract wallet's
+/// ERC-1271 answer.
+pub async fn check_wallet_signature(
+    chain: &ChainClient,
+    address: Address,
+    text: &str,
+    signature: &str,
+) -> Result<(), AppError> {
+    let signature = parse_signature(signature)?;
+    let by_eoa = Signature::try_from(signature.as_slice())
+        .ok()
+        .and_then(|sig| sig.recover_address_from_msg(text.as_bytes()).ok())
+        .is_some_and(|recovered| recovered == address);
+    if by_eoa {
+        return Ok(());
+    }
+    let contract = chain.is_contract(address).await.map_err(|err| {
+        tracing::warn!(%err, "ERC-1271 check unavailable");
+        AppError::Unavailable("sign-in is unavailable: the chain is unreachable")
+    })?;
+    let valid = contract
+        && chain
+            .erc1271_valid(address, eip191_hash_message(text), Bytes::from(signature))
+            .await
+            .map_err(|_| {
+                AppError::Unavailable("sign-in is unavailable: the chain is unreachable")
+            })?;
+    if valid {
+        Ok(())
+    } else {
+        Err(AppError::Unauthenticated(
+            "the signature does not match the address".into(),
+        ))
+    }
 }
 
 /// Checks an `Authorization` header value.
@@ -430,6 +457,8 @@ mod tests {
             iat: now.timestamp(),
             exp: now.timestamp() + 60,
             chain: 1,
+            via: None,
+            session: None,
         };
         let header = format!("Bearer {}", signer.sign(&claims));
         assert_eq!(

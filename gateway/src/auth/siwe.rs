@@ -57,6 +57,9 @@ pub struct SiweMessage {
     pub expiration_time: Option<DateTime<Utc>>,
     /// When the message becomes valid.
     pub not_before: Option<DateTime<Utc>>,
+    /// The `Resources:` list (URIs), e.g. an ERC-5573 capability (`urn:recap:...`) letting the
+    /// gateway ask the consortium's other custodians for the signer's requests.
+    pub resources: Vec<String>,
 }
 
 /// What a message must match.
@@ -141,16 +144,24 @@ impl SiweMessage {
         let issued_at = parse_time(&field("Issued At")?)?;
         let mut expiration_time = None;
         let mut not_before = None;
+        let mut resources = Vec::new();
+        let mut in_resources = false;
         for line in lines {
-            if let Some(v) = line.strip_prefix("Expiration Time: ") {
+            if in_resources {
+                let uri = line
+                    .strip_prefix("- ")
+                    .ok_or(SiweError::Malformed("the resources are the last field"))?;
+                if uri.is_empty() || uri.contains(char::is_whitespace) {
+                    return Err(SiweError::Malformed("a resource is not a URI"));
+                }
+                resources.push(uri.to_owned());
+            } else if let Some(v) = line.strip_prefix("Expiration Time: ") {
                 expiration_time = Some(parse_time(v)?);
             } else if let Some(v) = line.strip_prefix("Not Before: ") {
                 not_before = Some(parse_time(v)?);
-            } else if line.starts_with("Request ID: ")
-                || line == "Resources:"
-                || line.starts_with("- ")
-                || line.is_empty()
-            {
+            } else if line == "Resources:" {
+                in_resources = true;
+            } else if line.starts_with("Request ID: ") {
                 // Carried but not interpreted by the gateway.
             } else {
                 return Err(SiweError::Malformed("unknown field"));
@@ -167,6 +178,7 @@ impl SiweMessage {
             issued_at,
             expiration_time,
             not_before,
+            resources,
         })
     }
 
@@ -237,6 +249,13 @@ impl SiweMessage {
                 nbf.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ));
         }
+        if !self.resources.is_empty() {
+            out.push_str("\nResources:");
+            for uri in &self.resources {
+                out.push_str("\n- ");
+                out.push_str(uri);
+            }
+        }
         out
     }
 }
@@ -276,6 +295,7 @@ mod tests {
             issued_at: now,
             expiration_time: Some(now + Duration::minutes(5)),
             not_before: None,
+            resources: Vec::new(),
         }
     }
 

@@ -38,6 +38,10 @@ struct Cli {
     /// Path of the deployment manifest (names the AuditAnchor contract).
     #[arg(long, env = "CARECHAIN_MANIFEST")]
     manifest: PathBuf,
+    /// The address the log is anchored with (each gateway's log has its own sequence on chain);
+    /// default: the key the database's anchoring records name.
+    #[arg(long, env = "CARECHAIN_AUDIT_GATEWAY", value_name = "ADDRESS")]
+    gateway: Option<alloy::primitives::Address>,
     /// Time limit of one chain call in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     chain_timeout_ms: u64,
@@ -75,7 +79,7 @@ async fn main() -> eyre::Result<ExitCode> {
         .wrap_err("connect to the database")?;
     match cli.command {
         Command::Verify => {
-            let report = verify_audit_log(&pool, &anchors).await?;
+            let report = verify_audit_log(&pool, &anchors, cli.gateway).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(if report.ok() {
                 ExitCode::SUCCESS

@@ -24,20 +24,30 @@ use tokio_util::sync::CancellationToken;
 pub struct Compliance {
     anchors: verify::AnchorReader,
     chain_id: u64,
+    anchor_key: Option<Address>,
 }
 
 impl Compliance {
-    /// Reads `AuditAnchor` at `contract` through `rpc`.
+    /// Reads `AuditAnchor` at `contract` through `rpc`; this gateway's log is anchored with
+    /// `anchor_key` (when it anchors at all).
     pub fn new(
         rpc: &carechain_tls::RpcEndpoint,
         contract: Address,
         chain_id: u64,
         timeout: Duration,
+        anchor_key: Option<Address>,
     ) -> Result<Self, LogError> {
         Ok(Self {
             anchors: verify::AnchorReader::connect(rpc, contract, timeout)?,
             chain_id,
+            anchor_key,
         })
+    }
+
+    /// The key this gateway anchors its audit log with, when configured (the log's sequence
+    /// on chain is that key's).
+    pub fn anchor_key(&self) -> Option<Address> {
+        self.anchor_key
     }
 
     /// Read access to `AuditAnchor`.
@@ -139,10 +149,17 @@ pub fn start(
     stop: CancellationToken,
 ) -> Result<Compliance, crate::GatewayError> {
     let timeout = Duration::from_millis(config.chain_timeout_ms);
-    let compliance = Compliance::new(rpc, audit_anchor, chain_id, timeout)?;
     let settings = &config.anchoring;
+    let signer = settings.anchor_signer()?;
+    let compliance = Compliance::new(
+        rpc,
+        audit_anchor,
+        chain_id,
+        timeout,
+        signer.as_ref().map(|s| s.address()),
+    )?;
     let poll = Duration::from_millis(settings.audit_anchor_poll_ms);
-    let anchorer = match settings.anchor_signer()? {
+    let anchorer = match signer {
         None => None,
         Some(signer) => Some(anchor::Anchorer::new(
             pool.clone(),

@@ -47,8 +47,13 @@ pub(super) async fn nonce(
         .take(peer, Instant::now())
         .map_err(AppError::TooManyRequests)?;
     let nonce = crate::auth::issue_nonce(state.pool()).await?;
+    let (statement, resources) = crate::federation::sign_in_offer(&state).await;
     Ok(Json(json!({
         "nonce": nonce,
+        // What the message should say and carry: with a federation, an ERC-5573 capability
+        // letting this gateway ask the other members' gateways for the user's requests.
+        "statement": statement,
+        "resources": resources,
         "domain": state.auth().domain,
         "uri": state.auth().uri,
         "chainId": state.auth().chain_id,

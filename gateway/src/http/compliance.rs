@@ -308,7 +308,7 @@ async fn verify_log(
     mark(&ctx, "audit-verify", 'E');
     state.access().require_compliance(&claims).await?;
     let c = compliance(&state)?;
-    let report = verify::verify_audit_log(state.pool(), c.anchors()).await?;
+    let report = verify::verify_audit_log(state.pool(), c.anchors(), c.anchor_key()).await?;
     let mut parameter = vec![
         json!({"name": "result", "valueBoolean": report.ok()}),
         json!({"name": "rows", "valueString": report.rows.to_string()}),

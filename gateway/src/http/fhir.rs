@@ -220,8 +220,55 @@ async fn read(
         &id,
         None,
     )
-    .await?;
-    Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
+    .await;
+    match result {
+        Ok(result) => {
+            let mut response = served(&state, StatusCode::OK, rt.code(), &result, false);
+            with_proof(&mut response, &claims, &result);
+            Ok(response)
+        }
+        // Not held here: the other custodians may hold it.
+        Err(AppError::NotFound(text)) => {
+            let (Some(fed), None, Some(session)) =
+                (state.federation(), claims.via, claims.session.as_ref())
+            else {
+                return Err(AppError::NotFound(text));
+            };
+            let (found, unavailable) = crate::federation::search::read_elsewhere(
+                &state, fed, &claims, session, purpose, rt, &id,
+            )
+            .await?;
+            match found {
+                Some((resource, custodian)) => {
+                    ctx.update(|r| {
+                        r.detail = Some(format!("served from custodian {:#x}", custodian.org));
+                    });
+                    Ok(respond(StatusCode::OK, &resource))
+                }
+                None if unavailable.is_empty() => Err(AppError::NotFound(text)),
+                None => Err(AppError::NotFound(format!(
+                    "{text}; these custodians could not be asked: {}",
+                    unavailable.join(", ")
+                ))),
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// A federated read's answer says how the version is anchored (the requesting gateway checks
+/// it against the chain).
+fn with_proof(response: &mut Response, claims: &crate::auth::Claims, result: &Served) {
+    if claims.via.is_none() {
+        return;
+    }
+    if let Some(proof) = &result.proof
+        && let Ok(value) = HeaderValue::from_str(&proof.to_text())
+    {
+        response
+            .headers_mut()
+            .insert(crate::federation::ANCHOR_PROOF_HEADER, value);
+    }
 }
 
 async fn vread(
@@ -368,6 +415,16 @@ async fn search(
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
             .collect();
+    if let Some(fed) = state.federation()
+        && let Some(session) = crate::federation::search::applies(&claims, &params)
+    {
+        let (bundle, report) = crate::federation::search::search(
+            &state, fed, &claims, session, purpose, rt, &params, &ctx,
+        )
+        .await?;
+        ctx.update(|r| r.detail = Some(report.detail()));
+        return Ok(respond(StatusCode::OK, &bundle));
+    }
     let bundle = records::search(
         &state.records().request(&claims, purpose, &ctx),
         rt,

@@ -348,12 +348,53 @@ impl FromRequestParts<AppState> for Requester {
             .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.to_str().unwrap_or(""));
-        let claims =
-            crate::auth::authenticate(state.tokens(), state.auth().chain_id, header, Utc::now())?;
+        let federated = header.and_then(|h| {
+            h.strip_prefix(crate::federation::request::SCHEME)
+                .and_then(|rest| rest.strip_prefix(' '))
+        });
+        let claims = match federated {
+            Some(credentials) => {
+                let fed = state.federation().ok_or_else(|| {
+                    AppError::Unauthenticated(
+                        "this gateway serves no organisation: it answers no federated requests"
+                            .into(),
+                    )
+                })?;
+                // Fail closed while the directory (the index) is stale.
+                state.consent().ensure_fresh()?;
+                let target = parts
+                    .uri
+                    .path_and_query()
+                    .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+                let check = crate::federation::request::Check {
+                    pool: state.pool(),
+                    chain: state.chain(),
+                    domain: fed.domain(),
+                    custodian: fed.org(),
+                    method: parts.method.as_str(),
+                    target: &target,
+                    now: Utc::now(),
+                };
+                let result = check.verify(credentials).await;
+                if let Err(err) = &result
+                    && let Some(ctx) = parts.extensions.get::<AuditCtx>()
+                {
+                    ctx.update(|r| r.detail = Some(err.to_string()));
+                }
+                result?
+            }
+            None => crate::auth::authenticate(
+                state.tokens(),
+                state.auth().chain_id,
+                header,
+                Utc::now(),
+            )?,
+        };
         if let Some(ctx) = parts.extensions.get::<AuditCtx>() {
             ctx.update(|r| {
                 r.agent = Some(format!("{:#x}", claims.sub));
                 r.agent_org = claims.org.map(|o| format!("{o:#x}"));
+                r.via_org = claims.via.map(|o| format!("{o:#x}"));
             });
         }
         // Counted once signed in, so the refusal is audited with the user who was refused.

@@ -133,10 +133,11 @@ async fn sign_in_message(
     let nonce = crate::auth::issue_nonce(state.pool()).await?;
     let settings = state.auth();
     let now = Utc::now();
+    let (statement, resources) = crate::federation::sign_in_offer(&state).await;
     let message = SiweMessage {
         domain: settings.domain.clone(),
         address,
-        statement: Some("Sign in to carechain".into()),
+        statement: Some(statement),
         uri: settings.uri.clone(),
         version: "1".into(),
         chain_id: settings.chain_id,
@@ -144,6 +145,7 @@ async fn sign_in_message(
         issued_at: now,
         expiration_time: Some(now + settings.token_ttl),
         not_before: None,
+        resources,
     };
     Ok(Json(json!({"message": message.to_text()})))
 }

@@ -95,6 +95,24 @@ pub enum AnchorState {
 }
 
 impl AnchorState {
+    /// What a served resource says: pending when it carries the not-yet-anchored tag.
+    pub fn of(resource: &serde_json::Value) -> Self {
+        let pending = resource["meta"]["tag"].as_array().is_some_and(|tags| {
+            tags.iter()
+                .any(|t| t["system"] == ANCHOR_TAG_SYSTEM && t["code"] == NOT_YET_ANCHORED)
+        });
+        if pending {
+            Self::Pending
+        } else {
+            Self::Verified
+        }
+    }
+
+    /// Whether the version is still waiting for its batch.
+    pub fn is_pending(self) -> bool {
+        self == Self::Pending
+    }
+
     /// The [`ANCHOR_STATUS_HEADER`]'s value.
     pub fn header_value(self) -> &'static str {
         match self {

@@ -74,6 +74,8 @@ pub struct Served {
     pub last_updated: DateTime<Utc>,
     /// Whether its anchor was verified on chain, or it is still waiting for its batch.
     pub anchor: anchoring::AnchorState,
+    /// How it was verified (what another member's gateway checks again), once anchored.
+    pub proof: Option<crate::federation::AnchorProof>,
 }
 
 /// Limits and defaults of the record service.
@@ -280,6 +282,7 @@ impl Records {
                 version_id: stored.version_id,
                 last_updated: stored.last_updated,
                 anchor,
+                proof: None,
             });
         }
         let anchored = match &stored.batch_root {
@@ -303,6 +306,13 @@ impl Records {
             version_id: stored.version_id,
             last_updated: stored.last_updated,
             anchor: anchoring::AnchorState::Verified,
+            proof: Some(match &stored.batch_root {
+                None => crate::federation::AnchorProof::Single,
+                Some(root) => crate::federation::AnchorProof::Batch {
+                    root: *root,
+                    proof: stored.batch_proof.clone(),
+                },
+            }),
         })
     }
 }

@@ -130,6 +130,13 @@ pub async fn search(
                 resource::search_fields(resource_type, &served.resource).encounter
             };
             matched.push((stored.patient.as_str(), encounter));
+            // A federated request's matches say how they are anchored: the requesting gateway
+            // checks them against the chain before passing them on.
+            let proof = served
+                .proof
+                .as_ref()
+                .filter(|_| req.claims.via.is_some())
+                .map(|p| json!([{"url": crate::federation::ANCHOR_PROOF_URL, "valueString": p.to_text()}]));
             // _summary and _elements subset the matches (not what _include adds), after the
             // integrity check: what was verified is the stored version.
             let mut resource = served.resource;
@@ -140,11 +147,15 @@ pub async fn search(
                 carechain_fhir::select_elements_in_place(&mut resource, &query.elements)
                     .map_err(|err| AppError::Invalid(err.to_string()))?;
             }
-            entries.push(json!({
+            let mut entry = json!({
                 "fullUrl": format!("{base}/{}/{}", stored.resource_type, stored.id),
                 "resource": resource,
                 "search": {"mode": "match"},
-            }));
+            });
+            if let Some(proof) = proof {
+                entry["extension"] = proof;
+            }
+            entries.push(entry);
         }
     }
     // _include: only targets of the same patient, only where consent covers reading them; a

@@ -135,6 +135,7 @@ pub async fn write(
         version_id,
         last_updated: now,
         anchor: AnchorState::Pending,
+        proof: None,
     })
 }
 

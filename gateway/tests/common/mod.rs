@@ -116,7 +116,12 @@ impl TestGateway {
         let mut message = SiweMessage {
             domain: nonce["domain"].as_str().unwrap().to_owned(),
             address: signer.address(),
-            statement: Some("Sign in to carechain".into()),
+            statement: Some(
+                nonce["statement"]
+                    .as_str()
+                    .unwrap_or("Sign in to carechain")
+                    .to_owned(),
+            ),
             uri: nonce["uri"].as_str().unwrap().to_owned(),
             version: "1".into(),
             chain_id: self.chain_id,
@@ -124,6 +129,14 @@ impl TestGateway {
             issued_at: now,
             expiration_time: Some(now + chrono::Duration::minutes(5)),
             not_before: None,
+            resources: nonce["resources"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
         };
         edit(&mut message);
         let text = message.to_text();
