@@ -43,14 +43,36 @@ impl StackPlace {
             dir,
             anvil: free_port(),
             pg: free_port(),
-            gateway: free_port(),
-            metrics: free_port(),
+            gateway: free_port_run(),
+            metrics: free_port_run(),
         }
     }
 
-    /// Every port of the stack.
-    pub fn ports(&self) -> [u16; 4] {
-        [self.anvil, self.pg, self.gateway, self.metrics]
+    /// Every port of the stack: anvil, PostgreSQL, the three gateways and the three indexers'
+    /// metrics.
+    pub fn ports(&self) -> Vec<u16> {
+        vec![
+            self.anvil,
+            self.pg,
+            self.gateway,
+            self.gateway + 1,
+            self.gateway + 2,
+            self.metrics,
+            self.metrics + 1,
+            self.metrics + 2,
+        ]
+    }
+}
+
+/// A free port whose next two ports are free too: the stack runs three gateways (and three
+/// indexers) on consecutive ports.
+fn free_port_run() -> u16 {
+    let bindable = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    loop {
+        let port = free_port();
+        if port < u16::MAX - 2 && bindable(port + 1) && bindable(port + 2) {
+            return port;
+        }
     }
 }
 

@@ -26,6 +26,7 @@ struct Persona<'a> {
     name: String,
     key: String,
     token_file: String,
+    gateway: Option<String>,
 }
 
 impl<'a> Persona<'a> {
@@ -40,19 +41,28 @@ impl<'a> Persona<'a> {
                 .join(format!("{}.token", name.to_lowercase()))
                 .to_string_lossy()
                 .into_owned(),
+            gateway: None,
         }
+    }
+
+    /// The same person, using the gateway at `url` (their own organisation's).
+    fn at(mut self, url: &str) -> Self {
+        self.gateway = Some(url.to_owned());
+        self
     }
 
     /// Runs the CLI as the demo's `act NAME ...` helper does.
     fn run(&self, args: &[&str]) -> Output {
-        self.stack.cli(
-            args,
-            &[
-                ("CARECHAIN_PRIVATE_KEY", &self.key),
-                ("CARECHAIN_TOKEN_FILE", &self.token_file),
-                ("CARECHAIN_INVOKED_AS", &format!("act {}", self.name)),
-            ],
-        )
+        let invoked = format!("act {}", self.name);
+        let mut env = vec![
+            ("CARECHAIN_PRIVATE_KEY", self.key.as_str()),
+            ("CARECHAIN_TOKEN_FILE", self.token_file.as_str()),
+            ("CARECHAIN_INVOKED_AS", invoked.as_str()),
+        ];
+        if let Some(url) = &self.gateway {
+            env.push(("CARECHAIN_GATEWAY_URL", url));
+        }
+        self.stack.cli(args, &env)
     }
 
     fn login(&self) {
@@ -164,10 +174,14 @@ async fn the_demo_story_through_the_cli_and_http() {
     let web = stack.https_client();
     let alice_address = stack.var("ALICE_ADDRESS").to_lowercase();
     let hospital_b = stack.var("HOSPITAL_B_ADDRESS");
+    // Dr B and the compliance office use Hospital B's own gateway (the federation: B keeps
+    // none of Alice's records; Hospital A and the lab do).
+    let gateway_b = stack.var("GATEWAY_B_URL");
+    let gateway_lab = stack.var("GATEWAY_LAB_URL");
     let alice = Persona::new(&stack, "ALICE");
-    let dr_b = Persona::new(&stack, "DR_B");
-    let auditor = Persona::new(&stack, "AUDITOR");
-    let observations = format!("{gateway}/Observation?patient={alice_address}");
+    let dr_b = Persona::new(&stack, "DR_B").at(&gateway_b);
+    let auditor = Persona::new(&stack, "AUDITOR").at(&gateway_b);
+    let observations = format!("{gateway_b}/Observation?patient={alice_address}");
 
     // Before any consent, Hospital B may not read Alice's Observations.
     dr_b.login();
@@ -200,9 +214,33 @@ async fn the_demo_story_through_the_cli_and_http() {
         "{listed}"
     );
 
-    // 2. Dr B reads them (the CLI and plain HTTP agree).
-    let bundle = get_once_indexed(&web, &observations, &dr_b.token(), Some("TREAT"), 200).await;
-    assert_eq!(entries(&bundle).len(), 3, "{bundle}");
+    // 2. Dr B finds them at Hospital B's gateway, from Hospital A (3) and the lab (2) in one
+    //    search, each saying where it is kept (the CLI and plain HTTP agree).
+    // Each custodian decides at the block its own indexer has reached, and the lab's results
+    // are served once their batch is anchored: until then the Bundle names what is missing.
+    get_once_indexed(&web, &observations, &dr_b.token(), Some("TREAT"), 200).await;
+    let mut bundle = Value::Null;
+    for _ in 0..100 {
+        bundle = get(&web, &observations, &dr_b.token(), Some("TREAT"))
+            .await
+            .1;
+        if entries(&bundle).len() == 5
+            && entries(&bundle)
+                .iter()
+                .all(|e| e["search"]["mode"] == "match")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(entries(&bundle).len(), 5, "{bundle}");
+    let from = |url: &str| {
+        entries(&bundle)
+            .iter()
+            .filter(|e| e["resource"]["meta"]["source"] == url)
+            .count()
+    };
+    assert_eq!((from(&gateway), from(&gateway_lab)), (3, 2), "{bundle}");
     let records = ok(
         &dr_b.run(&[
             "records",
@@ -215,13 +253,13 @@ async fn the_demo_story_through_the_cli_and_http() {
         "records",
     );
     let records: Value = serde_json::from_str(&records).unwrap_or(Value::Null);
-    assert_eq!(entries(&records).len(), 3, "{records}");
+    assert_eq!(entries(&records).len(), 5, "{records}");
     // Not for another purpose, and not her Conditions.
     let (status, _) = get(&web, &observations, &dr_b.token(), Some("HRESCH")).await;
     assert_eq!(status, 403);
     let (status, _) = get(
         &web,
-        &format!("{gateway}/Condition?patient={alice_address}"),
+        &format!("{gateway_b}/Condition?patient={alice_address}"),
         &dr_b.token(),
         Some("TREAT"),
     )
@@ -274,7 +312,7 @@ async fn the_demo_story_through_the_cli_and_http() {
     auditor.login();
     let (status, audit) = get(
         &web,
-        &format!("{gateway}/AuditEvent?patient={alice_address}&_count=100"),
+        &format!("{gateway_b}/AuditEvent?patient={alice_address}&_count=100"),
         &auditor.token(),
         None,
     )

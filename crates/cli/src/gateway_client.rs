@@ -285,6 +285,13 @@ pub(crate) async fn audit_proof(args: &GatewayArgs, id: &str, json_out: bool) ->
     Ok(())
 }
 
+/// What a sign-in says besides its fields: the statement and the resources (with a
+/// federation, the gateway offers an ERC-5573 capability to ask the other members for the user).
+struct Offer<'a> {
+    statement: &'a str,
+    resources: &'a [String],
+}
+
 /// The EIP-4361 message, in the exact layout the specification gives.
 fn siwe_message(
     domain: &str,
@@ -292,15 +299,23 @@ fn siwe_message(
     uri: &str,
     chain_id: u64,
     nonce: &str,
-    issued_at: &str,
-    expiration: &str,
+    (issued_at, expiration): (&str, &str),
+    offer: &Offer<'_>,
 ) -> String {
-    format!(
-        "{domain} wants you to sign in with your Ethereum account:\n{}\n\nSign in to carechain\n\n\
+    let mut text = format!(
+        "{domain} wants you to sign in with your Ethereum account:\n{}\n\n{}\n\n\
          URI: {uri}\nVersion: 1\nChain ID: {chain_id}\nNonce: {nonce}\nIssued At: {issued_at}\n\
          Expiration Time: {expiration}",
-        address.to_checksum(None)
-    )
+        address.to_checksum(None),
+        offer.statement,
+    );
+    if !offer.resources.is_empty() {
+        text.push_str("\nResources:");
+        for uri in offer.resources {
+            text.push_str(&format!("\n- {uri}"));
+        }
+    }
+    text
 }
 
 fn authority(url: &str) -> eyre::Result<String> {
@@ -386,6 +401,22 @@ pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()>
         .and_then(Value::as_u64)
         .filter(|seconds| *seconds > 0)
         .ok_or_else(|| eyre!("the gateway's nonce answer has no expiresIn (token lifetime)"))?;
+    let statement = nonce
+        .get("statement")
+        .and_then(Value::as_str)
+        .unwrap_or("Sign in to carechain")
+        .replace('\n', " ");
+    let resources: Vec<String> = nonce
+        .get("resources")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .filter(|r| !r.is_empty() && !r.contains(char::is_whitespace))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
     let now = time::now();
     let message = siwe_message(
         &domain,
@@ -393,8 +424,11 @@ pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()>
         &uri,
         chain_id,
         &nonce_text,
-        &time::rfc3339(now),
-        &time::rfc3339(now + lifetime),
+        (&time::rfc3339(now), &time::rfc3339(now + lifetime)),
+        &Offer {
+            statement: &statement,
+            resources: &resources,
+        },
     );
     eprintln!(
         "Signing in to {uri} as {} (EIP-4361):\n{message}\n",
@@ -808,8 +842,11 @@ mod tests {
             "http://127.0.0.1:8080",
             31337,
             "abc123",
-            "2026-01-01T00:00:00Z",
-            "2026-01-01T00:05:00Z",
+            ("2026-01-01T00:00:00Z", "2026-01-01T00:05:00Z"),
+            &Offer {
+                statement: "Sign in to carechain",
+                resources: &[],
+            },
         );
         assert_eq!(
             text,

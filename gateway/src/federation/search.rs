@@ -36,11 +36,17 @@ const CURSOR_LIFETIME: i64 = 3600;
 const APPLIED_HERE: &[&str] = &["_summary", "_elements"];
 
 /// The user's forwarded sign-in when `params` are a search this gateway asks the other
-/// custodians: the user signed in with a capability for them, the request is not itself a
-/// federated one, and it names its patient (or continues a federated search). Searches with
-/// `_include` or `_revinclude` stay local.
-pub fn applies<'a>(claims: &'a Claims, params: &[(String, String)]) -> Option<&'a SignedSession> {
-    if claims.via.is_some() {
+/// custodians: the user signed in with a capability for them, is a patient, a delegate or a
+/// member of this gateway's own organisation (the others refuse a practitioner asking through
+/// another organisation's gateway), the request is not itself a federated one, and it names
+/// its patient (or continues a federated search). Searches with `_include` or `_revinclude`
+/// stay local.
+pub fn applies<'a>(
+    fed: &Federation,
+    claims: &'a Claims,
+    params: &[(String, String)],
+) -> Option<&'a SignedSession> {
+    if !eligible(fed, claims) {
         return None;
     }
     let session = claims.session.as_ref()?;
@@ -52,6 +58,17 @@ pub fn applies<'a>(claims: &'a Claims, params: &[(String, String)]) -> Option<&'
         .iter()
         .any(|(k, _)| k == "_include" || k == "_revinclude");
     (continues || (names_patient && !includes)).then_some(session)
+}
+
+/// Whether this gateway asks the other custodians for `claims`' user: not for a federated
+/// request itself, and for a member only at their own organisation's gateway.
+pub fn eligible(fed: &Federation, claims: &Claims) -> bool {
+    claims.via.is_none()
+        && claims.session.is_some()
+        && match claims.role {
+            crate::auth::Role::Patient => true,
+            crate::auth::Role::Member => claims.org == Some(fed.org()),
+        }
 }
 
 /// The sort a federated merge follows (the query's `_sort`).

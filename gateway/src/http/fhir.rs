@@ -229,9 +229,11 @@ async fn read(
         }
         // Not held here: the other custodians may hold it.
         Err(AppError::NotFound(text)) => {
-            let (Some(fed), None, Some(session)) =
-                (state.federation(), claims.via, claims.session.as_ref())
-            else {
+            let Some((fed, session)) = state.federation().and_then(|fed| {
+                crate::federation::search::eligible(fed, &claims)
+                    .then_some(fed)
+                    .zip(claims.session.as_ref())
+            }) else {
                 return Err(AppError::NotFound(text));
             };
             let (found, unavailable) = crate::federation::search::read_elsewhere(
@@ -416,7 +418,7 @@ async fn search(
             .into_owned()
             .collect();
     if let Some(fed) = state.federation()
-        && let Some(session) = crate::federation::search::applies(&claims, &params)
+        && let Some(session) = crate::federation::search::applies(fed, &claims, &params)
     {
         let (bundle, report) = crate::federation::search::search(
             &state, fed, &claims, session, purpose, rt, &params, &ctx,
