@@ -390,6 +390,13 @@ impl ConsentService {
         self.decisions_asked.load(Ordering::Relaxed)
     }
 
+    /// A number that changes whenever the indexer announces a consent or membership change
+    /// (anything cached from the index under it is then stale); `None` while the notification
+    /// stream is down (nothing may be cached then).
+    pub fn change_generation(&self) -> Option<u64> {
+        (self.marked_through() > 0).then(|| self.generation.load(Ordering::Acquire))
+    }
+
     /// The last progress mark read from the indexer (0 before the first, and after the
     /// notification stream was re-established until the next).
     pub fn marked_through(&self) -> u64 {

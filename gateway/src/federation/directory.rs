@@ -8,6 +8,7 @@ use alloy::primitives::Address;
 use carechain_contracts::{MemberRole, Status};
 use serde::Serialize;
 use sqlx::PgPool;
+use std::{collections::HashMap, sync::Mutex};
 
 /// A member organisation with a published endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -131,4 +132,126 @@ pub async fn endpoint_of(
     .fetch_optional(pool)
     .await?;
     Ok(url.map(|u| u.trim_end_matches('/').to_owned()))
+}
+
+/// The directory lookups of federated requests, remembered while the index announces no
+/// membership or consent change (the consent service's change generation): a suspension,
+/// a new key or a new endpoint drops them all, and nothing is remembered while the index's
+/// notification stream is down.
+#[derive(Debug, Default)]
+pub struct DirectoryCache {
+    state: Mutex<CacheState>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    generation: u64,
+    custodians: Option<Vec<Custodian>>,
+    gateway_orgs: HashMap<Address, Option<Address>>,
+    standings: HashMap<Address, Standing>,
+    endpoints: HashMap<Address, Option<String>>,
+}
+
+/// Entries of one kind remembered at most (beyond, the cache starts over).
+const CACHE_LIMIT: usize = 10_000;
+
+impl DirectoryCache {
+    fn get<T: Clone>(
+        &self,
+        generation: Option<u64>,
+        read: impl FnOnce(&CacheState) -> Option<T>,
+    ) -> Option<T> {
+        let generation = generation?;
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (state.generation == generation)
+            .then(|| read(&state))
+            .flatten()
+    }
+
+    fn put(&self, generation: Option<u64>, write: impl FnOnce(&mut CacheState)) {
+        let Some(generation) = generation else { return };
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.generation != generation {
+            *state = CacheState {
+                generation,
+                ..CacheState::default()
+            };
+        }
+        if state.gateway_orgs.len() + state.standings.len() + state.endpoints.len() > CACHE_LIMIT {
+            *state = CacheState {
+                generation,
+                ..CacheState::default()
+            };
+        }
+        write(&mut state);
+    }
+
+    /// [`custodians`], remembered.
+    pub async fn custodians(
+        &self,
+        pool: &PgPool,
+        chain_id: u64,
+        generation: Option<u64>,
+    ) -> Result<Vec<Custodian>, AppError> {
+        if let Some(hit) = self.get(generation, |s| s.custodians.clone()) {
+            return Ok(hit);
+        }
+        let list = custodians(pool, chain_id).await?;
+        self.put(generation, |s| s.custodians = Some(list.clone()));
+        Ok(list)
+    }
+
+    /// [`gateway_org`], remembered.
+    pub async fn gateway_org(
+        &self,
+        pool: &PgPool,
+        chain_id: u64,
+        generation: Option<u64>,
+        key: Address,
+    ) -> Result<Option<Address>, AppError> {
+        if let Some(hit) = self.get(generation, |s| s.gateway_orgs.get(&key).copied()) {
+            return Ok(hit);
+        }
+        let org = gateway_org(pool, chain_id, key).await?;
+        self.put(generation, |s| {
+            s.gateway_orgs.insert(key, org);
+        });
+        Ok(org)
+    }
+
+    /// [`standing`], remembered.
+    pub async fn standing(
+        &self,
+        pool: &PgPool,
+        chain_id: u64,
+        generation: Option<u64>,
+        account: Address,
+    ) -> Result<Standing, AppError> {
+        if let Some(hit) = self.get(generation, |s| s.standings.get(&account).copied()) {
+            return Ok(hit);
+        }
+        let standing = standing(pool, chain_id, account).await?;
+        self.put(generation, |s| {
+            s.standings.insert(account, standing);
+        });
+        Ok(standing)
+    }
+
+    /// [`endpoint_of`], remembered.
+    pub async fn endpoint_of(
+        &self,
+        pool: &PgPool,
+        chain_id: u64,
+        generation: Option<u64>,
+        org: Address,
+    ) -> Result<Option<String>, AppError> {
+        if let Some(hit) = self.get(generation, |s| s.endpoints.get(&org).cloned()) {
+            return Ok(hit);
+        }
+        let url = endpoint_of(pool, chain_id, org).await?;
+        self.put(generation, |s| {
+            s.endpoints.insert(org, url.clone());
+        });
+        Ok(url)
+    }
 }

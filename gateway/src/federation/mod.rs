@@ -107,6 +107,9 @@ pub struct Federation {
     domain: Eip712Domain,
     peers: PeerClient,
     settings: FederationSettings,
+    directory: directory::DirectoryCache,
+    /// Users' sign-ins already checked (EOA signatures: keccak of text and signature).
+    sessions: std::sync::Mutex<std::collections::HashSet<B256>>,
 }
 
 impl Federation {
@@ -125,7 +128,31 @@ impl Federation {
             domain,
             peers: PeerClient::new(trust, policy, settings.timeout)?,
             settings,
+            directory: directory::DirectoryCache::default(),
+            sessions: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// The directory, with lookups remembered while the index announces no change.
+    pub fn directory(&self) -> &directory::DirectoryCache {
+        &self.directory
+    }
+
+    /// Whether this (EOA-signed) sign-in was checked before.
+    fn session_known(&self, id: B256) -> bool {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    /// Remembers a checked sign-in (at most 10,000; beyond, the set starts over).
+    fn remember_session(&self, id: B256) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if sessions.len() >= 10_000 {
+            sessions.clear();
+        }
+        sessions.insert(id);
     }
 
     /// This gateway's organisation.
@@ -151,7 +178,11 @@ pub async fn sign_in_offer(state: &crate::AppState) -> (String, Vec<String>) {
     let chain_id = state.chain().chain_id();
     let targets: Vec<String> = match state.federation() {
         None => Vec::new(),
-        Some(_) => match directory::custodians(state.pool(), chain_id).await {
+        Some(fed) => match fed
+            .directory()
+            .custodians(state.pool(), chain_id, state.consent().change_generation())
+            .await
+        {
             Ok(list) => list
                 .iter()
                 .map(|c| capability::target(chain_id, c.org))

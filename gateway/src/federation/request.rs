@@ -162,10 +162,10 @@ pub struct Check<'a> {
     pub pool: &'a sqlx::PgPool,
     /// The chain client (ERC-1271 for contract wallets).
     pub chain: &'a crate::chain::ChainClient,
-    /// The EIP-712 domain.
-    pub domain: &'a Eip712Domain,
-    /// This gateway's organisation.
-    pub custodian: Address,
+    /// This gateway's federation (its organisation, the domain, the directory's lookups).
+    pub fed: &'a super::Federation,
+    /// The index's change generation (see [`crate::consent::ConsentService::change_generation`]).
+    pub generation: Option<u64>,
     /// The HTTP method of the request.
     pub method: &'a str,
     /// Its path and query, as received.
@@ -190,7 +190,8 @@ impl Check<'_> {
             serde_json::from_slice(&bytes).map_err(|_| refused("the credentials are malformed"))?;
         let wire = &envelope.request;
         let now = u64::try_from(self.now.timestamp()).unwrap_or(0);
-        if wire.custodian != self.custodian {
+        let directory = self.fed.directory();
+        if wire.custodian != self.fed.org() {
             return Err(refused("it is addressed to another organisation"));
         }
         if wire.expires_at <= now
@@ -206,9 +207,10 @@ impl Check<'_> {
             alloy::primitives::Signature::try_from(hex_signature(&envelope.signature)?.as_slice())
                 .map_err(|_| refused("the gateway signature is malformed"))?;
         let gateway = signature
-            .recover_address_from_prehash(&typed.eip712_signing_hash(self.domain))
+            .recover_address_from_prehash(&typed.eip712_signing_hash(self.fed.domain()))
             .map_err(|_| refused("the gateway signature is invalid"))?;
-        let requester = directory::gateway_org(self.pool, chain_id, gateway)
+        let requester = directory
+            .gateway_org(self.pool, chain_id, self.generation, gateway)
             .await?
             .ok_or_else(|| {
                 refused(
@@ -236,7 +238,8 @@ impl Check<'_> {
                 "the user's sign-in has expired or is not valid now",
             ));
         }
-        let endpoint = directory::endpoint_of(self.pool, chain_id, requester)
+        let endpoint = directory
+            .endpoint_of(self.pool, chain_id, self.generation, requester)
             .await?
             .ok_or_else(|| refused("the requesting organisation publishes no endpoint"))?;
         if authority(&endpoint).as_deref() != Some(message.domain.as_str()) {
@@ -244,19 +247,46 @@ impl Check<'_> {
                 "the user signed in elsewhere than at the requesting organisation's gateway",
             ));
         }
-        if !capability::grants(&message, &capability::target(chain_id, self.custodian)) {
+        if !capability::grants(&message, &capability::target(chain_id, self.fed.org())) {
             return Err(refused(
                 "the user's sign-in grants no capability to read records at this organisation",
             ));
         }
-        crate::auth::check_wallet_signature(
-            self.chain,
-            message.address,
-            &envelope.session,
-            &envelope.session_signature,
-        )
-        .await?;
-        let (role, org) = match directory::standing(self.pool, chain_id, message.address).await? {
+        // The user's signature: an EOA's is checked once (remembered); a contract wallet's is
+        // asked of the chain every time (its answer may change).
+        let session_id = keccak256(
+            [
+                envelope.session.as_bytes(),
+                envelope.session_signature.as_bytes(),
+            ]
+            .concat(),
+        );
+        if !self.fed.session_known(session_id) {
+            let by_eoa = alloy::primitives::Signature::try_from(
+                hex_signature(&envelope.session_signature)?.as_slice(),
+            )
+            .ok()
+            .and_then(|sig| {
+                sig.recover_address_from_msg(envelope.session.as_bytes())
+                    .ok()
+            })
+            .is_some_and(|recovered| recovered == message.address);
+            if by_eoa {
+                self.fed.remember_session(session_id);
+            } else {
+                crate::auth::check_wallet_signature(
+                    self.chain,
+                    message.address,
+                    &envelope.session,
+                    &envelope.session_signature,
+                )
+                .await?;
+            }
+        }
+        let standing = directory
+            .standing(self.pool, chain_id, self.generation, message.address)
+            .await?;
+        let (role, org) = match standing {
             directory::Standing::Member(org) if org == requester => (Role::Member, Some(org)),
             directory::Standing::Member(_) => {
                 return Err(AppError::Forbidden(

@@ -12,7 +12,7 @@
 
 use super::{
     ANCHOR_PROOF_HEADER, ANCHOR_PROOF_URL, AnchorProof, Federation, SourceError,
-    directory::{self, Custodian},
+    directory::Custodian,
     request::{self, SignedSession},
 };
 use crate::{AppState, auth::Claims, error::AppError, fhir::resource, records};
@@ -132,23 +132,41 @@ struct State {
     user: Address,
     resource_type: String,
     purpose: String,
+    /// What every source is asked (its `_count` is the per-source page size).
     params: Vec<(String, String)>,
+    /// `_summary` and `_elements`, applied here.
+    applied: Vec<(String, String)>,
+    /// The merged page size.
     count: usize,
     order: Order,
     positions: Vec<Position>,
     exp: i64,
 }
 
-/// A match as one custodian served it: `None` when it was left out (not verified).
-type Slot = Option<(i64, String, Value)>;
+/// An entry as one custodian served it: a verified match (sort key, full URL, resource), or
+/// left out.
+enum Slot {
+    Match(i64, String, Value),
+    /// Its anchor did not verify (or it is not what was asked for).
+    Altered,
+    /// Not anchored yet.
+    Pending,
+}
+
+impl Slot {
+    fn matched(&self) -> Option<(&i64, &String, &Value)> {
+        match self {
+            Self::Match(key, url, resource) => Some((key, url, resource)),
+            _ => None,
+        }
+    }
+}
 
 /// One page of one custodian.
 struct SourcePage {
     slots: Vec<Slot>,
     next: Option<String>,
     total: Option<u64>,
-    pending: usize,
-    altered: usize,
 }
 
 /// What a federated search did, for the request's audit record (no PHI).
@@ -205,7 +223,10 @@ pub async fn search(
 ) -> Result<(Value, Report), AppError> {
     let chain_id = state.chain().chain_id();
     state.consent().ensure_fresh()?;
-    let directory = directory::custodians(state.pool(), chain_id).await?;
+    let directory = fed
+        .directory()
+        .custodians(state.pool(), chain_id, state.consent().change_generation())
+        .await?;
     let mut sst =
         match params
             .iter()
@@ -250,7 +271,11 @@ pub async fn search(
                     })
                     .cloned()
                     .collect();
-                forwarded.push(("_count".into(), count.to_string()));
+                // Each source is asked for its share of a page and a half (its next page when
+                // the merge needs more), not for a whole page each.
+                let sources = 1 + directory.iter().filter(|c| c.org != fed.org()).count();
+                let share = (count.div_ceil(sources) + count.div_ceil(2 * sources)).clamp(1, count);
+                forwarded.push(("_count".into(), share.to_string()));
                 let mut positions = vec![Position {
                     org: fed.org(),
                     start: None,
@@ -270,6 +295,11 @@ pub async fn search(
                     resource_type: resource_type.code().to_owned(),
                     purpose: purpose.code().to_owned(),
                     params: forwarded,
+                    applied: params
+                        .iter()
+                        .filter(|(k, _)| APPLIED_HERE.contains(&k.as_str()))
+                        .cloned()
+                        .collect(),
                     count,
                     order: Order::of(params)?,
                     positions,
@@ -277,192 +307,182 @@ pub async fn search(
                 }
             }
         };
-    let applied_here: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| APPLIED_HERE.contains(&k.as_str()))
-        .cloned()
-        .collect();
     let me = this_gateway(state, fed, &directory);
     let mut report = Report::default();
 
-    // This gateway first: a denial here is the chain's answer for every custodian.
-    let local = match &sst.positions[0] {
-        Position { done: true, .. } => None,
-        position => {
-            let local_params = match &position.start {
-                None => sst.params.clone(),
-                Some(token) => vec![("_cursor".to_owned(), token.clone())],
+    // Every source: this gateway first, then the other custodians of the search.
+    let mut sources: Vec<Source> = sst
+        .positions
+        .iter()
+        .enumerate()
+        .map(|(i, position)| {
+            let custodian = if i == 0 {
+                Some(me.clone())
+            } else {
+                directory.iter().find(|c| c.org == position.org).cloned()
             };
-            let request = state.records().request(claims, purpose, audit);
-            match records::search(&request, resource_type, &local_params).await {
-                Ok(bundle) => Some(read_page(&bundle, resource_type, sst.order)),
-                Err(AppError::Gone(_)) => Some(SourcePage {
-                    slots: Vec::new(),
-                    next: None,
-                    total: Some(0),
-                    pending: 0,
-                    altered: 0,
+            Source {
+                custodian: custodian.clone().unwrap_or_else(|| Custodian {
+                    org: position.org,
+                    name: "a former member".into(),
+                    kind: 0,
+                    url: String::new(),
                 }),
-                Err(err) => return Err(err),
+                active: custodian.is_some(),
+                pages: Vec::new(),
+                failed: None,
             }
-        }
+        })
+        .collect();
+    let ctx = Fetch {
+        state,
+        fed,
+        claims,
+        session,
+        purpose,
+        audit,
+        resource_type,
+        order: sst.order,
+        params: &sst.params,
     };
-    report.asked = 1;
-
-    // The other custodians, in parallel.
-    let query = |position: &Position| -> String {
-        let pairs: Vec<(String, String)> = match &position.start {
-            None => sst.params.clone(),
-            Some(token) => vec![("_cursor".to_owned(), token.clone())],
-        };
-        url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish()
-    };
-    let mut asks = Vec::new();
-    for (i, position) in sst.positions.iter().enumerate().skip(1) {
-        if position.done {
-            continue;
-        }
-        let Some(custodian) = directory.iter().find(|c| c.org == position.org).cloned() else {
-            // No longer an active member with an endpoint: its records are not asked for.
-            asks.push((
-                i,
-                None,
-                Err(SourceError::Unavailable(
-                    "no longer an active member with a published endpoint".into(),
-                )),
-            ));
-            continue;
-        };
-        let target = format!("/{}?{}", resource_type.code(), query(position));
-        asks.push((i, Some(custodian), Ok(target)));
+    // This gateway first: a denial here is the chain's answer for every custodian.
+    if !sst.positions[0].done {
+        let start = sst.positions[0].start.clone();
+        let page = ctx.local(start.as_deref()).await?;
+        sources[0].pages.push((start, page));
     }
-    report.asked += asks.len();
-    let answers: Vec<(usize, Option<Custodian>, Result<SourcePage, SourceError>)> =
-        futures::stream::iter(asks.into_iter().map(|(i, custodian, target)| async move {
-            let page = match (&custodian, target) {
-                (Some(c), Ok(target)) => {
-                    ask_search(
-                        state,
-                        fed,
-                        claims,
-                        session,
-                        purpose,
-                        c,
-                        &target,
-                        resource_type,
-                        sst.order,
-                    )
-                    .await
-                }
-                (_, Err(err)) => Err(err),
-                (None, Ok(_)) => Err(SourceError::Unavailable("unknown custodian".into())),
-            };
-            (i, custodian, page)
-        }))
-        .buffer_unordered(fed.settings().concurrency.max(1))
-        .collect()
-        .await;
+    let first: Vec<(usize, Option<String>)> = sst
+        .positions
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter(|(_, p)| !p.done)
+        .map(|(i, p)| (i, p.start.clone()))
+        .collect();
+    report.asked = 1 + first.len();
+    ctx.fetch_remote(&mut sources, first).await;
 
-    // Every source's page, by position index; failures become outcome entries.
-    let mut pages: Vec<Option<SourcePage>> = (0..sst.positions.len()).map(|_| None).collect();
-    let mut sources: Vec<Option<Custodian>> = (0..sst.positions.len()).map(|_| None).collect();
-    let mut outcomes = Vec::new();
-    pages[0] = local;
-    sources[0] = Some(me.clone());
-    let mut answers = answers;
-    answers.sort_by_key(|(i, _, _)| *i);
-    for (i, custodian, page) in answers {
-        let named = custodian.clone().unwrap_or_else(|| Custodian {
-            org: sst.positions[i].org,
-            name: "a former member".into(),
-            kind: 0,
-            url: String::new(),
-        });
-        match page {
-            Ok(page) => pages[i] = Some(page),
-            Err(err) => {
-                report.failed += 1;
-                outcomes.push(err.entry(&named));
-            }
-        }
-        sources[i] = Some(named);
-    }
-
-    // Merge the verified matches in the search's order.
+    // Merge the verified matches in the search's order. A source whose fetched pages are used
+    // up while it has more is asked for its next page (a few rounds at most).
     let mut heads: Vec<usize> = sst.positions.iter().map(|p| p.skip).collect();
-    let mut entries = Vec::with_capacity(sst.count);
-    while entries.len() < sst.count {
-        let mut best: Option<usize> = None;
-        let mut blocked = false;
-        for (i, page) in pages.iter().enumerate() {
-            let Some(page) = page else { continue };
-            // Entries left out are passed over.
-            while heads[i] < page.slots.len() && page.slots[heads[i]].is_none() {
-                heads[i] += 1;
-            }
-            if heads[i] >= page.slots.len() {
-                // A custodian with more pages may hold the next entry: stop here.
-                blocked |= page.next.is_some();
-                continue;
-            }
-            let better = |b: usize| -> bool {
-                let (Some((ka, ua, _)), Some((kb, ub, _))) = (
-                    &page.slots[heads[i]],
-                    pages[b].as_ref().and_then(|p| p.slots[heads[b]].as_ref()),
-                ) else {
-                    return false;
-                };
-                if sst.order.descending() {
-                    (ka, ua) > (kb, ub)
-                } else {
-                    (ka, ua) < (kb, ub)
+    let mut picked: Vec<(usize, usize)> = Vec::with_capacity(sst.count);
+    for round in 0..=MORE_ROUNDS {
+        let mut blocked = Vec::new();
+        while picked.len() < sst.count {
+            let mut best: Option<usize> = None;
+            blocked.clear();
+            for (i, source) in sources.iter().enumerate() {
+                if source.failed.is_some() {
+                    continue;
                 }
-            };
-            if best.is_none_or(better) {
-                best = Some(i);
+                // Entries left out are passed over.
+                while heads[i] < source.len() && source.slot(heads[i]).matched().is_none() {
+                    heads[i] += 1;
+                }
+                if heads[i] >= source.len() {
+                    if source.more().is_some() {
+                        blocked.push(i);
+                    }
+                    continue;
+                }
+                let better = |b: usize| -> bool {
+                    let (Some((ka, ua, _)), Some((kb, ub, _))) = (
+                        source.slot(heads[i]).matched(),
+                        sources[b].slot(heads[b]).matched(),
+                    ) else {
+                        return false;
+                    };
+                    if sst.order.descending() {
+                        (ka, ua) > (kb, ub)
+                    } else {
+                        (ka, ua) < (kb, ub)
+                    }
+                };
+                if best.is_none_or(better) {
+                    best = Some(i);
+                }
             }
+            // A source with more pages may hold the next entry: fetch them first.
+            let Some(i) = best.filter(|_| blocked.is_empty()) else {
+                break;
+            };
+            picked.push((i, heads[i]));
+            heads[i] += 1;
         }
-        let Some(i) = best else { break };
-        if blocked {
+        if picked.len() >= sst.count || blocked.is_empty() || round == MORE_ROUNDS {
             break;
         }
-        if let Some(Some((_, full_url, mut resource))) =
-            pages[i].as_ref().map(|p| p.slots[heads[i]].clone())
-        {
-            if let Some(source) = &sources[i] {
-                set_source(&mut resource, &source.url);
-            }
-            apply_here(&mut resource, &applied_here)?;
+        let more: Vec<(usize, Option<String>)> = blocked
+            .iter()
+            .map(|&i| (i, sources[i].more().map(str::to_owned)))
+            .collect();
+        if more.iter().any(|(i, _)| *i == 0) {
+            let start = sources[0].more().map(str::to_owned);
+            let page = ctx.local(start.as_deref()).await?;
+            sources[0].pages.push((start, page));
+        }
+        ctx.fetch_remote(
+            &mut sources,
+            more.into_iter().filter(|(i, _)| *i != 0).collect(),
+        )
+        .await;
+    }
+    let mut entries = Vec::with_capacity(picked.len());
+    for (i, h) in picked {
+        if let Some((_, full_url, resource)) = sources[i].slot(h).matched() {
+            let mut resource = resource.clone();
+            set_source(&mut resource, &sources[i].custodian.url);
+            apply_here(&mut resource, &sst.applied)?;
             entries.push(json!({
                 "fullUrl": full_url,
                 "resource": resource,
                 "search": {"mode": "match"},
             }));
         }
-        heads[i] += 1;
     }
-    // Entries left out that this page passed over are reported once.
-    for (i, page) in pages.iter().enumerate() {
-        let Some(page) = page else { continue };
-        let consumed_all = heads[i] >= page.slots.len();
-        if consumed_all {
-            report.altered += page.altered;
-            report.pending += page.pending;
+
+    // Where each source stands now, and what it left out on the way.
+    let mut outcomes = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        if let Some(err) = &source.failed {
+            report.failed += 1;
+            outcomes.push(err.entry(&source.custodian));
+            continue;
         }
-        let position = &mut sst.positions[i];
-        if consumed_all {
-            match &page.next {
-                Some(next) => {
-                    position.start = Some(next.clone());
-                    position.skip = 0;
-                }
-                None => position.done = true,
+        if source.pages.is_empty() {
+            continue;
+        }
+        let (mut altered, mut pending) = (0, 0);
+        for h in sst.positions[i].skip..heads[i].min(source.len()) {
+            match source.slot(h) {
+                Slot::Altered => altered += 1,
+                Slot::Pending => pending += 1,
+                Slot::Match(..) => {}
             }
-        } else {
-            position.skip = heads[i];
         }
+        report.altered += altered;
+        report.pending += pending;
+        if altered > 0 {
+            outcomes.push(super::outcome_entry(
+                &source.custodian,
+                "error",
+                "integrity",
+                &format!(
+                    "{altered} record version(s) did not match the custodian's anchor on chain and were left out"
+                ),
+            ));
+        }
+        if pending > 0 {
+            outcomes.push(super::outcome_entry(
+                &source.custodian,
+                "information",
+                "incomplete",
+                &format!(
+                    "{pending} record version(s) are not anchored on chain yet and were left out; ask again shortly"
+                ),
+            ));
+        }
+        sst.positions[i] = source.position_after(heads[i]);
     }
     if report.altered > 0 || report.pending > 0 {
         tracing::warn!(
@@ -470,33 +490,6 @@ pub async fn search(
             pending = report.pending,
             "versions from other custodians were left out of a federated search"
         );
-    }
-    for (i, page) in pages.iter().enumerate() {
-        let (Some(page), Some(source)) = (page, &sources[i]) else {
-            continue;
-        };
-        if page.altered > 0 {
-            outcomes.push(super::outcome_entry(
-                source,
-                "error",
-                "integrity",
-                &format!(
-                    "{} record version(s) did not match the custodian's anchor on chain and were left out",
-                    page.altered
-                ),
-            ));
-        }
-        if page.pending > 0 {
-            outcomes.push(super::outcome_entry(
-                source,
-                "information",
-                "incomplete",
-                &format!(
-                    "{} record version(s) are not anchored on chain yet and were left out; ask again shortly",
-                    page.pending
-                ),
-            ));
-        }
     }
     let base = state.base_url();
     let name = resource_type.code();
@@ -517,14 +510,9 @@ pub async fn search(
     // The total is known when every custodian answered the first page with one.
     let first_page = !params.iter().any(|(k, _)| k == "_cursor");
     if first_page && report.failed == 0 {
-        let totals: Option<u64> = pages
+        let totals: Option<u64> = sources
             .iter()
-            .map(|p| {
-                p.as_ref().and_then(|p| {
-                    p.total
-                        .map(|t| t.saturating_sub((p.altered + p.pending) as u64))
-                })
-            })
+            .map(|s| s.pages.first().and_then(|(_, p)| p.total))
             .sum();
         if let Some(total) = totals {
             bundle["total"] = json!(total);
@@ -533,6 +521,159 @@ pub async fn search(
     entries.extend(outcomes);
     bundle["entry"] = Value::Array(entries);
     Ok((bundle, report))
+}
+
+/// Rounds of asking sources for their next page within one federated page.
+const MORE_ROUNDS: usize = 4;
+
+/// One source of a federated page: what it answered in this request.
+struct Source {
+    custodian: Custodian,
+    /// Still an active member with an endpoint (this gateway always is).
+    active: bool,
+    /// The pages fetched in this request, each with the cursor it started at.
+    pages: Vec<(Option<String>, SourcePage)>,
+    failed: Option<SourceError>,
+}
+
+impl Source {
+    fn len(&self) -> usize {
+        self.pages.iter().map(|(_, p)| p.slots.len()).sum()
+    }
+
+    fn slot(&self, mut h: usize) -> &Slot {
+        for (_, page) in &self.pages {
+            if h < page.slots.len() {
+                return &page.slots[h];
+            }
+            h -= page.slots.len();
+        }
+        &Slot::Pending
+    }
+
+    /// The cursor of the page after the last one fetched, when there is one.
+    fn more(&self) -> Option<&str> {
+        self.pages.last().and_then(|(_, p)| p.next.as_deref())
+    }
+
+    /// The position after `head` entries of the fetched pages.
+    fn position_after(&self, head: usize) -> Position {
+        let org = self.custodian.org;
+        let mut offset = 0;
+        for (start, page) in &self.pages {
+            if head < offset + page.slots.len() {
+                return Position {
+                    org,
+                    start: start.clone(),
+                    skip: head - offset,
+                    done: false,
+                };
+            }
+            offset += page.slots.len();
+        }
+        match self.more() {
+            Some(next) => Position {
+                org,
+                start: Some(next.to_owned()),
+                skip: 0,
+                done: false,
+            },
+            None => Position {
+                org,
+                start: None,
+                skip: 0,
+                done: true,
+            },
+        }
+    }
+}
+
+/// What fetching a source's page needs.
+struct Fetch<'a> {
+    state: &'a AppState,
+    fed: &'a Federation,
+    claims: &'a Claims,
+    session: &'a SignedSession,
+    purpose: Purpose,
+    audit: &'a (dyn records::AuditSink + Sync),
+    resource_type: ResourceType,
+    order: Order,
+    params: &'a [(String, String)],
+}
+
+impl Fetch<'_> {
+    /// The query of a page: the search's parameters, or a source's own cursor.
+    fn query(&self, start: Option<&str>) -> Vec<(String, String)> {
+        match start {
+            None => self.params.to_vec(),
+            Some(token) => vec![("_cursor".to_owned(), token.to_owned())],
+        }
+    }
+
+    /// A page of this gateway's own records (already verified by the record service).
+    async fn local(&self, start: Option<&str>) -> Result<SourcePage, AppError> {
+        let request = self
+            .state
+            .records()
+            .request(self.claims, self.purpose, self.audit);
+        match records::search(&request, self.resource_type, &self.query(start)).await {
+            Ok(bundle) => Ok(read_page(&bundle, self.resource_type, self.order)),
+            // The patient's records were erased here: none of this custodian's.
+            Err(AppError::Gone(_)) => Ok(SourcePage {
+                slots: Vec::new(),
+                next: None,
+                total: Some(0),
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Pages of other custodians, in parallel; a failure marks the source.
+    async fn fetch_remote(&self, sources: &mut [Source], wanted: Vec<(usize, Option<String>)>) {
+        let asks: Vec<(usize, Option<String>, Option<Custodian>)> = wanted
+            .into_iter()
+            .map(|(i, start)| {
+                let custodian = sources[i].active.then(|| sources[i].custodian.clone());
+                (i, start, custodian)
+            })
+            .collect();
+        let answers: Vec<(usize, Option<String>, Result<SourcePage, SourceError>)> =
+            futures::stream::iter(asks.into_iter().map(|(i, start, custodian)| async move {
+                let page = match &custodian {
+                    None => Err(SourceError::Unavailable(
+                        "no longer an active member with a published endpoint".into(),
+                    )),
+                    Some(c) => {
+                        let query = url::form_urlencoded::Serializer::new(String::new())
+                            .extend_pairs(self.query(start.as_deref()))
+                            .finish();
+                        let target = format!("/{}?{query}", self.resource_type.code());
+                        ask_search(
+                            self.state,
+                            self.fed,
+                            self.claims,
+                            self.session,
+                            self.purpose,
+                            c,
+                            &target,
+                            self.resource_type,
+                            self.order,
+                        )
+                        .await
+                    }
+                };
+                (i, start, page)
+            }))
+            .buffer_unordered(self.fed.settings().concurrency.max(1))
+            .collect()
+            .await;
+        for (i, start, page) in answers {
+            match page {
+                Ok(page) => sources[i].pages.push((start, page)),
+                Err(err) => sources[i].failed = Some(err),
+            }
+        }
+    }
 }
 
 /// Sets `meta.source` (where the record came from).
@@ -574,14 +715,12 @@ fn read_page(bundle: &Value, rt: ResourceType, order: Order) -> SourcePage {
         }
         let resource = entry["resource"].clone();
         let full_url = entry["fullUrl"].as_str().unwrap_or_default().to_owned();
-        slots.push(Some((order.key(rt, &resource), full_url, resource)));
+        slots.push(Slot::Match(order.key(rt, &resource), full_url, resource));
     }
     SourcePage {
         slots,
         next: next_cursor(bundle),
         total: bundle["total"].as_u64(),
-        pending: 0,
-        altered: 0,
     }
 }
 
@@ -697,8 +836,6 @@ async fn ask_search(
         slots: Vec::new(),
         next: next_cursor(&bundle),
         total: bundle["total"].as_u64(),
-        pending: 0,
-        altered: 0,
     };
     let mut roots: HashMap<B256, bool> = HashMap::new();
     for entry in bundle["entry"].as_array().into_iter().flatten() {
@@ -707,13 +844,11 @@ async fn ask_search(
         }
         let resource = entry["resource"].clone();
         if resource["resourceType"] != rt.code() {
-            page.altered += 1;
-            page.slots.push(None);
+            page.slots.push(Slot::Altered);
             continue;
         }
         if crate::records::anchoring::AnchorState::of(&resource).is_pending() {
-            page.pending += 1;
-            page.slots.push(None);
+            page.slots.push(Slot::Pending);
             continue;
         }
         let proof = entry["extension"]
@@ -725,12 +860,11 @@ async fn ask_search(
             Ok(true) => {
                 let full_url = entry["fullUrl"].as_str().unwrap_or_default().to_owned();
                 page.slots
-                    .push(Some((order.key(rt, &resource), full_url, resource)));
+                    .push(Slot::Match(order.key(rt, &resource), full_url, resource));
             }
             Ok(false) => {
                 tracing::error!(custodian = %custodian.org, "a version from another custodian failed its anchor check; left out");
-                page.altered += 1;
-                page.slots.push(None);
+                page.slots.push(Slot::Altered);
             }
             Err(err) => return Err(err),
         }
@@ -790,7 +924,14 @@ pub async fn read_elsewhere(
     id: &str,
 ) -> Result<(Option<(Value, Custodian)>, Vec<String>), AppError> {
     state.consent().ensure_fresh()?;
-    let directory = directory::custodians(state.pool(), state.chain().chain_id()).await?;
+    let directory = fed
+        .directory()
+        .custodians(
+            state.pool(),
+            state.chain().chain_id(),
+            state.consent().change_generation(),
+        )
+        .await?;
     let target = format!("/{}/{id}", rt.code());
     let others: Vec<Custodian> = directory
         .into_iter()

@@ -369,8 +369,8 @@ impl FromRequestParts<AppState> for Requester {
                 let check = crate::federation::request::Check {
                     pool: state.pool(),
                     chain: state.chain(),
-                    domain: fed.domain(),
-                    custodian: fed.org(),
+                    fed,
+                    generation: state.consent().change_generation(),
                     method: parts.method.as_str(),
                     target: &target,
                     now: Utc::now(),
