@@ -312,6 +312,52 @@ async fn records_are_found_across_custodians_under_consent() {
     assert_eq!(record["meta"]["source"], lab.gw.base.as_str());
     assert_eq!(record["valueQuantity"]["value"], 71.0);
 
+    // Alice, signed in at B (which keeps none of her records), sees her access log at every
+    // custodian: Dr B's searches were recorded by A and the lab.
+    let alice_b = b.gw.sign_in(&alice).await;
+    let (status, _, log) = get(
+        &b.gw,
+        &alice_b,
+        &format!(
+            "/AuditEvent?patient={:#x}&_sort=-date&_count=100",
+            alice.address()
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{log}");
+    assert!(outcomes(&log).is_empty(), "{log}");
+    for keeper in [&a, &lab] {
+        assert!(
+            matches(&log).iter().any(|e| {
+                e["resource"]["meta"]["source"] == keeper.gw.base.as_str()
+                    && agent_ids(&e["resource"]).contains(&format!("{:#x}", dr_b.address()))
+            }),
+            "{log}"
+        );
+    }
+    let chain_events = matches(&log)
+        .iter()
+        .filter(|e| e["resource"]["id"].as_str().unwrap().starts_with("chain-"))
+        .count();
+    assert!(chain_events >= 1, "the consent grant is in the log: {log}");
+    let mut ids: Vec<String> = matches(&log)
+        .iter()
+        .map(|e| {
+            format!(
+                "{}|{}",
+                e["resource"]["meta"]["source"], e["resource"]["id"]
+            )
+        })
+        .collect();
+    let before = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        before,
+        "no event twice (the chain's events come from B only)"
+    );
+
     // Each custodian audited the requests for Dr B, with Hospital B as the requesting gateway.
     for custodian in [&a, &lab] {
         let rows = events(&custodian.gw.pool).await;
@@ -319,9 +365,19 @@ async fn records_are_found_across_custodians_under_consent() {
             .iter()
             .filter(|e| agent_ids(e).contains(&format!("{:#x}", b.custodian.org.address())))
             .collect();
-        assert!(!federated.is_empty());
+        // Dr B's requests, and Alice's own (her access log, asked through B).
+        assert!(
+            federated
+                .iter()
+                .any(|e| agent_ids(e).contains(&format!("{:#x}", dr_b.address())))
+        );
         for event in &federated {
-            assert!(agent_ids(event).contains(&format!("{:#x}", dr_b.address())));
+            let agents = agent_ids(event);
+            assert!(
+                agents.contains(&format!("{:#x}", dr_b.address()))
+                    || agents.contains(&format!("{:#x}", alice.address())),
+                "{event}"
+            );
         }
     }
     // B's own row says how the search went (no PHI).

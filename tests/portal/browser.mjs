@@ -167,6 +167,8 @@ try {
   await page.getByText("Heart rate").waitFor();
   const records = await page.locator("#records").innerText();
   check(/72 \/min/.test(records) && /Hospital A/.test(records) && /verified on the blockchain/.test(records) && /Acute viral pharyngitis/.test(records), "records shown in words with custodian and integrity");
+  // Her lab results are kept by the lab's own gateway: found there and named by their keeper.
+  check(/City Lab/.test(records) && /Hemoglobin A1c/.test(records), "records kept by another custodian are shown with it");
   const download = page.waitForEvent("download");
   await button(/Download everything/).click();
   const bundle = JSON.parse(fs.readFileSync(await (await download).path(), "utf8"));

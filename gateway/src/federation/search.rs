@@ -71,6 +71,27 @@ pub fn eligible(fed: &Federation, claims: &Claims) -> bool {
         }
 }
 
+/// What a federated search is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A type of records, each version checked against its custodian's anchor.
+    Records(ResourceType),
+    /// The custodians' audit logs for a patient (`AuditEvent?patient=`): the patient's access
+    /// log at every custodian. The chain's own events (ids `chain-…`) every member's index
+    /// holds alike are served once, from this gateway.
+    AuditLog,
+}
+
+impl Kind {
+    /// The FHIR type searched.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Records(rt) => rt.code(),
+            Self::AuditLog => "AuditEvent",
+        }
+    }
+}
+
 /// The sort a federated merge follows (the query's `_sort`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Order {
@@ -102,15 +123,23 @@ impl Order {
     }
 
     /// The sort value of a resource (microseconds).
-    fn key(self, rt: ResourceType, resource: &Value) -> i64 {
-        match self {
-            Self::LastUpdated | Self::LastUpdatedDesc => resource["meta"]["lastUpdated"]
+    fn key(self, kind: Kind, resource: &Value) -> i64 {
+        let instant = |value: &Value| {
+            value
                 .as_str()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map_or(i64::MIN, |t| t.timestamp_micros()),
-            Self::Date | Self::DateDesc => resource::search_fields(rt, resource)
-                .date
-                .map_or(i64::MIN, |d| d.start.timestamp_micros()),
+                .map_or(i64::MIN, |t| t.timestamp_micros())
+        };
+        match (self, kind) {
+            (_, Kind::AuditLog) => instant(&resource["recorded"]),
+            (Self::LastUpdated | Self::LastUpdatedDesc, _) => {
+                instant(&resource["meta"]["lastUpdated"])
+            }
+            (Self::Date | Self::DateDesc, Kind::Records(rt)) => {
+                resource::search_fields(rt, resource)
+                    .date
+                    .map_or(i64::MIN, |d| d.start.timestamp_micros())
+            }
         }
     }
 }
@@ -151,6 +180,8 @@ enum Slot {
     Altered,
     /// Not anchored yet.
     Pending,
+    /// Served by this gateway already (a chain event in every member's audit index).
+    Duplicate,
 }
 
 impl Slot {
@@ -217,7 +248,7 @@ pub async fn search(
     claims: &Claims,
     session: &SignedSession,
     purpose: Purpose,
-    resource_type: ResourceType,
+    kind: Kind,
     params: &[(String, String)],
     audit: &(dyn records::AuditSink + Sync),
 ) -> Result<(Value, Report), AppError> {
@@ -248,7 +279,7 @@ pub async fn search(
                     .ok_or_else(|| {
                         AppError::Invalid("the paging cursor is invalid or has expired".into())
                     })?;
-                if st.resource_type != resource_type.code() || st.purpose != purpose.code() {
+                if st.resource_type != kind.code() || st.purpose != purpose.code() {
                     return Err(AppError::Invalid(
                         "the paging cursor is for another search".into(),
                     ));
@@ -292,7 +323,7 @@ pub async fn search(
                 }));
                 State {
                     user: claims.sub,
-                    resource_type: resource_type.code().to_owned(),
+                    resource_type: kind.code().to_owned(),
                     purpose: purpose.code().to_owned(),
                     params: forwarded,
                     applied: params
@@ -341,7 +372,7 @@ pub async fn search(
         session,
         purpose,
         audit,
-        resource_type,
+        kind,
         order: sst.order,
         params: &sst.params,
     };
@@ -457,7 +488,7 @@ pub async fn search(
             match source.slot(h) {
                 Slot::Altered => altered += 1,
                 Slot::Pending => pending += 1,
-                Slot::Match(..) => {}
+                Slot::Match(..) | Slot::Duplicate => {}
             }
         }
         report.altered += altered;
@@ -492,7 +523,7 @@ pub async fn search(
         );
     }
     let base = state.base_url();
-    let name = resource_type.code();
+    let name = kind.code();
     let mut links = vec![
         json!({"relation": "self", "url": format!("{base}/{name}?{}",
         url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish())}),
@@ -509,7 +540,7 @@ pub async fn search(
     });
     // The total is known when every custodian answered the first page with one.
     let first_page = !params.iter().any(|(k, _)| k == "_cursor");
-    if first_page && report.failed == 0 {
+    if first_page && report.failed == 0 && kind != Kind::AuditLog {
         let totals: Option<u64> = sources
             .iter()
             .map(|s| s.pages.first().and_then(|(_, p)| p.total))
@@ -596,7 +627,7 @@ struct Fetch<'a> {
     session: &'a SignedSession,
     purpose: Purpose,
     audit: &'a (dyn records::AuditSink + Sync),
-    resource_type: ResourceType,
+    kind: Kind,
     order: Order,
     params: &'a [(String, String)],
 }
@@ -612,12 +643,26 @@ impl Fetch<'_> {
 
     /// A page of this gateway's own records (already verified by the record service).
     async fn local(&self, start: Option<&str>) -> Result<SourcePage, AppError> {
-        let request = self
-            .state
-            .records()
-            .request(self.claims, self.purpose, self.audit);
-        match records::search(&request, self.resource_type, &self.query(start)).await {
-            Ok(bundle) => Ok(read_page(&bundle, self.resource_type, self.order)),
+        let answer = match self.kind {
+            Kind::Records(rt) => {
+                let request = self
+                    .state
+                    .records()
+                    .request(self.claims, self.purpose, self.audit);
+                records::search(&request, rt, &self.query(start)).await
+            }
+            Kind::AuditLog => {
+                crate::http::compliance::audit_event_search(
+                    self.state,
+                    self.claims,
+                    &self.query(start),
+                    self.audit,
+                )
+                .await
+            }
+        };
+        match answer {
+            Ok(bundle) => Ok(read_page(&bundle, self.kind, self.order)),
             // The patient's records were erased here: none of this custodian's.
             Err(AppError::Gone(_)) => Ok(SourcePage {
                 slots: Vec::new(),
@@ -647,7 +692,7 @@ impl Fetch<'_> {
                         let query = url::form_urlencoded::Serializer::new(String::new())
                             .extend_pairs(self.query(start.as_deref()))
                             .finish();
-                        let target = format!("/{}?{query}", self.resource_type.code());
+                        let target = format!("/{}?{query}", self.kind.code());
                         ask_search(
                             self.state,
                             self.fed,
@@ -656,7 +701,7 @@ impl Fetch<'_> {
                             self.purpose,
                             c,
                             &target,
-                            self.resource_type,
+                            self.kind,
                             self.order,
                         )
                         .await
@@ -707,7 +752,7 @@ fn apply_here(resource: &mut Value, params: &[(String, String)]) -> Result<(), A
 }
 
 /// The matches (this gateway's own, already verified) and the next cursor of a local page.
-fn read_page(bundle: &Value, rt: ResourceType, order: Order) -> SourcePage {
+fn read_page(bundle: &Value, kind: Kind, order: Order) -> SourcePage {
     let mut slots = Vec::new();
     for entry in bundle["entry"].as_array().into_iter().flatten() {
         if entry["search"]["mode"] != "match" {
@@ -715,7 +760,7 @@ fn read_page(bundle: &Value, rt: ResourceType, order: Order) -> SourcePage {
         }
         let resource = entry["resource"].clone();
         let full_url = entry["fullUrl"].as_str().unwrap_or_default().to_owned();
-        slots.push(Slot::Match(order.key(rt, &resource), full_url, resource));
+        slots.push(Slot::Match(order.key(kind, &resource), full_url, resource));
     }
     SourcePage {
         slots,
@@ -816,7 +861,7 @@ async fn ask_search(
     purpose: Purpose,
     custodian: &Custodian,
     target: &str,
-    rt: ResourceType,
+    kind: Kind,
     order: Order,
 ) -> Result<SourcePage, SourceError> {
     let response = ask(state, fed, claims, session, purpose, custodian, target).await?;
@@ -843,8 +888,22 @@ async fn ask_search(
             continue;
         }
         let resource = entry["resource"].clone();
-        if resource["resourceType"] != rt.code() {
+        if resource["resourceType"] != kind.code() {
             page.slots.push(Slot::Altered);
+            continue;
+        }
+        if kind == Kind::AuditLog {
+            // An audit event is the custodian's own record of a request (its log is hash-
+            // chained and anchored under its own sequence); the chain's events are here too.
+            let chain_event = resource["id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("chain-"));
+            page.slots.push(if chain_event {
+                Slot::Duplicate
+            } else {
+                let full_url = entry["fullUrl"].as_str().unwrap_or_default().to_owned();
+                Slot::Match(order.key(kind, &resource), full_url, resource)
+            });
             continue;
         }
         if crate::records::anchoring::AnchorState::of(&resource).is_pending() {
@@ -860,7 +919,7 @@ async fn ask_search(
             Ok(true) => {
                 let full_url = entry["fullUrl"].as_str().unwrap_or_default().to_owned();
                 page.slots
-                    .push(Slot::Match(order.key(rt, &resource), full_url, resource));
+                    .push(Slot::Match(order.key(kind, &resource), full_url, resource));
             }
             Ok(false) => {
                 tracing::error!(custodian = %custodian.org, "a version from another custodian failed its anchor check; left out");

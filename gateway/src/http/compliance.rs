@@ -86,6 +86,37 @@ async fn search(
     mark(&ctx, "search-type", 'E');
     ctx.update(|r| r.entity = Some("AuditEvent".into()));
     let params = params(query);
+    // A patient (or delegate) signed in with the federation capability sees their access log
+    // at every custodian.
+    if let Some(fed) = state.federation()
+        && let Some(session) = crate::federation::search::applies(fed, &claims, &params)
+    {
+        let (bundle, report) = crate::federation::search::search(
+            &state,
+            fed,
+            &claims,
+            session,
+            carechain_contracts::Purpose::PatientRequest,
+            crate::federation::search::Kind::AuditLog,
+            &params,
+            &ctx,
+        )
+        .await?;
+        ctx.update(|r| r.detail = Some(report.detail()));
+        return Ok(respond(StatusCode::OK, &bundle));
+    }
+    let bundle = audit_event_search(&state, &claims, &params, &ctx).await?;
+    Ok(respond(StatusCode::OK, &bundle))
+}
+
+/// `GET /AuditEvent?..` at this gateway: its own audit log and the chain's events, for
+/// compliance staff, or a patient / delegate about that patient.
+pub(crate) async fn audit_event_search(
+    state: &AppState,
+    claims: &crate::auth::Claims,
+    params: &[(String, String)],
+    audit: &(dyn crate::records::AuditSink + Sync),
+) -> Result<Value, AppError> {
     let cursor = params
         .iter()
         .find(|(k, _)| k == "_cursor")
@@ -100,7 +131,7 @@ async fn search(
         }
         None => (
             events::AuditQuery::parse(
-                &params,
+                params,
                 state.config().default_page_size,
                 state.config().max_page_size,
             )?,
@@ -108,16 +139,16 @@ async fn search(
         ),
     };
     let patient = query.patient.as_deref().and_then(address);
-    if let Some(p) = &query.patient {
-        ctx.update(|r| r.patient = Some(p.clone()));
+    if let Some(p) = patient {
+        audit.patient(p);
     }
     // Re-checked on every page: a cursor outlives neither a suspension nor a delegation.
-    state.access().require_viewer(&claims, patient).await?;
+    state.access().require_viewer(claims, patient).await?;
     let page = events::search(
         state.pool(),
         state.cursors(),
         &query,
-        chain_id(&state),
+        chain_id(state),
         after,
         claims.sub,
     )
@@ -143,7 +174,7 @@ async fn search(
     if let Some(total) = page.total {
         bundle["total"] = json!(total);
     }
-    Ok(respond(StatusCode::OK, &bundle))
+    Ok(bundle)
 }
 
 async fn read_checked(

@@ -421,7 +421,14 @@ async fn search(
         && let Some(session) = crate::federation::search::applies(fed, &claims, &params)
     {
         let (bundle, report) = crate::federation::search::search(
-            &state, fed, &claims, session, purpose, rt, &params, &ctx,
+            &state,
+            fed,
+            &claims,
+            session,
+            purpose,
+            crate::federation::search::Kind::Records(rt),
+            &params,
+            &ctx,
         )
         .await?;
         ctx.update(|r| r.detail = Some(report.detail()));

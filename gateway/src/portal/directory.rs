@@ -24,10 +24,14 @@ fn kind_name(kind: i16) -> &'static str {
         .map_or("Unknown", OrgKind::name)
 }
 
-/// Every organisation ever admitted, with its status (`active` or not), by name.
+/// Every organisation ever admitted, with its status (`active` or not) and its published
+/// FHIR endpoint (where its records come from in a search across custodians), by name.
 pub async fn organisations(pool: &PgPool, chain_id: u64) -> Result<Vec<Value>, AppError> {
-    let rows: Vec<(Vec<u8>, i16, String, i16)> = sqlx::query_as(
-        "SELECT org, kind, name, status FROM organisations WHERE chain_id = $1 ORDER BY name, org",
+    type Row = (Vec<u8>, i16, String, i16, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT o.org, o.kind, o.name, o.status, e.url FROM organisations o
+         LEFT JOIN organisation_endpoints e ON e.chain_id = o.chain_id AND e.org = o.org
+         WHERE o.chain_id = $1 ORDER BY o.name, o.org",
     )
     .bind(db_chain_id(chain_id)?)
     .fetch_all(pool)
@@ -35,12 +39,13 @@ pub async fn organisations(pool: &PgPool, chain_id: u64) -> Result<Vec<Value>, A
     let active = i16::from(u8::from(Status::Active));
     Ok(rows
         .into_iter()
-        .map(|(org, kind, name, status)| {
+        .map(|(org, kind, name, status, endpoint)| {
             json!({
                 "address": hex(&org),
                 "name": name,
                 "kind": kind_name(kind),
                 "active": status == active,
+                "endpoint": endpoint.filter(|u| !u.is_empty()).map(|u| u.trim_end_matches('/').to_owned()),
             })
         })
         .collect())

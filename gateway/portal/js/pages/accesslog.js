@@ -88,7 +88,13 @@ export async function render(ctx, session) {
     const link = (bundle.link || []).find((l) => l.relation === "next");
     next = link ? new URL(link.url, location.href).pathname + new URL(link.url, location.href).search : null;
     more.hidden = !next;
-    list.append(...(bundle.entry || []).map((e) => item(e.resource, orgs, session, ctx)));
+    // Entries come from every custodian's log (the gateway asks them); one it could not ask is
+    // named rather than left out silently.
+    const entries = bundle.entry || [];
+    for (const e of entries.filter((e) => e.search?.mode === "outcome")) {
+      list.append(h("li", { class: "card notice warn" }, e.resource?.issue?.[0]?.diagnostics || "A record keeper could not be asked."));
+    }
+    list.append(...entries.filter((e) => e.resource?.resourceType === "AuditEvent").map((e) => item(e.resource, orgs, session, ctx)));
     const others = list.querySelectorAll("li:not([data-own])").length;
     status.textContent = others ? "" : "Nobody but you has accessed your records in the entries shown.";
   };
@@ -113,12 +119,15 @@ function item(ev, orgs, session, ctx) {
   const breakGlass = isBreakGlass(ev);
   const doing = DOING[kind];
   const action = doing ? doing(what(ev) || "any kind") : kind;
+  const source = ev.meta?.source;
+  const keeper = source ? orgs.byEndpoint?.get(source.replace(/\/$/, ""))?.name || source : "";
   return h("li", { class: `card${breakGlass ? " breakglass" : ""}`, "data-own": mine },
     h("p", {}, h("strong", {}, person), ` ${action}`),
     h("dl", { class: "words" },
       h("dt", {}, "When"), h("dd", {}, when(ev.recorded)),
       h("dt", {}, "Result"), h("dd", {}, allowed ? h("span", { class: "badge ok" }, "Allowed") : h("span", { class: "badge bad" }, "Refused")),
       purpose ? [h("dt", {}, "Purpose"), h("dd", {}, purposeWords(purpose, ctx))] : null,
-      orgName ? [h("dt", {}, "Organisation"), h("dd", {}, orgName)] : null),
+      orgName ? [h("dt", {}, "Organisation"), h("dd", {}, orgName)] : null,
+      keeper ? [h("dt", {}, "Recorded by"), h("dd", {}, keeper)] : null),
     breakGlass ? h("p", { class: "explain" }, h("strong", {}, "Emergency access "), allowed ? BREAK_GLASS_EXPLAINED : BREAK_GLASS_REFUSED) : null);
 }

@@ -13,6 +13,8 @@ export async function directory() {
   const { organisations, memberKeys } = await api("/portal/api/directory");
   const orgs = new Map(organisations.map((o) => [o.address, o]));
   orgs.memberOrg = new Map((memberKeys || []).map((m) => [m.key, m.organisation]));
+  // Organisations by their published endpoint (where a record or log entry came from).
+  orgs.byEndpoint = new Map([...orgs.values()].filter((o) => o.endpoint).map((o) => [o.endpoint, o]));
   return orgs;
 }
 

@@ -1,5 +1,7 @@
-// My records: every record the gateway serves for the patient, grouped and in words, each with
-// its custodian and the integrity check the gateway made against the chain before serving it.
+// My records: every record of the patient's, from every custodian of the consortium (the
+// gateway asks the others), grouped and in words, each with its custodian and the integrity
+// check the gateway made against the chain before serving it; a custodian that could not be
+// asked is named.
 
 import { api, searchAll } from "../api.js";
 import { h, page, day, fail } from "../ui.js";
@@ -11,20 +13,36 @@ export async function render(ctx, session) {
   const download = h("button", { type: "button", class: "secondary", disabled: true }, "Download everything (FHIR Bundle)");
   page("My records", status, h("div", { class: "actions" }, download), area);
   try {
-    const [custodians, ...groups] = await Promise.all([
+    const [custodians, directory, ...groups] = await Promise.all([
       api(`/portal/api/custodians?patient=${session.address}`),
+      api("/portal/api/directory", { auth: false }),
       ...GROUPS.flatMap((g) => g.types).map((type) =>
         searchAll(`/${type}?patient=${session.address}&_count=100`, { purpose: "PATRQT" })),
     ]);
     const keptBy = new Map(custodians.records.map((r) => [r.reference, r]));
-    const entries = groups.flat();
+    // A record from another custodian says where it came from (meta.source: its endpoint).
+    const byEndpoint = new Map((directory.organisations || []).filter((o) => o.endpoint).map((o) => [o.endpoint, o]));
+    for (const e of groups.flat()) {
+      const source = e.resource?.meta?.source;
+      const org = source && byEndpoint.get(source.replace(/\/$/, ""));
+      const reference = `${e.resource?.resourceType}/${e.resource?.id}`;
+      if (org && !keptBy.has(reference)) keptBy.set(reference, { custodianName: org.name, custodian: org.address });
+    }
+    const all = groups.flat();
+    const entries = all.filter((e) => e.search?.mode !== "outcome");
+    const missing = [...new Set(all.filter((e) => e.search?.mode === "outcome")
+      .map((e) => e.resource?.issue?.[0]?.diagnostics).filter(Boolean))];
     const resources = entries.map((e) => e.resource).filter(Boolean);
     status.textContent = resources.length
       ? `${resources.length} records. Each one was checked against the fingerprint its keeper recorded on the blockchain before it was shown to you.`
       : "No records are kept for you yet.";
     download.disabled = false;
     download.addEventListener("click", () => save(entries, session));
-    area.replaceChildren(...GROUPS.map((group) => section(group, resources, keptBy)).filter(Boolean));
+    area.replaceChildren(
+      ...(missing.length ? [h("div", { class: "notice", role: "status", id: "records-missing" },
+        h("p", {}, "Some of the places that keep records could not be asked, so this list may be incomplete:"),
+        h("ul", {}, missing.map((m) => h("li", {}, m))))] : []),
+      ...GROUPS.map((group) => section(group, resources, keptBy)).filter(Boolean));
   } catch (error) {
     status.textContent = "Your records could not be shown.";
     fail(error);
