@@ -553,6 +553,17 @@ async fn search_all(
             .into_iter()
             .flatten()
         {
+            // A custodian the gateway could not ask (or whose records it left out) is said on
+            // stderr, not listed as a record.
+            if entry.pointer("/search/mode").and_then(Value::as_str) == Some("outcome") {
+                if let Some(text) = entry
+                    .pointer("/resource/issue/0/diagnostics")
+                    .and_then(Value::as_str)
+                {
+                    eprintln!("note: {text}");
+                }
+                continue;
+            }
             if let Some(resource) = entry.get("resource") {
                 resources.push(resource.clone());
             }
