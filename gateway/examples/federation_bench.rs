@@ -249,6 +249,21 @@ async fn main() {
         rps(&federated) / rps(&local),
         "ratio",
     );
+    // Why: on one host the three custodians share the cores. A federated page is three
+    // searches of a share each (B's own and the two others', every one decided, decrypted,
+    // verified and audited) plus the merge; the same host serving one share-sized search
+    // bounds what the three can do together.
+    let share = 50usize.div_ceil(3) + 50usize.div_ceil(6);
+    let share_search = all
+        .gw
+        .url(&format!("/Observation?patient={me}&_count={share}"));
+    let shares = load(&all.gw.http, &share_search, &local_token, 8).await;
+    figure("federation.search.share_per_s.c8", shares.rps, "searches/s");
+    figure(
+        "federation.search.bound_ratio_one_host",
+        shares.rps / 3.0 / rps(&local),
+        "ratio",
+    );
 
     // A remote record by id at B (Hospital A's and the lab's records, drawn at random).
     let urls: Vec<String> = remote_ids
