@@ -306,6 +306,45 @@ async fn records_are_found_across_custodians_under_consent() {
     all.sort();
     assert_eq!(seen, all);
 
+    // The directory, as FHIR: every member's Endpoint (with its gateway key) and Organization.
+    let (status, _, directory) =
+        get(&b.gw, &token, "/Endpoint?_include=Endpoint:organization").await;
+    assert_eq!(status, 200, "{directory}");
+    for m in [&a, &b, &lab] {
+        let id = format!("{:#x}", m.custodian.org.address());
+        let endpoint = matches(&directory)
+            .into_iter()
+            .find(|e| e["resource"]["id"] == id.as_str())
+            .unwrap_or_else(|| panic!("{id} in {directory}"));
+        let endpoint = &endpoint["resource"];
+        assert_eq!(endpoint["address"], m.gw.base.as_str());
+        assert_eq!(endpoint["status"], "active");
+        assert_eq!(
+            endpoint["managingOrganization"]["reference"],
+            format!("Organization/{id}")
+        );
+        assert_eq!(
+            endpoint["extension"][0]["valueIdentifier"]["value"],
+            format!("{:#x}", m.custodian.service.address())
+        );
+        carechain_fhir::validate(endpoint).unwrap();
+        let (status, _, organization) = get(&b.gw, &token, &format!("/Organization/{id}")).await;
+        assert_eq!(status, 200, "{organization}");
+        assert_eq!(organization["name"], "General Hospital");
+        assert_eq!(
+            organization["endpoint"][0]["reference"],
+            format!("Endpoint/{id}")
+        );
+        carechain_fhir::validate(&organization).unwrap();
+    }
+    let included = directory["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .count();
+    assert_eq!(included, 3);
+
     // A remote record read by id at B.
     let (status, _, record) = get(&b.gw, &token, &format!("/Observation/{}", at_lab[0])).await;
     assert_eq!(status, 200, "{record}");
@@ -786,6 +825,18 @@ async fn forged_replayed_and_misaddressed_requests_are_refused() {
         status, 403,
         "a suspended organisation's practitioner cannot sign in"
     );
+    // The directory shows it suspended, and a search across custodians no longer asks it.
+    let alice_lab = lab.gw.sign_in(&alice).await;
+    let (status, _, endpoints) = get(&lab.gw, &alice_lab, "/Endpoint?status=active").await;
+    assert_eq!(status, 200);
+    assert_eq!(matches(&endpoints).len(), 2, "{endpoints}");
+    let (_, _, suspended) = get(
+        &lab.gw,
+        &alice_lab,
+        &format!("/Endpoint/{:#x}", b.custodian.org.address()),
+    )
+    .await;
+    assert_eq!(suspended["status"], "suspended");
     // A patient asking through a still-active member's gateway is served.
     let (status, body) = federated(
         &chain,

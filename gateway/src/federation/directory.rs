@@ -255,3 +255,130 @@ impl DirectoryCache {
         Ok(url)
     }
 }
+
+/// A member organisation as the directory shows it (FHIR `Organization` and `Endpoint`).
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// The organisation.
+    pub org: Address,
+    /// Its registered name.
+    pub name: String,
+    /// `OrgKind` code.
+    pub kind: i16,
+    /// `Status` code.
+    pub status: i16,
+    /// Its published endpoint (empty: none).
+    pub url: String,
+    /// Its active gateway (`Service`) keys.
+    pub gateway_keys: Vec<Address>,
+}
+
+/// Every organisation ever admitted, with its endpoint and gateway keys, in address order.
+pub async fn listings(pool: &PgPool, chain_id: u64) -> Result<Vec<Listing>, AppError> {
+    type Row = (Vec<u8>, String, i16, i16, Option<String>, Vec<Vec<u8>>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT o.org, o.name, o.kind, o.status, e.url,
+                COALESCE(array_agg(m.member_key ORDER BY m.member_key)
+                         FILTER (WHERE m.member_key IS NOT NULL), '{}')
+         FROM organisations o
+         LEFT JOIN organisation_endpoints e ON e.chain_id = o.chain_id AND e.org = o.org
+         LEFT JOIN members m ON m.chain_id = o.chain_id AND m.org = o.org
+              AND m.role = $2 AND m.status = $3
+         WHERE o.chain_id = $1
+         GROUP BY o.org, o.name, o.kind, o.status, e.url
+         ORDER BY o.org",
+    )
+    .bind(chain(chain_id)?)
+    .bind(MemberRole::Service as i16)
+    .bind(ACTIVE)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|(org, name, kind, status, url, keys)| {
+            Ok(Listing {
+                org: address(&org)?,
+                name,
+                kind,
+                status,
+                url: url.unwrap_or_default().trim_end_matches('/').to_owned(),
+                gateway_keys: keys.iter().map(|k| address(k)).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect()
+}
+
+/// The FHIR id of an organisation (and of its endpoint): its address, `0x` and lower-case hex.
+pub fn fhir_id(org: Address) -> String {
+    format!("{org:#x}")
+}
+
+impl Listing {
+    fn active(&self) -> bool {
+        self.status == ACTIVE
+    }
+
+    /// The FHIR R4 `Organization`.
+    pub fn organization(&self) -> serde_json::Value {
+        let kind = u8::try_from(self.kind)
+            .ok()
+            .and_then(|k| carechain_contracts::OrgKind::try_from(k).ok());
+        // HL7 organization-type codes where one fits.
+        let code = match kind {
+            Some(carechain_contracts::OrgKind::Hospital | carechain_contracts::OrgKind::Clinic) => {
+                ("prov", "Healthcare Provider")
+            }
+            Some(carechain_contracts::OrgKind::Insurer) => ("ins", "Insurance Company"),
+            Some(carechain_contracts::OrgKind::Research) => ("edu", "Educational Institute"),
+            Some(carechain_contracts::OrgKind::Compliance) => ("govt", "Government"),
+            _ => ("other", "Other"),
+        };
+        let mut organization = serde_json::json!({
+            "resourceType": "Organization",
+            "id": fhir_id(self.org),
+            "identifier": [{"system": "urn:carechain:wallet", "value": fhir_id(self.org)}],
+            "active": self.active(),
+            "type": [{
+                "coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type", "code": code.0, "display": code.1}],
+                "text": kind.map_or("Unknown", carechain_contracts::OrgKind::name),
+            }],
+            "name": self.name,
+        });
+        if !self.url.is_empty() {
+            organization["endpoint"] =
+                serde_json::json!([{"reference": format!("Endpoint/{}", fhir_id(self.org))}]);
+        }
+        organization
+    }
+
+    /// The FHIR R4 `Endpoint` of its gateway, when it published one.
+    pub fn endpoint(&self) -> Option<serde_json::Value> {
+        if self.url.is_empty() {
+            return None;
+        }
+        let keys: Vec<serde_json::Value> = self
+            .gateway_keys
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "url": "urn:carechain:gateway-key",
+                    "valueIdentifier": {"system": "urn:carechain:wallet", "value": fhir_id(*k)}
+                })
+            })
+            .collect();
+        let mut endpoint = serde_json::json!({
+            "resourceType": "Endpoint",
+            "id": fhir_id(self.org),
+            "status": if self.active() { "active" } else { "suspended" },
+            "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type", "code": "hl7-fhir-rest"},
+            "name": format!("{} FHIR R4 gateway", self.name),
+            "managingOrganization": {"reference": format!("Organization/{}", fhir_id(self.org))},
+            "payloadType": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/endpoint-payload-type", "code": "any"}]}],
+            "payloadMimeType": ["application/fhir+json"],
+            "address": self.url,
+        });
+        if !keys.is_empty() {
+            endpoint["extension"] = serde_json::Value::Array(keys);
+        }
+        Some(endpoint)
+    }
+}

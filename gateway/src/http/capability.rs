@@ -117,6 +117,14 @@ pub fn statement(base_url: &str, software_version: &str, require_if_match: bool)
             .collect()
     };
     super::compliance::amend_capability(&mut resources);
+    // The consortium's directory (read-only, from the chain's index).
+    resources.push(json!({
+        "type": "Endpoint",
+        "documentation": "The members' published FHIR endpoints (ProviderRegistry.setEndpoint): id = the organisation's address; extension urn:carechain:gateway-key names its gateway keys. Other gateways are asked for a patient's records at these addresses.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "searchParam": [{"name": "status", "type": "token"}],
+        "searchInclude": ["Endpoint:organization"],
+    }));
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -176,7 +184,10 @@ mod tests {
         assert_eq!(cs["fhirVersion"], "4.0.1");
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
         // AuditEvent is the compliance routes' own entry.
-        for resource in resources.iter().filter(|r| r["type"] != "AuditEvent") {
+        for resource in resources
+            .iter()
+            .filter(|r| r["type"] != "AuditEvent" && r["type"] != "Endpoint")
+        {
             let interactions = resource["interaction"].as_array().expect("interactions");
             assert_eq!(interactions.len(), SUPPORTED.len());
         }

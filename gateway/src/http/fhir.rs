@@ -23,6 +23,14 @@ use std::collections::HashMap;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", axum::routing::post(transaction))
+        // The consortium's directory (from the chain's index); other Organizations are records.
+        .route("/Endpoint", get(endpoints))
+        .route("/Endpoint/{id}", get(endpoint))
+        .route("/Organization", get(organizations).post(create))
+        .route(
+            "/Organization/{id}",
+            get(organization).put(update).delete(delete),
+        )
         .route("/{rtype}", get(search).post(create))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
         .route("/{rtype}/{id}/_history", get(history))
@@ -441,6 +449,201 @@ async fn search(
     )
     .await?;
     Ok(respond(StatusCode::OK, &bundle))
+}
+
+/// The directory's listings (fail closed while the index is stale).
+async fn listings(
+    state: &AppState,
+) -> Result<Vec<crate::federation::directory::Listing>, AppError> {
+    state.consent().ensure_fresh()?;
+    crate::federation::directory::listings(state.pool(), state.chain().chain_id()).await
+}
+
+/// Parameters the directory searches take.
+const DIRECTORY_PARAMS: &[&str] = &["_format", "_include", "status", "active"];
+
+fn directory_params(query: Option<&str>) -> Result<Vec<(String, String)>, AppError> {
+    let params: Vec<(String, String)> =
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    for (name, value) in &params {
+        if !DIRECTORY_PARAMS.contains(&name.as_str()) {
+            return Err(AppError::NotSupported(format!(
+                "unknown or unsupported parameter `{}`",
+                name.chars().take(40).collect::<String>()
+            )));
+        }
+        if name == "_format" && !super::json_format(value) {
+            return Err(AppError::NotAcceptable(super::JSON_ONLY.into()));
+        }
+    }
+    Ok(params)
+}
+
+fn searchset(state: &AppState, path: &str, entries: Vec<serde_json::Value>) -> Response {
+    let total = entries
+        .iter()
+        .filter(|e| e["search"]["mode"] == "match")
+        .count();
+    respond(
+        StatusCode::OK,
+        &serde_json::json!({
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": total,
+            "link": [{"relation": "self", "url": format!("{}/{path}", state.base_url())}],
+            "entry": entries,
+        }),
+    )
+}
+
+fn entry(state: &AppState, resource: serde_json::Value, mode: &str) -> serde_json::Value {
+    let url = format!(
+        "{}/{}/{}",
+        state.base_url(),
+        resource["resourceType"].as_str().unwrap_or_default(),
+        resource["id"].as_str().unwrap_or_default()
+    );
+    serde_json::json!({"fullUrl": url, "resource": resource, "search": {"mode": mode}})
+}
+
+/// `GET /Endpoint`: every member's published FHIR endpoint (`status=active` for the ones in
+/// use; `_include=Endpoint:organization` adds the organisations).
+async fn endpoints(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+    RawQuery(query): RawQuery,
+    Requester(_claims): Requester,
+) -> Result<Response, AppError> {
+    audit_kind(&ctx, "search-type", 'E');
+    ctx.update(|r| r.entity = Some("Endpoint".into()));
+    let params = directory_params(query.as_deref())?;
+    let status = params
+        .iter()
+        .find(|(k, _)| k == "status")
+        .map(|(_, v)| v.as_str());
+    let include = params
+        .iter()
+        .any(|(k, v)| k == "_include" && v == "Endpoint:organization");
+    let mut entries = Vec::new();
+    let mut included = Vec::new();
+    for listing in listings(&state).await? {
+        let Some(endpoint) = listing.endpoint() else {
+            continue;
+        };
+        if status.is_some_and(|s| endpoint["status"] != s) {
+            continue;
+        }
+        entries.push(entry(&state, endpoint, "match"));
+        if include {
+            included.push(entry(&state, listing.organization(), "include"));
+        }
+    }
+    entries.extend(included);
+    Ok(searchset(&state, "Endpoint", entries))
+}
+
+/// `GET /Endpoint/{id}`: an organisation's endpoint (its id is the organisation's address).
+async fn endpoint(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+    FhirPath(id): FhirPath<String>,
+    Requester(_claims): Requester,
+) -> Result<Response, AppError> {
+    audit_kind(&ctx, "read", 'R');
+    ctx.update(|r| {
+        r.entity = Some(format!(
+            "Endpoint/{}",
+            id.chars().take(64).collect::<String>()
+        ))
+    });
+    listings(&state)
+        .await?
+        .into_iter()
+        .find(|l| crate::federation::directory::fhir_id(l.org) == id.to_ascii_lowercase())
+        .and_then(|l| l.endpoint())
+        .map(|e| respond(StatusCode::OK, &e))
+        .ok_or_else(|| AppError::NotFound(format!("Endpoint/{id} is not in the directory")))
+}
+
+/// `GET /Organization`: the consortium's member organisations (`active=true|false`); a search
+/// with other parameters is a search of Organization records.
+async fn organizations(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    Requester(claims): Requester,
+) -> Result<Response, AppError> {
+    let directory = url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())
+        .all(|(k, _)| matches!(k.as_ref(), "_format" | "active" | "_include"));
+    if !directory {
+        return search(
+            State(state),
+            ctx,
+            FhirPath("Organization".into()),
+            RawQuery(query),
+            headers,
+            Requester(claims),
+        )
+        .await;
+    }
+    audit_kind(&ctx, "search-type", 'E');
+    ctx.update(|r| r.entity = Some("Organization".into()));
+    let params = directory_params(query.as_deref())?;
+    let active = params
+        .iter()
+        .find(|(k, _)| k == "active")
+        .map(|(_, v)| v == "true");
+    let mut entries = Vec::new();
+    for listing in listings(&state).await? {
+        let organization = listing.organization();
+        if active.is_some_and(|a| organization["active"] != a) {
+            continue;
+        }
+        entries.push(entry(&state, organization, "match"));
+    }
+    Ok(searchset(&state, "Organization", entries))
+}
+
+/// `GET /Organization/{id}`: a member organisation (its id is its address); any other id is an
+/// Organization record.
+async fn organization(
+    State(state): State<AppState>,
+    ctx: AuditCtx,
+    Requester(claims): Requester,
+    FhirPath(id): FhirPath<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    if let Ok(org) = id.parse::<Address>()
+        && let Some(listing) = listings(&state).await?.into_iter().find(|l| l.org == org)
+    {
+        audit_kind(&ctx, "read", 'R');
+        ctx.update(|r| {
+            r.entity = Some(format!(
+                "Organization/{}",
+                crate::federation::directory::fhir_id(org)
+            ))
+        });
+        return Ok(respond(StatusCode::OK, &listing.organization()));
+    }
+    let rt = resource_type("Organization")?;
+    let id = checked_id(&id)?.to_owned();
+    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
+    read(
+        State(state),
+        ctx,
+        Requester(claims),
+        Instance {
+            rt,
+            id,
+            version: None,
+            purpose,
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
