@@ -5,7 +5,7 @@ use crate::{
     AppState,
     consent::Decision,
     error::AppError,
-    fhir::resource,
+    fhir::resource::{self, StoredType},
     records::{self, AuditSink, Served},
 };
 use alloy::primitives::Address;
@@ -103,7 +103,7 @@ fn purpose(
 /// What an instance interaction names: `[type]/[id]` (and `/_history/[vid]` for vread), with
 /// the purpose of use from the header or `_purpose` (only instance parameters accepted).
 struct Instance {
-    rt: ResourceType,
+    rt: StoredType,
     id: String,
     version: Option<i64>,
     purpose: Purpose,
@@ -120,7 +120,7 @@ impl FromRequestParts<AppState> for Instance {
                 .map(String::as_str)
                 .ok_or_else(|| AppError::Invalid("the request path is malformed".into()))
         };
-        let rt = resource_type(segment("rtype")?)?;
+        let rt = resource::parse_stored_type(segment("rtype")?)?;
         let id = checked_id(segment("id")?)?.to_owned();
         let version = path.get("vid").map(|v| version_id(v)).transpose()?;
         let purpose = purpose(&parts.headers, parts.uri.query(), INSTANCE_PARAMS)?;
@@ -214,13 +214,11 @@ async fn read(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "read", 'R');
-    let result = records::read(
-        &state.records().request(&claims, purpose, &ctx),
-        rt,
-        &id,
-        None,
-    )
-    .await?;
+    let request = state.records().request(&claims, purpose, &ctx);
+    let result = match rt {
+        StoredType::Directory(name) => records::directory::read(&request, name, &id, None).await?,
+        StoredType::Record(rt) => records::read(&request, rt, &id, None).await?,
+    };
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
@@ -236,13 +234,13 @@ async fn vread(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "vread", 'R');
-    let result = records::read(
-        &state.records().request(&claims, purpose, &ctx),
-        rt,
-        &id,
-        version,
-    )
-    .await?;
+    let request = state.records().request(&claims, purpose, &ctx);
+    let result = match rt {
+        StoredType::Directory(name) => {
+            records::directory::read(&request, name, &id, version).await?
+        }
+        StoredType::Record(rt) => records::read(&request, rt, &id, version).await?,
+    };
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
@@ -256,15 +254,13 @@ async fn create(
     FhirJson(body): FhirJson,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "create", 'C');
-    let rt = resource_type(&rtype)?;
+    let rt = resource::parse_stored_type(&rtype)?;
     let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let result = records::write(
-        &state.records().request(&claims, purpose, &ctx),
-        rt,
-        None,
-        body,
-    )
-    .await?;
+    let request = state.records().request(&claims, purpose, &ctx);
+    let result = match rt {
+        StoredType::Directory(name) => records::directory::create(&request, name, body).await?,
+        StoredType::Record(rt) => records::write(&request, rt, None, body).await?,
+    };
     Ok(served(
         &state,
         StatusCode::CREATED,
@@ -285,6 +281,7 @@ async fn update(
     FhirJson(body): FhirJson,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "update", 'U');
+    let rt = rt.record()?;
     let expected = if_match(&headers)?;
     let request = state.records().request(&claims, purpose, &ctx);
     let result = records::write(&request, rt, Some((&id, expected)), body).await?;
@@ -300,6 +297,7 @@ async fn delete(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "delete", 'D');
+    let rt = rt.record()?;
     records::delete(&state.records().request(&claims, purpose, &ctx), rt, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -313,6 +311,7 @@ async fn history(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "history-instance", 'R');
+    let rt = rt.record()?;
     let bundle =
         records::history(&state.records().request(&claims, purpose, &ctx), rt, &id).await?;
     Ok(respond(StatusCode::OK, &bundle))
