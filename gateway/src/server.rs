@@ -236,10 +236,12 @@ impl Gateway {
             relay_clients: auth::PeerLimiter::new(config.relay_per_client_per_minute),
             users: auth::UserLimiter::new(&config.user_limits),
             compliance: Some(compliance),
+            exports: crate::research::Exports::new(&config.research, background.clone())?,
             auth,
             relay,
             config,
         });
+        crate::research::spawn_sweeper(state.clone());
         Ok(Self {
             state,
             listener,

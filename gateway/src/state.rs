@@ -43,6 +43,8 @@ pub struct AppStateParts {
     pub users: auth::UserLimiter,
     /// The compliance services.
     pub compliance: Option<compliance::Compliance>,
+    /// The research export service.
+    pub exports: crate::research::Exports,
 }
 
 impl AppState {
@@ -115,6 +117,10 @@ impl AppState {
     /// The gas-free consent submitter, when a relay key is configured.
     pub fn relay(&self) -> Option<&relay::Relay> {
         self.inner.relay.as_ref()
+    }
+    /// The research export service.
+    pub fn exports(&self) -> &crate::research::Exports {
+        &self.inner.exports
     }
     /// The compliance services (`None` only in states built without them).
     pub fn compliance(&self) -> Option<&compliance::Compliance> {
