@@ -521,3 +521,83 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Two custodians (each its own database and gateway, the same consortium secret) export the
+/// same patient for one study: the pseudonyms agree, so a researcher can join the two; in
+/// another study they are other pseudonyms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pseudonyms_agree_across_custodians_within_a_study() {
+    let chain = TestChain::start().await;
+    let (hospital_a, hospital_b) = (chain.custodian().await, chain.custodian().await);
+    let (research, researcher) = research_org(&chain, "Cohort Institute").await;
+    let patient = chain.wallet().await;
+    let crs = Action::Create.bit() | Action::Read.bit() | Action::Search.bit();
+    for hospital in [&hospital_a, &hospital_b] {
+        grant(
+            &chain,
+            &patient,
+            hospital.org.address(),
+            ResourceType::ALL_BITS,
+            crs,
+            Purpose::Treat.bit(),
+        )
+        .await;
+    }
+    let block = grant(
+        &chain,
+        &patient,
+        research.address(),
+        ResourceType::ALL_BITS,
+        Action::Read.bit(),
+        Purpose::Research.bit(),
+    )
+    .await;
+    let requests = std::cell::Cell::new(0i64);
+    let wallet = format!("{:#x}", patient.address());
+    let mut studies: Vec<BTreeMap<String, BTreeSet<String>>> = Vec::new();
+    let mut keep = Vec::new();
+    for (hospital, file) in [
+        (&hospital_a, "bundle-afhir.json"),
+        (&hospital_b, "bundle-cfhir.json"),
+    ] {
+        let db = fresh_database().await;
+        let export_dir = tempfile_dir();
+        let gw = TestGateway::start_with(&chain, &db, |c| {
+            hospital.configure(c);
+            c.research.deid_secret = Some(alloy::hex::encode(SECRET));
+            c.research.export_dir = Some(export_dir.clone());
+        })
+        .await;
+        let indexer = TestIndexer::start(&chain, &db).await;
+        gw.wait_indexed(block).await;
+        let doctor = Client::sign_in(&gw, &hospital.practitioner, &requests).await;
+        import(&doctor, file, &wallet).await;
+        let scientist = Client::sign_in(&gw, &researcher, &requests).await;
+        let mut by_study = BTreeMap::new();
+        for study in ["study-x", "study-y"] {
+            let (status, manifest, _) = run_export(
+                &scientist,
+                &format!("/Group/{study}/$export?_type=Patient,Observation"),
+            )
+            .await;
+            assert_eq!(status, 200, "{manifest}");
+            by_study.insert(
+                study.to_owned(),
+                patients_in(&download(&scientist, &manifest).await),
+            );
+        }
+        studies.push(by_study);
+        keep.push((gw, indexer));
+    }
+    let (at_a, at_b) = (&studies[0], &studies[1]);
+    assert_eq!(at_a["study-x"].len(), 1);
+    assert_eq!(
+        at_a["study-x"], at_b["study-x"],
+        "one patient, one pseudonym per study"
+    );
+    assert_eq!(at_a["study-y"], at_b["study-y"]);
+    assert_ne!(
+        at_a["study-x"], at_a["study-y"],
+        "another study, another pseudonym"
+    );
+}
