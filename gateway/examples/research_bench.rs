@@ -151,7 +151,10 @@ async fn export(gw: &TestGateway, token: &str, query: &str) -> (u64, f64, f64) {
             }
         })
     };
-    eprintln!("export {query}: resident set at kick-off {:.0} MiB", rss_mb());
+    eprintln!(
+        "export {query}: resident set at kick-off {:.0} MiB",
+        rss_mb()
+    );
     let start = Instant::now();
     let response = gw
         .http

@@ -453,7 +453,14 @@ async fn a_research_export_holds_exactly_the_consenting_patients_de_identified()
     let (status, _, again) = scientist.get(&status_path).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(download(&scientist, &again).await.len(), output.len());
-    let (status, _, body) = scientist.get(&interrupted).await;
+    // The old gateway's worker may still be ending the job: wait until it is not running.
+    let (status, body) = loop {
+        let (status, _, body) = scientist.get(&interrupted).await;
+        if status != 202 {
+            break (status, body);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     match status {
         200 => assert!(body["output"].is_array()),
         500 => assert!(
