@@ -475,7 +475,11 @@ async fn run(state: AppState, job: Job, cancel: CancellationToken) {
             patients,
             resources,
         }) => (200, "completed", patients, resources),
-        Ok(Ending::Cancelled) => (204, "cancelled", 0, 0),
+        Ok(Ending::Cancelled) => {
+            // Cancelled (or failed by a sweep) while running: nothing of it is kept.
+            remove_dir(&state.exports().job_dir(&job.id)).await;
+            (204, "cancelled", 0, 0)
+        }
         Ok(Ending::Stopped) => {
             let _ = sqlx::query(
                 "UPDATE research_export_jobs SET state = 'failed', finished_at = now(),
@@ -692,6 +696,14 @@ async fn export(
                 file.count += 1;
                 resources += 1;
                 exported_any = true;
+                // Progress and heartbeat within a patient too: one patient's records may take
+                // longer than the heartbeat's staleness.
+                if last_progress.elapsed() >= PROGRESS_EVERY {
+                    last_progress = std::time::Instant::now();
+                    if !heartbeat(pool, &job.id, patients, resources).await? {
+                        return Ok(Ending::Cancelled);
+                    }
+                }
             }
         }
         if exported_any {
@@ -699,15 +711,9 @@ async fn export(
         }
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = std::time::Instant::now();
-            sqlx::query(
-                "UPDATE research_export_jobs SET patients = $2, resources = $3, heartbeat_at = now()
-                 WHERE id = $1 AND state = 'running'",
-            )
-            .bind(&job.id)
-            .bind(patients)
-            .bind(resources)
-            .execute(pool)
-            .await?;
+            if !heartbeat(pool, &job.id, patients, resources).await? {
+                return Ok(Ending::Cancelled);
+            }
         }
     }
     let mut output = Vec::new();
@@ -746,6 +752,27 @@ async fn export(
         patients,
         resources,
     })
+}
+
+/// Writes a running job's progress and heartbeat. `false`: the job is no longer running (it was
+/// cancelled, possibly through another gateway, or failed by a sweep): the worker stops.
+async fn heartbeat(
+    pool: &sqlx::PgPool,
+    id: &str,
+    patients: i32,
+    resources: i64,
+) -> Result<bool, AppError> {
+    let updated = sqlx::query(
+        "UPDATE research_export_jobs SET patients = $2, resources = $3, heartbeat_at = now()
+         WHERE id = $1 AND state = 'running'",
+    )
+    .bind(id)
+    .bind(patients)
+    .bind(resources)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(updated > 0)
 }
 
 impl Job {
