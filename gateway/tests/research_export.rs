@@ -475,7 +475,7 @@ async fn a_research_export_holds_exactly_the_consenting_patients_de_identified()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_files_expire() {
+async fn export_files_expire_and_a_crashed_job_fails_visibly() {
     let chain = TestChain::start().await;
     let custodian = chain.custodian().await;
     let (research, researcher) = research_org(&chain, "Cohort Institute").await;
@@ -521,6 +521,25 @@ async fn export_files_expire() {
     // Past its time the job is expired at the next look: 404, and its files are gone.
     common::eventually(|| async { scientist.get(&status_path).await.0 == 404 }).await;
     assert!(!export_dir.join(&job_id).exists());
+
+    // A job left running by a gateway that crashed (its row says running, its heartbeat is old)
+    // is failed at the next poll, with the reason, never answered 202 forever.
+    sqlx::query(
+        "INSERT INTO research_export_jobs
+           (id, requester, org, study, level, types, deidentified, request_url, state, start_block,
+            heartbeat_at)
+         VALUES ('crashed', $1, $2, 's1', 'system', '{Observation}', true, 'x', 'running', 1,
+                 now() - interval '1 hour')",
+    )
+    .bind(format!("{:#x}", researcher.address()))
+    .bind(format!("{:#x}", research.address()))
+    .execute(&gw.pool)
+    .await
+    .unwrap();
+    let (status, _, outcome) = scientist.get("/$export-status/crashed").await;
+    assert_eq!(status, 500, "{outcome}");
+    let why = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(why.contains("stopped before it finished"), "{why}");
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
