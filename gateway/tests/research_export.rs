@@ -475,7 +475,7 @@ async fn a_research_export_holds_exactly_the_consenting_patients_de_identified()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_files_expire_and_a_crashed_job_fails_visibly() {
+async fn files_expire_a_crashed_job_fails_visibly_and_running_jobs_are_limited() {
     let chain = TestChain::start().await;
     let custodian = chain.custodian().await;
     let (research, researcher) = research_org(&chain, "Cohort Institute").await;
@@ -540,6 +540,45 @@ async fn export_files_expire_and_a_crashed_job_fails_visibly() {
     assert_eq!(status, 500, "{outcome}");
     let why = outcome["issue"][0]["diagnostics"].as_str().unwrap();
     assert!(why.contains("stopped before it finished"), "{why}");
+
+    // At most --export-max-jobs (2) run at once on the database: with two running (here, as
+    // another gateway's would be), a kick-off is answered 429 with Retry-After.
+    for id in ["busy-1", "busy-2"] {
+        sqlx::query(
+            "INSERT INTO research_export_jobs
+               (id, requester, org, study, level, types, deidentified, request_url, state,
+                start_block)
+             VALUES ($1, $2, $2, 's1', 'system', '{Observation}', true, 'x', 'running', 1)",
+        )
+        .bind(id)
+        .bind(format!("{:#x}", research.address()))
+        .execute(&gw.pool)
+        .await
+        .unwrap();
+    }
+    let (status, headers, _) = scientist
+        .send(
+            reqwest::Method::GET,
+            "/$export?study=s1",
+            None,
+            &[("prefer", "respond-async")],
+        )
+        .await;
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
+    sqlx::query("UPDATE research_export_jobs SET state = 'cancelled' WHERE id LIKE 'busy-%'")
+        .execute(&gw.pool)
+        .await
+        .unwrap();
+    let (status, _, body) = scientist
+        .send(
+            reqwest::Method::GET,
+            "/$export?study=s1",
+            None,
+            &[("prefer", "respond-async")],
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -277,10 +277,14 @@ async fn status(
         "running" => {
             let mut response = StatusCode::ACCEPTED.into_response();
             let headers = response.headers_mut();
-            let progress = format!(
-                "{} of {} patients, {} resources",
-                row.patients, row.cohort, row.resources
-            );
+            let progress = if row.cohort == 0 && row.resources == 0 {
+                "selecting the patients".to_owned()
+            } else {
+                format!(
+                    "{} resources of {} consenting patients so far ({} with records of these types)",
+                    row.resources, row.patients, row.cohort
+                )
+            };
             if let Ok(v) = HeaderValue::from_str(&progress) {
                 headers.insert("x-progress", v);
             }
