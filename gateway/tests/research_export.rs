@@ -188,7 +188,7 @@ async fn a_research_export_holds_exactly_the_consenting_patients_de_identified()
     let (research, researcher) = research_org(&chain, "Cohort Institute").await;
     let (_, other_researcher) = research_org(&chain, "Other Institute").await;
     let db = fresh_database().await;
-    let export_dir = tempfile_dir();
+    let (_export_tmp, export_dir) = tempfile_dir();
     let configure = |c: &mut carechain_gateway::GatewayConfig| {
         custodian.configure(c);
         c.research.deid_secret = Some(alloy::hex::encode(SECRET));
@@ -480,7 +480,7 @@ async fn files_expire_a_crashed_job_fails_visibly_and_running_jobs_are_limited()
     let custodian = chain.custodian().await;
     let (research, researcher) = research_org(&chain, "Cohort Institute").await;
     let db = fresh_database().await;
-    let export_dir = tempfile_dir();
+    let (_export_tmp, export_dir) = tempfile_dir();
     let gw = TestGateway::start_with(&chain, &db, |c| {
         custodian.configure(c);
         c.research.deid_secret = Some(alloy::hex::encode(SECRET));
@@ -581,10 +581,11 @@ async fn files_expire_a_crashed_job_fails_visibly_and_running_jobs_are_limited()
     assert_eq!(status, 202, "{body}");
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("carechain-export-test-{}", common::rand_suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// The gateway's export directory: removed with its contents when the first value drops.
+fn tempfile_dir() -> (carechain_testkit::TempDir, std::path::PathBuf) {
+    let dir = carechain_testkit::TempDir::new("export-test");
+    let path = dir.path().to_path_buf();
+    (dir, path)
 }
 
 /// Two custodians (each its own database and gateway, the same consortium secret) export the
@@ -626,7 +627,7 @@ async fn pseudonyms_agree_across_custodians_within_a_study() {
         (&hospital_b, "bundle-cfhir.json"),
     ] {
         let db = fresh_database().await;
-        let export_dir = tempfile_dir();
+        let (_export_tmp, export_dir) = tempfile_dir();
         let gw = TestGateway::start_with(&chain, &db, |c| {
             hospital.configure(c);
             c.research.deid_secret = Some(alloy::hex::encode(SECRET));
