@@ -325,6 +325,32 @@ impl ChainClient {
         }
     }
 
+    /// The active organisation of the member key `account` and its kind, at `block`; `None`
+    /// when the key or its organisation is not active.
+    pub async fn active_organisation(
+        &self,
+        account: Address,
+        block: u64,
+    ) -> Result<Option<(Address, carechain_contracts::OrgKind)>, ChainError> {
+        let registry = ProviderRegistry::new(self.contracts.provider_registry, &self.provider);
+        let active = self
+            .timed(async {
+                registry
+                    .activeOrganisationOf(account)
+                    .block(BlockId::number(block))
+                    .call()
+                    .await
+                    .map_err(rpc)
+            })
+            .await?;
+        if active.org.is_zero() {
+            return Ok(None);
+        }
+        let kind = carechain_contracts::OrgKind::try_from(active.kind)
+            .map_err(|e| ChainError::Unexpected(e.to_string()))?;
+        Ok(Some((active.org, kind)))
+    }
+
     /// Whether `account` has contract code (a contract wallet).
     pub async fn is_contract(&self, account: Address) -> Result<bool, ChainError> {
         let code = self

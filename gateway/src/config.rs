@@ -218,6 +218,9 @@ pub struct GatewayConfig {
     /// The federation: asking the other members' gateways.
     #[command(flatten)]
     pub federation: FederationConfig,
+    /// Bulk Data export for research organisations.
+    #[command(flatten)]
+    pub research: ResearchExportConfig,
 }
 
 /// The federation (flattened into the gateway's flags). A gateway with an organisation
@@ -263,6 +266,87 @@ impl Default for FederationConfig {
             federation_timeout_ms: 5000,
             federation_concurrency: 8,
         }
+    }
+}
+
+/// FHIR Bulk Data export for research organisations (flattened into the gateway's flags; see
+/// `gateway/README.md`, "Research export").
+#[derive(Debug, Clone, clap::Args)]
+pub struct ResearchExportConfig {
+    /// The consortium's de-identification secret (hex, at least 32 bytes): study pseudonyms
+    /// and date offsets are derived from it, so every custodian of the consortium must hold
+    /// the same one for a study's pseudonyms to agree. Without it, exports are refused.
+    #[arg(long, env = "CARECHAIN_GATEWAY_DEID_SECRET", hide_env_values = true)]
+    pub deid_secret: Option<String>,
+    /// A file holding the de-identification secret (hex), instead of `--deid-secret`.
+    #[arg(
+        long,
+        env = "CARECHAIN_GATEWAY_DEID_SECRET_FILE",
+        conflicts_with = "deid_secret"
+    )]
+    pub deid_secret_file: Option<PathBuf>,
+    /// Where export jobs write their NDJSON files (one directory per job). Default: the
+    /// system's temporary directory, `carechain-exports`.
+    #[arg(long, env = "CARECHAIN_GATEWAY_EXPORT_DIR")]
+    pub export_dir: Option<PathBuf>,
+    /// Most export jobs running at once on the database (a kick-off beyond it is answered
+    /// 429 with Retry-After).
+    #[arg(long, env = "CARECHAIN_GATEWAY_EXPORT_MAX_JOBS", default_value_t = 2)]
+    pub export_max_jobs: u32,
+    /// How long a completed export's files stay downloadable (seconds), after which they are
+    /// deleted and the status URL answers 404.
+    #[arg(long, env = "CARECHAIN_GATEWAY_EXPORT_TTL", default_value_t = 86_400)]
+    pub export_ttl_secs: u64,
+    /// Benchmarks only: accept `_deidentify=false` (an export as stored, the baseline of
+    /// `research.export.ratio_vs_plain`). Refused unless listening on a loopback address.
+    #[arg(
+        long,
+        hide = true,
+        env = "CARECHAIN_GATEWAY_BENCH_EXPORT_IDENTIFIED",
+        default_value_t = false
+    )]
+    pub bench_export_identified: bool,
+}
+
+impl Default for ResearchExportConfig {
+    fn default() -> Self {
+        Self {
+            deid_secret: None,
+            deid_secret_file: None,
+            export_dir: None,
+            export_max_jobs: 2,
+            export_ttl_secs: 86_400,
+            bench_export_identified: false,
+        }
+    }
+}
+
+impl ResearchExportConfig {
+    /// The de-identification secret, when configured.
+    pub fn secret(&self) -> Result<Option<carechain_deid::DeidSecret>, ConfigError> {
+        let text = match (&self.deid_secret, &self.deid_secret_file) {
+            (Some(text), _) => text.clone(),
+            (None, Some(path)) => {
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Invalid {
+                    name: "deid_secret_file",
+                    reason: e.to_string(),
+                })?
+            }
+            (None, None) => return Ok(None),
+        };
+        carechain_deid::DeidSecret::from_hex(text.trim())
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid {
+                name: "deid_secret",
+                reason: e.to_string(),
+            })
+    }
+
+    /// The export directory.
+    pub fn dir(&self) -> PathBuf {
+        self.export_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("carechain-exports"))
     }
 }
 
@@ -315,6 +399,7 @@ impl GatewayConfig {
             anchoring: AnchoringConfig::default(),
             record_anchoring: RecordAnchoringConfig::default(),
             federation: FederationConfig::default(),
+            research: ResearchExportConfig::default(),
         }
     }
 
@@ -344,6 +429,13 @@ impl GatewayConfig {
                 reason: "only allowed when listening on a loopback address".into(),
             });
         }
+        if self.research.bench_export_identified && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                name: "bench_export_identified",
+                reason: "only allowed when listening on a loopback address".into(),
+            });
+        }
+        self.research.secret()?;
         if self.bench_skip_validation && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 name: "bench_skip_validation",

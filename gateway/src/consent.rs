@@ -384,6 +384,58 @@ impl ConsentService {
         Ok(decision)
     }
 
+    /// The block a decision made now is evaluated at (the chain's head as last probed, or a
+    /// newer block the indexer announced), failing closed exactly as [`Self::decide`] does.
+    pub fn current_block(&self) -> Result<u64, AppError> {
+        let health = self.check_health()?;
+        Ok(health
+            .head
+            .max(health.indexed)
+            .max(self.notified_block.load(Ordering::Acquire)))
+    }
+
+    /// The decision for `key` evaluated at `block` (from [`Self::current_block`]), not cached:
+    /// for work that decides many keys at one block, as a research export decides its whole
+    /// cohort at its start block. The same rules as [`Self::decide`]: the basis must agree
+    /// with the verdict, and a consent past its end by the wall clock no longer allows.
+    pub async fn decide_at_block(
+        &self,
+        key: DecisionKey,
+        block: u64,
+    ) -> Result<Decision, AppError> {
+        if self.settings.disabled_for_benchmark {
+            return Ok(Self::benchmark_decision());
+        }
+        self.decisions_asked.fetch_add(1, Ordering::Relaxed);
+        let (allowed, basis, until) = self
+            .chain
+            .decide(
+                key.patient,
+                key.requester,
+                key.resource_type,
+                key.action,
+                key.purpose,
+                block,
+            )
+            .await
+            .map_err(|err| {
+                tracing::warn!(%err, "consent decision failed");
+                AppError::Unavailable(CHAIN_DOWN)
+            })?;
+        let mut allowed = allowed && basis.is_allowed();
+        let mut basis = basis;
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        if allowed && until != FOREVER && until <= now {
+            allowed = false;
+            basis = Basis::ConsentExpired;
+        }
+        Ok(Decision {
+            allowed,
+            basis,
+            block,
+        })
+    }
+
     /// How many decisions this service has asked of the chain so far (each an `eth_call` of
     /// `decide`); the rest were answered from the cache.
     pub fn decisions_asked(&self) -> u64 {

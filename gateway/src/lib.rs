@@ -17,6 +17,8 @@
 //! - [`audit`]: the hash-chained audit log (writer, anchoring, verification; the chain rule
 //!   itself is `carechain_formats::audit_chain`);
 //! - [`compliance`]: AuditEvent search and export, consent history, break-glass review;
+//! - [`research`]: FHIR Bulk Data export for research organisations (consent for `HRESCH`
+//!   decided at the job's start block, de-identified by `carechain-deid`, jobs in PostgreSQL);
 //! - [`relay`]: gas-free consent (signed grants and revocations submitted with the gateway's
 //!   key);
 //! - [`portal`]: the patient portal served at `/portal` (its files, the typed data it asks a
@@ -41,6 +43,7 @@ pub mod paging;
 pub mod portal;
 pub mod records;
 pub mod relay;
+pub mod research;
 pub mod server;
 pub mod signing;
 pub mod state;

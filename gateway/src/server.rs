@@ -268,10 +268,12 @@ impl Gateway {
             users: auth::UserLimiter::new(&config.user_limits),
             compliance: Some(compliance),
             federation,
+            exports: crate::research::Exports::new(&config.research, background.clone())?,
             auth,
             relay,
             config,
         });
+        crate::research::spawn_sweeper(state.clone());
         Ok(Self {
             state,
             listener,

@@ -45,6 +45,8 @@ pub struct AppStateParts {
     pub compliance: Option<compliance::Compliance>,
     /// The federation, when this gateway serves an organisation with its service key.
     pub federation: Option<crate::federation::Federation>,
+    /// The research export service.
+    pub exports: crate::research::Exports,
 }
 
 impl AppState {
@@ -121,6 +123,10 @@ impl AppState {
     /// The federation, when this gateway serves an organisation with its service key.
     pub fn federation(&self) -> Option<&crate::federation::Federation> {
         self.inner.federation.as_ref()
+    }
+    /// The research export service.
+    pub fn exports(&self) -> &crate::research::Exports {
+        &self.inner.exports
     }
     /// The compliance services (`None` only in states built without them).
     pub fn compliance(&self) -> Option<&compliance::Compliance> {

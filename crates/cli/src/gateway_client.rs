@@ -36,7 +36,7 @@ pub(crate) struct GatewayArgs {
 }
 
 impl GatewayArgs {
-    fn base(&self) -> String {
+    pub(crate) fn base(&self) -> String {
         self.gateway.trim_end_matches('/').to_owned()
     }
 
@@ -54,15 +54,15 @@ impl GatewayArgs {
 
 /// The stored sign-in.
 #[derive(Debug, Serialize, Deserialize)]
-struct StoredToken {
-    gateway: String,
+pub(crate) struct StoredToken {
+    pub(crate) gateway: String,
     address: Address,
     role: String,
-    access_token: String,
+    pub(crate) access_token: String,
     expires_at: u64,
     /// The command that signed in, as the user typed it, to name when the sign-in runs out.
     #[serde(default = "default_login_command")]
-    login_command: String,
+    pub(crate) login_command: String,
 }
 
 fn default_login_command() -> String {
@@ -103,7 +103,7 @@ fn first_login_command(args: &GatewayArgs) -> String {
 }
 
 /// The HTTP client for the gateway: HTTPS checked against `--ca-file` or the system's roots.
-fn client(args: &GatewayArgs) -> eyre::Result<reqwest::Client> {
+pub(crate) fn client(args: &GatewayArgs) -> eyre::Result<reqwest::Client> {
     let trust = carechain_tls::Trust::from_ca_file(args.ca_file.as_deref());
     carechain_tls::http::client_builder(&trust)?
         .timeout(Duration::from_secs(30))
@@ -112,7 +112,7 @@ fn client(args: &GatewayArgs) -> eyre::Result<reqwest::Client> {
 }
 
 /// The text of a FHIR OperationOutcome (or the body as it is).
-fn outcome_text(body: &Value) -> String {
+pub(crate) fn outcome_text(body: &Value) -> String {
     let issues: Vec<String> = body
         .get("issue")
         .and_then(Value::as_array)
@@ -137,7 +137,7 @@ fn outcome_text(body: &Value) -> String {
 
 /// The answer's JSON when it succeeded; otherwise an error that gives the status, the
 /// OperationOutcome's text and what to do. `relogin` is the command that signs in again.
-async fn json_response(
+pub(crate) async fn json_response(
     response: reqwest::Response,
     what: &str,
     relogin: &str,
@@ -482,7 +482,7 @@ pub(crate) async fn login(args: &GatewayArgs, key: &KeyArgs) -> eyre::Result<()>
     Ok(())
 }
 
-fn load_token(args: &GatewayArgs) -> eyre::Result<StoredToken> {
+pub(crate) fn load_token(args: &GatewayArgs) -> eyre::Result<StoredToken> {
     let path = args.token_path()?;
     let text = std::fs::read_to_string(&path).map_err(|_| {
         eyre!(

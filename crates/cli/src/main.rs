@@ -7,6 +7,8 @@
 //!   `member add | suspend | reinstate | retire | rotate` ([`ops`]);
 //! - `deploy`: the project's forge deploy script and its manifest ([`deploy`]);
 //! - `login`, `records`, `access-log`: the FHIR gateway ([`gateway_client`]);
+//! - `import`, `research export`: EHR transaction Bundles in, de-identified research exports
+//!   out (FHIR Bulk Data) ([`bulk`]);
 //! - `codes`: the FHIR code tables the on-chain consent is expressed in;
 //! - `decide`: asks `ConsentRegistry.decide` whether a requester may act on a patient's data.
 //!
@@ -14,6 +16,7 @@
 //!
 //! Errors reach the person as one line each, saying what to do; no backtraces.
 
+mod bulk;
 mod chain;
 mod commands;
 mod consent;
@@ -118,6 +121,18 @@ enum Command {
         Needs `carechain login` first."
     )]
     AccessLog(commands::gateway::AccessLogArgs),
+    /// Import an EHR's transaction Bundles (Synthea's, for one) through the gateway, each
+    /// linked to its patient's wallet; hospitals and clinicians go to the directory.
+    #[command(after_help = "Examples:\n  \
+        carechain import --patient-wallet 0x90F79bf6EB2c4f870365E785982E1f101E93b906 tests/data/synthea/bundle-afhir.json\n  \
+        carechain import --wallets wallets.json exports/*.json     # {\"<source Patient id>\": \"0x...\"}\n\n\
+        Needs `carechain login` with a member key of the custodian organisation, and the\n\
+        patients' consent for it to create their records.")]
+    Import(commands::research::ImportArgs),
+    /// Research organisations: de-identified FHIR Bulk Data exports of the records patients
+    /// consented to share for research (purpose HRESCH).
+    #[command(subcommand)]
+    Research(commands::research::ResearchCommand),
     /// Operators: deploy the contracts with the project's forge script and write the
     /// deployment manifest the indexer, the gateway and this command line read.
     #[command(after_help = "Examples (from the repository's root):\n  \
@@ -184,6 +199,8 @@ async fn run(command: Command) -> eyre::Result<()> {
         Command::Login(args) => args.run().await,
         Command::Records(args) => args.run().await,
         Command::AccessLog(args) => args.run().await,
+        Command::Import(args) => args.run().await,
+        Command::Research(command) => command.run().await,
         Command::Org(command) => command.run().await,
         Command::Member(command) => command.run().await,
     }

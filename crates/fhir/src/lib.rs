@@ -108,6 +108,7 @@
 
 #[rustfmt::skip]
 mod definitions;
+pub mod import;
 mod issue;
 mod model;
 mod path;

@@ -11,7 +11,93 @@ use carechain_contracts::ResourceType;
 use serde_json::Value;
 
 /// Identifier system carrying a patient's wallet address.
-pub const WALLET_SYSTEM: &str = "urn:carechain:wallet";
+pub use carechain_fhir::import::WALLET_SYSTEM;
+
+/// What the gateway stores under a type name: a patient's record (a type of the consent table)
+/// or a resource of the consortium's directory (`DIRECTORY_RESOURCE_TYPES`: Organization,
+/// Practitioner, ...), which belongs to no patient and which members read without consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoredType {
+    /// A type with patient data, covered by consent.
+    Record(ResourceType),
+    /// A directory type (its name, from `DIRECTORY_RESOURCE_TYPES`).
+    Directory(&'static str),
+}
+
+impl StoredType {
+    /// The FHIR type name.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Record(rt) => rt.code(),
+            Self::Directory(name) => name,
+        }
+    }
+
+    /// The consent type, for a record; a directory type is refused as not supported here.
+    pub fn record(self) -> Result<ResourceType, AppError> {
+        match self {
+            Self::Record(rt) => Ok(rt),
+            Self::Directory(name) => Err(AppError::NotSupported(format!(
+                "this interaction is not supported on the directory type `{name}`"
+            ))),
+        }
+    }
+}
+
+/// The directory type called `name`, if it is one.
+pub fn directory_type(name: &str) -> Option<&'static str> {
+    carechain_contracts::codes::DIRECTORY_RESOURCE_TYPES
+        .iter()
+        .copied()
+        .find(|t| *t == name)
+}
+
+/// Parses a type name the gateway stores: a record type or a directory type.
+pub fn parse_stored_type(name: &str) -> Result<StoredType, AppError> {
+    match directory_type(name) {
+        Some(directory) => Ok(StoredType::Directory(directory)),
+        None => parse_type(name).map(StoredType::Record),
+    }
+}
+
+/// The `resourceType` of a parsed body, checked to be `expected`.
+pub fn check_body_type(body: &Value, expected: StoredType) -> Result<(), AppError> {
+    let name = body
+        .as_object()
+        .ok_or_else(|| AppError::Invalid("the body must be a JSON object".into()))?
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or_else(|| AppError::Invalid("the body has no resourceType".into()))?;
+    if name == expected.code() {
+        Ok(())
+    } else {
+        Err(AppError::Invalid(format!(
+            "the resource's type is not {}",
+            expected.code()
+        )))
+    }
+}
+
+/// A directory resource's searchable fields: its identifiers as tokens (`system|value`), so
+/// conditional references (`Organization?identifier=system|value`) find it.
+pub fn directory_fields(body: &Value) -> SearchFields {
+    let mut fields = SearchFields::default();
+    for ident in body
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(value) = ident.get("value").and_then(Value::as_str) {
+            let system = ident
+                .get("system")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            fields.codes.push((system, value.to_owned()));
+        }
+    }
+    fields
+}
 
 /// The resource types the gateway stores (the consent table, less AuditEvent which the
 /// gateway writes itself).
@@ -108,12 +194,17 @@ pub fn wallet_identifier(patient: &Value) -> Option<String> {
         })
 }
 
-/// The element naming the patient, per type.
+/// The element naming the patient, per type (R4's `patient` compartment definitions).
 fn patient_element(rt: ResourceType) -> &'static str {
     match rt {
-        ResourceType::AllergyIntolerance | ResourceType::Immunization | ResourceType::Consent => {
-            "patient"
-        }
+        ResourceType::AllergyIntolerance
+        | ResourceType::Immunization
+        | ResourceType::Consent
+        | ResourceType::Claim
+        | ResourceType::ExplanationOfBenefit
+        | ResourceType::Device
+        | ResourceType::SupplyDelivery => "patient",
+        ResourceType::Coverage => "beneficiary",
         _ => "subject",
     }
 }
@@ -133,6 +224,21 @@ pub fn patient_of(rt: ResourceType, id: Option<&str>, body: &Value) -> Result<St
                 "a Patient's id must be its wallet address, or it must carry an identifier with system {WALLET_SYSTEM}"
             ))),
         };
+    }
+    if rt == ResourceType::Provenance {
+        // A Provenance names what it is about in `target`: its patient is the Patient there.
+        return body
+            .get("target")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("reference").and_then(Value::as_str))
+            .find_map(patient_reference)
+            .ok_or_else(|| {
+                AppError::Unprocessable(
+                    "Provenance.target must include `Patient/<wallet address>`".into(),
+                )
+            });
     }
     let element = patient_element(rt);
     let reference = body

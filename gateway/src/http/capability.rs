@@ -117,6 +117,20 @@ pub fn statement(base_url: &str, software_version: &str, require_if_match: bool)
             .collect()
     };
     super::compliance::amend_capability(&mut resources);
+    // The directory: members read and create it, without consent (no patient data).
+    for name in carechain_contracts::codes::DIRECTORY_RESOURCE_TYPES {
+        resources.push(json!({
+            "type": name,
+            "documentation": "Directory resource (no patient data): read by any active member key, created by members for their organisation; referenced from transactions by id, urn:uuid or identifier (Type?identifier=system|value), conditional create with ifNoneExist=identifier=system|value.",
+            "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "create"}],
+            "versioning": "versioned",
+            "readHistory": true,
+            "updateCreate": false,
+            "conditionalCreate": true,
+            "conditionalUpdate": false,
+            "conditionalDelete": "not-supported",
+        }));
+    }
     // The consortium's directory (read-only, from the chain's index).
     resources.push(json!({
         "type": "Endpoint",
@@ -168,6 +182,18 @@ pub fn statement(base_url: &str, software_version: &str, require_if_match: bool)
                 "name": "erase",
                 "definition": "urn:carechain:operation:erase",
                 "documentation": "POST Patient/[wallet address]/$erase: the patient or an active delegate destroys the patient's data key; every record becomes unreadable (410)."
+            }, {
+                "name": "export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                "documentation": "GET [base]/$export?study=<id> (Prefer: respond-async): FHIR Bulk Data v2 for research organisations' member keys; only the patients whose consent allows HRESCH for a type, decided at the job's start block; de-identified (Safe Harbor, pseudonyms per study). _type, _since, _outputFormat=application/fhir+ndjson; status at the Content-Location URL; DELETE cancels."
+            }, {
+                "name": "patient-export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+                "documentation": "GET [base]/Patient/$export?study=<id>: as $export."
+            }, {
+                "name": "group-export",
+                "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+                "documentation": "GET [base]/Group/<study>/$export: as $export, for the study the Group names."
             }],
         }]
     })
@@ -184,10 +210,12 @@ mod tests {
         assert_eq!(cs["fhirVersion"], "4.0.1");
         let resources = cs["rest"][0]["resource"].as_array().expect("resources");
         // AuditEvent is the compliance routes' own entry.
-        for resource in resources
-            .iter()
-            .filter(|r| r["type"] != "AuditEvent" && r["type"] != "Endpoint")
-        {
+        let directory = carechain_contracts::codes::DIRECTORY_RESOURCE_TYPES;
+        for resource in resources.iter().filter(|r| {
+            r["type"] != "AuditEvent"
+                && r["type"] != "Endpoint"
+                && !directory.contains(&r["type"].as_str().unwrap_or(""))
+        }) {
             let interactions = resource["interaction"].as_array().expect("interactions");
             assert_eq!(interactions.len(), SUPPORTED.len());
         }

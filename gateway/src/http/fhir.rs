@@ -5,7 +5,7 @@ use crate::{
     AppState,
     consent::Decision,
     error::AppError,
-    fhir::resource,
+    fhir::resource::{self, StoredType},
     records::{self, AuditSink, Served},
 };
 use alloy::primitives::Address;
@@ -111,7 +111,7 @@ fn purpose(
 /// What an instance interaction names: `[type]/[id]` (and `/_history/[vid]` for vread), with
 /// the purpose of use from the header or `_purpose` (only instance parameters accepted).
 struct Instance {
-    rt: ResourceType,
+    rt: StoredType,
     id: String,
     version: Option<i64>,
     purpose: Purpose,
@@ -128,7 +128,7 @@ impl FromRequestParts<AppState> for Instance {
                 .map(String::as_str)
                 .ok_or_else(|| AppError::Invalid("the request path is malformed".into()))
         };
-        let rt = resource_type(segment("rtype")?)?;
+        let rt = resource::parse_stored_type(segment("rtype")?)?;
         let id = checked_id(segment("id")?)?.to_owned();
         let version = path.get("vid").map(|v| version_id(v)).transpose()?;
         let purpose = purpose(&parts.headers, parts.uri.query(), INSTANCE_PARAMS)?;
@@ -222,21 +222,22 @@ async fn read(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "read", 'R');
-    let result = records::read(
-        &state.records().request(&claims, purpose, &ctx),
-        rt,
-        &id,
-        None,
-    )
-    .await;
+    let request = state.records().request(&claims, purpose, &ctx);
+    let result = match rt {
+        StoredType::Directory(name) => records::directory::read(&request, name, &id, None).await,
+        StoredType::Record(rt) => records::read(&request, rt, &id, None).await,
+    };
     match result {
         Ok(result) => {
             let mut response = served(&state, StatusCode::OK, rt.code(), &result, false);
             with_proof(&mut response, &claims, &result);
             Ok(response)
         }
-        // Not held here: the other custodians may hold it.
+        // A record not held here: the other custodians may hold it.
         Err(AppError::NotFound(text)) => {
+            let StoredType::Record(rt) = rt else {
+                return Err(AppError::NotFound(text));
+            };
             let Some((fed, session)) = state.federation().and_then(|fed| {
                 crate::federation::search::eligible(fed, &claims)
                     .then_some(fed)
@@ -293,13 +294,13 @@ async fn vread(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "vread", 'R');
-    let result = records::read(
-        &state.records().request(&claims, purpose, &ctx),
-        rt,
-        &id,
-        version,
-    )
-    .await?;
+    let request = state.records().request(&claims, purpose, &ctx);
+    let result = match rt {
+        StoredType::Directory(name) => {
+            records::directory::read(&request, name, &id, version).await?
+        }
+        StoredType::Record(rt) => records::read(&request, rt, &id, version).await?,
+    };
     Ok(served(&state, StatusCode::OK, rt.code(), &result, false))
 }
 
@@ -313,15 +314,13 @@ async fn create(
     FhirJson(body): FhirJson,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "create", 'C');
-    let rt = resource_type(&rtype)?;
+    let rt = resource::parse_stored_type(&rtype)?;
     let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    let result = records::write(
-        &state.records().request(&claims, purpose, &ctx),
-        rt,
-        None,
-        body,
-    )
-    .await?;
+    let request = state.records().request(&claims, purpose, &ctx);
+    let result = match rt {
+        StoredType::Directory(name) => records::directory::create(&request, name, body).await?,
+        StoredType::Record(rt) => records::write(&request, rt, None, body).await?,
+    };
     Ok(served(
         &state,
         StatusCode::CREATED,
@@ -342,6 +341,7 @@ async fn update(
     FhirJson(body): FhirJson,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "update", 'U');
+    let rt = rt.record()?;
     let expected = if_match(&headers)?;
     let request = state.records().request(&claims, purpose, &ctx);
     let result = records::write(&request, rt, Some((&id, expected)), body).await?;
@@ -357,6 +357,7 @@ async fn delete(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "delete", 'D');
+    let rt = rt.record()?;
     records::delete(&state.records().request(&claims, purpose, &ctx), rt, &id).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -370,6 +371,7 @@ async fn history(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "history-instance", 'R');
+    let rt = rt.record()?;
     let bundle =
         records::history(&state.records().request(&claims, purpose, &ctx), rt, &id).await?;
     Ok(respond(StatusCode::OK, &bundle))
@@ -629,7 +631,7 @@ async fn organization(
         });
         return Ok(respond(StatusCode::OK, &listing.organization()));
     }
-    let rt = resource_type("Organization")?;
+    let rt = resource::parse_stored_type("Organization")?;
     let id = checked_id(&id)?.to_owned();
     let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
     read(

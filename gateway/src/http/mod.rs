@@ -13,6 +13,7 @@ mod fhir;
 mod metadata;
 pub mod portal;
 mod relay;
+mod research;
 
 use crate::{
     AppState,
@@ -58,6 +59,7 @@ pub fn router(state: AppState) -> Router {
                 .with_state(state.clone()),
         ))
         .merge(portal::api_routes())
+        .merge(research::routes())
         .merge(fhir::routes())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
@@ -233,7 +235,10 @@ fn accepts_json(headers: &axum::http::HeaderMap) -> bool {
             && (media.is_empty()
                 || media == "*/*"
                 || media == "application/*"
-                || json_format(media))
+                || json_format(media)
+                // NDJSON: the Bulk Data output files and the audit log's export.
+                || media == "application/fhir+ndjson"
+                || media == "application/ndjson")
     })
 }
 

@@ -3,7 +3,9 @@
 use super::{
     AuditSink, RecordRequest, Served, active_key,
     compartment::{self, PlannedPatients},
-    conceal, new_id, parse_patient,
+    conceal,
+    directory::{self, DIRECTORY_COMPARTMENT, IdentifierQuery},
+    new_id, parse_patient,
     read::read,
     search::search,
     stamp,
@@ -14,7 +16,7 @@ use crate::{
     consent::Decision,
     crypto::SecretKey,
     error::{AppError, not_found_text},
-    fhir::resource::{self, SearchFields},
+    fhir::resource::{self, SearchFields, StoredType},
 };
 use alloy::primitives::Address;
 use carechain_contracts::{Action, Purpose, ResourceType};
@@ -46,10 +48,10 @@ impl AuditSink for EntrySink<'_> {
 /// What a Bundle entry's `request` asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum EntryRequest {
-    /// `POST [type]`.
-    Create(ResourceType),
+    /// `POST [type]` (a record or directory type).
+    Create(StoredType),
     /// `PUT [type]/[id]` (with `ifMatch`).
-    Update(ResourceType, String, Option<i64>),
+    Update(StoredType, String, Option<i64>),
     /// `DELETE [type]/[id]`.
     Delete(ResourceType, String),
     /// `GET [type]/[id]` or `GET [type]/[id]/_history/[vid]`.
@@ -78,6 +80,7 @@ fn entry_request(base_url: &str, entry: &Value) -> Result<EntryRequest, AppError
     };
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let rt = |name: &str| resource::parse_type(name);
+    let st = |name: &str| resource::parse_stored_type(name);
     let id = |id: &str| resource::validate_id(id).map(|()| id.to_owned());
     let no_query = || match query {
         Some(q) if !q.is_empty() => Err(AppError::NotSupported(
@@ -91,8 +94,8 @@ fn entry_request(base_url: &str, entry: &Value) -> Result<EntryRequest, AppError
         .map(resource::etag_version)
         .transpose()?;
     match (method, segments.as_slice()) {
-        ("POST", [name]) => no_query().and(Ok(EntryRequest::Create(rt(name)?))),
-        ("PUT", [name, i]) => no_query().and(Ok(EntryRequest::Update(rt(name)?, id(i)?, if_match))),
+        ("POST", [name]) => no_query().and(Ok(EntryRequest::Create(st(name)?))),
+        ("PUT", [name, i]) => no_query().and(Ok(EntryRequest::Update(st(name)?, id(i)?, if_match))),
         ("DELETE", [name, i]) => no_query().and(Ok(EntryRequest::Delete(rt(name)?, id(i)?))),
         ("GET", [name, i]) => no_query().and(Ok(EntryRequest::Read(rt(name)?, id(i)?, None))),
         ("GET", [name, i, "_history", v]) => no_query().and(Ok(EntryRequest::Read(
@@ -113,7 +116,7 @@ fn entry_request(base_url: &str, entry: &Value) -> Result<EntryRequest, AppError
 }
 
 /// The `response` of an entry that wrote or read a version.
-fn entry_response(status: &str, resource_type: ResourceType, served: &Served) -> Value {
+fn entry_response(status: &str, name: &str, served: &Served) -> Value {
     let id = served
         .resource
         .get("id")
@@ -121,7 +124,7 @@ fn entry_response(status: &str, resource_type: ResourceType, served: &Served) ->
         .unwrap_or_default();
     json!({
         "status": status,
-        "location": format!("{}/{id}/_history/{}", resource_type.code(), served.version_id),
+        "location": format!("{name}/{id}/_history/{}", served.version_id),
         "etag": format!("W/\"{}\"", served.version_id),
         "lastModified": served.last_updated.to_rfc3339_opts(SecondsFormat::Micros, true),
     })
@@ -137,13 +140,18 @@ async fn run_entry(
     let req = &req.with_audit(&sink);
     let body = || body.ok_or_else(|| AppError::Invalid("the entry has no resource".into()));
     Ok(match request {
-        EntryRequest::Create(rt) => {
-            let served = write(req, rt, None, body()?).await?;
-            json!({"response": entry_response("201 Created", rt, &served)})
+        EntryRequest::Create(StoredType::Directory(name)) => {
+            let served = directory::create(req, name, body()?).await?;
+            json!({"response": entry_response("201 Created", name, &served)})
         }
-        EntryRequest::Update(rt, id, if_match) => {
+        EntryRequest::Create(StoredType::Record(rt)) => {
+            let served = write(req, rt, None, body()?).await?;
+            json!({"response": entry_response("201 Created", rt.code(), &served)})
+        }
+        EntryRequest::Update(st, id, if_match) => {
+            let rt = st.record()?;
             let served = write(req, rt, Some((&id, if_match)), body()?).await?;
-            json!({"response": entry_response("200 OK", rt, &served)})
+            json!({"response": entry_response("200 OK", rt.code(), &served)})
         }
         EntryRequest::Delete(rt, id) => {
             delete(req, rt, &id).await?;
@@ -151,7 +159,7 @@ async fn run_entry(
         }
         EntryRequest::Read(rt, id, version) => {
             let served = read(req, rt, &id, version).await?;
-            json!({"resource": served.resource.clone(), "response": entry_response("200 OK", rt, &served)})
+            json!({"resource": served.resource.clone(), "response": entry_response("200 OK", rt.code(), &served)})
         }
         EntryRequest::Search(rt, params) => {
             let bundle = search(req, rt, &params).await?;
@@ -164,10 +172,12 @@ async fn run_entry(
 enum Planned {
     /// A GET, answered after the writes.
     Read(EntryRequest),
+    /// A directory create whose `ifNoneExist` found the resource: nothing is written.
+    Existing(&'static str, String),
     /// A create, update or delete of `resource_type`/`id` (a create's id is new).
     Write {
         action: Action,
-        resource_type: ResourceType,
+        resource_type: StoredType,
         id: String,
         if_match: Option<i64>,
         body: Option<Value>,
@@ -176,8 +186,9 @@ enum Planned {
 
 /// One write of a transaction, prepared.
 struct Prepared {
-    resource_type: ResourceType,
+    resource_type: StoredType,
     id: String,
+    /// The patient's address, or [`DIRECTORY_COMPARTMENT`].
     patient: String,
     /// The new version's content (`None`: a delete).
     body: Option<Value>,
@@ -233,7 +244,7 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
     // Pass 1: what each entry asks, new ids, and the fullUrl -> Type/id map.
     let mut planned = Vec::with_capacity(entries.len());
     let mut references: HashMap<String, String> = HashMap::new();
-    let mut targets: HashSet<(ResourceType, String)> = HashSet::new();
+    let mut targets: HashSet<(StoredType, String)> = HashSet::new();
     for (index, entry) in entries.iter().enumerate() {
         let at = |err: AppError| match err {
             AppError::Invalid(msg) => AppError::Invalid(format!("entry {index}: {msg}")),
@@ -246,27 +257,58 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             super::anchoring::strip_mark(body);
         }
         let (resource_type, id, action, if_match) = match &request {
-            EntryRequest::Create(rt) => {
+            EntryRequest::Create(st) => {
                 let body = body
                     .as_ref()
                     .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
-                if resource::body_type(body).map_err(at)? != *rt {
-                    return Err(at(AppError::Invalid(
+                resource::check_body_type(body, *st).map_err(|_| {
+                    at(AppError::Invalid(
                         "request.url must be the resource's type".into(),
-                    )));
-                }
-                let id = if *rt == ResourceType::Patient {
-                    resource::patient_of(*rt, None, body)?
-                } else {
-                    new_id()
+                    ))
+                })?;
+                let id = match st {
+                    StoredType::Record(ResourceType::Patient) => {
+                        resource::patient_of(ResourceType::Patient, None, body)?
+                    }
+                    StoredType::Directory(name) => {
+                        // A conditional create (`ifNoneExist: identifier=system|value`) of a
+                        // directory resource that exists already writes nothing: the entry's
+                        // references point at the stored one.
+                        let existing = match entry
+                            .pointer("/request/ifNoneExist")
+                            .and_then(Value::as_str)
+                        {
+                            Some(condition) => {
+                                let query = IdentifierQuery::parse(name, condition).map_err(at)?;
+                                let found = query.find_stored(req).await?;
+                                if found.len() > 1 {
+                                    return Err(at(AppError::PreconditionFailed(
+                                        "ifNoneExist matches several resources".into(),
+                                    )));
+                                }
+                                found.into_iter().next()
+                            }
+                            None => None,
+                        };
+                        if let Some(existing) = existing {
+                            if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+                                references
+                                    .insert(full_url.to_owned(), format!("{name}/{existing}"));
+                            }
+                            planned.push(Planned::Existing(name, existing));
+                            continue;
+                        }
+                        new_id()
+                    }
+                    StoredType::Record(_) => new_id(),
                 };
-                (*rt, id, Action::Create, None)
+                (*st, id, Action::Create, None)
             }
             EntryRequest::Update(rt, id, if_match) => {
                 let body = body
                     .as_ref()
                     .ok_or_else(|| at(AppError::Invalid("no resource".into())))?;
-                if resource::body_type(body).map_err(at)? != *rt
+                if resource::check_body_type(body, *rt).is_err()
                     || body.get("id").and_then(Value::as_str) != Some(id.as_str())
                 {
                     return Err(at(AppError::Invalid(
@@ -279,7 +321,9 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
                     .map_err(at)?;
                 (*rt, id.clone(), Action::Update, *if_match)
             }
-            EntryRequest::Delete(rt, id) => (*rt, id.clone(), Action::Delete, None),
+            EntryRequest::Delete(rt, id) => {
+                (StoredType::Record(*rt), id.clone(), Action::Delete, None)
+            }
             EntryRequest::Read(..) | EntryRequest::Search(..) => {
                 planned.push(Planned::Read(request));
                 continue;
@@ -304,12 +348,66 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             body,
         });
     }
+    // Conditional references (`Organization?identifier=system|value`) to directory resources:
+    // each resolves to exactly one, created in this transaction or stored.
+    let mut conditional = Vec::new();
+    for item in &planned {
+        if let Planned::Write {
+            body: Some(body), ..
+        } = item
+        {
+            let mut body = body.clone();
+            let mut found: Result<(), AppError> = Ok(());
+            resource::for_each_reference(&mut body, &mut |reference| {
+                match IdentifierQuery::from_reference(reference) {
+                    Ok(Some(query)) => conditional.push((reference.clone(), query)),
+                    Ok(None) => {}
+                    Err(err) => found = Err(err),
+                }
+            });
+            found?;
+        }
+    }
+    if !conditional.is_empty() {
+        let creates: Vec<(&'static str, &str, &Value)> = planned
+            .iter()
+            .filter_map(|item| match item {
+                Planned::Write {
+                    action: Action::Create,
+                    resource_type: StoredType::Directory(name),
+                    id,
+                    body: Some(body),
+                    ..
+                } => Some((*name, id.as_str(), body)),
+                _ => None,
+            })
+            .collect();
+        let queries: Vec<IdentifierQuery> = conditional.iter().map(|(_, q)| q.clone()).collect();
+        let resolved = directory::resolve(req, queries, &creates).await?;
+        for (reference, query) in conditional {
+            if let Some(target) = resolved.get(&query) {
+                references.insert(reference, target.clone());
+            }
+        }
+    }
     // Pass 2: rewrite references, decide every entry, check the writes against the store.
     let mut prepared: Vec<Prepared> = Vec::new();
     let mut reads = Vec::new();
-    let mut decided: HashSet<(String, ResourceType, Action)> = HashSet::new();
+    let mut decided: HashSet<(String, StoredType, Action)> = HashSet::new();
     for entry in planned {
         let (action, resource_type, id, if_match, mut body) = match entry {
+            Planned::Existing(name, id) => {
+                entries_req.require_member().await?;
+                prepared.push(Prepared {
+                    resource_type: StoredType::Directory(name),
+                    id,
+                    patient: DIRECTORY_COMPARTMENT.to_owned(),
+                    body: None,
+                    current: -1,
+                    status: "200 OK",
+                });
+                continue;
+            }
             Planned::Read(request) => {
                 // A GET: decided now (nothing is written when it is refused), answered last.
                 if let EntryRequest::Read(rt, id, _) = &request {
@@ -338,7 +436,10 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
                         reference.clone_from(target);
                     }
                 });
-                resource::patient_of(resource_type, Some(&id), body)?
+                match resource_type {
+                    StoredType::Record(rt) => resource::patient_of(rt, Some(&id), body)?,
+                    StoredType::Directory(_) => DIRECTORY_COMPARTMENT.to_owned(),
+                }
             }
             _ => String::new(),
         };
@@ -351,13 +452,21 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             _ => patient.clone(),
         };
         if decided.insert((subject.clone(), resource_type, action)) {
-            let decision = entries_req
-                .decide(parse_patient(&subject)?, resource_type, action)
-                .await;
-            match action {
-                Action::Create => decision?,
-                _ => decision.map_err(|err| conceal(err, resource_type, &id))?,
-            };
+            match resource_type {
+                // The directory: any active member writes it, for its organisation.
+                StoredType::Directory(_) => {
+                    entries_req.require_member().await?;
+                }
+                StoredType::Record(rt) => {
+                    let decision = entries_req
+                        .decide(parse_patient(&subject)?, rt, action)
+                        .await;
+                    match action {
+                        Action::Create => decision?,
+                        _ => decision.map_err(|err| conceal(err, rt, &id))?,
+                    };
+                }
+            }
         }
         let (patient, current, status) = match (action, current) {
             (Action::Create, None) => (patient, 0, "201 Created"),
@@ -404,11 +513,21 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
     // the records they will be).
     let planned: PlannedPatients = prepared
         .iter()
-        .map(|p| ((p.resource_type, p.id.clone()), p.patient.clone()))
+        .filter_map(|p| match p.resource_type {
+            StoredType::Record(rt) => Some(((rt, p.id.clone()), p.patient.clone())),
+            StoredType::Directory(_) => None,
+        })
         .collect();
     for item in &prepared {
         if let Some(body) = &item.body {
-            compartment::check(req, item.resource_type, &item.patient, body, &planned).await?;
+            compartment::check(
+                req,
+                item.resource_type.code(),
+                &item.patient,
+                body,
+                &planned,
+            )
+            .await?;
         }
     }
     // Stamp every new version; they are stored together and queued for anchoring (the
@@ -427,7 +546,13 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
     for item in &prepared {
         let name = item.resource_type.code();
         if item.current < 0 {
-            responses.push(json!({"response": {"status": item.status}}));
+            responses.push(match item.resource_type {
+                // An ifNoneExist that found its resource: where it is.
+                StoredType::Directory(_) => {
+                    json!({"response": {"status": item.status, "location": format!("{name}/{}", item.id)}})
+                }
+                StoredType::Record(_) => json!({"response": {"status": item.status}}),
+            });
             continue;
         }
         let key = match keys.get(&item.patient) {
@@ -446,7 +571,10 @@ pub async fn transaction(req: &RecordRequest<'_>, bundle: Value) -> Result<Value
             Some(body) => (
                 Some(serde_json::to_vec(body).map_err(AppError::internal)?),
                 Some(canonical_hash(body)),
-                resource::search_fields(item.resource_type, body),
+                match item.resource_type {
+                    StoredType::Record(rt) => resource::search_fields(rt, body),
+                    StoredType::Directory(_) => resource::directory_fields(body),
+                },
             ),
             None => (None, None, SearchFields::default()),
         };
@@ -512,7 +640,7 @@ async fn batch(req: &RecordRequest<'_>, entries: &[Value]) -> Result<Value, AppE
             let body = entry.get("resource").cloned();
             if let (EntryRequest::Create(rt) | EntryRequest::Update(rt, _, _), Some(body)) =
                 (&request, &body)
-                && resource::body_type(body)? != *rt
+                && resource::check_body_type(body, *rt).is_err()
             {
                 return Err(AppError::Invalid(format!(
                     "entry {index}: request.url must be the resource's type"

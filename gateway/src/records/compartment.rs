@@ -76,14 +76,15 @@ fn target(base_url: &str, reference: &str) -> Option<(ResourceType, String)> {
 /// another patient's record. `planned` holds the records a transaction is about to create.
 pub(super) async fn check(
     req: &RecordRequest<'_>,
-    resource_type: ResourceType,
+    type_name: &str,
     patient: &str,
     body: &Value,
     planned: &PlannedPatients,
 ) -> Result<(), AppError> {
     let mut found = Vec::new();
-    let mut path = resource_type.code().to_owned();
+    let mut path = type_name.to_owned();
     collect(body, &mut path, &mut found);
+    let directory = patient == super::directory::DIRECTORY_COMPARTMENT;
     let mut owners: HashMap<(ResourceType, String), Option<String>> = HashMap::new();
     let mut issues = Vec::new();
     for Found {
@@ -112,10 +113,17 @@ pub(super) async fn check(
                 severity: Severity::Error,
                 code: IssueCode::BusinessRule,
                 expression,
-                diagnostics: format!(
-                    "{} belongs to another patient: a record may reference only its own patient's records",
-                    reference.chars().take(120).collect::<String>()
-                ),
+                diagnostics: if directory {
+                    format!(
+                        "{} is patient data: a directory resource may not reference a patient or their records",
+                        reference.chars().take(120).collect::<String>()
+                    )
+                } else {
+                    format!(
+                        "{} belongs to another patient: a record may reference only its own patient's records",
+                        reference.chars().take(120).collect::<String>()
+                    )
+                },
             });
         }
     }

@@ -20,6 +20,7 @@
 pub mod anchoring;
 pub mod bundle;
 mod compartment;
+pub mod directory;
 pub mod patients;
 pub mod query;
 pub mod read;
@@ -258,6 +259,18 @@ impl Records {
         stored: &StoredVersion,
         key: &SecretKey,
     ) -> Result<Served, AppError> {
+        self.open_verified_remembering(stored, key, None).await
+    }
+
+    /// [`Self::open_verified_with`] for work that opens many versions at once (a research
+    /// export): a batch root found anchored once is remembered in `verified_roots` and not
+    /// asked of the chain again for the other versions of its batch.
+    pub(crate) async fn open_verified_remembering(
+        &self,
+        stored: &StoredVersion,
+        key: &SecretKey,
+        verified_roots: Option<&mut std::collections::HashSet<(alloy::primitives::B256, Address)>>,
+    ) -> Result<Served, AppError> {
         let sealed = stored.sealed.as_deref().ok_or(AppError::Integrity)?;
         let aad = record_aad(&stored.resource_type, &stored.id, stored.version_id);
         let plain = key.open(sealed, aad.as_bytes()).map_err(|err| match err {
@@ -285,12 +298,25 @@ impl Records {
                 proof: None,
             });
         }
+        let remembered = match (&stored.batch_root, verified_roots.as_deref()) {
+            (Some(root), Some(roots)) => {
+                roots.contains(&(*root, stored.custodian))
+                    && carechain_contracts::merkle::verify(hash, &stored.batch_proof, *root)
+            }
+            _ => false,
+        };
         let anchored = match &stored.batch_root {
+            _ if remembered => Ok(true),
             None => self.chain.verify_anchor(hash, stored.custodian).await,
             Some(root) => {
-                self.chain
+                let anchored = self
+                    .chain
                     .verify_inclusion(hash, *root, stored.batch_proof.clone(), stored.custodian)
-                    .await
+                    .await;
+                if let (Ok(true), Some(roots)) = (&anchored, verified_roots) {
+                    roots.insert((*root, stored.custodian));
+                }
+                anchored
             }
         }
         .map_err(|err| {

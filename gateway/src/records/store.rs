@@ -386,6 +386,34 @@ pub async fn current_versions(
         .map_err(AppError::from)
 }
 
+/// The current (not deleted) versions of every record of `resource_type` of `patient`, changed
+/// at or after `since` when given, in id order: what a research export reads of one patient.
+pub async fn patient_current_versions(
+    pool: &PgPool,
+    resource_type: &str,
+    patient: &str,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<StoredVersion>, AppError> {
+    let sql = "SELECT v.resource_type, v.id, v.version_id, v.patient, v.last_updated, v.deleted, v.sealed,
+                      v.version_hash, v.custodian, v.batch_root, v.batch_proof, v.anchor_pending
+               FROM gateway_resources r
+               JOIN gateway_resource_versions v
+                 ON v.resource_type = r.resource_type AND v.id = r.id AND v.version_id = r.version_id
+               WHERE r.resource_type = $1 AND r.patient = $2 AND NOT r.deleted
+                 AND ($3::timestamptz IS NULL OR r.last_updated >= $3)
+               ORDER BY r.id";
+    let rows = sqlx::query(sql)
+        .bind(resource_type)
+        .bind(patient)
+        .bind(since)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(StoredVersion::from_row)
+        .collect::<Result<_, _>>()
+        .map_err(AppError::from)
+}
+
 /// The current records of `resource_type` of `patient` (those referencing one of `encounters`,
 /// when given), at most `limit`, oldest first: what `_revinclude` adds to a search page.
 pub async fn referencing(

@@ -61,14 +61,7 @@ pub async fn write(
     req.audit.entity(format!("{name}/{id}"));
     let patient_text = resource::patient_of(resource_type, Some(&id), &body)?;
     let patient = parse_patient(&patient_text)?;
-    compartment::check(
-        req,
-        resource_type,
-        &patient_text,
-        &body,
-        &PlannedPatients::new(),
-    )
-    .await?;
+    compartment::check(req, name, &patient_text, &body, &PlannedPatients::new()).await?;
     let current = match update {
         // An update is decided for the body's patient before the record is looked up, and a
         // record of another patient is answered as absent: a requester without consent learns

@@ -10,6 +10,7 @@ pub(crate) mod delegate;
 pub(crate) mod gateway;
 pub(crate) mod keys;
 pub(crate) mod membership;
+pub(crate) mod research;
 
 use crate::{chain, keys as keystore, time};
 use eyre::{WrapErr, bail};
