@@ -26,11 +26,6 @@ pub(super) fn routes() -> Router<AppState> {
         // The consortium's directory (from the chain's index); other Organizations are records.
         .route("/Endpoint", get(endpoints))
         .route("/Endpoint/{id}", get(endpoint))
-        .route("/Organization", get(organizations).post(create))
-        .route(
-            "/Organization/{id}",
-            get(organization).put(update).delete(delete),
-        )
         .route("/{rtype}", get(search).post(create))
         .route("/{rtype}/{id}", get(read).put(update).delete(delete))
         .route("/{rtype}/{id}/_history", get(history))
@@ -222,6 +217,13 @@ async fn read(
     }: Instance,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "read", 'R');
+    // The consortium's member organisations (ids are their addresses) come from the chain.
+    if rt == StoredType::Directory("Organization")
+        && let Some(listing) = member_organization(&state, &id).await?
+    {
+        ctx.update(|r| r.entity = Some(format!("Organization/{id}")));
+        return Ok(respond(StatusCode::OK, &listing.organization()));
+    }
     let request = state.records().request(&claims, purpose, &ctx);
     let result = match rt {
         StoredType::Directory(name) => records::directory::read(&request, name, &id, None).await,
@@ -421,6 +423,9 @@ async fn search(
     Requester(claims): Requester,
 ) -> Result<Response, AppError> {
     audit_kind(&ctx, "search-type", 'E');
+    if is_directory_search(&rtype, query.as_deref()) {
+        return organizations(&state, &ctx, query.as_deref()).await;
+    }
     let rt = resource_type(&rtype)?;
     let purpose = purpose(&headers, query.as_deref(), crate::records::query::PARAMS)?;
     let params: Vec<(String, String)> =
@@ -569,83 +574,45 @@ async fn endpoint(
         .ok_or_else(|| AppError::NotFound(format!("Endpoint/{id} is not in the directory")))
 }
 
-/// `GET /Organization`: the consortium's member organisations (`active=true|false`); a search
-/// with other parameters is a search of Organization records.
+/// `GET /Organization` with no parameter but `active` (and `_format`): the consortium's member
+/// organisations.
+fn is_directory_search(rtype: &str, query: Option<&str>) -> bool {
+    rtype == "Organization"
+        && url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .all(|(k, _)| matches!(k.as_ref(), "_format" | "active"))
+}
+
 async fn organizations(
-    State(state): State<AppState>,
-    ctx: AuditCtx,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    Requester(claims): Requester,
+    state: &AppState,
+    ctx: &AuditCtx,
+    query: Option<&str>,
 ) -> Result<Response, AppError> {
-    let directory = url::form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes())
-        .all(|(k, _)| matches!(k.as_ref(), "_format" | "active" | "_include"));
-    if !directory {
-        return search(
-            State(state),
-            ctx,
-            FhirPath("Organization".into()),
-            RawQuery(query),
-            headers,
-            Requester(claims),
-        )
-        .await;
-    }
-    audit_kind(&ctx, "search-type", 'E');
     ctx.update(|r| r.entity = Some("Organization".into()));
-    let params = directory_params(query.as_deref())?;
+    let params = directory_params(query)?;
     let active = params
         .iter()
         .find(|(k, _)| k == "active")
         .map(|(_, v)| v == "true");
     let mut entries = Vec::new();
-    for listing in listings(&state).await? {
+    for listing in listings(state).await? {
         let organization = listing.organization();
         if active.is_some_and(|a| organization["active"] != a) {
             continue;
         }
-        entries.push(entry(&state, organization, "match"));
+        entries.push(entry(state, organization, "match"));
     }
-    Ok(searchset(&state, "Organization", entries))
+    Ok(searchset(state, "Organization", entries))
 }
 
-/// `GET /Organization/{id}`: a member organisation (its id is its address); any other id is an
-/// Organization record.
-async fn organization(
-    State(state): State<AppState>,
-    ctx: AuditCtx,
-    Requester(claims): Requester,
-    FhirPath(id): FhirPath<String>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, AppError> {
-    if let Ok(org) = id.parse::<Address>()
-        && let Some(listing) = listings(&state).await?.into_iter().find(|l| l.org == org)
-    {
-        audit_kind(&ctx, "read", 'R');
-        ctx.update(|r| {
-            r.entity = Some(format!(
-                "Organization/{}",
-                crate::federation::directory::fhir_id(org)
-            ))
-        });
-        return Ok(respond(StatusCode::OK, &listing.organization()));
-    }
-    let rt = resource::parse_stored_type("Organization")?;
-    let id = checked_id(&id)?.to_owned();
-    let purpose = purpose(&headers, query.as_deref(), INSTANCE_PARAMS)?;
-    read(
-        State(state),
-        ctx,
-        Requester(claims),
-        Instance {
-            rt,
-            id,
-            version: None,
-            purpose,
-        },
-    )
-    .await
+/// The member organisation whose address is `id`, if any.
+async fn member_organization(
+    state: &AppState,
+    id: &str,
+) -> Result<Option<crate::federation::directory::Listing>, AppError> {
+    let Ok(org) = id.parse::<Address>() else {
+        return Ok(None);
+    };
+    Ok(listings(state).await?.into_iter().find(|l| l.org == org))
 }
 
 #[cfg(test)]
