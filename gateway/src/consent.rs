@@ -320,26 +320,7 @@ impl ConsentService {
             .head
             .max(cursor)
             .max(self.notified_block.load(Ordering::Acquire));
-        let (allowed, basis, until) = self
-            .chain
-            .decide(
-                key.patient,
-                key.requester,
-                key.resource_type,
-                key.action,
-                key.purpose,
-                block,
-            )
-            .await
-            .map_err(|err| {
-                tracing::warn!(%err, "consent decision failed");
-                AppError::Unavailable(CHAIN_DOWN)
-            })?;
-        // The contract is the one source of the rules (which consent slot each basis reads,
-        // break-glass for ETREAT only); an answer is trusted only when its basis agrees with
-        // its verdict.
-        let mut allowed = allowed && basis.is_allowed();
-        let mut basis = basis;
+        let (mut allowed, mut basis, until) = self.ask_chain(&key, block).await?;
         // A grant ends at its validUntil by the wall clock too: the pinned block may be older
         // than the end (no block since), and a cached answer must not outlive it.
         let mut cache_for = self.settings.cache_ttl;
@@ -407,6 +388,27 @@ impl ConsentService {
             return Ok(Self::benchmark_decision());
         }
         self.decisions_asked.fetch_add(1, Ordering::Relaxed);
+        let (mut allowed, mut basis, until) = self.ask_chain(&key, block).await?;
+        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
+        if allowed && until != FOREVER && until <= now {
+            allowed = false;
+            basis = Basis::ConsentExpired;
+        }
+        Ok(Decision {
+            allowed,
+            basis,
+            block,
+        })
+    }
+
+    /// `ConsentRegistry.decide` for `key` at `block`: (allowed, basis, until). The contract is
+    /// the one source of the rules (which consent slot each basis reads, break-glass for
+    /// ETREAT only); an answer allows only when its basis agrees with its verdict.
+    async fn ask_chain(
+        &self,
+        key: &DecisionKey,
+        block: u64,
+    ) -> Result<(bool, Basis, u64), AppError> {
         let (allowed, basis, until) = self
             .chain
             .decide(
@@ -422,18 +424,7 @@ impl ConsentService {
                 tracing::warn!(%err, "consent decision failed");
                 AppError::Unavailable(CHAIN_DOWN)
             })?;
-        let mut allowed = allowed && basis.is_allowed();
-        let mut basis = basis;
-        let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap_or(0);
-        if allowed && until != FOREVER && until <= now {
-            allowed = false;
-            basis = Basis::ConsentExpired;
-        }
-        Ok(Decision {
-            allowed,
-            basis,
-            block,
-        })
+        Ok((allowed && basis.is_allowed(), basis, until))
     }
 
     /// How many decisions this service has asked of the chain so far (each an `eth_call` of

@@ -13,7 +13,7 @@ mod compliance_support;
 
 use alloy::{
     primitives::{Address, B256, aliases::U40},
-    signers::{SignerSync, local::PrivateKeySigner},
+    signers::local::PrivateKeySigner,
 };
 use carechain_contracts::{Action, AuditAnchor, Purpose, ResourceType};
 use carechain_gateway::{
@@ -70,6 +70,20 @@ async fn start_member(chain: &TestChain) -> Member {
         _indexer: indexer,
         _db: db,
     }
+}
+
+/// Hospital A, Hospital B and a lab, each publishing its gateway in the directory, indexed by
+/// every member.
+async fn consortium(chain: &TestChain) -> (Member, Member, Member) {
+    let a = start_member(chain).await;
+    let b = start_member(chain).await;
+    let lab = start_member(chain).await;
+    let mut block = 0;
+    for m in [&a, &b, &lab] {
+        block = publish(chain, m.custodian.org.address(), &m.gw.base).await;
+    }
+    wait_all(&[&a, &b, &lab], block).await;
+    (a, b, lab)
 }
 
 async fn publish(chain: &TestChain, org: Address, url: &str) -> u64 {
@@ -224,15 +238,8 @@ async fn grant(chain: &TestChain, patient: &PrivateKeySigner, grantee: Address) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn records_are_found_across_custodians_under_consent() {
     let chain = TestChain::start().await;
-    let a = start_member(&chain).await;
-    let b = start_member(&chain).await;
-    let lab = start_member(&chain).await;
-    for m in [&a, &b, &lab] {
-        publish(&chain, m.custodian.org.address(), &m.gw.base).await;
-    }
+    let (a, b, lab) = consortium(&chain).await;
     let alice = chain.wallet().await;
-    let block = chain.head().await;
-    wait_all(&[&a, &b, &lab], block).await;
 
     // Alice's own records at Hospital A (3) and at the lab (2); none at B.
     let alice_a = a.gw.sign_in(&alice).await;
@@ -507,47 +514,14 @@ async fn records_are_found_across_custodians_under_consent() {
     assert!(anchor.nextSeq(b.anchor_key.address()).call().await.unwrap() > 1);
 }
 
-/// A signed-in user's session at `gw` with a capability for the directory's custodians.
+/// A user's signed sign-in at `gw` with the capability it offers (not sent to `gw`).
 async fn session(
     gw: &TestGateway,
     user: &PrivateKeySigner,
     edit: impl FnOnce(&mut SiweMessage),
 ) -> request::SignedSession {
-    let nonce: Value = gw
-        .http
-        .post(gw.url("/auth/nonce"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    let mut message = SiweMessage {
-        domain: nonce["domain"].as_str().unwrap().to_owned(),
-        address: user.address(),
-        statement: Some(nonce["statement"].as_str().unwrap().to_owned()),
-        uri: nonce["uri"].as_str().unwrap().to_owned(),
-        version: "1".into(),
-        chain_id: gw.chain_id,
-        nonce: nonce["nonce"].as_str().unwrap().to_owned(),
-        issued_at: now,
-        expiration_time: Some(now + chrono::Duration::minutes(5)),
-        not_before: None,
-        resources: nonce["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap().to_owned())
-            .collect(),
-    };
-    edit(&mut message);
-    let text = message.to_text();
-    let signature = user.sign_message_sync(text.as_bytes()).unwrap();
-    request::SignedSession {
-        message: text,
-        signature: format!("0x{}", alloy::hex::encode(signature.as_bytes())),
-    }
+    let (message, signature) = gw.signed_sign_in(user, edit).await;
+    request::SignedSession { message, signature }
 }
 
 /// Sends a hand-made federated request to `to`; the status.
@@ -593,15 +567,8 @@ async fn send_raw(to: &TestGateway, target: &str, authorization: &str) -> (u16, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn forged_replayed_and_misaddressed_requests_are_refused() {
     let chain = TestChain::start().await;
-    let a = start_member(&chain).await;
-    let b = start_member(&chain).await;
-    let lab = start_member(&chain).await;
-    for m in [&a, &b, &lab] {
-        publish(&chain, m.custodian.org.address(), &m.gw.base).await;
-    }
+    let (a, b, lab) = consortium(&chain).await;
     let alice = chain.wallet().await;
-    let block = chain.head().await;
-    wait_all(&[&a, &b, &lab], block).await;
     let alice_a = a.gw.sign_in(&alice).await;
     write_own(&a, &alice_a, alice.address(), &[60.0]).await;
     let dr_b = b.custodian.practitioner.clone();

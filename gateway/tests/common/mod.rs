@@ -103,6 +103,17 @@ impl TestGateway {
         signer: &PrivateKeySigner,
         edit: impl FnOnce(&mut SiweMessage),
     ) -> (u16, Value) {
+        let (text, signature) = self.signed_sign_in(signer, edit).await;
+        self.login(&text, &signature).await
+    }
+
+    /// A fresh nonce's EIP-4361 message for `signer` (with the statement and resources the
+    /// gateway offers), edited by `edit`, and its signature: not sent.
+    pub async fn signed_sign_in(
+        &self,
+        signer: &PrivateKeySigner,
+        edit: impl FnOnce(&mut SiweMessage),
+    ) -> (String, String) {
         let nonce: Value = self
             .http
             .post(self.url("/auth/nonce"))
@@ -141,11 +152,10 @@ impl TestGateway {
         edit(&mut message);
         let text = message.to_text();
         let signature = signer.sign_message_sync(text.as_bytes()).unwrap();
-        self.login(
-            &text,
-            &format!("0x{}", alloy::hex::encode(signature.as_bytes())),
+        (
+            text,
+            format!("0x{}", alloy::hex::encode(signature.as_bytes())),
         )
-        .await
     }
 
     pub async fn login(&self, text: &str, signature: &str) -> (u16, Value) {
