@@ -338,6 +338,51 @@ async fn the_demo_story_through_the_cli_and_http() {
         "a denied read: {outcomes:?}"
     );
 
+    // 6. The research institute exports, de-identified, the records of the patients who agreed
+    //    to research (Alice, Bob and Erin; not Carol), decided on chain at one block.
+    let researcher = Persona::new(&stack, "RESEARCHER");
+    researcher.login();
+    let export_dir = place.dir.join("demo-export");
+    let export_path = export_dir.to_string_lossy().into_owned();
+    ok(
+        &researcher.run(&[
+            "research",
+            "export",
+            "--study",
+            "demo-study",
+            "--out",
+            &export_path,
+        ]),
+        "research export",
+    );
+    let read = |name: &str| std::fs::read_to_string(export_dir.join(name)).unwrap_or_default();
+    let manifest: Value = serde_json::from_str(&read("manifest.json")).unwrap_or(Value::Null);
+    assert!(
+        manifest["output"].as_array().is_some_and(|o| !o.is_empty()),
+        "{manifest}"
+    );
+    let patients = read("Patient.ndjson");
+    assert_eq!(
+        patients.lines().count(),
+        3,
+        "Alice, Bob and Erin: {patients}"
+    );
+    let mut exported = String::new();
+    for entry in std::fs::read_dir(&export_dir).unwrap_or_else(|e| panic!("{e}")) {
+        let path = entry.map(|e| e.path()).unwrap_or_default();
+        if path.extension().is_some_and(|x| x == "ndjson") {
+            exported.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+        }
+    }
+    for who in ["ALICE", "BOB", "CAROL", "ERIN"] {
+        let wallet = stack.var(&format!("{who}_ADDRESS")).to_lowercase();
+        assert!(
+            !exported.to_lowercase().contains(&wallet[2..]),
+            "{who}'s wallet in the export"
+        );
+    }
+    assert!(!exported.contains("Liddell"), "a name in the export");
+
     // Compliance verifies the audit log against its anchors, and proves Dr B's denied read
     // is in an anchored batch (the stack anchors every 10 s).
     let verified = ok(&auditor.run(&["audit", "verify"]), "audit verify");
