@@ -92,6 +92,19 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
         .await
         .expect("rotate")
         .tx_hash();
+    // The directory: the hospital publishes its endpoint, then moves it.
+    providers_hospital
+        .setEndpoint(hospital, "https://fhir.st-marys.example/r4".into())
+        .send()
+        .await
+        .expect("endpoint")
+        .tx_hash();
+    providers_hospital
+        .setEndpoint(hospital, "https://fhir2.st-marys.example".into())
+        .send()
+        .await
+        .expect("endpoint moved")
+        .tx_hash();
     providers_gov
         .suspendOrganisation(lab)
         .send()
@@ -321,6 +334,7 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
         ("ev_member_status_changed", 3),
         ("ev_member_key_rotated", 1),
         ("ev_membership_mirror_set", 1),
+        ("ev_endpoint_set", 2),
         ("ev_role_granted", 7),
         ("ev_role_revoked", 1),
         ("ev_role_admin_changed", 0),
@@ -392,6 +406,16 @@ async fn every_event_lands_decoded_and_derived_state_matches_the_views() {
     assert_eq!(row.get::<Vec<u8>, _>(0), hospital.to_vec());
     assert_eq!(row.get::<i16, _>(1), 1);
     assert_eq!(row.get::<String, _>(2), "St Mary's");
+    let (org, url): (Vec<u8>, String) =
+        sqlx::query_as("SELECT org, url FROM organisation_endpoints")
+            .fetch_one(&pool)
+            .await
+            .expect("the current endpoint");
+    assert_eq!(
+        (org, url.as_str()),
+        (hospital.to_vec(), "https://fhir2.st-marys.example"),
+        "the last endpoint published is the current one"
+    );
     let row = sqlx::query("SELECT org, old_key, new_key FROM ev_member_key_rotated")
         .fetch_one(&pool)
         .await
