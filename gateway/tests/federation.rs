@@ -55,6 +55,8 @@ async fn start_member(chain: &TestChain) -> Member {
     let hex = alloy::hex::encode(anchor_key.to_bytes());
     let gw = TestGateway::start_with(chain, &db, |c| {
         custodian.configure(c);
+        // Three gateways (and indexers) per test, two tests at a time on one server.
+        c.db_max_connections = 8;
         c.federation.peer_allow_plain_http_loopback = true;
         c.federation.federation_timeout_ms = 3000;
         c.anchoring.audit_anchor_key = Some(hex);
